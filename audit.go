@@ -1,0 +1,141 @@
+package pam
+
+import (
+	"context"
+	"time"
+)
+
+// EventType names what an audit event records.
+type EventType string
+
+// Event types. Every state change and every Guard outcome on a covered
+// operation has one.
+const (
+	EventPolicyCreated EventType = "policy.created"
+	EventPolicyUpdated EventType = "policy.updated"
+	EventPolicyDeleted EventType = "policy.deleted"
+	EventCatalogSet    EventType = "catalog.set"
+
+	EventRequestSubmitted EventType = "request.submitted"
+	EventRequestDecision  EventType = "request.decision" // one approver's approve or deny
+	EventRequestApproved  EventType = "request.approved" // the window opens
+	EventRequestDenied    EventType = "request.denied"
+	EventRequestCanceled  EventType = "request.canceled"
+	EventRequestRevoked   EventType = "request.revoked"
+	EventRequestExpired   EventType = "request.expired"
+
+	EventGuardAllowed  EventType = "guard.allowed"  // a covered task starts under a grant
+	EventGuardExempt   EventType = "guard.exempt"   // a system account runs a covered task
+	EventGuardDenied   EventType = "guard.denied"   // no grant (or no actor, or deny-by-default)
+	EventGuardFinished EventType = "guard.finished" // the task returned; Detail["outcome"] says how
+
+	EventNotifyFailed EventType = "notify.failed" // a notifier returned an error
+	EventSinkFailed   EventType = "sink.failed"   // an audit sink returned an error
+)
+
+// Event is one immutable audit record. The store assigns Seq: gapless and
+// increasing in the order the events were committed.
+type Event struct {
+	Seq       int64             `json:"seq"`
+	Time      time.Time         `json:"time"`
+	Type      EventType         `json:"type"`
+	Actor     string            `json:"actor,omitempty"`
+	RequestID string            `json:"request_id,omitempty"`
+	PolicyID  string            `json:"policy_id,omitempty"`
+	Task      string            `json:"task,omitempty"`
+	Detail    map[string]string `json:"detail,omitempty"`
+}
+
+// AuditSink receives audit events after they are committed to the store,
+// in sequence order, for shipping to a SIEM, a log, a file. The store
+// remains the record: a failing sink is reported through Options.OnError
+// and recorded as an EventSinkFailed event, and never undoes a commit.
+type AuditSink interface {
+	// Write delivers committed events. It returns an error when they
+	// could not be delivered.
+	Write(ctx context.Context, events []Event) error
+}
+
+// EventFilter selects audit events. Zero fields match everything.
+// Results are in sequence order (descending with Descending); page with
+// After (ascending) or Before (descending) set to the last Seq seen.
+type EventFilter struct {
+	Actor     string      // canonical identity
+	Task      string      // task name ("role:NAME" for role-scoped requests)
+	Types     []EventType // any of
+	RequestID string
+	PolicyID  string
+	Since     time.Time // Time >= Since
+	Until     time.Time // Time < Until
+	After     int64     // Seq > After
+	Before    int64     // Seq < Before (0: no bound)
+	// Descending returns the newest events first.
+	Descending bool
+	// Limit caps the number of events; 0 means the store's whole answer
+	// (the Manager applies DefaultPageSize).
+	Limit int
+}
+
+// Matches reports whether e passes the filter's field conditions (not the
+// Seq bounds or the limit). Stores may use it; the conformance suite
+// checks that their answers agree with it.
+func (f *EventFilter) Matches(e *Event) bool {
+	if f.Actor != "" && e.Actor != f.Actor || f.Task != "" && e.Task != f.Task ||
+		f.RequestID != "" && e.RequestID != f.RequestID || f.PolicyID != "" && e.PolicyID != f.PolicyID ||
+		!f.Since.IsZero() && e.Time.Before(f.Since) || !f.Until.IsZero() && !e.Time.Before(f.Until) {
+		return false
+	}
+	if len(f.Types) == 0 {
+		return true
+	}
+	for _, t := range f.Types {
+		if e.Type == t {
+			return true
+		}
+	}
+	return false
+}
+
+// DefaultPageSize and MaxPageSize bound the pages the Manager returns.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// Audit searches the audit trail, like searching the compliance audit log.
+// It returns one page and the cursor for the next (0 when there is none):
+// pass it as After (or Before when Descending). Who may read the trail is
+// the host's decision; the engine does not check the actor.
+func (m *Manager) Audit(ctx context.Context, f EventFilter) (events []Event, next int64, err error) {
+	if err := f.validate(); err != nil {
+		return nil, 0, err
+	}
+	if f.Limit == 0 {
+		f.Limit = DefaultPageSize
+	}
+	events, err = m.store.Events(ctx, f)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(events) == f.Limit {
+		next = events[len(events)-1].Seq
+	}
+	return events, next, nil
+}
+
+func (f *EventFilter) validate() error {
+	switch {
+	case f.Limit < 0 || f.Limit > MaxPageSize:
+		return invalid("Limit", "must be between 0 and %d", MaxPageSize)
+	case f.After < 0 || f.Before < 0:
+		return invalid("After", "cursors are not negative")
+	}
+	for field, s := range map[string]string{"Actor": f.Actor, "Task": f.Task, "RequestID": f.RequestID, "PolicyID": f.PolicyID} {
+		if s != "" {
+			if err := checkName(field, s); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

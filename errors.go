@@ -1,0 +1,147 @@
+package pam
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Sentinel errors. Every error the engine returns wraps one of them; test
+// with errors.Is. Typed errors below carry detail and unwrap to their
+// sentinel.
+var (
+	// ErrInvalid: the input is malformed (empty or oversized names, NUL
+	// bytes, invalid UTF-8, unknown kinds, bad durations, bad Rego). Nothing
+	// was stored. A *ValidationError or *RegoError says what.
+	ErrInvalid = errors.New("pam: invalid input")
+
+	// ErrNotFound: no policy or request has that ID.
+	ErrNotFound = errors.New("pam: not found")
+
+	// ErrConflict: a store's version check failed because another writer
+	// got there first. The engine retries transitions; callers see it only
+	// when retries are exhausted.
+	ErrConflict = errors.New("pam: version conflict")
+
+	// ErrNoActor: the context carries no actor (see WithActor), or the
+	// actor's identity is not valid.
+	ErrNoActor = errors.New("pam: no actor in context")
+
+	// ErrForbidden: the actor may not do this (not an admin for policy
+	// changes, not an eligible approver, not the requester).
+	ErrForbidden = errors.New("pam: forbidden")
+
+	// ErrSelfApproval: the actor tried to approve or deny their own request.
+	// It also matches ErrForbidden.
+	ErrSelfApproval = fmt.Errorf("%w: requester cannot decide their own request", ErrForbidden)
+
+	// ErrAlreadyDecided: the approver has already recorded a decision on
+	// this request.
+	ErrAlreadyDecided = errors.New("pam: approver already decided")
+
+	// ErrWrongState: the request is not in a state that allows the
+	// operation (approving an expired request, revoking a pending one,
+	// anything on a terminal one).
+	ErrWrongState = errors.New("pam: request is not in a state that allows this")
+
+	// ErrNoPolicy: no policy covers the requested scope, or (with
+	// Options.DenyUncovered) the operation.
+	ErrNoPolicy = errors.New("pam: no policy covers this scope")
+
+	// ErrAmbiguous: several policies cover the requested scope; name one
+	// with NewRequest.PolicyID. A *AmbiguousError lists them.
+	ErrAmbiguous = errors.New("pam: several policies cover this scope")
+
+	// ErrDurationTooLong: the requested duration exceeds the policy's
+	// MaxDuration. Requests are rejected, never clipped.
+	ErrDurationTooLong = errors.New("pam: duration exceeds the policy's maximum")
+
+	// ErrRejected: the policy's request rule rejected the submission. A
+	// *RejectedError carries the rule's messages.
+	ErrRejected = errors.New("pam: request rejected by policy rule")
+
+	// ErrNotApproved: Guard found no active grant for a policy that covers
+	// the operation. A *NotApprovedError names the task and the policy.
+	ErrNotApproved = errors.New("pam: operation requires an approved request")
+
+	// ErrAudit: an audit event could not be stored, so the operation was
+	// not performed (fail closed).
+	ErrAudit = errors.New("pam: audit event could not be recorded")
+)
+
+// ValidationError describes one invalid field. It unwraps to ErrInvalid.
+type ValidationError struct {
+	Field   string // e.g. "Reason", "Scope.Name", "ApproverGroups[1].Group"
+	Problem string
+}
+
+func (e *ValidationError) Error() string {
+	return "pam: invalid " + e.Field + ": " + e.Problem
+}
+
+func (e *ValidationError) Unwrap() error { return ErrInvalid }
+
+func invalid(field, format string, args ...any) error {
+	return &ValidationError{Field: field, Problem: fmt.Sprintf(format, args...)}
+}
+
+// RegoError is a syntax or compile error in a policy's Rego, with the
+// position in the field's source (lines and columns start at 1; zero when
+// OPA gave no position). It unwraps to ErrInvalid.
+type RegoError struct {
+	Field     string // "Condition", "RequestRule" or "AutoApproveRule"
+	Line, Col int
+	Message   string
+}
+
+func (e *RegoError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("pam: %s:%d:%d: %s", e.Field, e.Line, e.Col, e.Message)
+	}
+	return fmt.Sprintf("pam: %s: %s", e.Field, e.Message)
+}
+
+func (e *RegoError) Unwrap() error { return ErrInvalid }
+
+// NotApprovedError tells the host what the actor must request before the
+// operation can run. It unwraps to ErrNotApproved.
+type NotApprovedError struct {
+	Actor    string
+	Task     string
+	PolicyID string
+	// Reason says why no grant matched: "no request approved", or why the
+	// closest grant did not count ("expired", "approved under policy
+	// version 3, policy now requires 5", ...).
+	Reason string
+}
+
+func (e *NotApprovedError) Error() string {
+	return fmt.Sprintf("pam: %s may not run %q: policy %s requires an approved request (%s)", e.Actor, e.Task, e.PolicyID, e.Reason)
+}
+
+func (e *NotApprovedError) Unwrap() error { return ErrNotApproved }
+
+// RejectedError carries the messages of the request rule that rejected a
+// submission. It unwraps to ErrRejected.
+type RejectedError struct {
+	PolicyID string
+	Messages []string
+}
+
+func (e *RejectedError) Error() string {
+	return "pam: request rejected by policy " + e.PolicyID + ": " + strings.Join(e.Messages, "; ")
+}
+
+func (e *RejectedError) Unwrap() error { return ErrRejected }
+
+// AmbiguousError lists the policies that could bind a request. It unwraps
+// to ErrAmbiguous.
+type AmbiguousError struct {
+	PolicyIDs []string
+}
+
+func (e *AmbiguousError) Error() string {
+	return "pam: several policies cover this scope, choose one with PolicyID: " + strings.Join(e.PolicyIDs, ", ")
+}
+
+func (e *AmbiguousError) Unwrap() error { return ErrAmbiguous }

@@ -1,0 +1,497 @@
+package pam
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/zerostanding/pam/internal/rules"
+)
+
+// Op is one concrete call of a task, passed to Guard and Check.
+type Op struct {
+	Task string
+	// Params are the operation's parameters, visible to policy conditions
+	// as input.op.params. Values should be JSON-like: strings, numbers,
+	// booleans, nil, []any, map[string]any.
+	Params map[string]any
+}
+
+// Outcome is what Guard decides for an operation.
+type Outcome string
+
+const (
+	// OutcomeUncovered: no policy covers the operation; it is not
+	// privileged and runs without a grant (and without audit).
+	OutcomeUncovered Outcome = "uncovered"
+	// OutcomeGranted: every covering policy has an active grant.
+	OutcomeGranted Outcome = "granted"
+	// OutcomeExempt: the actor is a system account.
+	OutcomeExempt Outcome = "exempt"
+	// OutcomeNotApproved: a covering policy has no active grant.
+	OutcomeNotApproved Outcome = "not_approved"
+	// OutcomeNoPolicy: no policy covers the operation and the Manager
+	// denies uncovered operations (Options.DenyUncovered).
+	OutcomeNoPolicy Outcome = "no_policy"
+)
+
+// CheckResult is Guard's decision and why, as Check returns it.
+type CheckResult struct {
+	Allowed bool
+	Outcome Outcome
+	Actor   string
+	Task    string
+	// Policies lists the candidate policies for the task and what each
+	// contributed.
+	Policies []PolicyCheck
+	// Deadline is when the earliest grant used ends: Guard's fn runs with
+	// this context deadline.
+	Deadline time.Time
+	// Err is the error Guard returns when not allowed.
+	Err error
+}
+
+// PolicyCheck explains one candidate policy.
+type PolicyCheck struct {
+	PolicyID string
+	// Condition is "" when the policy has none, else its outcome: "true",
+	// "false", "undefined", "not boolean" or "error".
+	Condition      string
+	ConditionError string
+	Covered        bool
+	// Grant is the request that satisfies the policy, if any.
+	Grant     string
+	ExpiresAt time.Time
+	// Missing says why no grant satisfies a covering policy.
+	Missing string
+}
+
+// compiled is a policy with its Rego prepared.
+type compiled struct {
+	Policy
+	cond        *rules.Condition
+	requestRule *rules.Module
+	autoRule    *rules.Module
+	// broken is set when a stored policy no longer compiles. Such a policy
+	// covers every operation of its scope and accepts no submissions:
+	// fail closed.
+	broken error
+}
+
+// snapshot is an immutable view of the policies and the catalog, swapped
+// whole when either changes. Guard reads it without locks.
+type snapshot struct {
+	rev      int64
+	catalog  *catalogIndex
+	policies map[string]*compiled
+	byTask   map[string][]*compiled // task → policies whose scope includes it, by ID
+}
+
+func buildIndex(policies map[string]*compiled, cat *catalogIndex) map[string][]*compiled {
+	idx := make(map[string][]*compiled, len(policies))
+	for _, c := range policies {
+		for _, t := range cat.tasks(c.Scope) {
+			idx[t] = append(idx[t], c)
+		}
+	}
+	for _, cs := range idx {
+		if len(cs) > 1 {
+			sort.Slice(cs, func(i, j int) bool { return cs[i].ID < cs[j].ID })
+		}
+	}
+	return idx
+}
+
+func compileKey(p *Policy) string { return fmt.Sprintf("%s@%d", p.ID, p.Version) }
+
+// compile prepares a policy's Rego. Concurrent needs for the same policy
+// version share one compilation.
+func (m *Manager) compile(ctx context.Context, p *Policy) (*compiled, error) {
+	v, err, _ := m.compiles.Do(compileKey(p), func() (any, error) {
+		c := &compiled{Policy: *p}
+		var err error
+		if p.Condition != "" {
+			if c.cond, err = m.env.CompileCondition(ctx, p.Condition); err != nil {
+				return nil, regoError("Condition", err)
+			}
+		}
+		if p.RequestRule != "" {
+			if c.requestRule, err = m.env.CompileModule(ctx, p.RequestRule, "deny"); err != nil {
+				return nil, regoError("RequestRule", err)
+			}
+		}
+		if p.AutoApproveRule != "" {
+			if c.autoRule, err = m.env.CompileModule(ctx, p.AutoApproveRule, "approve"); err != nil {
+				return nil, regoError("AutoApproveRule", err)
+			}
+		}
+		return c, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	c := *v.(*compiled)
+	c.Policy = *p
+	return &c, nil
+}
+
+func regoError(field string, err error) error {
+	var re *rules.Error
+	if errors.As(err, &re) {
+		return &RegoError{Field: field, Line: re.Line, Col: re.Col, Message: re.Msg}
+	}
+	return &RegoError{Field: field, Message: err.Error()}
+}
+
+// current returns a snapshot at least as new as the store's policy
+// revision: one cheap store read per call, and a reload of the changed
+// policies when another writer got ahead.
+func (m *Manager) current(ctx context.Context) (*snapshot, error) {
+	rev, err := m.store.PolicyRevision(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if s := m.snap.Load(); s.rev == rev {
+		return s, nil
+	}
+	return m.refresh(ctx)
+}
+
+// refresh loads the policies changed since the current snapshot, compiles
+// only those, and swaps in a new snapshot.
+func (m *Manager) refresh(ctx context.Context) (*snapshot, error) {
+	m.refreshMu.Lock()
+	defer m.refreshMu.Unlock()
+	s := m.snap.Load()
+	since := max(s.rev, 0)
+	changes, rev, err := m.store.PolicyChanges(ctx, since)
+	if err != nil {
+		return nil, err
+	}
+	policies := s.policies
+	if rev < s.rev {
+		// The store went back (restored from a backup): load everything.
+		if changes, rev, err = m.store.PolicyChanges(ctx, 0); err != nil {
+			return nil, err
+		}
+		policies = nil
+	} else if rev == s.rev {
+		return s, nil
+	}
+	policies = maps.Clone(policies)
+	if policies == nil {
+		policies = make(map[string]*compiled, len(changes))
+	}
+	built := make([]*compiled, len(changes))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i := range changes {
+		p := &changes[i]
+		if p.Deleted {
+			continue
+		}
+		if v, ok := m.fresh.LoadAndDelete(compileKey(p)); ok {
+			built[i] = v.(*compiled)
+			built[i].Policy = *p
+			continue
+		}
+		g.Go(func() error {
+			c, err := m.compile(gctx, p)
+			if err != nil {
+				if cerr := gctx.Err(); cerr != nil {
+					return cerr
+				}
+				// Stored by another writer yet not compiling here (a
+				// different OPA version, say): keep it, failing closed.
+				m.onError(fmt.Errorf("pam: stored policy %s version %d: %w", p.ID, p.Version, err))
+				c = &compiled{Policy: *p, broken: err}
+			}
+			built[i] = c
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	for i := range changes {
+		if changes[i].Deleted {
+			delete(policies, changes[i].ID)
+		} else {
+			policies[changes[i].ID] = built[i]
+		}
+	}
+	ns := &snapshot{rev: rev, catalog: s.catalog, policies: policies, byTask: buildIndex(policies, s.catalog)}
+	m.snap.Store(ns)
+	return ns, nil
+}
+
+// Guard runs fn if the context's actor may perform op now, and audits it.
+//
+//  1. No actor in ctx: ErrNoActor.
+//  2. The policies that cover op are found by task (roles and role groups
+//     expanded through the catalog); conditions are evaluated only for
+//     candidates that carry one, and anything but false counts as
+//     covered.
+//  3. None covers op: fn runs without audit (or, with
+//     Options.DenyUncovered, Guard returns ErrNoPolicy).
+//  4. System accounts run covered operations without a grant; each pass
+//     is audited.
+//  5. Otherwise every covering policy needs an active grant of the actor,
+//     approved under its current MinGrantVersion, whose scope includes the
+//     task. Missing: a *NotApprovedError (ErrNotApproved) naming the task
+//     and policy.
+//  6. A guard.allowed event is stored before fn runs; if it cannot be,
+//     fn does not run and Guard returns ErrAudit.
+//  7. fn runs with a context whose deadline is the end of the earliest
+//     grant used.
+//  8. A guard.finished event records fn's outcome.
+//
+// Guard returns fn's error, or the reason fn did not run.
+func (m *Manager) Guard(ctx context.Context, op Op, fn func(ctx context.Context) error) error {
+	if fn == nil {
+		return invalid("fn", "must not be nil")
+	}
+	if err := checkName("Op.Task", op.Task); err != nil {
+		return err
+	}
+	s, err := m.current(ctx)
+	if err != nil {
+		return err
+	}
+	cands := s.byTask[op.Task]
+	actor, aerr := actorOf(ctx)
+	if len(cands) == 0 && !m.denyUncov {
+		if aerr != nil {
+			return aerr
+		}
+		return fn(ctx)
+	}
+	res := m.evaluate(ctx, s, actor, aerr, op, cands)
+	return m.enforce(ctx, &res, fn)
+}
+
+// Check returns what Guard would decide for op now, and why, without
+// running anything or writing to the audit trail.
+func (m *Manager) Check(ctx context.Context, op Op) (CheckResult, error) {
+	if err := checkName("Op.Task", op.Task); err != nil {
+		return CheckResult{}, err
+	}
+	s, err := m.current(ctx)
+	if err != nil {
+		return CheckResult{}, err
+	}
+	actor, aerr := actorOf(ctx)
+	return m.evaluate(ctx, s, actor, aerr, op, s.byTask[op.Task]), nil
+}
+
+// evaluate decides op for actor against the candidate policies.
+func (m *Manager) evaluate(ctx context.Context, s *snapshot, actor string, aerr error, op Op, cands []*compiled) CheckResult {
+	now := m.now()
+	res := CheckResult{Actor: actor, Task: op.Task, Policies: make([]PolicyCheck, 0, len(cands))}
+	var covering []*compiled
+	var in *rules.Input
+	for _, c := range cands {
+		pc := PolicyCheck{PolicyID: c.ID, Covered: true}
+		switch {
+		case c.broken != nil:
+			pc.Condition, pc.ConditionError = rules.Failed.String(), c.broken.Error()
+		case c.cond != nil:
+			if in == nil {
+				in = &rules.Input{Actor: actor, Task: op.Task, Params: op.Params, Now: now}
+			}
+			out, err := c.cond.Eval(ctx, in)
+			pc.Condition, pc.Covered = out.String(), out.Covered()
+			if err != nil {
+				pc.ConditionError = err.Error()
+			}
+		}
+		if pc.Covered {
+			covering = append(covering, c)
+		}
+		res.Policies = append(res.Policies, pc)
+	}
+	switch {
+	case aerr != nil:
+		res.Outcome, res.Err = OutcomeNotApproved, aerr
+		if len(covering) == 0 && !m.denyUncov {
+			res.Outcome = OutcomeUncovered
+		}
+		return res
+	case len(covering) == 0 && m.denyUncov && m.system[actor]:
+		res.Allowed, res.Outcome = true, OutcomeExempt
+		return res
+	case len(covering) == 0 && m.denyUncov:
+		res.Outcome, res.Err = OutcomeNoPolicy, fmt.Errorf("%w: task %q", ErrNoPolicy, op.Task)
+		return res
+	case len(covering) == 0:
+		res.Allowed, res.Outcome = true, OutcomeUncovered
+		return res
+	case m.system[actor]:
+		res.Allowed, res.Outcome = true, OutcomeExempt
+		return res
+	}
+	ids := make([]string, len(covering))
+	for i, c := range covering {
+		ids[i] = c.ID
+	}
+	grants, err := m.store.Grants(ctx, actor, ids)
+	if err != nil {
+		res.Outcome, res.Err = OutcomeNotApproved, fmt.Errorf("pam: read grants: %w", err)
+		return res
+	}
+	for _, c := range covering {
+		pc := findCheck(res.Policies, c.ID)
+		var best *Request
+		missing := "no approved request"
+		for i := range grants {
+			g := &grants[i]
+			switch {
+			case g.PolicyID != c.ID:
+				continue
+			case !g.ActiveAt(now):
+				missing = "the grant from request " + g.ID + " expired at " + g.ExpiresAt.UTC().Format(time.RFC3339)
+			case g.PolicyVersion < c.MinGrantVersion:
+				missing = fmt.Sprintf("request %s was approved under policy version %d; the policy changed and now requires version %d or later", g.ID, g.PolicyVersion, c.MinGrantVersion)
+			case !s.catalog.coversTask(g.Scope, op.Task):
+				missing = fmt.Sprintf("request %s grants %s, which does not include this task", g.ID, g.Scope)
+			case best == nil || g.ExpiresAt.After(best.ExpiresAt):
+				best = g
+			}
+		}
+		if best == nil {
+			pc.Missing = missing
+			if res.Err == nil {
+				res.Err = &NotApprovedError{Actor: actor, Task: op.Task, PolicyID: c.ID, Reason: missing}
+			}
+			continue
+		}
+		pc.Grant, pc.ExpiresAt = best.ID, best.ExpiresAt
+		if res.Deadline.IsZero() || best.ExpiresAt.Before(res.Deadline) {
+			res.Deadline = best.ExpiresAt
+		}
+	}
+	if res.Err != nil {
+		res.Outcome, res.Deadline = OutcomeNotApproved, time.Time{}
+		return res
+	}
+	res.Allowed, res.Outcome = true, OutcomeGranted
+	return res
+}
+
+func findCheck(pcs []PolicyCheck, id string) *PolicyCheck {
+	for i := range pcs {
+		if pcs[i].PolicyID == id {
+			return &pcs[i]
+		}
+	}
+	return nil
+}
+
+// enforce carries out a decision: audit, run, audit.
+func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context.Context) error) error {
+	if res.Outcome == OutcomeUncovered {
+		if res.Err != nil {
+			return res.Err
+		}
+		return fn(ctx)
+	}
+	start := m.guardEvent(res)
+	if !res.Allowed {
+		if err := m.record(ctx, start); err != nil {
+			m.onError(fmt.Errorf("pam: record denial of %s to %s: %w", res.Task, res.Actor, err))
+		}
+		return res.Err
+	}
+	if err := m.record(ctx, start); err != nil {
+		return fmt.Errorf("%w: %v", ErrAudit, err)
+	}
+	runCtx := ctx
+	if !res.Deadline.IsZero() {
+		var cancel context.CancelFunc
+		runCtx, cancel = m.clock.WithDeadline(ctx, res.Deadline)
+		defer cancel()
+	}
+	finished := false
+	defer func() {
+		if !finished {
+			m.finish(ctx, res, start, "panic", nil)
+		}
+	}()
+	err := fn(runCtx)
+	finished = true
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	if ferr := m.finish(ctx, res, start, outcome, err); ferr != nil {
+		return errors.Join(err, fmt.Errorf("%w: %v", ErrAudit, ferr))
+	}
+	return err
+}
+
+func (m *Manager) guardEvent(res *CheckResult) Event {
+	e := Event{Time: m.now(), Actor: res.Actor, Task: res.Task}
+	switch res.Outcome {
+	case OutcomeGranted:
+		e.Type = EventGuardAllowed
+	case OutcomeExempt:
+		e.Type = EventGuardExempt
+	default:
+		e.Type = EventGuardDenied
+		e.Detail = map[string]string{"outcome": string(res.Outcome), "error": res.Err.Error()}
+	}
+	var pols, grants []string
+	for _, pc := range res.Policies {
+		if pc.Covered {
+			pols = append(pols, pc.PolicyID)
+		}
+		if pc.Grant != "" {
+			grants = append(grants, pc.Grant)
+		}
+	}
+	if len(pols) > 0 {
+		e.PolicyID = pols[0]
+	}
+	if len(grants) > 0 {
+		e.RequestID = grants[0]
+	}
+	if len(pols) > 1 || len(grants) > 1 {
+		if e.Detail == nil {
+			e.Detail = map[string]string{}
+		}
+		e.Detail["policies"] = strings.Join(pols, ",")
+		e.Detail["requests"] = strings.Join(grants, ",")
+	}
+	return e
+}
+
+func (m *Manager) finish(ctx context.Context, res *CheckResult, start Event, outcome string, err error) error {
+	e := start
+	e.Type, e.Time = EventGuardFinished, m.now()
+	e.Detail = map[string]string{"outcome": outcome}
+	if err != nil {
+		e.Detail["error"] = err.Error()
+	}
+	if rerr := m.record(context.WithoutCancel(ctx), e); rerr != nil {
+		m.onError(fmt.Errorf("pam: record end of %s by %s: %w", res.Task, res.Actor, rerr))
+		return rerr
+	}
+	return nil
+}
+
+// record commits one event and publishes it.
+func (m *Manager) record(ctx context.Context, e Event) error {
+	tx := &Tx{Events: []Event{e}}
+	if err := m.store.Commit(ctx, tx); err != nil {
+		return err
+	}
+	m.published(ctx, tx.Events)
+	return nil
+}

@@ -1,0 +1,939 @@
+package pam
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/benbjohnson/clock"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/zerostanding/pam/internal/ident"
+	"github.com/zerostanding/pam/internal/rules"
+)
+
+// Options configure a Manager. Directory and AdminGroup are required.
+type Options struct {
+	// Clock is the only time source of the engine. Default: the wall
+	// clock. Tests pass clock.NewMock().
+	Clock clock.Clock
+	// Directory resolves group membership (admins, approvers).
+	Directory Directory
+	// Catalog defines roles and role groups. Change it at run time with
+	// SetCatalog.
+	Catalog Catalog
+	// Notifier, when set, is told about new requests and decisions.
+	Notifier Notifier
+	// AuditSinks receive every committed audit event.
+	AuditSinks []AuditSink
+	// Approvers are automatic reviewers consulted on submission to a
+	// Manual policy.
+	Approvers []Approver
+	// AdminGroup is the directory group whose members may create, change
+	// and delete policies.
+	AdminGroup string
+	// SystemAccounts are exempt from grants (each pass is audited), like
+	// Purview's -SystemAccounts.
+	SystemAccounts []string
+	// DenyUncovered makes Guard deny operations no policy covers, instead
+	// of running them.
+	DenyUncovered bool
+	// SweepInterval is how often Run records expiries. Default: 1 minute.
+	SweepInterval time.Duration
+	// NotifyTimeout bounds each call to the Notifier and each audit sink.
+	// Default: 30 seconds.
+	NotifyTimeout time.Duration
+	// OnError receives errors that do not fail the operation that caused
+	// them: a notifier or audit sink that failed, an automatic approver
+	// that failed, a stored policy that no longer compiles.
+	OnError func(error)
+}
+
+// Manager is the engine: policies, requests, approvals and Guard. It is
+// safe for concurrent use. Several Managers (in several processes) may
+// share one Store; each sees the others' policy changes and revocations on
+// its next call.
+type Manager struct {
+	store     Store
+	clock     clock.Clock
+	dir       Directory
+	notifier  Notifier
+	sinks     []AuditSink
+	approvers []Approver
+	admins    string
+	system    map[string]bool
+	denyUncov bool
+	sweep     time.Duration
+	timeout   time.Duration
+	onError   func(error)
+
+	env       *rules.Env
+	snap      atomic.Pointer[snapshot]
+	refreshMu sync.Mutex
+	compiles  singleflight.Group
+	fresh     sync.Map // "id@version" → *compiled, policies this Manager just wrote
+}
+
+// New returns a Manager over store. It does not touch the store: policies
+// are loaded on first use.
+func New(store Store, opts *Options) (*Manager, error) {
+	if store == nil {
+		return nil, invalid("store", "must not be nil")
+	}
+	if opts == nil {
+		return nil, invalid("Options", "Directory and AdminGroup are required")
+	}
+	if opts.Directory == nil {
+		return nil, invalid("Options.Directory", "must not be nil")
+	}
+	if err := checkName("Options.AdminGroup", opts.AdminGroup); err != nil {
+		return nil, err
+	}
+	if opts.SweepInterval < 0 || opts.NotifyTimeout < 0 {
+		return nil, invalid("Options", "intervals must not be negative")
+	}
+	m := &Manager{
+		store:     store,
+		clock:     opts.Clock,
+		dir:       opts.Directory,
+		notifier:  opts.Notifier,
+		sinks:     append([]AuditSink(nil), opts.AuditSinks...),
+		approvers: append([]Approver(nil), opts.Approvers...),
+		admins:    opts.AdminGroup,
+		system:    make(map[string]bool, len(opts.SystemAccounts)),
+		denyUncov: opts.DenyUncovered,
+		sweep:     opts.SweepInterval,
+		timeout:   opts.NotifyTimeout,
+		onError:   opts.OnError,
+		env:       rules.NewEnv(),
+	}
+	if m.clock == nil {
+		m.clock = clock.New()
+	}
+	if m.sweep == 0 {
+		m.sweep = time.Minute
+	}
+	if m.timeout == 0 {
+		m.timeout = 30 * time.Second
+	}
+	if m.onError == nil {
+		m.onError = func(error) {}
+	}
+	for _, a := range opts.SystemAccounts {
+		c, err := CanonicalIdentity(a)
+		if err != nil {
+			return nil, fmt.Errorf("Options.SystemAccounts: %w", err)
+		}
+		m.system[c] = true
+	}
+	cat := opts.Catalog
+	if err := cat.Validate(); err != nil {
+		return nil, err
+	}
+	if err := m.env.SetData(context.Background(), catalogData(&cat)); err != nil {
+		return nil, invalid("Catalog.Data", "%v", err)
+	}
+	m.snap.Store(&snapshot{rev: -1, catalog: indexCatalog(&cat)})
+	return m, nil
+}
+
+// actorKey carries the acting identity in a context.
+type actorKey struct{}
+
+type actor struct {
+	id  string // canonical
+	err error
+}
+
+// WithActor returns a context that acts as id (any spelling; it is
+// canonicalised here, once). Every engine call takes its actor from the
+// context; a context without one is denied with ErrNoActor.
+func WithActor(ctx context.Context, id string) context.Context {
+	c, err := ident.Canonical(id)
+	return context.WithValue(ctx, actorKey{}, &actor{id: c, err: err})
+}
+
+// ActorFrom returns the canonical actor of ctx, if it has a valid one.
+func ActorFrom(ctx context.Context) (string, bool) {
+	a, ok := ctx.Value(actorKey{}).(*actor)
+	if !ok || a.err != nil {
+		return "", false
+	}
+	return a.id, true
+}
+
+func actorOf(ctx context.Context) (string, error) {
+	a, ok := ctx.Value(actorKey{}).(*actor)
+	switch {
+	case !ok:
+		return "", ErrNoActor
+	case a.err != nil:
+		return "", fmt.Errorf("%w: %v", ErrNoActor, a.err)
+	}
+	return a.id, nil
+}
+
+func (m *Manager) now() time.Time { return m.clock.Now() }
+
+var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
+
+// newID returns prefix_ followed by 48 bits of milliseconds and 80 random
+// bits, so IDs sort roughly by creation.
+func (m *Manager) newID(prefix string) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(m.now().UnixMilli())<<16)
+	rand.Read(b[6:])
+	return prefix + "_" + idEncoding.EncodeToString(b[:])
+}
+
+func (m *Manager) isMember(ctx context.Context, group, user string) (bool, error) {
+	ok, err := m.dir.IsMember(ctx, group, user)
+	if err != nil {
+		return false, fmt.Errorf("pam: directory: %w", err)
+	}
+	return ok, nil
+}
+
+func (m *Manager) requireAdmin(ctx context.Context) (string, error) {
+	a, err := actorOf(ctx)
+	if err != nil {
+		return "", err
+	}
+	ok, err := m.isMember(ctx, m.admins, a)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", fmt.Errorf("%w: %s is not in the admin group %s", ErrForbidden, a, m.admins)
+	}
+	return a, nil
+}
+
+// ---- Policies ----
+
+// CreatePolicy stores a new policy. Only members of Options.AdminGroup may.
+// Rego errors come back as *RegoError with line and column. The policy
+// covers operations from the next Guard on, in this Manager and in every
+// other sharing the store. An ID may be given; otherwise one is made.
+func (m *Manager) CreatePolicy(ctx context.Context, p Policy) (Policy, error) {
+	actor, err := m.requireAdmin(ctx)
+	if err != nil {
+		return Policy{}, err
+	}
+	if err := p.Validate(); err != nil {
+		return Policy{}, err
+	}
+	s, err := m.current(ctx)
+	if err != nil {
+		return Policy{}, err
+	}
+	if !s.catalog.known(p.Scope) {
+		return Policy{}, invalid("Scope.Name", "the catalog has no %s %q", p.Scope.Kind, p.Scope.Name)
+	}
+	if p.ID == "" {
+		p.ID = m.newID("pol")
+	}
+	now := m.now()
+	p.ApproverGroups = append([]ApproverGroup(nil), p.ApproverGroups...)
+	p.Version, p.MinGrantVersion, p.Revision, p.Deleted = 1, 1, 0, false
+	p.CreatedAt, p.UpdatedAt, p.CreatedBy, p.UpdatedBy = now, now, actor, actor
+	c, err := m.compile(ctx, &p)
+	if err != nil {
+		return Policy{}, err
+	}
+	tx := &Tx{Policies: []Policy{p}, Events: []Event{policyEvent(EventPolicyCreated, &p, actor, now)}}
+	if err := m.store.Commit(ctx, tx); err != nil {
+		if errors.Is(err, ErrConflict) {
+			return Policy{}, fmt.Errorf("%w: policy %s already exists", err, p.ID)
+		}
+		return Policy{}, err
+	}
+	return m.policyWritten(ctx, tx, c), nil
+}
+
+// UpdatePolicy replaces the host-set fields of policy p.ID. p.Version must
+// be the version the caller read, or ErrConflict. Changing the scope,
+// condition, approval type or approver groups invalidates grants approved
+// under earlier versions (see Policy).
+func (m *Manager) UpdatePolicy(ctx context.Context, p Policy) (Policy, error) {
+	actor, err := m.requireAdmin(ctx)
+	if err != nil {
+		return Policy{}, err
+	}
+	if err := checkName("ID", p.ID); err != nil {
+		return Policy{}, err
+	}
+	if err := p.Validate(); err != nil {
+		return Policy{}, err
+	}
+	cur, err := m.store.Policy(ctx, p.ID)
+	if err != nil {
+		return Policy{}, err
+	}
+	if cur.Deleted {
+		return Policy{}, fmt.Errorf("%w: policy %s was deleted", ErrNotFound, p.ID)
+	}
+	if p.Version != cur.Version {
+		return Policy{}, fmt.Errorf("%w: policy %s is at version %d, not %d", ErrConflict, p.ID, cur.Version, p.Version)
+	}
+	s, err := m.current(ctx)
+	if err != nil {
+		return Policy{}, err
+	}
+	if !s.catalog.known(p.Scope) {
+		return Policy{}, invalid("Scope.Name", "the catalog has no %s %q", p.Scope.Kind, p.Scope.Name)
+	}
+	now := m.now()
+	next := cur
+	next.Name, next.Scope, next.Condition = p.Name, p.Scope, p.Condition
+	next.Approval, next.ApproverGroups = p.Approval, append([]ApproverGroup(nil), p.ApproverGroups...)
+	next.DefaultDuration, next.MaxDuration, next.PendingTTL = p.DefaultDuration, p.MaxDuration, p.PendingTTL
+	next.RequestRule, next.AutoApproveRule = p.RequestRule, p.AutoApproveRule
+	next.Version, next.UpdatedAt, next.UpdatedBy = cur.Version+1, now, actor
+	if accessChanged(&cur, &next) {
+		next.MinGrantVersion = next.Version
+	}
+	c, err := m.compile(ctx, &next)
+	if err != nil {
+		return Policy{}, err
+	}
+	e := policyEvent(EventPolicyUpdated, &next, actor, now)
+	e.Detail["min_grant_version"] = fmt.Sprint(next.MinGrantVersion)
+	tx := &Tx{Policies: []Policy{next}, Events: []Event{e}}
+	if err := m.store.Commit(ctx, tx); err != nil {
+		return Policy{}, err
+	}
+	return m.policyWritten(ctx, tx, c), nil
+}
+
+// DeletePolicy removes a policy. Its tasks are no longer covered by it;
+// its pending requests can no longer be approved.
+func (m *Manager) DeletePolicy(ctx context.Context, id string) error {
+	actor, err := m.requireAdmin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := checkName("ID", id); err != nil {
+		return err
+	}
+	cur, err := m.store.Policy(ctx, id)
+	if err != nil {
+		return err
+	}
+	if cur.Deleted {
+		return fmt.Errorf("%w: policy %s was deleted", ErrNotFound, id)
+	}
+	now := m.now()
+	next := cur
+	next.Deleted, next.Version, next.UpdatedAt, next.UpdatedBy = true, cur.Version+1, now, actor
+	tx := &Tx{Policies: []Policy{next}, Events: []Event{policyEvent(EventPolicyDeleted, &next, actor, now)}}
+	if err := m.store.Commit(ctx, tx); err != nil {
+		return err
+	}
+	m.policyWritten(ctx, tx, &compiled{Policy: next})
+	return nil
+}
+
+func policyEvent(t EventType, p *Policy, actor string, now time.Time) Event {
+	return Event{Time: now, Type: t, Actor: actor, PolicyID: p.ID, Task: scopeTask(p.Scope), Detail: map[string]string{
+		"version": fmt.Sprint(p.Version), "scope": p.Scope.String(), "approval": string(p.Approval),
+	}}
+}
+
+// policyWritten makes a committed policy write visible to Guard before
+// the call that wrote it returns, and publishes its events.
+func (m *Manager) policyWritten(ctx context.Context, tx *Tx, c *compiled) Policy {
+	p := tx.Policies[0]
+	c.Policy.Revision = p.Revision
+	m.fresh.Store(compileKey(&p), c)
+	if _, err := m.refresh(ctx); err != nil {
+		// The write is committed; the next call's freshness check loads it.
+		m.onError(fmt.Errorf("pam: reload policies after writing %s: %w", p.ID, err))
+	}
+	m.published(ctx, tx.Events)
+	return p
+}
+
+// Policy returns the live policy with id.
+func (m *Manager) Policy(ctx context.Context, id string) (Policy, error) {
+	s, err := m.current(ctx)
+	if err != nil {
+		return Policy{}, err
+	}
+	c, ok := s.policies[id]
+	if !ok {
+		return Policy{}, fmt.Errorf("%w: policy %q", ErrNotFound, id)
+	}
+	return c.Policy, nil
+}
+
+// Policies returns every live policy, ordered by ID.
+func (m *Manager) Policies(ctx context.Context) ([]Policy, error) {
+	s, err := m.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Policy, 0, len(s.policies))
+	for _, c := range s.policies {
+		out = append(out, c.Policy)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// SetCatalog replaces the catalog of roles and role groups. It fails with
+// ErrInvalid, changing nothing, if a live policy is scoped to a role or
+// role group the new catalog lacks: removing it would silently unguard its
+// tasks. The change is audited and seen by the next Guard.
+func (m *Manager) SetCatalog(ctx context.Context, cat Catalog) error {
+	if err := cat.Validate(); err != nil {
+		return err
+	}
+	m.refreshMu.Lock()
+	defer m.refreshMu.Unlock()
+	s := m.snap.Load()
+	ix := indexCatalog(&cat)
+	for _, c := range s.policies {
+		if !ix.known(c.Scope) {
+			return invalid("Catalog", "policy %s is scoped to %s, which the catalog no longer defines", c.ID, c.Scope)
+		}
+	}
+	actor, _ := ActorFrom(ctx)
+	tx := &Tx{Events: []Event{{Time: m.now(), Type: EventCatalogSet, Actor: actor, Detail: map[string]string{
+		"roles": fmt.Sprint(len(cat.Roles)), "role_groups": fmt.Sprint(len(cat.RoleGroups)),
+	}}}}
+	if err := m.env.SetData(ctx, catalogData(&cat)); err != nil {
+		return invalid("Catalog.Data", "%v", err)
+	}
+	if err := m.store.Commit(ctx, tx); err != nil {
+		return err
+	}
+	m.snap.Store(&snapshot{rev: s.rev, catalog: ix, policies: s.policies, byTask: buildIndex(s.policies, ix)})
+	m.published(ctx, tx.Events)
+	return nil
+}
+
+func catalogData(c *Catalog) map[string]any {
+	d := make(map[string]any, len(c.Data)+2)
+	maps.Copy(d, c.Data)
+	d["roles"] = c.Roles
+	d["role_groups"] = c.RoleGroups
+	return d
+}
+
+// ---- Requests ----
+
+// Submit asks for access on behalf of the context's actor. The request is
+// bound to the policy that covers its scope (ErrNoPolicy when none does,
+// ErrAmbiguous when several do). The policy's request rule may reject it
+// (ErrRejected); Auto policies, the policy's auto-approval rule and the
+// configured Approvers may settle it at once. The access window opens
+// when the request is approved, not when it is submitted.
+func (m *Manager) Submit(ctx context.Context, n NewRequest) (Request, error) {
+	actor, err := actorOf(ctx)
+	if err != nil {
+		return Request{}, err
+	}
+	if err := n.Validate(); err != nil {
+		return Request{}, err
+	}
+	s, err := m.current(ctx)
+	if err != nil {
+		return Request{}, err
+	}
+	p, err := s.bind(&n)
+	if err != nil {
+		return Request{}, err
+	}
+	d := n.Duration
+	if d == 0 {
+		d = p.defaultDuration()
+	}
+	if d > p.maxDuration() {
+		return Request{}, fmt.Errorf("%w: %v requested, policy %s allows %v", ErrDurationTooLong, d, p.ID, p.maxDuration())
+	}
+	now := m.now()
+	r := Request{
+		ID: m.newID("req"), Requester: actor, Scope: n.Scope, PolicyID: p.ID, Reason: n.Reason, Ticket: n.Ticket,
+		Duration: d, State: Pending, PolicyVersion: p.Version, CreatedAt: now, PendingUntil: now.Add(p.pendingTTL()), Version: 1,
+	}
+	input := ruleInput(&r, now)
+	if err := m.checkRequestRule(ctx, p, input, now); err != nil {
+		return Request{}, err
+	}
+	events := []Event{requestEvent(EventRequestSubmitted, &r, actor, now, map[string]string{
+		"reason": r.Reason, "duration": r.Duration.String(), "ticket": r.Ticket,
+	})}
+	if v, ok := m.automatic(ctx, p, &r, input, now); ok {
+		var more []Event
+		r, more = settle(r, &p.Policy, v, now)
+		events = append(events, more...)
+	}
+	tx := &Tx{Requests: []Request{r}, Events: events}
+	if err := m.store.Commit(ctx, tx); err != nil {
+		return Request{}, err
+	}
+	m.after(ctx, tx, r, p)
+	return r, nil
+}
+
+// bind finds the policy a new request is for, filling n.Scope from it when
+// empty.
+func (s *snapshot) bind(n *NewRequest) (*compiled, error) {
+	if n.PolicyID != "" {
+		c, ok := s.policies[n.PolicyID]
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("%w: policy %q does not exist", ErrNoPolicy, n.PolicyID)
+		case n.Scope == Scope{}:
+			n.Scope = c.Scope
+		case !s.catalog.coversScope(c.Scope, n.Scope):
+			return nil, fmt.Errorf("%w: policy %s (%s) does not cover %s", ErrNoPolicy, c.ID, c.Scope, n.Scope)
+		}
+		return c, nil
+	}
+	var found []*compiled
+	if n.Scope.Kind == KindTask {
+		found = s.byTask[n.Scope.Name]
+	} else {
+		for _, c := range s.policies {
+			if s.catalog.coversScope(c.Scope, n.Scope) {
+				found = append(found, c)
+			}
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("%w: %s", ErrNoPolicy, n.Scope)
+	case 1:
+		return found[0], nil
+	}
+	ids := make([]string, len(found))
+	for i, c := range found {
+		ids[i] = c.ID
+	}
+	sort.Strings(ids)
+	return nil, &AmbiguousError{PolicyIDs: ids}
+}
+
+func ruleInput(r *Request, now time.Time) map[string]any {
+	return map[string]any{
+		"actor": r.Requester,
+		"now":   now.UnixNano(),
+		"request": map[string]any{
+			"scope":     map[string]any{"kind": string(r.Scope.Kind), "name": r.Scope.Name},
+			"policy_id": r.PolicyID,
+			"reason":    r.Reason,
+			"ticket":    r.Ticket,
+			"duration":  int64(r.Duration),
+			"requester": r.Requester,
+		},
+	}
+}
+
+func (m *Manager) checkRequestRule(ctx context.Context, p *compiled, input map[string]any, now time.Time) error {
+	if p.RequestRule == "" {
+		return nil
+	}
+	if p.broken != nil {
+		return &RejectedError{PolicyID: p.ID, Messages: []string{"the policy's rules do not compile: " + p.broken.Error()}}
+	}
+	v, err := p.requestRule.Eval(ctx, input, now)
+	if err != nil {
+		return &RejectedError{PolicyID: p.ID, Messages: []string{"the request rule failed: " + err.Error()}}
+	}
+	set, _ := v.([]any)
+	if len(set) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(set))
+	for i, x := range set {
+		if s, ok := x.(string); ok {
+			msgs[i] = s
+		} else {
+			msgs[i] = fmt.Sprint(x)
+		}
+	}
+	sort.Strings(msgs)
+	return &RejectedError{PolicyID: p.ID, Messages: msgs}
+}
+
+// automatic returns the automatic decision on a new request, if any: Auto
+// policies approve; otherwise the auto-approval rule, then each Approver.
+func (m *Manager) automatic(ctx context.Context, p *compiled, r *Request, input map[string]any, now time.Time) (Decision, bool) {
+	d := Decision{At: now, PolicyVersion: p.Version, Verdict: Approve}
+	if p.Approval == Auto {
+		d.Approver, d.Comment = "auto:policy", "policy approval is auto"
+		return d, true
+	}
+	if p.autoRule != nil && p.broken == nil {
+		v, err := p.autoRule.Eval(ctx, input, now)
+		if err != nil {
+			m.onError(fmt.Errorf("pam: auto-approval rule of policy %s: %w", p.ID, err))
+		} else if v == true {
+			d.Approver, d.Comment = "auto:rule", "auto-approval rule"
+			return d, true
+		}
+	}
+	for i, a := range m.approvers {
+		rv, err := a.Review(ctx, r.clone(), p.Policy)
+		if err == nil && rv.Verdict != "" && rv.Verdict != Approve && rv.Verdict != Deny {
+			err = fmt.Errorf("unknown verdict %q", rv.Verdict)
+		}
+		if err == nil && rv.Comment != "" {
+			err = checkText("Review.Comment", rv.Comment, MaxReasonLen)
+		}
+		if err != nil {
+			m.onError(fmt.Errorf("pam: approver %d on request %s: %w", i, r.ID, err))
+			continue
+		}
+		if rv.Verdict == "" {
+			continue
+		}
+		by := rv.By
+		if by == "" {
+			by = fmt.Sprintf("approver%d", i)
+		}
+		d.Approver, d.Verdict, d.Comment = "auto:"+by, rv.Verdict, rv.Comment
+		return d, true
+	}
+	return Decision{}, false
+}
+
+// Approve records the actor's approval of request id. The request is
+// approved, and its window opens, when every approver group of its policy
+// has its minimum of distinct approvers who are still members.
+func (m *Manager) Approve(ctx context.Context, id, comment string) (Request, error) {
+	return m.decideAs(ctx, id, Approve, comment)
+}
+
+// Deny records the actor's denial of request id, which denies it.
+func (m *Manager) Deny(ctx context.Context, id, comment string) (Request, error) {
+	return m.decideAs(ctx, id, Deny, comment)
+}
+
+func (m *Manager) decideAs(ctx context.Context, id string, v Verdict, comment string) (Request, error) {
+	if err := checkText("comment", comment, MaxReasonLen); err != nil {
+		return Request{}, err
+	}
+	return m.transition(ctx, id, func(actor string, r Request, p *compiled, now time.Time) (Request, []Event, error) {
+		if p == nil {
+			return r, nil, fmt.Errorf("%w: policy %s was deleted", ErrWrongState, r.PolicyID)
+		}
+		if s := r.StateAt(now); s != Pending {
+			return r, nil, fmt.Errorf("%w: decide a %s request", ErrWrongState, s)
+		}
+		if actor == r.Requester {
+			return r, nil, ErrSelfApproval
+		}
+		people := append(approvers(r.Decisions), actor)
+		memberOf := make(membership, len(people))
+		for _, who := range people {
+			for gi, g := range p.ApproverGroups {
+				ok, err := m.isMember(ctx, g.Group, who)
+				if err != nil {
+					return r, nil, err
+				}
+				if ok {
+					memberOf[who] = append(memberOf[who], gi)
+				}
+			}
+		}
+		d := Decision{Approver: actor, Verdict: v, Comment: comment, At: now, PolicyVersion: p.Version}
+		return decide(r, &p.Policy, d, memberOf, now)
+	})
+}
+
+// Cancel withdraws a pending request. Only its requester may.
+func (m *Manager) Cancel(ctx context.Context, id, comment string) (Request, error) {
+	if err := checkText("comment", comment, MaxReasonLen); err != nil {
+		return Request{}, err
+	}
+	return m.transition(ctx, id, func(actor string, r Request, _ *compiled, now time.Time) (Request, []Event, error) {
+		return cancel(r, actor, comment, now)
+	})
+}
+
+// Revoke ends an approved request's window now. Admins, members of the
+// policy's approver groups and the requester (giving up their own access)
+// may revoke. Every Manager sharing the store denies the grant from its
+// next Guard on.
+func (m *Manager) Revoke(ctx context.Context, id, comment string) (Request, error) {
+	if err := checkText("comment", comment, MaxReasonLen); err != nil {
+		return Request{}, err
+	}
+	return m.transition(ctx, id, func(actor string, r Request, p *compiled, now time.Time) (Request, []Event, error) {
+		if s := r.StateAt(now); s != Approved {
+			return r, nil, fmt.Errorf("%w: revoke a %s request", ErrWrongState, s)
+		}
+		if ok, err := m.mayRevoke(ctx, actor, &r, p); err != nil || !ok {
+			if err == nil {
+				err = fmt.Errorf("%w: %s may not revoke request %s", ErrForbidden, actor, r.ID)
+			}
+			return r, nil, err
+		}
+		return revoke(r, actor, comment, now)
+	})
+}
+
+func (m *Manager) mayRevoke(ctx context.Context, actor string, r *Request, p *compiled) (bool, error) {
+	if actor == r.Requester {
+		return true, nil
+	}
+	if ok, err := m.isMember(ctx, m.admins, actor); err != nil || ok {
+		return ok, err
+	}
+	if p == nil {
+		return false, nil
+	}
+	for _, g := range p.ApproverGroups {
+		if ok, err := m.isMember(ctx, g.Group, actor); err != nil || ok {
+			return ok, err
+		}
+	}
+	return false, nil
+}
+
+// maxAttempts bounds the retries of a transition that lost a version race.
+const maxAttempts = 32
+
+// transition reads request id, applies step, and commits the result with
+// its events, retrying when another writer committed first.
+func (m *Manager) transition(ctx context.Context, id string, step func(actor string, r Request, p *compiled, now time.Time) (Request, []Event, error)) (Request, error) {
+	actor, err := actorOf(ctx)
+	if err != nil {
+		return Request{}, err
+	}
+	return m.transitionAs(ctx, actor, id, step)
+}
+
+func (m *Manager) transitionAs(ctx context.Context, actor, id string, step func(actor string, r Request, p *compiled, now time.Time) (Request, []Event, error)) (Request, error) {
+	if err := checkName("ID", id); err != nil {
+		return Request{}, err
+	}
+	for range maxAttempts {
+		cur, err := m.store.Request(ctx, id)
+		if err != nil {
+			return Request{}, err
+		}
+		s, err := m.current(ctx)
+		if err != nil {
+			return Request{}, err
+		}
+		now := m.now()
+		next, events, err := step(actor, cur, s.policies[cur.PolicyID], now)
+		if err != nil {
+			return Request{}, err
+		}
+		next.Version = cur.Version + 1
+		tx := &Tx{Requests: []Request{next}, Events: events}
+		err = m.store.Commit(ctx, tx)
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return Request{}, err
+		}
+		m.after(ctx, tx, next, s.policies[next.PolicyID])
+		next.State = next.StateAt(now)
+		return next, nil
+	}
+	return Request{}, fmt.Errorf("%w: request %s kept changing, gave up after %d attempts", ErrConflict, id, maxAttempts)
+}
+
+// Request returns request id with its state as of now.
+func (m *Manager) Request(ctx context.Context, id string) (Request, error) {
+	if err := checkName("ID", id); err != nil {
+		return Request{}, err
+	}
+	r, err := m.store.Request(ctx, id)
+	if err != nil {
+		return Request{}, err
+	}
+	r.State = r.StateAt(m.now())
+	return r, nil
+}
+
+// Requests lists requests matching f, their states as of now, one page at
+// a time: pass next as f.After for the following page ("" at the end).
+// f.States match the state as of now, so a page may hold fewer than
+// f.Limit requests when some have expired unrecorded.
+func (m *Manager) Requests(ctx context.Context, f RequestFilter) (rs []Request, next string, err error) {
+	if f.Limit < 0 || f.Limit > MaxPageSize {
+		return nil, "", invalid("Limit", "must be between 0 and %d", MaxPageSize)
+	}
+	if f.Limit == 0 {
+		f.Limit = DefaultPageSize
+	}
+	if f.Requester != "" {
+		if f.Requester, err = CanonicalIdentity(f.Requester); err != nil {
+			return nil, "", err
+		}
+	}
+	want := f.States
+	if contains(want, Expired) {
+		f.States = append(append([]State(nil), want...), Pending, Approved)
+	}
+	raw, err := m.store.Requests(ctx, f)
+	if err != nil {
+		return nil, "", err
+	}
+	now := m.now()
+	for _, r := range raw {
+		r.State = r.StateAt(now)
+		if len(want) == 0 || contains(want, r.State) {
+			rs = append(rs, r)
+		}
+	}
+	if len(raw) == f.Limit {
+		next = raw[len(raw)-1].ID
+	}
+	return rs, next, nil
+}
+
+// Sweep records the expiry of every request whose pending time or access
+// window has passed, with audit events and notifications, and returns how
+// many it recorded. State reads do not depend on it (they compute expiry
+// from the clock); Sweep makes the trail and the notifications complete.
+func (m *Manager) Sweep(ctx context.Context) (int, error) {
+	now := m.now()
+	due, err := m.store.Requests(ctx, RequestFilter{States: []State{Pending, Approved}, DueBy: now})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range due {
+		_, err := m.transitionAs(ctx, "", r.ID, func(_ string, r Request, _ *compiled, now time.Time) (Request, []Event, error) {
+			return expire(r, now)
+		})
+		switch {
+		case err == nil:
+			n++
+		case errors.Is(err, ErrWrongState):
+			// Another Manager recorded it, or it was revoked meanwhile.
+		default:
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// Run sweeps every Options.SweepInterval until ctx is done, and returns
+// ctx's error. Sweep errors go to Options.OnError.
+func (m *Manager) Run(ctx context.Context) error {
+	t := m.clock.Ticker(m.sweep)
+	defer t.Stop()
+	for {
+		if _, err := m.Sweep(ctx); err != nil && ctx.Err() == nil {
+			m.onError(fmt.Errorf("pam: sweep: %w", err))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// ---- After a commit ----
+
+// after publishes a request transition's events and notifies the people it
+// concerns.
+func (m *Manager) after(ctx context.Context, tx *Tx, r Request, p *compiled) {
+	m.published(ctx, tx.Events)
+	if m.notifier == nil {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	for _, e := range tx.Events {
+		var to []string
+		switch e.Type {
+		case EventRequestSubmitted:
+			if r.State == Pending && p != nil {
+				to = m.approverRecipients(ctx, p, r.Requester)
+			}
+		case EventRequestApproved, EventRequestDenied, EventRequestExpired, EventRequestRevoked:
+			to = []string{r.Requester}
+		}
+		if len(to) == 0 {
+			continue
+		}
+		nctx, cancel := context.WithTimeout(ctx, m.timeout)
+		err := m.notifier.Notify(nctx, Notification{Type: e.Type, Request: r.clone(), Recipients: to})
+		cancel()
+		if err != nil {
+			m.failed(ctx, EventNotifyFailed, &r, fmt.Errorf("pam: notify %s of %s: %w", strings.Join(to, ","), e.Type, err))
+		}
+	}
+}
+
+func (m *Manager) approverRecipients(ctx context.Context, p *compiled, requester string) []string {
+	seen := map[string]bool{requester: true}
+	var to []string
+	for _, g := range p.ApproverGroups {
+		members, err := m.dir.Members(ctx, g.Group)
+		if err != nil {
+			m.onError(fmt.Errorf("pam: members of %s: %w", g.Group, err))
+			continue
+		}
+		for _, who := range members {
+			if c, err := ident.Canonical(who); err == nil && !seen[c] {
+				seen[c] = true
+				to = append(to, c)
+			}
+		}
+	}
+	return to
+}
+
+// published hands committed events to the audit sinks, concurrently.
+func (m *Manager) published(ctx context.Context, events []Event) {
+	if len(m.sinks) == 0 || len(events) == 0 {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	var g errgroup.Group
+	errs := make([]error, len(m.sinks))
+	for i, s := range m.sinks {
+		g.Go(func() error {
+			sctx, cancel := context.WithTimeout(ctx, m.timeout)
+			defer cancel()
+			errs[i] = s.Write(sctx, events)
+			return nil
+		})
+	}
+	g.Wait()
+	for i, err := range errs {
+		if err != nil {
+			m.failed(ctx, EventSinkFailed, nil, fmt.Errorf("pam: audit sink %d, events %d..%d: %w", i, events[0].Seq, events[len(events)-1].Seq, err))
+		}
+	}
+}
+
+// failed reports an error that must not fail the operation, and records
+// it in the trail. Sink failures are not sent to the sinks again.
+func (m *Manager) failed(ctx context.Context, t EventType, r *Request, err error) {
+	m.onError(err)
+	e := Event{Time: m.now(), Type: t, Detail: map[string]string{"error": err.Error()}}
+	if r != nil {
+		e.RequestID, e.PolicyID = r.ID, r.PolicyID
+	}
+	tx := &Tx{Events: []Event{e}}
+	if cerr := m.store.Commit(ctx, tx); cerr != nil {
+		m.onError(fmt.Errorf("pam: record %s: %w", t, cerr))
+		return
+	}
+	if t != EventSinkFailed {
+		m.published(ctx, tx.Events)
+	}
+}

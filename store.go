@@ -1,0 +1,105 @@
+package pam
+
+import (
+	"context"
+	"time"
+)
+
+// Store persists policies, requests and the audit trail. It makes no
+// decisions: the engine validates, computes each transition and hands the
+// store one Tx to write atomically, with the versions it read.
+//
+// Every method returns ctx.Err() once ctx is done, and ErrNotFound,
+// ErrConflict or another error as documented. Values passed in and
+// returned are copies: neither side keeps the other's slices or maps.
+// store/storetest is the contract; every Store must pass it.
+type Store interface {
+	// Commit writes tx atomically: all of it or nothing. Each policy and
+	// request in tx must carry a Version one higher than the stored one
+	// (1 for a new one); otherwise Commit returns ErrConflict and writes
+	// nothing. Events are appended in order with consecutive sequence
+	// numbers following the last committed event. On success Commit sets
+	// Seq on tx.Events and Revision on tx.Policies.
+	Commit(ctx context.Context, tx *Tx) error
+
+	// Policy returns the policy with id, deleted or not, or ErrNotFound.
+	Policy(ctx context.Context, id string) (Policy, error)
+
+	// PolicyChanges returns the current state of every policy written
+	// after revision since (deleted ones included), in Revision order, and
+	// the store's policy revision as of the same read.
+	PolicyChanges(ctx context.Context, since int64) ([]Policy, int64, error)
+
+	// PolicyRevision returns the Revision of the latest policy write, 0
+	// when there is none. Guard calls it on every covered or uncovered
+	// operation to see policy changes made through other replicas, so it
+	// must be cheap.
+	PolicyRevision(ctx context.Context) (int64, error)
+
+	// Request returns the request with id, or ErrNotFound.
+	Request(ctx context.Context, id string) (Request, error)
+
+	// Requests returns the requests that match f, ordered by ID.
+	Requests(ctx context.Context, f RequestFilter) ([]Request, error)
+
+	// Grants returns requester's requests whose recorded state is Approved
+	// and whose PolicyID is in policyIDs, in any order. Guard calls it for
+	// covered operations.
+	Grants(ctx context.Context, requester string, policyIDs []string) ([]Request, error)
+
+	// Events returns the audit events that match f, in Seq order
+	// (descending with f.Descending), at most f.Limit of them when it is
+	// above 0.
+	Events(ctx context.Context, f EventFilter) ([]Event, error)
+}
+
+// Tx is one atomic write: new versions of policies and requests together
+// with the audit events that record them.
+type Tx struct {
+	Policies []Policy
+	Requests []Request
+	Events   []Event
+}
+
+// RequestFilter selects requests by their recorded fields. Zero fields
+// match everything.
+type RequestFilter struct {
+	Requester string   // canonical identity
+	PolicyIDs []string // any of
+	States    []State  // any of, as recorded
+	// DueBy, when set, keeps requests whose recorded state times out at or
+	// before it: Pending with PendingUntil <= DueBy, Approved with
+	// ExpiresAt <= DueBy. The sweeper uses it.
+	DueBy time.Time
+	After string // ID > After
+	Limit int    // 0: no limit
+}
+
+// Matches reports whether r passes the filter (not After or Limit).
+func (f *RequestFilter) Matches(r *Request) bool {
+	if f.Requester != "" && r.Requester != f.Requester {
+		return false
+	}
+	if len(f.PolicyIDs) > 0 && !contains(f.PolicyIDs, r.PolicyID) {
+		return false
+	}
+	if len(f.States) > 0 && !contains(f.States, r.State) {
+		return false
+	}
+	if !f.DueBy.IsZero() {
+		d := r.deadline()
+		if d.IsZero() || d.After(f.DueBy) {
+			return false
+		}
+	}
+	return true
+}
+
+func contains[T comparable](s []T, v T) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

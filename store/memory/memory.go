@@ -1,0 +1,245 @@
+// Package memory is an in-process pam.Store: for tests, examples and hosts
+// that keep nothing across restarts. It passes store/storetest.
+package memory
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/zerostanding/pam"
+)
+
+// Store keeps everything in maps under one lock. The zero value is not
+// usable; call New.
+type Store struct {
+	mu       sync.RWMutex
+	policies map[string]pam.Policy
+	polLog   []string // polLog[i] is the policy written at revision i+1
+	requests map[string]pam.Request
+	ids      []string                       // request IDs, sorted
+	grants   map[string]map[string]struct{} // requester → IDs of requests recorded Approved
+	events   []pam.Event                    // events[i].Seq == i+1
+}
+
+var _ pam.Store = (*Store)(nil)
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{
+		policies: map[string]pam.Policy{},
+		requests: map[string]pam.Request{},
+		grants:   map[string]map[string]struct{}{},
+	}
+}
+
+// Commit implements pam.Store.
+func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, p := range tx.Policies {
+		if p.Version != s.policies[p.ID].Version+1 {
+			return fmt.Errorf("%w: policy %s is at version %d, write is for %d", pam.ErrConflict, p.ID, s.policies[p.ID].Version, p.Version-1)
+		}
+		for _, q := range tx.Policies[:i] {
+			if q.ID == p.ID {
+				return fmt.Errorf("%w: policy %s twice in one commit", pam.ErrConflict, p.ID)
+			}
+		}
+	}
+	for i, r := range tx.Requests {
+		if r.Version != s.requests[r.ID].Version+1 {
+			return fmt.Errorf("%w: request %s is at version %d, write is for %d", pam.ErrConflict, r.ID, s.requests[r.ID].Version, r.Version-1)
+		}
+		for _, q := range tx.Requests[:i] {
+			if q.ID == r.ID {
+				return fmt.Errorf("%w: request %s twice in one commit", pam.ErrConflict, r.ID)
+			}
+		}
+	}
+	for i := range tx.Policies {
+		p := clonePolicy(tx.Policies[i])
+		s.polLog = append(s.polLog, p.ID)
+		p.Revision = int64(len(s.polLog))
+		s.policies[p.ID] = p
+		tx.Policies[i].Revision = p.Revision
+	}
+	for _, r := range tx.Requests {
+		r = cloneRequest(r)
+		if _, ok := s.requests[r.ID]; !ok {
+			i, _ := slices.BinarySearch(s.ids, r.ID)
+			s.ids = slices.Insert(s.ids, i, r.ID)
+		}
+		s.requests[r.ID] = r
+		g := s.grants[r.Requester]
+		if r.State == pam.Approved {
+			if g == nil {
+				g = map[string]struct{}{}
+				s.grants[r.Requester] = g
+			}
+			g[r.ID] = struct{}{}
+		} else if g != nil {
+			delete(g, r.ID)
+		}
+	}
+	for i := range tx.Events {
+		e := tx.Events[i]
+		e.Seq = int64(len(s.events)) + 1
+		e.Detail = maps.Clone(e.Detail)
+		s.events = append(s.events, e)
+		tx.Events[i].Seq = e.Seq
+	}
+	return nil
+}
+
+// Policy implements pam.Store.
+func (s *Store) Policy(ctx context.Context, id string) (pam.Policy, error) {
+	if err := ctx.Err(); err != nil {
+		return pam.Policy{}, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	p, ok := s.policies[id]
+	if !ok {
+		return pam.Policy{}, fmt.Errorf("%w: policy %q", pam.ErrNotFound, id)
+	}
+	return clonePolicy(p), nil
+}
+
+// PolicyChanges implements pam.Store.
+func (s *Store) PolicyChanges(ctx context.Context, since int64) ([]pam.Policy, int64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	rev := int64(len(s.polLog))
+	if since < 0 {
+		since = 0
+	}
+	var out []pam.Policy
+	seen := map[string]bool{}
+	for i := rev - 1; i >= since; i-- {
+		id := s.polLog[i]
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		out = append(out, clonePolicy(s.policies[id]))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Revision < out[j].Revision })
+	return out, rev, nil
+}
+
+// PolicyRevision implements pam.Store.
+func (s *Store) PolicyRevision(ctx context.Context) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.RLock()
+	rev := int64(len(s.polLog))
+	s.mu.RUnlock()
+	return rev, nil
+}
+
+// Request implements pam.Store.
+func (s *Store) Request(ctx context.Context, id string) (pam.Request, error) {
+	if err := ctx.Err(); err != nil {
+		return pam.Request{}, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r, ok := s.requests[id]
+	if !ok {
+		return pam.Request{}, fmt.Errorf("%w: request %q", pam.ErrNotFound, id)
+	}
+	return cloneRequest(r), nil
+}
+
+// Requests implements pam.Store.
+func (s *Store) Requests(ctx context.Context, f pam.RequestFilter) ([]pam.Request, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	start, _ := slices.BinarySearch(s.ids, f.After)
+	var out []pam.Request
+	for _, id := range s.ids[start:] {
+		if id <= f.After {
+			continue
+		}
+		r := s.requests[id]
+		if !f.Matches(&r) {
+			continue
+		}
+		out = append(out, cloneRequest(r))
+		if f.Limit > 0 && len(out) == f.Limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+// Grants implements pam.Store.
+func (s *Store) Grants(ctx context.Context, requester string, policyIDs []string) ([]pam.Request, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []pam.Request
+	for id := range s.grants[requester] {
+		r := s.requests[id]
+		if slices.Contains(policyIDs, r.PolicyID) {
+			out = append(out, cloneRequest(r))
+		}
+	}
+	return out, nil
+}
+
+// Events implements pam.Store.
+func (s *Store) Events(ctx context.Context, f pam.EventFilter) ([]pam.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	lo, hi := f.After+1, int64(len(s.events)) // Seq range, inclusive
+	if f.Before > 0 && f.Before-1 < hi {
+		hi = f.Before - 1
+	}
+	var out []pam.Event
+	add := func(seq int64) bool {
+		e := s.events[seq-1]
+		if f.Matches(&e) {
+			e.Detail = maps.Clone(e.Detail)
+			out = append(out, e)
+		}
+		return f.Limit > 0 && len(out) == f.Limit
+	}
+	if f.Descending {
+		for seq := hi; seq >= lo && !add(seq); seq-- {
+		}
+	} else {
+		for seq := lo; seq <= hi && !add(seq); seq++ {
+		}
+	}
+	return out, nil
+}
+
+func clonePolicy(p pam.Policy) pam.Policy {
+	p.ApproverGroups = slices.Clone(p.ApproverGroups)
+	return p
+}
+
+func cloneRequest(r pam.Request) pam.Request {
+	r.Decisions = slices.Clone(r.Decisions)
+	return r
+}
