@@ -1,0 +1,15 @@
+package memory_test
+
+import (
+	"testing"
+
+	"github.com/benbjohnson/clock"
+
+	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/store/memory"
+	"github.com/zerostanding/pam/store/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(testing.TB, *clock.Mock) pam.Store { return memory.New() })
+}

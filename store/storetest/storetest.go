@@ -1,0 +1,635 @@
+// Package storetest is the contract every pam.Store must meet. A store's
+// own test is a few lines:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, func(t testing.TB, clk *clock.Mock) pam.Store { return memory.New() })
+//	}
+//
+// The suite hands each store a fake clock, for stores that keep time.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/benbjohnson/clock"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/zerostanding/pam"
+)
+
+// Opener returns a new, empty store for one test. clk is the fake clock
+// the test drives; stores that keep time in Go must use it.
+type Opener func(t testing.TB, clk *clock.Mock) pam.Store
+
+// Epoch is the fake clock's start.
+var Epoch = time.Date(2026, 11, 2, 9, 0, 0, 123456789, time.UTC)
+
+// Run runs the conformance suite against the stores open returns.
+func Run(t *testing.T, open Opener) {
+	fresh := func(t *testing.T) (pam.Store, *clock.Mock) {
+		t.Helper()
+		clk := clock.NewMock()
+		clk.Set(Epoch)
+		return open(t, clk), clk
+	}
+	t.Run("PolicyCRUD", func(t *testing.T) { s, _ := fresh(t); testPolicyCRUD(t, s) })
+	t.Run("PolicyChanges", func(t *testing.T) { s, _ := fresh(t); testPolicyChanges(t, s) })
+	t.Run("RequestCRUD", func(t *testing.T) { s, _ := fresh(t); testRequestCRUD(t, s) })
+	t.Run("Atomicity", func(t *testing.T) { s, _ := fresh(t); testAtomicity(t, s) })
+	t.Run("RequestFilters", func(t *testing.T) { s, _ := fresh(t); testRequestFilters(t, s) })
+	t.Run("Grants", func(t *testing.T) { s, _ := fresh(t); testGrants(t, s) })
+	t.Run("EventOrder", func(t *testing.T) { s, _ := fresh(t); testEventOrder(t, s) })
+	t.Run("EventFilters", func(t *testing.T) { s, _ := fresh(t); testEventFilters(t, s) })
+	t.Run("Copies", func(t *testing.T) { s, _ := fresh(t); testCopies(t, s) })
+	t.Run("Canceled", func(t *testing.T) { s, _ := fresh(t); testCanceled(t, s) })
+	t.Run("ConcurrentCommits", func(t *testing.T) { s, _ := fresh(t); testConcurrentCommits(t, s) })
+	t.Run("ConcurrentCAS", func(t *testing.T) { s, _ := fresh(t); testConcurrentCAS(t, s) })
+}
+
+var (
+	ctx   = context.Background()
+	opts  = cmp.Options{cmpopts.EquateEmpty()}
+	later = Epoch.Add(time.Hour)
+)
+
+func policy(id string, version int64) pam.Policy {
+	return pam.Policy{
+		ID: id, Name: "Policy " + id, Scope: pam.TaskScope("task-" + id), Condition: "input.op.params.x == 1",
+		Approval: pam.Manual, ApproverGroups: []pam.ApproverGroup{{Group: "g1", MinApprovals: 2}, {Group: "g2"}},
+		DefaultDuration: time.Hour, MaxDuration: 8 * time.Hour, PendingTTL: 24 * time.Hour,
+		RequestRule: `deny contains "x" if false`, AutoApproveRule: "approve if false",
+		Version: version, MinGrantVersion: 1, CreatedAt: Epoch, CreatedBy: "admin", UpdatedAt: later, UpdatedBy: "admin2",
+	}
+}
+
+func request(id, requester, policyID string, state pam.State, version int64) pam.Request {
+	r := pam.Request{
+		ID: id, Requester: requester, Scope: pam.TaskScope("New-MoveRequest"), PolicyID: policyID,
+		Reason: "move the mailbox of a leaver", Ticket: "INC-1", Duration: 4 * time.Hour, State: state,
+		PolicyVersion: 3, CreatedAt: Epoch, PendingUntil: Epoch.Add(24 * time.Hour), Version: version,
+	}
+	if state != pam.Pending {
+		r.Decisions = []pam.Decision{{Approver: "bob", Verdict: pam.Approve, Comment: "ok", At: later, PolicyVersion: 3}}
+		r.ApprovedAt, r.ExpiresAt = later, later.Add(4*time.Hour)
+	}
+	if state.Terminal() {
+		r.ClosedAt, r.ClosedBy = later.Add(time.Minute), "carol"
+	}
+	return r
+}
+
+func event(typ pam.EventType, actor, requestID string) pam.Event {
+	return pam.Event{Time: Epoch, Type: typ, Actor: actor, RequestID: requestID, PolicyID: "p1", Task: "New-MoveRequest",
+		Detail: map[string]string{"reason": "because", "ü": "ünïcode ✓"}}
+}
+
+func commit(t *testing.T, s pam.Store, tx *pam.Tx) {
+	t.Helper()
+	if err := s.Commit(ctx, tx); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+}
+
+func mustConflict(t *testing.T, s pam.Store, tx *pam.Tx) {
+	t.Helper()
+	if err := s.Commit(ctx, tx); !errors.Is(err, pam.ErrConflict) {
+		t.Fatalf("Commit = %v, want ErrConflict", err)
+	}
+}
+
+func lastSeq(t *testing.T, s pam.Store) int64 {
+	t.Helper()
+	es, err := s.Events(ctx, pam.EventFilter{Descending: true, Limit: 1})
+	if err != nil {
+		t.Fatalf("Events: %v", err)
+	}
+	if len(es) == 0 {
+		return 0
+	}
+	return es[0].Seq
+}
+
+func testPolicyCRUD(t *testing.T, s pam.Store) {
+	if _, err := s.Policy(ctx, "p1"); !errors.Is(err, pam.ErrNotFound) {
+		t.Fatalf("Policy of unknown id = %v, want ErrNotFound", err)
+	}
+	if rev, err := s.PolicyRevision(ctx); err != nil || rev != 0 {
+		t.Fatalf("PolicyRevision of empty store = %d, %v; want 0", rev, err)
+	}
+	p := policy("p1", 1)
+	tx := &pam.Tx{Policies: []pam.Policy{p}, Events: []pam.Event{event(pam.EventPolicyCreated, "admin", "")}}
+	commit(t, s, tx)
+	if tx.Policies[0].Revision != 1 || tx.Events[0].Seq != 1 {
+		t.Fatalf("after first commit: Revision %d, Seq %d; want 1, 1", tx.Policies[0].Revision, tx.Events[0].Seq)
+	}
+	got, err := s.Policy(ctx, "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Revision = 1
+	if d := cmp.Diff(p, got, opts); d != "" {
+		t.Fatalf("Policy round trip (-want +got):\n%s", d)
+	}
+
+	mustConflict(t, s, &pam.Tx{Policies: []pam.Policy{policy("p1", 1)}}) // create again
+	mustConflict(t, s, &pam.Tx{Policies: []pam.Policy{policy("p1", 3)}}) // skips a version
+	mustConflict(t, s, &pam.Tx{Policies: []pam.Policy{policy("p2", 2)}}) // update of nothing
+
+	p2 := policy("p1", 2)
+	p2.Condition, p2.Deleted = "", true
+	commit(t, s, &pam.Tx{Policies: []pam.Policy{p2}})
+	got, err = s.Policy(ctx, "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Deleted || got.Version != 2 || got.Revision != 2 || got.Condition != "" {
+		t.Fatalf("after update: %+v", got)
+	}
+	if rev, _ := s.PolicyRevision(ctx); rev != 2 {
+		t.Fatalf("PolicyRevision = %d, want 2", rev)
+	}
+}
+
+func testPolicyChanges(t *testing.T, s pam.Store) {
+	commit(t, s, &pam.Tx{Policies: []pam.Policy{policy("a", 1), policy("b", 1)}}) // revisions 1, 2
+	commit(t, s, &pam.Tx{Policies: []pam.Policy{policy("c", 1)}})                  // 3
+	commit(t, s, &pam.Tx{Policies: []pam.Policy{policy("a", 2)}})                  // 4
+	del := policy("b", 2)
+	del.Deleted = true
+	commit(t, s, &pam.Tx{Policies: []pam.Policy{del}}) // 5
+
+	for _, tc := range []struct {
+		since int64
+		want  []string // id@version in revision order
+	}{
+		{0, []string{"c@1", "a@2", "b@2"}},
+		{2, []string{"c@1", "a@2", "b@2"}},
+		{3, []string{"a@2", "b@2"}},
+		{4, []string{"b@2"}},
+		{5, nil},
+	} {
+		ps, rev, err := s.PolicyChanges(ctx, tc.since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rev != 5 {
+			t.Errorf("PolicyChanges(%d) revision = %d, want 5", tc.since, rev)
+		}
+		var got []string
+		for i, p := range ps {
+			got = append(got, fmt.Sprintf("%s@%d", p.ID, p.Version))
+			if i > 0 && p.Revision <= ps[i-1].Revision {
+				t.Errorf("PolicyChanges(%d) not in revision order: %v", tc.since, ps)
+			}
+		}
+		if d := cmp.Diff(tc.want, got, opts); d != "" {
+			t.Errorf("PolicyChanges(%d) (-want +got):\n%s", tc.since, d)
+		}
+	}
+}
+
+func testRequestCRUD(t *testing.T, s pam.Store) {
+	if _, err := s.Request(ctx, "r1"); !errors.Is(err, pam.ErrNotFound) {
+		t.Fatalf("Request of unknown id = %v, want ErrNotFound", err)
+	}
+	r := request("r1", "alice", "p1", pam.Pending, 1)
+	commit(t, s, &pam.Tx{Requests: []pam.Request{r}, Events: []pam.Event{event(pam.EventRequestSubmitted, "alice", "r1")}})
+	got, err := s.Request(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(r, got, opts); d != "" {
+		t.Fatalf("Request round trip (-want +got):\n%s", d)
+	}
+	r2 := request("r1", "alice", "p1", pam.Revoked, 2)
+	commit(t, s, &pam.Tx{Requests: []pam.Request{r2}})
+	got, err = s.Request(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(r2, got, opts); d != "" {
+		t.Fatalf("Request after update (-want +got):\n%s", d)
+	}
+	mustConflict(t, s, &pam.Tx{Requests: []pam.Request{request("r1", "alice", "p1", pam.Denied, 2)}})
+	mustConflict(t, s, &pam.Tx{Requests: []pam.Request{request("r1", "alice", "p1", pam.Pending, 1)}})
+	mustConflict(t, s, &pam.Tx{Requests: []pam.Request{request("r9", "alice", "p1", pam.Pending, 2)}})
+}
+
+func testAtomicity(t *testing.T, s pam.Store) {
+	commit(t, s, &pam.Tx{
+		Policies: []pam.Policy{policy("p1", 1)},
+		Requests: []pam.Request{request("r1", "alice", "p1", pam.Pending, 1)},
+		Events:   []pam.Event{event(pam.EventRequestSubmitted, "alice", "r1")},
+	})
+	// One stale write spoils the whole commit: nothing of it may land.
+	for name, tx := range map[string]*pam.Tx{
+		"stale request": {
+			Policies: []pam.Policy{policy("p2", 1)},
+			Requests: []pam.Request{request("r2", "bob", "p1", pam.Pending, 1), request("r1", "alice", "p1", pam.Approved, 1)},
+			Events:   []pam.Event{event(pam.EventRequestApproved, "bob", "r1")},
+		},
+		"stale policy": {
+			Policies: []pam.Policy{policy("p3", 1), policy("p1", 1)},
+			Requests: []pam.Request{request("r3", "bob", "p1", pam.Pending, 1)},
+			Events:   []pam.Event{event(pam.EventPolicyCreated, "bob", "")},
+		},
+		"same request twice": {
+			Requests: []pam.Request{request("r4", "bob", "p1", pam.Pending, 1), request("r4", "bob", "p1", pam.Pending, 1)},
+			Events:   []pam.Event{event(pam.EventRequestSubmitted, "bob", "r4")},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			mustConflict(t, s, tx)
+			for _, id := range []string{"p2", "p3"} {
+				if _, err := s.Policy(ctx, id); !errors.Is(err, pam.ErrNotFound) {
+					t.Errorf("policy %s written by a failed commit (%v)", id, err)
+				}
+			}
+			for _, id := range []string{"r2", "r3", "r4"} {
+				if _, err := s.Request(ctx, id); !errors.Is(err, pam.ErrNotFound) {
+					t.Errorf("request %s written by a failed commit (%v)", id, err)
+				}
+			}
+			if r, _ := s.Request(ctx, "r1"); r.Version != 1 || r.State != pam.Pending {
+				t.Errorf("request r1 changed by a failed commit: %+v", r)
+			}
+			if seq := lastSeq(t, s); seq != 1 {
+				t.Errorf("failed commit appended events: last Seq %d, want 1", seq)
+			}
+			if rev, _ := s.PolicyRevision(ctx); rev != 1 {
+				t.Errorf("failed commit moved PolicyRevision to %d", rev)
+			}
+		})
+	}
+	tx := &pam.Tx{Events: []pam.Event{event(pam.EventGuardAllowed, "alice", "r1")}}
+	commit(t, s, tx)
+	if tx.Events[0].Seq != 2 {
+		t.Errorf("next event after failed commits has Seq %d, want 2 (no gaps)", tx.Events[0].Seq)
+	}
+}
+
+func testRequestFilters(t *testing.T, s pam.Store) {
+	var all []pam.Request
+	states := []pam.State{pam.Pending, pam.Approved, pam.Denied, pam.Canceled, pam.Revoked, pam.Expired}
+	for i := range 30 {
+		r := request(fmt.Sprintf("r%02d", i), []string{"alice", "bob", "carol"}[i%3], []string{"p1", "p2"}[i%2], states[i%len(states)], 1)
+		r.PendingUntil = Epoch.Add(time.Duration(i) * time.Hour)
+		if r.State == pam.Approved {
+			r.ExpiresAt = Epoch.Add(time.Duration(i) * time.Minute)
+		}
+		all = append(all, r)
+	}
+	// Commit in shuffled order: results are still ordered by ID.
+	for _, i := range []int{17, 3, 29, 0, 11, 5, 23, 8, 14, 1, 20, 26, 9, 2, 28, 6, 12, 18, 24, 4, 15, 27, 7, 21, 10, 13, 19, 16, 22, 25} {
+		commit(t, s, &pam.Tx{Requests: []pam.Request{all[i]}})
+	}
+	check := func(name string, f pam.RequestFilter) {
+		t.Helper()
+		var want []string
+		for _, r := range all {
+			if f.Matches(&r) && r.ID > f.After && (f.Limit == 0 || len(want) < f.Limit) {
+				want = append(want, r.ID)
+			}
+		}
+		got, err := s.Requests(ctx, f)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var ids []string
+		for _, r := range got {
+			ids = append(ids, r.ID)
+		}
+		if d := cmp.Diff(want, ids, opts); d != "" {
+			t.Errorf("%s (-want +got):\n%s", name, d)
+		}
+	}
+	check("all", pam.RequestFilter{})
+	check("requester", pam.RequestFilter{Requester: "bob"})
+	check("policy", pam.RequestFilter{PolicyIDs: []string{"p2"}})
+	check("policies", pam.RequestFilter{PolicyIDs: []string{"p2", "p1"}})
+	check("unknown policy", pam.RequestFilter{PolicyIDs: []string{"p9"}})
+	check("state", pam.RequestFilter{States: []pam.State{pam.Approved}})
+	check("states", pam.RequestFilter{States: []pam.State{pam.Pending, pam.Revoked}})
+	check("combined", pam.RequestFilter{Requester: "alice", PolicyIDs: []string{"p1"}, States: []pam.State{pam.Pending, pam.Approved, pam.Revoked}})
+	check("due", pam.RequestFilter{States: []pam.State{pam.Pending, pam.Approved}, DueBy: Epoch.Add(7 * time.Hour)})
+	check("due at the instant", pam.RequestFilter{DueBy: Epoch.Add(12 * time.Hour)})
+	check("limit", pam.RequestFilter{Limit: 7})
+	check("after", pam.RequestFilter{After: "r12", Limit: 5})
+	check("after last", pam.RequestFilter{After: "r29"})
+	// Paging through with After collects each match exactly once.
+	f := pam.RequestFilter{States: []pam.State{pam.Pending, pam.Approved, pam.Expired}, Limit: 4}
+	var paged []string
+	for {
+		page, err := s.Requests(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range page {
+			paged = append(paged, r.ID)
+		}
+		if len(page) < f.Limit {
+			break
+		}
+		f.After = page[len(page)-1].ID
+	}
+	var want []string
+	for _, r := range all {
+		if r.State == pam.Pending || r.State == pam.Approved || r.State == pam.Expired {
+			want = append(want, r.ID)
+		}
+	}
+	if d := cmp.Diff(want, paged); d != "" {
+		t.Errorf("paging (-want +got):\n%s", d)
+	}
+}
+
+func testGrants(t *testing.T, s pam.Store) {
+	commit(t, s, &pam.Tx{Requests: []pam.Request{
+		request("g1", "alice", "p1", pam.Approved, 1),
+		request("g2", "alice", "p2", pam.Approved, 1),
+		request("g3", "alice", "p1", pam.Pending, 1),
+		request("g4", "alice", "p1", pam.Revoked, 1),
+		request("g5", "bob", "p1", pam.Approved, 1),
+		request("g6", "alice", "p3", pam.Approved, 1),
+	}})
+	ids := func(requester string, policies ...string) []string {
+		t.Helper()
+		rs, err := s.Grants(ctx, requester, policies)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range rs {
+			out = append(out, r.ID)
+		}
+		sort.Strings(out)
+		return out
+	}
+	for _, tc := range []struct {
+		requester string
+		policies  []string
+		want      []string
+	}{
+		{"alice", []string{"p1"}, []string{"g1"}},
+		{"alice", []string{"p1", "p2"}, []string{"g1", "g2"}},
+		{"alice", []string{"p9"}, nil},
+		{"bob", []string{"p1", "p2"}, []string{"g5"}},
+		{"carol", []string{"p1"}, nil},
+	} {
+		if d := cmp.Diff(tc.want, ids(tc.requester, tc.policies...), opts); d != "" {
+			t.Errorf("Grants(%s, %v) (-want +got):\n%s", tc.requester, tc.policies, d)
+		}
+	}
+	// A grant leaves the set when its recorded state changes.
+	commit(t, s, &pam.Tx{Requests: []pam.Request{request("g1", "alice", "p1", pam.Revoked, 2), request("g3", "alice", "p1", pam.Approved, 2)}})
+	if d := cmp.Diff([]string{"g3"}, ids("alice", "p1")); d != "" {
+		t.Errorf("Grants after revoke and approve (-want +got):\n%s", d)
+	}
+	got, err := s.Grants(ctx, "alice", []string{"p1"})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("Grants: %v, %v", got, err)
+	}
+	if d := cmp.Diff(request("g3", "alice", "p1", pam.Approved, 2), got[0], opts); d != "" {
+		t.Errorf("Grants returns the full request (-want +got):\n%s", d)
+	}
+}
+
+func testEventOrder(t *testing.T, s pam.Store) {
+	var want []int64
+	n := int64(0)
+	for i := range 20 {
+		tx := &pam.Tx{}
+		for range i%4 + 1 {
+			tx.Events = append(tx.Events, event(pam.EventGuardAllowed, "alice", ""))
+		}
+		commit(t, s, tx)
+		for _, e := range tx.Events {
+			n++
+			if e.Seq != n {
+				t.Fatalf("commit %d: Seq %d, want %d", i, e.Seq, n)
+			}
+			want = append(want, n)
+		}
+	}
+	es, err := s.Events(ctx, pam.EventFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	for _, e := range es {
+		got = append(got, e.Seq)
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("event sequence (-want +got):\n%s", d)
+	}
+}
+
+func testEventFilters(t *testing.T, s pam.Store) {
+	var all []pam.Event
+	types := []pam.EventType{pam.EventRequestSubmitted, pam.EventRequestApproved, pam.EventGuardAllowed, pam.EventGuardFinished}
+	for i := range 40 {
+		e := pam.Event{
+			Time: Epoch.Add(time.Duration(i) * time.Minute), Type: types[i%4], Actor: []string{"alice", "bob", "carol"}[i%3],
+			RequestID: fmt.Sprintf("r%d", i%5), PolicyID: fmt.Sprintf("p%d", i%2), Task: []string{"New-MoveRequest", "Set-Mailbox"}[i%2],
+		}
+		if i%3 == 0 {
+			e.Detail = map[string]string{"i": fmt.Sprint(i)}
+		}
+		tx := &pam.Tx{Events: []pam.Event{e}}
+		commit(t, s, tx)
+		all = append(all, tx.Events[0])
+	}
+	check := func(name string, f pam.EventFilter) {
+		t.Helper()
+		var want []pam.Event
+		for i := range all {
+			e := all[len(all)-1-i]
+			if !f.Descending {
+				e = all[i]
+			}
+			if f.Matches(&e) && e.Seq > f.After && (f.Before == 0 || e.Seq < f.Before) && (f.Limit == 0 || len(want) < f.Limit) {
+				want = append(want, e)
+			}
+		}
+		got, err := s.Events(ctx, f)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if d := cmp.Diff(want, got, opts); d != "" {
+			t.Errorf("%s (-want +got):\n%s", name, d)
+		}
+	}
+	check("all", pam.EventFilter{})
+	check("actor", pam.EventFilter{Actor: "bob"})
+	check("task", pam.EventFilter{Task: "Set-Mailbox"})
+	check("type", pam.EventFilter{Types: []pam.EventType{pam.EventGuardAllowed}})
+	check("types", pam.EventFilter{Types: []pam.EventType{pam.EventGuardAllowed, pam.EventRequestSubmitted}})
+	check("request", pam.EventFilter{RequestID: "r3"})
+	check("policy", pam.EventFilter{PolicyID: "p1"})
+	check("since", pam.EventFilter{Since: Epoch.Add(30 * time.Minute)})
+	check("until", pam.EventFilter{Until: Epoch.Add(10 * time.Minute)})
+	check("range", pam.EventFilter{Since: Epoch.Add(5 * time.Minute), Until: Epoch.Add(25 * time.Minute), Actor: "alice"})
+	check("after", pam.EventFilter{After: 35})
+	check("before", pam.EventFilter{Before: 4})
+	check("limit", pam.EventFilter{Limit: 3, Task: "New-MoveRequest"})
+	check("descending", pam.EventFilter{Descending: true, Limit: 5})
+	check("descending before", pam.EventFilter{Descending: true, Before: 20, Limit: 5, Actor: "carol"})
+	check("last 100 of few", pam.EventFilter{Descending: true, Limit: 100})
+	check("nothing", pam.EventFilter{Actor: "mallory"})
+}
+
+func testCopies(t *testing.T, s pam.Store) {
+	p := policy("p1", 1)
+	r := request("r1", "alice", "p1", pam.Approved, 1)
+	e := event(pam.EventRequestApproved, "bob", "r1")
+	commit(t, s, &pam.Tx{Policies: []pam.Policy{p}, Requests: []pam.Request{r}, Events: []pam.Event{e}})
+	// The caller changing what it passed in must not change the store...
+	p.ApproverGroups[0].Group = "changed"
+	r.Decisions[0].Approver = "changed"
+	e.Detail["reason"] = "changed"
+	// ...nor changing what it got back.
+	gp, _ := s.Policy(ctx, "p1")
+	gp.ApproverGroups[0].Group = "changed"
+	gr, _ := s.Request(ctx, "r1")
+	gr.Decisions[0].Approver = "changed"
+	ge, _ := s.Events(ctx, pam.EventFilter{})
+	ge[0].Detail["reason"] = "changed"
+	gg, _ := s.Grants(ctx, "alice", []string{"p1"})
+	gg[0].Decisions[0].Approver = "changed"
+
+	if p, _ := s.Policy(ctx, "p1"); p.ApproverGroups[0].Group != "g1" {
+		t.Errorf("policy changed through an alias: %+v", p.ApproverGroups)
+	}
+	if r, _ := s.Request(ctx, "r1"); r.Decisions[0].Approver != "bob" {
+		t.Errorf("request changed through an alias: %+v", r.Decisions)
+	}
+	if es, _ := s.Events(ctx, pam.EventFilter{}); es[0].Detail["reason"] != "because" {
+		t.Errorf("event changed through an alias: %+v", es[0].Detail)
+	}
+}
+
+func testCanceled(t *testing.T, s pam.Store) {
+	commit(t, s, &pam.Tx{Policies: []pam.Policy{policy("p1", 1)}, Requests: []pam.Request{request("r1", "alice", "p1", pam.Approved, 1)}})
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	calls := map[string]func() error{
+		"Commit": func() error {
+			return s.Commit(cctx, &pam.Tx{Requests: []pam.Request{request("r2", "alice", "p1", pam.Pending, 1)}, Events: []pam.Event{event(pam.EventRequestSubmitted, "alice", "r2")}})
+		},
+		"Policy":         func() error { _, err := s.Policy(cctx, "p1"); return err },
+		"PolicyChanges":  func() error { _, _, err := s.PolicyChanges(cctx, 0); return err },
+		"PolicyRevision": func() error { _, err := s.PolicyRevision(cctx); return err },
+		"Request":        func() error { _, err := s.Request(cctx, "r1"); return err },
+		"Requests":       func() error { _, err := s.Requests(cctx, pam.RequestFilter{}); return err },
+		"Grants":         func() error { _, err := s.Grants(cctx, "alice", []string{"p1"}); return err },
+		"Events":         func() error { _, err := s.Events(cctx, pam.EventFilter{}); return err },
+	}
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s with a canceled context = %v, want context.Canceled", name, err)
+		}
+	}
+	if _, err := s.Request(ctx, "r2"); !errors.Is(err, pam.ErrNotFound) {
+		t.Errorf("Commit with a canceled context wrote the request (%v)", err)
+	}
+	if seq := lastSeq(t, s); seq != 0 {
+		t.Errorf("Commit with a canceled context wrote events up to %d", seq)
+	}
+}
+
+func testConcurrentCommits(t *testing.T, s pam.Store) {
+	const workers, each = 8, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				tx := &pam.Tx{Events: []pam.Event{event(pam.EventGuardAllowed, fmt.Sprint("w", w), ""), event(pam.EventGuardFinished, fmt.Sprint("w", w), "")}}
+				if err := s.Commit(ctx, tx); err != nil {
+					errs <- err
+					return
+				}
+				if tx.Events[1].Seq != tx.Events[0].Seq+1 {
+					errs <- fmt.Errorf("worker %d commit %d: events of one commit got Seq %d and %d", w, i, tx.Events[0].Seq, tx.Events[1].Seq)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	es, err := s.Events(ctx, pam.EventFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != workers*each*2 {
+		t.Fatalf("%d events, want %d", len(es), workers*each*2)
+	}
+	for i, e := range es {
+		if e.Seq != int64(i+1) {
+			t.Fatalf("event %d has Seq %d: gap or duplicate", i, e.Seq)
+		}
+	}
+}
+
+func testConcurrentCAS(t *testing.T, s pam.Store) {
+	commit(t, s, &pam.Tx{Requests: []pam.Request{request("r1", "alice", "p1", pam.Pending, 1)}})
+	const workers, rounds = 8, 20
+	var mu sync.Mutex
+	wins := map[int64]int{}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range rounds {
+				cur, err := s.Request(ctx, "r1")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				next := cur
+				next.Version++
+				next.ClosedBy = fmt.Sprint("w", w)
+				err = s.Commit(ctx, &pam.Tx{Requests: []pam.Request{next}, Events: []pam.Event{event(pam.EventRequestDecision, next.ClosedBy, "r1")}})
+				switch {
+				case err == nil:
+					mu.Lock()
+					wins[next.Version]++
+					mu.Unlock()
+				case !errors.Is(err, pam.ErrConflict):
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	final, err := s.Request(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v := int64(2); v <= final.Version; v++ {
+		if wins[v] != 1 {
+			t.Errorf("version %d was written %d times, want exactly once", v, wins[v])
+		}
+	}
+	if len(wins) != int(final.Version-1) {
+		t.Errorf("%d successful writes, final version %d", len(wins), final.Version)
+	}
+	if seq := lastSeq(t, s); seq != final.Version-1 {
+		t.Errorf("%d events for %d successful writes", seq, final.Version-1)
+	}
+}
