@@ -1,0 +1,183 @@
+package pam_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/benbjohnson/clock"
+
+	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/internal/fakes"
+	"github.com/zerostanding/pam/store/memory"
+)
+
+var epoch = time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC) // a Monday
+
+// env is one Manager over a memory store with a fake clock, a directory,
+// and recording fakes.
+type env struct {
+	t      testing.TB
+	m      *pam.Manager
+	clk    *clock.Mock
+	dir    *pam.StaticDirectory
+	store  *fakes.Store
+	notes  *fakes.Notifier
+	sink   *fakes.Sink
+	errors *fakes.Errors
+}
+
+var testGroups = map[string][]string{
+	"pam-admins":       {"admin"},
+	"mailbox-managers": {"bob", "carol", "Dave"},
+	"security":         {"erin", "frank", "carol"},
+}
+
+var testCatalog = pam.Catalog{
+	Roles: map[string][]string{
+		"Mail Recipients":  {"Set-Mailbox", "New-MoveRequest"},
+		"Move Mailboxes":   {"New-MoveRequest", "Remove-MoveRequest"},
+		"Journaling":       {"Set-JournalRule"},
+		"Retention":        {"Set-RetentionPolicy"},
+		"Reset Passwords":  {"Set-Password"},
+		"Unused Role":      {"Unused-Task"},
+		"Organization Mgt": {"Set-OrganizationConfig"},
+	},
+	RoleGroups: map[string][]string{
+		"Recipient Management": {"Mail Recipients", "Move Mailboxes"},
+		"Compliance":           {"Journaling", "Retention"},
+	},
+	Data: map[string]any{"vip": []any{"ceo@contoso.com", "cfo@contoso.com"}},
+}
+
+func newEnv(t testing.TB, configure ...func(*pam.Options)) *env {
+	t.Helper()
+	e := &env{t: t, clk: clock.NewMock(), store: &fakes.Store{Store: memory.New()}, notes: &fakes.Notifier{}, sink: &fakes.Sink{}, errors: &fakes.Errors{}}
+	e.clk.Set(epoch)
+	dir, err := pam.NewStaticDirectory(testGroups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.dir = dir
+	opts := &pam.Options{
+		Clock: e.clk, Directory: dir, Catalog: testCatalog, Notifier: e.notes, AuditSinks: []pam.AuditSink{e.sink},
+		AdminGroup: "pam-admins", SystemAccounts: []string{"svc-backup"}, OnError: e.errors.Report,
+	}
+	for _, c := range configure {
+		c(opts)
+	}
+	e.m, err = pam.New(e.store, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *env) as(who string) context.Context { return pam.WithActor(context.Background(), who) }
+
+func (e *env) admin() context.Context { return e.as("admin") }
+
+// policy creates a policy as admin.
+func (e *env) policy(p pam.Policy) pam.Policy {
+	e.t.Helper()
+	got, err := e.m.CreatePolicy(e.admin(), p)
+	if err != nil {
+		e.t.Fatalf("CreatePolicy: %v", err)
+	}
+	return got
+}
+
+// movePolicy is the quickstart's policy: New-MoveRequest, one approval
+// from mailbox-managers.
+func movePolicy() pam.Policy {
+	return pam.Policy{ID: "move", Scope: pam.TaskScope("New-MoveRequest"), Approval: pam.Manual,
+		ApproverGroups: []pam.ApproverGroup{{Group: "mailbox-managers"}}, MaxDuration: 8 * time.Hour}
+}
+
+func (e *env) submit(who string, n pam.NewRequest) pam.Request {
+	e.t.Helper()
+	if n.Reason == "" {
+		n.Reason = "move the mailbox of a leaver"
+	}
+	r, err := e.m.Submit(e.as(who), n)
+	if err != nil {
+		e.t.Fatalf("Submit as %s: %v", who, err)
+	}
+	return r
+}
+
+func (e *env) approve(who, id string) pam.Request {
+	e.t.Helper()
+	r, err := e.m.Approve(e.as(who), id, "ok")
+	if err != nil {
+		e.t.Fatalf("Approve as %s: %v", who, err)
+	}
+	return r
+}
+
+// grant submits for task as who and has bob approve.
+func (e *env) grant(who string, n pam.NewRequest) pam.Request {
+	e.t.Helper()
+	r := e.submit(who, n)
+	return e.approve("bob", r.ID)
+}
+
+var errRan = errors.New("fn ran")
+
+// guard runs Guard with a fn that reports whether it ran.
+func (e *env) guard(who, task string, params map[string]any) (ran bool, err error) {
+	err = e.m.Guard(e.as(who), pam.Op{Task: task, Params: params}, func(ctx context.Context) error {
+		ran = true
+		return nil
+	})
+	return ran, err
+}
+
+// events returns the whole audit trail.
+func (e *env) events() []pam.Event {
+	e.t.Helper()
+	var all []pam.Event
+	f := pam.EventFilter{Limit: pam.MaxPageSize}
+	for {
+		page, next, err := e.m.Audit(context.Background(), f)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		all = append(all, page...)
+		if next == 0 {
+			return all
+		}
+		f.After = next
+	}
+}
+
+func types(events []pam.Event) []pam.EventType {
+	out := make([]pam.EventType, len(events))
+	for i, e := range events {
+		out[i] = e.Type
+	}
+	return out
+}
+
+// eventsSince returns the audit events after seq.
+func (e *env) eventsSince(seq int64) []pam.Event {
+	e.t.Helper()
+	page, _, err := e.m.Audit(context.Background(), pam.EventFilter{After: seq, Limit: pam.MaxPageSize})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return page
+}
+
+func (e *env) lastSeq() int64 {
+	e.t.Helper()
+	page, _, err := e.m.Audit(context.Background(), pam.EventFilter{Descending: true, Limit: 1})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if len(page) == 0 {
+		return 0
+	}
+	return page[0].Seq
+}

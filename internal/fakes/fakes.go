@@ -1,0 +1,148 @@
+// Package fakes holds the hand-written test doubles the tests share.
+package fakes
+
+import (
+	"context"
+	"sync"
+
+	"github.com/zerostanding/pam"
+)
+
+var (
+	_ pam.Notifier  = (*Notifier)(nil)
+	_ pam.AuditSink = (*Sink)(nil)
+	_ pam.Store     = (*Store)(nil)
+)
+
+// Notifier records notifications, and fails them while Err is set.
+type Notifier struct {
+	mu   sync.Mutex
+	got  []pam.Notification
+	fail error
+}
+
+// Notify implements pam.Notifier.
+func (n *Notifier) Notify(_ context.Context, x pam.Notification) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.fail != nil {
+		return n.fail
+	}
+	n.got = append(n.got, x)
+	return nil
+}
+
+// Fail makes later notifications fail with err (nil: succeed again).
+func (n *Notifier) Fail(err error) {
+	n.mu.Lock()
+	n.fail = err
+	n.mu.Unlock()
+}
+
+// Take returns the notifications so far and forgets them.
+func (n *Notifier) Take() []pam.Notification {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	got := n.got
+	n.got = nil
+	return got
+}
+
+// Sink records audit events, and fails while Err is set.
+type Sink struct {
+	mu   sync.Mutex
+	got  []pam.Event
+	fail error
+}
+
+// Write implements pam.AuditSink.
+func (s *Sink) Write(_ context.Context, events []pam.Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil {
+		return s.fail
+	}
+	s.got = append(s.got, events...)
+	return nil
+}
+
+// Fail makes later writes fail with err (nil: succeed again).
+func (s *Sink) Fail(err error) {
+	s.mu.Lock()
+	s.fail = err
+	s.mu.Unlock()
+}
+
+// Events returns the events received so far.
+func (s *Sink) Events() []pam.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]pam.Event(nil), s.got...)
+}
+
+// Store wraps a pam.Store, fails commits that FailCommit picks and counts
+// calls to Requests.
+type Store struct {
+	pam.Store
+	mu       sync.Mutex
+	pick     func(*pam.Tx) error
+	requests int
+}
+
+// Requests implements pam.Store.
+func (s *Store) Requests(ctx context.Context, f pam.RequestFilter) ([]pam.Request, error) {
+	s.mu.Lock()
+	s.requests++
+	s.mu.Unlock()
+	return s.Store.Requests(ctx, f)
+}
+
+// RequestsCalls returns how many times Requests was called.
+func (s *Store) RequestsCalls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests
+}
+
+// FailCommit makes Commit return pick's error, without writing, whenever
+// pick returns one. nil stops failing.
+func (s *Store) FailCommit(pick func(*pam.Tx) error) {
+	s.mu.Lock()
+	s.pick = pick
+	s.mu.Unlock()
+}
+
+// Commit implements pam.Store.
+func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
+	s.mu.Lock()
+	pick := s.pick
+	s.mu.Unlock()
+	if pick != nil {
+		if err := pick(tx); err != nil {
+			return err
+		}
+	}
+	return s.Store.Commit(ctx, tx)
+}
+
+// Errors collects what a Manager reports through Options.OnError.
+type Errors struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+// Report is an Options.OnError.
+func (e *Errors) Report(err error) {
+	e.mu.Lock()
+	e.errs = append(e.errs, err)
+	e.mu.Unlock()
+}
+
+// Take returns the errors so far and forgets them.
+func (e *Errors) Take() []error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	errs := e.errs
+	e.errs = nil
+	return errs
+}

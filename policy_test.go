@@ -1,0 +1,275 @@
+package pam_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/zerostanding/pam"
+)
+
+func TestCreatePolicy(t *testing.T) {
+	e := newEnv(t)
+	p := e.policy(movePolicy())
+	want := movePolicy()
+	want.Version, want.MinGrantVersion, want.Revision = 1, 1, 1
+	want.CreatedAt, want.UpdatedAt, want.CreatedBy, want.UpdatedBy = epoch, epoch, "admin", "admin"
+	if d := cmp.Diff(want, p); d != "" {
+		t.Errorf("CreatePolicy (-want +got):\n%s", d)
+	}
+	got, err := e.m.Policy(e.as("alice"), "move")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(p, got); d != "" {
+		t.Errorf("Policy (-want +got):\n%s", d)
+	}
+	evs := e.events()
+	if len(evs) != 1 || evs[0].Type != pam.EventPolicyCreated || evs[0].Actor != "admin" || evs[0].PolicyID != "move" {
+		t.Errorf("audit trail: %+v", evs)
+	}
+	if s := e.sink.Events(); len(s) != 1 || s[0].Seq != evs[0].Seq {
+		t.Errorf("sink got %+v", s)
+	}
+}
+
+func TestPolicyChangesNeedAdmin(t *testing.T) {
+	e := newEnv(t)
+	e.policy(movePolicy())
+	p2 := movePolicy()
+	p2.ID = "other"
+	for name, ctx := range map[string]struct {
+		who  string
+		want error
+	}{
+		"approver":  {"bob", pam.ErrForbidden},
+		"requester": {"alice", pam.ErrForbidden},
+		"no actor":  {"", pam.ErrNoActor},
+		"bad actor": {"al ice", pam.ErrNoActor},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := e.as(ctx.who)
+			if ctx.who == "" {
+				c = t.Context()
+			}
+			if _, err := e.m.CreatePolicy(c, p2); !errors.Is(err, ctx.want) {
+				t.Errorf("CreatePolicy = %v, want %v", err, ctx.want)
+			}
+			cur, _ := e.m.Policy(c, "move")
+			if _, err := e.m.UpdatePolicy(c, cur); !errors.Is(err, ctx.want) {
+				t.Errorf("UpdatePolicy = %v, want %v", err, ctx.want)
+			}
+			if err := e.m.DeletePolicy(c, "move"); !errors.Is(err, ctx.want) {
+				t.Errorf("DeletePolicy = %v, want %v", err, ctx.want)
+			}
+		})
+	}
+	if ps, _ := e.m.Policies(e.admin()); len(ps) != 1 || ps[0].Version != 1 {
+		t.Errorf("policies changed by non-admins: %+v", ps)
+	}
+	if n := len(e.events()); n != 1 {
+		t.Errorf("%d audit events, want 1", n)
+	}
+}
+
+func TestPolicyValidation(t *testing.T) {
+	e := newEnv(t)
+	for name, tc := range map[string]struct {
+		change func(*pam.Policy)
+		field  string
+	}{
+		"unknown scope kind":     {func(p *pam.Policy) { p.Scope.Kind = "cmdlet" }, "Scope.Kind"},
+		"empty task":             {func(p *pam.Policy) { p.Scope.Name = "" }, "Scope.Name"},
+		"task too long":          {func(p *pam.Policy) { p.Scope.Name = strings.Repeat("x", pam.MaxNameLen+1) }, "Scope.Name"},
+		"task with NUL":          {func(p *pam.Policy) { p.Scope.Name = "New-Move\x00Request" }, "Scope.Name"},
+		"task invalid UTF-8":     {func(p *pam.Policy) { p.Scope.Name = "New-\xffMove" }, "Scope.Name"},
+		"unknown role":           {func(p *pam.Policy) { p.Scope = pam.RoleScope("No Such Role") }, "Scope.Name"},
+		"unknown role group":     {func(p *pam.Policy) { p.Scope = pam.RoleGroupScope("Nope") }, "Scope.Name"},
+		"unknown approval":       {func(p *pam.Policy) { p.Approval = "sometimes" }, "Approval"},
+		"empty approval":         {func(p *pam.Policy) { p.Approval = "" }, "Approval"},
+		"manual without groups":  {func(p *pam.Policy) { p.ApproverGroups = nil }, "ApproverGroups"},
+		"empty group":            {func(p *pam.Policy) { p.ApproverGroups = []pam.ApproverGroup{{Group: ""}} }, "ApproverGroups[0].Group"},
+		"group twice":            {func(p *pam.Policy) { p.ApproverGroups = append(p.ApproverGroups, p.ApproverGroups[0]) }, "ApproverGroups[1].Group"},
+		"negative quorum":        {func(p *pam.Policy) { p.ApproverGroups[0].MinApprovals = -1 }, "ApproverGroups[0].MinApprovals"},
+		"negative duration":      {func(p *pam.Policy) { p.DefaultDuration = -time.Hour }, "DefaultDuration"},
+		"negative max":           {func(p *pam.Policy) { p.MaxDuration = -1 }, "MaxDuration"},
+		"negative pending ttl":   {func(p *pam.Policy) { p.PendingTTL = -1 }, "PendingTTL"},
+		"default above max":      {func(p *pam.Policy) { p.DefaultDuration = 9 * time.Hour }, "DefaultDuration"},
+		"huge duration":          {func(p *pam.Policy) { p.MaxDuration = 10000 * time.Hour }, "MaxDuration"},
+		"condition with NUL":     {func(p *pam.Policy) { p.Condition = "true\x00" }, "Condition"},
+		"condition invalid utf8": {func(p *pam.Policy) { p.Condition = "\xff" }, "Condition"},
+		"condition too long":     {func(p *pam.Policy) { p.Condition = strings.Repeat(" ", pam.MaxRegoLen+1) }, "Condition"},
+		"id with newline":        {func(p *pam.Policy) { p.ID = "a\nb" }, "ID"},
+		"name too long":          {func(p *pam.Policy) { p.Name = strings.Repeat("n", 300) }, "Name"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := movePolicy()
+			tc.change(&p)
+			_, err := e.m.CreatePolicy(e.admin(), p)
+			var ve *pam.ValidationError
+			if !errors.Is(err, pam.ErrInvalid) || !errors.As(err, &ve) {
+				t.Fatalf("CreatePolicy = %v, want a ValidationError", err)
+			}
+			if ve.Field != tc.field {
+				t.Errorf("error names field %q, want %q (%v)", ve.Field, tc.field, err)
+			}
+		})
+	}
+	if ps, _ := e.m.Policies(e.admin()); len(ps) != 0 {
+		t.Errorf("invalid policies stored: %+v", ps)
+	}
+	if evs := e.events(); len(evs) != 0 {
+		t.Errorf("invalid policies audited: %+v", evs)
+	}
+}
+
+func TestPolicyRegoErrorsHavePositions(t *testing.T) {
+	e := newEnv(t)
+	for _, tc := range []struct {
+		name, field string
+		change      func(*pam.Policy, string)
+		src         string
+		line, col   int
+	}{
+		{"condition syntax", "Condition", func(p *pam.Policy, s string) { p.Condition = s }, "input.op.params.size >", 1, 22},
+		{"condition unknown function", "Condition", func(p *pam.Policy, s string) { p.Condition = s }, "input.op.task == \"x\"\n    nosuch(input.op.task)", 2, 5},
+		{"condition http.send", "Condition", func(p *pam.Policy, s string) { p.Condition = s }, `http.send({"method": "get", "url": "http://127.0.0.1"}).status_code == 200`, 1, 1},
+		{"request rule syntax", "RequestRule", func(p *pam.Policy, s string) { p.RequestRule = s }, "deny contains msg if {\n\tmsg := \"x\"\n\tmsg ==\n}", 4, 1},
+		{"request rule without deny", "RequestRule", func(p *pam.Policy, s string) { p.RequestRule = s }, "allow if true", 0, 0},
+		{"auto rule type error", "AutoApproveRule", func(p *pam.Policy, s string) { p.AutoApproveRule = s }, "approve if {\n  count(1) > 0\n}", 2, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := movePolicy()
+			tc.change(&p, tc.src)
+			_, err := e.m.CreatePolicy(e.admin(), p)
+			var re *pam.RegoError
+			if !errors.As(err, &re) || !errors.Is(err, pam.ErrInvalid) {
+				t.Fatalf("CreatePolicy = %v, want a RegoError", err)
+			}
+			if re.Field != tc.field || re.Line != tc.line || re.Col != tc.col {
+				t.Errorf("RegoError %s at %d:%d (%v), want %s at %d:%d", re.Field, re.Line, re.Col, re, tc.field, tc.line, tc.col)
+			}
+		})
+	}
+	// The same on update, and nothing changes.
+	p := e.policy(movePolicy())
+	p.Condition = "input.op.params.x >"
+	if _, err := e.m.UpdatePolicy(e.admin(), p); !errors.As(err, new(*pam.RegoError)) {
+		t.Fatalf("UpdatePolicy = %v, want a RegoError", err)
+	}
+	if got, _ := e.m.Policy(e.admin(), "move"); got.Version != 1 || got.Condition != "" {
+		t.Errorf("failed update changed the policy: %+v", got)
+	}
+}
+
+func TestUpdatePolicyVersions(t *testing.T) {
+	e := newEnv(t)
+	p := e.policy(movePolicy())
+
+	// A change that does not touch access keeps old grants valid.
+	p.MaxDuration = 12 * time.Hour
+	p2, err := e.m.UpdatePolicy(e.admin(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2.Version != 2 || p2.MinGrantVersion != 1 || p2.UpdatedBy != "admin" {
+		t.Errorf("after duration change: version %d, min grant version %d", p2.Version, p2.MinGrantVersion)
+	}
+	// A stale version is a conflict.
+	if _, err := e.m.UpdatePolicy(e.admin(), p); !errors.Is(err, pam.ErrConflict) {
+		t.Errorf("update from a stale version = %v, want ErrConflict", err)
+	}
+	// Changing the approvers invalidates older grants.
+	p2.ApproverGroups = append(p2.ApproverGroups, pam.ApproverGroup{Group: "security"})
+	p3, err := e.m.UpdatePolicy(e.admin(), p2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p3.Version != 3 || p3.MinGrantVersion != 3 {
+		t.Errorf("after approver change: version %d, min grant version %d; want 3, 3", p3.Version, p3.MinGrantVersion)
+	}
+	if err := e.m.DeletePolicy(e.admin(), "move"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Policy(e.admin(), "move"); !errors.Is(err, pam.ErrNotFound) {
+		t.Errorf("Policy after delete = %v, want ErrNotFound", err)
+	}
+	if err := e.m.DeletePolicy(e.admin(), "move"); !errors.Is(err, pam.ErrNotFound) {
+		t.Errorf("second delete = %v, want ErrNotFound", err)
+	}
+	if _, err := e.m.UpdatePolicy(e.admin(), p3); !errors.Is(err, pam.ErrNotFound) {
+		t.Errorf("update after delete = %v, want ErrNotFound", err)
+	}
+	want := []pam.EventType{pam.EventPolicyCreated, pam.EventPolicyUpdated, pam.EventPolicyUpdated, pam.EventPolicyDeleted}
+	if d := cmp.Diff(want, types(e.events())); d != "" {
+		t.Errorf("audit (-want +got):\n%s", d)
+	}
+	if _, err := e.m.CreatePolicy(e.admin(), movePolicy()); !errors.Is(err, pam.ErrConflict) {
+		t.Errorf("reusing a deleted policy's ID = %v, want ErrConflict", err)
+	}
+}
+
+func TestSetCatalog(t *testing.T) {
+	e := newEnv(t)
+	e.policy(pam.Policy{ID: "recip", Scope: pam.RoleGroupScope("Recipient Management"), Approval: pam.Auto})
+	if ran, _ := e.guard("alice", "Remove-MoveRequest", nil); ran {
+		t.Fatal("Remove-MoveRequest ran without a grant")
+	}
+	if ran, _ := e.guard("alice", "Set-Password", nil); !ran {
+		t.Fatal("uncovered Set-Password did not run")
+	}
+	// Moving Set-Password into a covered role covers it from the next Guard.
+	cat := testCatalog
+	cat.Roles = map[string][]string{"Mail Recipients": {"Set-Mailbox", "Set-Password"}, "Move Mailboxes": {"New-MoveRequest"}}
+	cat.RoleGroups = map[string][]string{"Recipient Management": {"Mail Recipients", "Move Mailboxes"}}
+	if err := e.m.SetCatalog(e.admin(), cat); err != nil {
+		t.Fatal(err)
+	}
+	if ran, err := e.guard("alice", "Set-Password", nil); ran || !errors.Is(err, pam.ErrNotApproved) {
+		t.Errorf("Set-Password after catalog change: ran %v, %v", ran, err)
+	}
+	if ran, _ := e.guard("alice", "Remove-MoveRequest", nil); !ran {
+		t.Errorf("Remove-MoveRequest, no longer in any role, did not run")
+	}
+	// A catalog that drops a role group a policy uses is refused whole.
+	bad := pam.Catalog{Roles: cat.Roles}
+	if err := e.m.SetCatalog(e.admin(), bad); !errors.Is(err, pam.ErrInvalid) {
+		t.Errorf("SetCatalog dropping a used role group = %v, want ErrInvalid", err)
+	}
+	if ran, _ := e.guard("alice", "Set-Password", nil); ran {
+		t.Errorf("refused catalog took effect")
+	}
+	if err := e.m.SetCatalog(e.admin(), pam.Catalog{RoleGroups: map[string][]string{"x": {"missing"}}}); !errors.Is(err, pam.ErrInvalid) {
+		t.Errorf("role group with unknown role = %v, want ErrInvalid", err)
+	}
+	if err := e.m.SetCatalog(e.admin(), pam.Catalog{Roles: cat.Roles, RoleGroups: cat.RoleGroups, Data: map[string]any{"roles": 1}}); !errors.Is(err, pam.ErrInvalid) {
+		t.Errorf("reserved data key = %v, want ErrInvalid", err)
+	}
+	n := 0
+	for _, ev := range e.events() {
+		if ev.Type == pam.EventCatalogSet {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d catalog.set events, want 1", n)
+	}
+}
+
+func TestManyPolicies(t *testing.T) {
+	e := newEnv(t)
+	const n = 500 // no limit on the number of policies; the benchmarks go to 10,000
+	for i := range n {
+		p := movePolicy()
+		p.ID = ""
+		p.Scope = pam.TaskScope("task-" + string(rune('a'+i%26)) + strings.Repeat("x", i/26))
+		e.policy(p)
+	}
+	ps, err := e.m.Policies(e.admin())
+	if err != nil || len(ps) != n {
+		t.Fatalf("Policies: %d, %v", len(ps), err)
+	}
+}
