@@ -1,0 +1,435 @@
+package pam_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/zerostanding/pam"
+)
+
+func TestGuardUncovered(t *testing.T) {
+	e := newEnv(t)
+	e.policy(movePolicy())
+	before := e.lastSeq()
+	ran, err := e.guard("alice", "Get-Mailbox", nil)
+	if !ran || err != nil {
+		t.Fatalf("uncovered task: ran %v, %v", ran, err)
+	}
+	if e.lastSeq() != before {
+		t.Errorf("uncovered task was audited")
+	}
+	err = e.m.Guard(context.Background(), pam.Op{Task: "Get-Mailbox"}, func(context.Context) error { return errRan })
+	if !errors.Is(err, pam.ErrNoActor) {
+		t.Errorf("no actor = %v, want ErrNoActor", err)
+	}
+	if err := e.m.Guard(e.as("alice"), pam.Op{Task: "Get-Mailbox"}, nil); !errors.Is(err, pam.ErrInvalid) {
+		t.Errorf("nil fn = %v, want ErrInvalid", err)
+	}
+	for _, task := range []string{"", "a\x00b", "\xff", strings.Repeat("t", pam.MaxNameLen+1)} {
+		if ran, err := e.guard("alice", task, nil); ran || !errors.Is(err, pam.ErrInvalid) {
+			t.Errorf("task %q: ran %v, %v", task, ran, err)
+		}
+	}
+}
+
+func TestGuardDeniesWithoutGrant(t *testing.T) {
+	e := newEnv(t)
+	e.policy(movePolicy())
+	before := e.lastSeq()
+	ran, err := e.guard("alice", "New-MoveRequest", nil)
+	if ran {
+		t.Fatal("fn ran without a grant")
+	}
+	var nae *pam.NotApprovedError
+	if !errors.As(err, &nae) || !errors.Is(err, pam.ErrNotApproved) {
+		t.Fatalf("Guard = %v, want NotApprovedError", err)
+	}
+	if nae.Task != "New-MoveRequest" || nae.PolicyID != "move" || nae.Actor != "alice" {
+		t.Errorf("NotApprovedError %+v", nae)
+	}
+	evs := e.eventsSince(before)
+	if len(evs) != 1 || evs[0].Type != pam.EventGuardDenied || evs[0].Actor != "alice" || evs[0].PolicyID != "move" || evs[0].Task != "New-MoveRequest" {
+		t.Errorf("denial audit: %+v", evs)
+	}
+	// Covered, no actor: denied and audited.
+	err = e.m.Guard(context.Background(), pam.Op{Task: "New-MoveRequest"}, func(context.Context) error { return errRan })
+	if !errors.Is(err, pam.ErrNoActor) {
+		t.Errorf("no actor = %v", err)
+	}
+	if evs := e.eventsSince(before + 1); len(evs) != 1 || evs[0].Type != pam.EventGuardDenied || evs[0].Actor != "" {
+		t.Errorf("no-actor audit: %+v", evs)
+	}
+	// A pending request is no grant.
+	e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	if ran, err := e.guard("alice", "New-MoveRequest", nil); ran || !errors.Is(err, pam.ErrNotApproved) {
+		t.Errorf("pending request: ran %v, %v", ran, err)
+	}
+	// Another user's grant is not alice's.
+	e.grant("carol", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	if ran, _ := e.guard("alice", "New-MoveRequest", nil); ran {
+		t.Error("ran on carol's grant")
+	}
+}
+
+func TestGuardAllowed(t *testing.T) {
+	e := newEnv(t)
+	e.policy(movePolicy())
+	g := e.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Duration: 2 * time.Hour})
+	before := e.lastSeq()
+	var deadline time.Time
+	err := e.m.Guard(e.as("Alice"), pam.Op{Task: "New-MoveRequest", Params: map[string]any{"mailbox": "x"}}, func(ctx context.Context) error {
+		deadline, _ = ctx.Deadline()
+		actor, _ := pam.ActorFrom(ctx)
+		if actor != "alice" {
+			t.Errorf("actor in fn's context %q", actor)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !deadline.Equal(g.ExpiresAt) {
+		t.Errorf("fn's deadline %v, want the grant's expiry %v", deadline, g.ExpiresAt)
+	}
+	evs := e.eventsSince(before)
+	if d := cmp.Diff([]pam.EventType{pam.EventGuardAllowed, pam.EventGuardFinished}, types(evs)); d != "" {
+		t.Fatalf("audit (-want +got):\n%s", d)
+	}
+	for _, ev := range evs {
+		if ev.RequestID != g.ID || ev.PolicyID != "move" || ev.Actor != "alice" || ev.Task != "New-MoveRequest" {
+			t.Errorf("event %+v", ev)
+		}
+	}
+	if evs[1].Detail["outcome"] != "ok" {
+		t.Errorf("finished detail %v", evs[1].Detail)
+	}
+	// Many runs within the window, each audited.
+	for range 3 {
+		if ran, err := e.guard("alice", "New-MoveRequest", nil); !ran || err != nil {
+			t.Fatalf("repeat run: %v, %v", ran, err)
+		}
+	}
+	if n := len(e.eventsSince(before)); n != 8 {
+		t.Errorf("%d events for 4 runs, want 8", n)
+	}
+	// fn's error is returned and recorded.
+	boom := errors.New("mailbox locked")
+	if err := e.m.Guard(e.as("alice"), pam.Op{Task: "New-MoveRequest"}, func(context.Context) error { return boom }); !errors.Is(err, boom) {
+		t.Errorf("Guard = %v, want fn's error", err)
+	}
+	last := e.eventsSince(e.lastSeq() - 1)[0]
+	if last.Type != pam.EventGuardFinished || last.Detail["outcome"] != "error" || last.Detail["error"] != "mailbox locked" {
+		t.Errorf("finished event %+v", last)
+	}
+}
+
+func TestGuardContextEndsWithWindow(t *testing.T) {
+	e := newEnv(t)
+	e.policy(movePolicy())
+	e.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Duration: time.Hour})
+	started := make(chan struct{})
+	done := make(chan error)
+	go func() {
+		done <- e.m.Guard(e.as("alice"), pam.Op{Task: "New-MoveRequest"}, func(ctx context.Context) error {
+			close(started)
+			<-ctx.Done()
+			return ctx.Err()
+		})
+	}()
+	<-started
+	e.clk.Add(time.Hour)
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Guard = %v, want DeadlineExceeded", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("fn's context did not end with the window")
+	}
+}
+
+func TestGuardPanicIsAudited(t *testing.T) {
+	e := newEnv(t)
+	e.policy(movePolicy())
+	e.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("panic swallowed")
+			}
+		}()
+		e.m.Guard(e.as("alice"), pam.Op{Task: "New-MoveRequest"}, func(context.Context) error { panic("bug") })
+	}()
+	last := e.eventsSince(e.lastSeq() - 1)[0]
+	if last.Type != pam.EventGuardFinished || last.Detail["outcome"] != "panic" {
+		t.Errorf("last event %+v", last)
+	}
+}
+
+func TestGuardFailsClosedWithoutAudit(t *testing.T) {
+	e := newEnv(t)
+	e.policy(movePolicy())
+	e.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	e.store.FailCommit(func(tx *pam.Tx) error {
+		if len(tx.Events) > 0 && tx.Events[0].Type == pam.EventGuardAllowed {
+			return errors.New("disk full")
+		}
+		return nil
+	})
+	ran, err := e.guard("alice", "New-MoveRequest", nil)
+	if ran || !errors.Is(err, pam.ErrAudit) {
+		t.Errorf("unauditable Guard: ran %v, %v; want ErrAudit and no run", ran, err)
+	}
+	// System accounts too.
+	if ran, err := e.guard("svc-backup", "New-MoveRequest", nil); !ran || err != nil {
+		t.Errorf("exempt run with working audit: %v, %v", ran, err)
+	}
+	e.store.FailCommit(func(tx *pam.Tx) error { return errors.New("down") })
+	if ran, err := e.guard("svc-backup", "New-MoveRequest", nil); ran || !errors.Is(err, pam.ErrAudit) {
+		t.Errorf("unauditable exempt run: ran %v, %v", ran, err)
+	}
+	// Nothing else is lost either: transitions fail whole.
+	if _, err := e.m.Submit(e.as("alice"), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "x"}); err == nil {
+		t.Error("Submit succeeded without a store")
+	}
+	e.store.FailCommit(nil)
+	if rs, _, _ := e.m.Requests(e.admin(), pam.RequestFilter{States: []pam.State{pam.Pending}}); len(rs) != 0 {
+		t.Errorf("failed submit left %d requests", len(rs))
+	}
+}
+
+func TestGuardSystemAccounts(t *testing.T) {
+	e := newEnv(t)
+	e.policy(movePolicy())
+	before := e.lastSeq()
+	var deadline bool
+	err := e.m.Guard(e.as("SVC-Backup"), pam.Op{Task: "New-MoveRequest"}, func(ctx context.Context) error {
+		_, deadline = ctx.Deadline()
+		return nil
+	})
+	if err != nil || deadline {
+		t.Fatalf("system account: %v (deadline %v)", err, deadline)
+	}
+	evs := e.eventsSince(before)
+	if d := cmp.Diff([]pam.EventType{pam.EventGuardExempt, pam.EventGuardFinished}, types(evs)); d != "" || evs[0].Actor != "svc-backup" {
+		t.Errorf("exempt audit (-want +got):\n%s %+v", d, evs)
+	}
+	if ran, _ := e.guard("svc-backup", "Get-Mailbox", nil); !ran {
+		t.Error("system account, uncovered task did not run")
+	}
+	if n := len(e.eventsSince(before)); n != 2 {
+		t.Errorf("uncovered run by a system account audited: %d events", n)
+	}
+}
+
+func TestGuardDenyUncovered(t *testing.T) {
+	e := newEnv(t, func(o *pam.Options) { o.DenyUncovered = true })
+	ran, err := e.guard("alice", "Get-Mailbox", nil)
+	if ran || !errors.Is(err, pam.ErrNoPolicy) {
+		t.Errorf("deny-by-default: ran %v, %v", ran, err)
+	}
+	if evs := e.events(); len(evs) != 1 || evs[0].Type != pam.EventGuardDenied {
+		t.Errorf("audit %+v", evs)
+	}
+	if ran, err := e.guard("svc-backup", "Get-Mailbox", nil); !ran || err != nil {
+		t.Errorf("system account under deny-by-default: ran %v, %v", ran, err)
+	}
+	if got := types(e.events()); len(got) != 3 || got[1] != pam.EventGuardExempt {
+		t.Errorf("audit %v", got)
+	}
+}
+
+func TestGuardConditions(t *testing.T) {
+	e := newEnv(t)
+	e.policy(pam.Policy{ID: "vip", Scope: pam.TaskScope("New-MoveRequest"), Approval: pam.Manual,
+		ApproverGroups: []pam.ApproverGroup{{Group: "security"}},
+		Condition:      "input.op.params.mailbox in data.pam.vip"})
+	e.policy(pam.Policy{ID: "big", Scope: pam.TaskScope("Set-Mailbox"), Approval: pam.Auto,
+		Condition: "input.op.params.quota_gb > 100\ninput.op.params.mailbox != \"test@contoso.com\""})
+
+	for _, tc := range []struct {
+		name    string
+		task    string
+		params  map[string]any
+		covered bool
+		cond    string
+	}{
+		{"not a vip", "New-MoveRequest", map[string]any{"mailbox": "bob@contoso.com"}, false, "false"},
+		{"vip", "New-MoveRequest", map[string]any{"mailbox": "ceo@contoso.com"}, true, "true"},
+		{"mailbox missing: fail closed", "New-MoveRequest", map[string]any{"target": "db2"}, true, "undefined"},
+		{"no params: fail closed", "New-MoveRequest", nil, true, "undefined"},
+		{"small quota", "Set-Mailbox", map[string]any{"quota_gb": 5, "mailbox": "x"}, false, "false"},
+		{"big quota", "Set-Mailbox", map[string]any{"quota_gb": 500.5, "mailbox": "x"}, true, "true"},
+		{"big quota, test mailbox", "Set-Mailbox", map[string]any{"quota_gb": 500, "mailbox": "test@contoso.com"}, false, "false"},
+		{"quota not a number: fail closed", "Set-Mailbox", map[string]any{"quota_gb": "lots", "mailbox": "x"}, true, "true"},
+		{"quota missing: fail closed", "Set-Mailbox", map[string]any{"mailbox": "x"}, true, "undefined"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := e.m.Check(e.as("alice"), pam.Op{Task: tc.task, Params: tc.params})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Policies) != 1 || res.Policies[0].Covered != tc.covered || res.Policies[0].Condition != tc.cond {
+				t.Fatalf("Check: %+v", res)
+			}
+			ran, err := e.guard("alice", tc.task, tc.params)
+			if ran == tc.covered {
+				t.Errorf("ran %v (%v), want covered=%v", ran, err, tc.covered)
+			}
+		})
+	}
+	// A vip grant lets the vip move run.
+	r := e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	e.approve("erin", r.ID)
+	if ran, err := e.guard("alice", "New-MoveRequest", map[string]any{"mailbox": "cfo@contoso.com"}); !ran {
+		t.Errorf("vip move with grant: %v", err)
+	}
+}
+
+func TestGuardNeedsEveryCoveringPolicy(t *testing.T) {
+	e := newEnv(t)
+	e.policy(movePolicy())
+	e.policy(pam.Policy{ID: "recip", Scope: pam.RoleGroupScope("Recipient Management"), Approval: pam.Manual,
+		ApproverGroups: []pam.ApproverGroup{{Group: "security"}}})
+	e.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), PolicyID: "move"})
+	ran, err := e.guard("alice", "New-MoveRequest", nil)
+	var nae *pam.NotApprovedError
+	if ran || !errors.As(err, &nae) || nae.PolicyID != "recip" {
+		t.Fatalf("one of two grants: ran %v, %v", ran, err)
+	}
+	r := e.submit("alice", pam.NewRequest{Scope: pam.RoleScope("Move Mailboxes")})
+	e.approve("erin", r.ID)
+	if ran, err := e.guard("alice", "New-MoveRequest", nil); !ran {
+		t.Fatalf("both grants: %v", err)
+	}
+	res, _ := e.m.Check(e.as("alice"), pam.Op{Task: "New-MoveRequest"})
+	if !res.Allowed || res.Outcome != pam.OutcomeGranted || len(res.Policies) != 2 || res.Policies[0].Grant == "" || res.Policies[1].Grant == "" {
+		t.Errorf("Check: %+v", res)
+	}
+	// The role grant covers the role's other task; the task grant does not
+	// stretch to it.
+	if ran, err := e.guard("alice", "Remove-MoveRequest", nil); !ran {
+		t.Errorf("Remove-MoveRequest under the role grant: %v", err)
+	}
+	if ran, _ := e.guard("alice", "Set-Mailbox", nil); ran {
+		t.Error("Set-Mailbox ran on a Move Mailboxes grant")
+	}
+}
+
+func TestGuardAfterPolicyChange(t *testing.T) {
+	e := newEnv(t)
+	e.policy(movePolicy())
+	e.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	p, _ := e.m.Policy(e.admin(), "move")
+	p.PendingTTL = time.Hour
+	p, err := e.m.UpdatePolicy(e.admin(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ran, err := e.guard("alice", "New-MoveRequest", nil); !ran {
+		t.Fatalf("grant after a harmless change: %v", err)
+	}
+	p.ApproverGroups = []pam.ApproverGroup{{Group: "mailbox-managers", MinApprovals: 2}}
+	if _, err := e.m.UpdatePolicy(e.admin(), p); err != nil {
+		t.Fatal(err)
+	}
+	ran, err := e.guard("alice", "New-MoveRequest", nil)
+	var nae *pam.NotApprovedError
+	if ran || !errors.As(err, &nae) || !strings.Contains(nae.Reason, "policy changed") {
+		t.Errorf("grant from before the approver change: ran %v, %v", ran, err)
+	}
+}
+
+// TestReplicasShareState runs two Managers over one store, as two replicas
+// of a host would: each sees the other's policy changes and revocations on
+// its next Guard.
+func TestReplicasShareState(t *testing.T) {
+	a := newEnv(t)
+	b := newEnv(t)
+	b.store = a.store
+	var err error
+	b.m, err = pam.New(a.store, &pam.Options{Clock: a.clk, Directory: a.dir, Catalog: testCatalog, AdminGroup: "pam-admins"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ran, _ := b.guard("alice", "New-MoveRequest", nil); !ran {
+		t.Fatal("uncovered before any policy")
+	}
+	a.policy(movePolicy())
+	if ran, _ := b.guard("alice", "New-MoveRequest", nil); ran {
+		t.Fatal("replica b did not see the policy created through a")
+	}
+	g := a.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	if ran, err := b.guard("alice", "New-MoveRequest", nil); !ran {
+		t.Fatalf("replica b did not see the grant: %v", err)
+	}
+	if _, err := a.m.Revoke(a.admin(), g.ID, "done"); err != nil {
+		t.Fatal(err)
+	}
+	if ran, _ := b.guard("alice", "New-MoveRequest", nil); ran {
+		t.Fatal("replica b let a revoked grant through")
+	}
+	if err := b.m.DeletePolicy(b.admin(), "move"); err != nil {
+		t.Fatal(err)
+	}
+	if ran, _ := a.guard("alice", "New-MoveRequest", nil); !ran {
+		t.Fatal("replica a still enforces a policy deleted through b")
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	e := newEnv(t)
+	e.policy(movePolicy())
+	p := movePolicy()
+	p.ID, p.Scope, p.Condition = "cond", pam.TaskScope("Set-Mailbox"), "input.op.params.n > 10"
+	e.policy(p)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			who := fmt.Sprint("user", w)
+			for i := range 20 {
+				r, err := e.m.Submit(e.as(who), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "r"})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				// Two approvers race; one approval suffices, so the other
+				// sees a decided request or loses the version race and retries.
+				var inner sync.WaitGroup
+				for _, approver := range []string{"bob", "carol"} {
+					inner.Add(1)
+					go func() {
+						defer inner.Done()
+						if _, err := e.m.Approve(e.as(approver), r.ID, ""); err != nil && !errors.Is(err, pam.ErrWrongState) {
+							t.Error(err)
+						}
+					}()
+				}
+				inner.Wait()
+				if ran, err := e.guard(who, "New-MoveRequest", nil); !ran {
+					t.Errorf("guard after approval: %v", err)
+				}
+				e.guard(who, "Set-Mailbox", map[string]any{"n": i})
+			}
+		}()
+	}
+	wg.Wait()
+	rs, _, err := e.m.Requests(e.admin(), pam.RequestFilter{Limit: pam.MaxPageSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if r.State != pam.Approved || len(r.Decisions) != 1 {
+			t.Errorf("request %s: %s with %d decisions", r.ID, r.State, len(r.Decisions))
+		}
+	}
+}
