@@ -3,7 +3,6 @@ package pam_test
 import (
 	"context"
 	"errors"
-	"testing"
 	"time"
 
 	"github.com/benbjohnson/clock"
@@ -18,7 +17,7 @@ var epoch = time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC) // a Monday
 // env is one Manager over a memory store with a fake clock, a directory,
 // and recording fakes.
 type env struct {
-	t      testing.TB
+	t      tb
 	m      *pam.Manager
 	clk    *clock.Mock
 	dir    *pam.StaticDirectory
@@ -51,7 +50,14 @@ var testCatalog = pam.Catalog{
 	Data: map[string]any{"vip": []any{"ceo@contoso.com", "cfo@contoso.com"}},
 }
 
-func newEnv(t testing.TB, configure ...func(*pam.Options)) *env {
+// tb is what the helpers need of *testing.T, *testing.B and *rapid.T.
+type tb interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+}
+
+func newEnv(t tb, configure ...func(*pam.Options)) *env {
 	t.Helper()
 	e := &env{t: t, clk: clock.NewMock(), store: &fakes.Store{Store: memory.New()}, notes: &fakes.Notifier{}, sink: &fakes.Sink{}, errors: &fakes.Errors{}}
 	e.clk.Set(epoch)

@@ -1,0 +1,103 @@
+package pam_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/zerostanding/pam"
+)
+
+func FuzzNewRequestValidate(f *testing.F) {
+	f.Add("task", "New-MoveRequest", "", "move a mailbox", int64(time.Hour), "INC-1")
+	f.Add("role", "Mail Recipients", "pol_1", "", int64(0), "")
+	f.Add("cmdlet", "x\x00", "", "a\xffb", int64(-1), "a\nb")
+	f.Add("", "", "pol_1", "r", int64(1), "")
+	f.Fuzz(func(t *testing.T, kind, name, policyID, reason string, d int64, ticket string) {
+		n := pam.NewRequest{Scope: pam.Scope{Kind: pam.ScopeKind(kind), Name: name}, PolicyID: policyID, Reason: reason, Duration: time.Duration(d), Ticket: ticket}
+		err := n.Validate()
+		if err != nil {
+			if !errors.Is(err, pam.ErrInvalid) {
+				t.Fatalf("Validate = %v, not ErrInvalid", err)
+			}
+			return
+		}
+		if reason == "" || len(reason) > pam.MaxReasonLen || !utf8.ValidString(reason) || strings.ContainsRune(reason, 0) {
+			t.Fatalf("accepted reason %q", reason)
+		}
+		if d < 0 {
+			t.Fatalf("accepted negative duration %d", d)
+		}
+		if n.Scope != (pam.Scope{}) && (name == "" || !utf8.ValidString(name) || strings.ContainsRune(name, 0)) {
+			t.Fatalf("accepted scope name %q", name)
+		}
+		if policyID == "" && kind != "task" && kind != "role" && kind != "role_group" {
+			t.Fatalf("accepted scope kind %q", kind)
+		}
+	})
+}
+
+func FuzzPolicyValidate(f *testing.F) {
+	f.Add("task", "New-MoveRequest", "manual", "mailbox-managers", 1, int64(0), int64(0), "input.op.params.x == 1")
+	f.Add("role_group", "Recipient Management", "auto", "", 0, int64(time.Hour), int64(2*time.Hour), "")
+	f.Add("x", "\x00", "sometimes", "g\ng", -1, int64(-1), int64(1), "\xff")
+	f.Fuzz(func(t *testing.T, kind, name, approval, group string, min int, def, maxd int64, cond string) {
+		p := pam.Policy{Scope: pam.Scope{Kind: pam.ScopeKind(kind), Name: name}, Approval: pam.Approval(approval),
+			DefaultDuration: time.Duration(def), MaxDuration: time.Duration(maxd), Condition: cond}
+		if group != "" {
+			p.ApproverGroups = []pam.ApproverGroup{{Group: group, MinApprovals: min}}
+		}
+		err := p.Validate()
+		if err != nil {
+			if !errors.Is(err, pam.ErrInvalid) {
+				t.Fatalf("Validate = %v, not ErrInvalid", err)
+			}
+			return
+		}
+		if p.Approval == pam.Manual && len(p.ApproverGroups) == 0 {
+			t.Fatal("accepted a manual policy without approvers")
+		}
+		if def < 0 || maxd < 0 || (maxd > 0 && def > maxd) {
+			t.Fatalf("accepted durations %d, %d", def, maxd)
+		}
+		if !utf8.ValidString(cond) || strings.ContainsRune(cond, 0) || !utf8.ValidString(name) || strings.ContainsRune(name, 0) {
+			t.Fatal("accepted invalid text")
+		}
+	})
+}
+
+// FuzzSubmit pushes untrusted text through the whole engine: either the
+// request is stored and audited, or a sentinel error comes back and
+// nothing is written.
+func FuzzSubmit(f *testing.F) {
+	f.Add("Alice", "New-MoveRequest", "leaver", "INC-1")
+	f.Add("ａｌｉｃｅ", "New-MoveRequest", "x\x00", "")
+	f.Add("a b", "Set-Mailbox", "\xff", "t")
+	f.Fuzz(func(t *testing.T, who, task, reason, ticket string) {
+		e := newEnv(t)
+		e.policy(movePolicy())
+		before := e.lastSeq()
+		r, err := e.m.Submit(e.as(who), pam.NewRequest{Scope: pam.TaskScope(task), Reason: reason, Ticket: ticket})
+		if err != nil {
+			if !errors.Is(err, pam.ErrInvalid) && !errors.Is(err, pam.ErrNoActor) && !errors.Is(err, pam.ErrNoPolicy) {
+				t.Fatalf("Submit = %v, not a sentinel", err)
+			}
+			if e.lastSeq() != before {
+				t.Fatal("a rejected submission was audited")
+			}
+			return
+		}
+		got, err := e.m.Request(e.admin(), r.ID)
+		if err != nil || got.Reason != reason {
+			t.Fatalf("stored request %+v, %v", got, err)
+		}
+		if c, _ := pam.CanonicalIdentity(who); got.Requester != c {
+			t.Fatalf("requester %q, want canonical %q", got.Requester, c)
+		}
+		if n := e.lastSeq() - before; n != 1 {
+			t.Fatalf("%d events for one submission", n)
+		}
+	})
+}

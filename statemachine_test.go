@@ -1,0 +1,405 @@
+package pam_test
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+
+	"github.com/zerostanding/pam"
+)
+
+// The state-machine test drives random sequences of submissions,
+// decisions, cancellations, revocations, clock moves, group changes,
+// sweeps and Guards against a small reference model, and checks after
+// every step that the engine agrees with the model and that the
+// invariants hold.
+
+type modelRequest struct {
+	id, requester, policy string
+	duration              time.Duration
+	pendingUntil          time.Time
+	state                 pam.State // as recorded by the model's transitions
+	recordedExpiry        bool
+	approvedAt, expiresAt time.Time
+	decided               map[string]pam.Verdict
+	approvals             []string // approvers in order
+	terminalSeen          pam.State
+}
+
+func (r *modelRequest) stateAt(now time.Time) pam.State {
+	switch {
+	case r.state == pam.Pending && !now.Before(r.pendingUntil):
+		return pam.Expired
+	case r.state == pam.Approved && !now.Before(r.expiresAt):
+		return pam.Expired
+	}
+	return r.state
+}
+
+type modelPolicy struct {
+	id, task string
+	groups   []pam.ApproverGroup
+	ttl      time.Duration
+}
+
+var smPolicies = []modelPolicy{
+	{id: "move", task: "New-MoveRequest", groups: []pam.ApproverGroup{{Group: "managers", MinApprovals: 2}}, ttl: 24 * time.Hour},
+	{id: "journal", task: "Set-JournalRule", groups: []pam.ApproverGroup{{Group: "managers"}, {Group: "security"}}, ttl: 3 * time.Hour},
+}
+
+var smUsers = []string{"alice", "bob", "carol", "dave", "erin", "admin"}
+
+type machine struct {
+	e        *env
+	members  map[string]map[string]bool
+	requests []*modelRequest
+	seq      int64
+}
+
+func (m *machine) member(group, who string) bool { return m.members[group][who] }
+
+// quorum is the model's own quorum: try every assignment of approvers to
+// groups (a different algorithm from the engine's matching).
+func (m *machine) quorum(p modelPolicy, approvers []string) bool {
+	var eligible []string
+	for _, a := range approvers {
+		for _, g := range p.groups {
+			if m.member(g.Group, a) {
+				eligible = append(eligible, a)
+				break
+			}
+		}
+	}
+	need := make([]int, len(p.groups))
+	for i, g := range p.groups {
+		need[i] = max(g.MinApprovals, 1)
+	}
+	var try func(i int) bool
+	try = func(i int) bool {
+		done := true
+		for _, n := range need {
+			if n > 0 {
+				done = false
+			}
+		}
+		if done {
+			return true
+		}
+		if i == len(eligible) {
+			return false
+		}
+		for gi, g := range p.groups {
+			if need[gi] > 0 && m.member(g.Group, eligible[i]) {
+				need[gi]--
+				ok := try(i + 1)
+				need[gi]++
+				if ok {
+					return true
+				}
+			}
+		}
+		return try(i + 1) // this approver fills no seat
+	}
+	return try(0)
+}
+
+func policyOf(id string) modelPolicy {
+	for _, p := range smPolicies {
+		if p.id == id {
+			return p
+		}
+	}
+	panic(id)
+}
+
+// expectEvents checks the events committed since the last step.
+func (m *machine) expectEvents(t *rapid.T, want ...pam.EventType) {
+	got := m.e.eventsSince(m.seq)
+	if len(got) > 0 {
+		m.seq = got[len(got)-1].Seq
+	}
+	gotTypes := types(got)
+	if !slices.Equal(gotTypes, want) {
+		t.Fatalf("events %v, want %v", gotTypes, want)
+	}
+}
+
+func (m *machine) pick(t *rapid.T) *modelRequest {
+	if len(m.requests) == 0 {
+		t.Skip("no requests yet")
+	}
+	return rapid.SampledFrom(m.requests).Draw(t, "request")
+}
+
+func (m *machine) check(t *rapid.T, err error, want error) {
+	if want == nil && err != nil {
+		t.Fatalf("unexpected error %v", err)
+	}
+	if want != nil && !errors.Is(err, want) {
+		t.Fatalf("error %v, want %v", err, want)
+	}
+}
+
+func (m *machine) decide(t *rapid.T, v pam.Verdict) {
+	r := m.pick(t)
+	who := rapid.SampledFrom(smUsers).Draw(t, "approver")
+	now := m.e.clk.Now()
+	p := policyOf(r.policy)
+	var want error
+	switch {
+	case r.stateAt(now) != pam.Pending:
+		want = pam.ErrWrongState
+	case who == r.requester:
+		want = pam.ErrSelfApproval
+	case r.decided[who] != "":
+		want = pam.ErrAlreadyDecided
+	default:
+		eligible := false
+		for _, g := range p.groups {
+			eligible = eligible || m.member(g.Group, who)
+		}
+		if !eligible {
+			want = pam.ErrForbidden
+		}
+	}
+	var err error
+	if v == pam.Approve {
+		_, err = m.e.m.Approve(m.e.as(who), r.id, "")
+	} else {
+		_, err = m.e.m.Deny(m.e.as(who), r.id, "")
+	}
+	m.check(t, err, want)
+	if want != nil {
+		m.expectEvents(t)
+		return
+	}
+	r.decided[who] = v
+	if v == pam.Deny {
+		r.state = pam.Denied
+		m.expectEvents(t, pam.EventRequestDecision, pam.EventRequestDenied)
+		return
+	}
+	r.approvals = append(r.approvals, who)
+	if m.quorum(p, r.approvals) {
+		r.state, r.approvedAt, r.expiresAt = pam.Approved, now, now.Add(r.duration)
+		m.expectEvents(t, pam.EventRequestDecision, pam.EventRequestApproved)
+		return
+	}
+	m.expectEvents(t, pam.EventRequestDecision)
+}
+
+func (m *machine) Submit(t *rapid.T) {
+	who := rapid.SampledFrom(smUsers[:5]).Draw(t, "requester")
+	p := rapid.SampledFrom(smPolicies).Draw(t, "policy")
+	d := rapid.SampledFrom([]time.Duration{time.Hour, 2 * time.Hour, 4 * time.Hour}).Draw(t, "duration")
+	r, err := m.e.m.Submit(m.e.as(who), pam.NewRequest{Scope: pam.TaskScope(p.task), Reason: "r", Duration: d})
+	m.check(t, err, nil)
+	now := m.e.clk.Now()
+	m.requests = append(m.requests, &modelRequest{id: r.ID, requester: who, policy: p.id, duration: d,
+		pendingUntil: now.Add(p.ttl), state: pam.Pending, decided: map[string]pam.Verdict{}})
+	m.expectEvents(t, pam.EventRequestSubmitted)
+}
+
+func (m *machine) Approve(t *rapid.T) { m.decide(t, pam.Approve) }
+
+func (m *machine) Deny(t *rapid.T) {
+	// Denials end requests; draw them less often than approvals.
+	if rapid.IntRange(0, 3).Draw(t, "deny?") != 0 {
+		t.Skip("not this time")
+	}
+	m.decide(t, pam.Deny)
+}
+
+func (m *machine) Cancel(t *rapid.T) {
+	r := m.pick(t)
+	who := rapid.SampledFrom(smUsers).Draw(t, "who")
+	var want error
+	switch {
+	case r.stateAt(m.e.clk.Now()) != pam.Pending:
+		want = pam.ErrWrongState
+	case who != r.requester:
+		want = pam.ErrForbidden
+	}
+	_, err := m.e.m.Cancel(m.e.as(who), r.id, "")
+	m.check(t, err, want)
+	if want == nil {
+		r.state = pam.Canceled
+		m.expectEvents(t, pam.EventRequestCanceled)
+		return
+	}
+	m.expectEvents(t)
+}
+
+func (m *machine) Revoke(t *rapid.T) {
+	r := m.pick(t)
+	who := rapid.SampledFrom(smUsers).Draw(t, "who")
+	var want error
+	allowed := who == r.requester || who == "admin"
+	for _, g := range policyOf(r.policy).groups {
+		allowed = allowed || m.member(g.Group, who)
+	}
+	switch {
+	case r.stateAt(m.e.clk.Now()) != pam.Approved:
+		want = pam.ErrWrongState
+	case !allowed:
+		want = pam.ErrForbidden
+	}
+	_, err := m.e.m.Revoke(m.e.as(who), r.id, "")
+	m.check(t, err, want)
+	if want == nil {
+		r.state = pam.Revoked
+		m.expectEvents(t, pam.EventRequestRevoked)
+		return
+	}
+	m.expectEvents(t)
+}
+
+func (m *machine) Advance(t *rapid.T) {
+	now := m.e.clk.Now()
+	steps := []time.Duration{time.Nanosecond, time.Minute, 59 * time.Minute, time.Hour, 3 * time.Hour, 25 * time.Hour}
+	// Land exactly on, just before and just after the next deadlines.
+	for _, r := range m.requests {
+		for _, d := range []time.Time{r.pendingUntil, r.expiresAt} {
+			if d.After(now) {
+				steps = append(steps, d.Sub(now)-time.Nanosecond, d.Sub(now), d.Sub(now)+time.Nanosecond)
+			}
+		}
+	}
+	step := rapid.SampledFrom(steps).Draw(t, "step")
+	if step <= 0 {
+		t.Skip("no forward step")
+	}
+	m.e.clk.Add(step)
+	m.expectEvents(t)
+}
+
+func (m *machine) ChangeGroup(t *rapid.T) {
+	group := rapid.SampledFrom([]string{"managers", "security"}).Draw(t, "group")
+	members := rapid.SliceOfDistinct(rapid.SampledFrom(smUsers[:5]), func(s string) string { return s }).Draw(t, "members")
+	if err := m.e.dir.SetMembers(group, members...); err != nil {
+		t.Fatal(err)
+	}
+	m.members[group] = map[string]bool{}
+	for _, who := range members {
+		m.members[group][who] = true
+	}
+}
+
+func (m *machine) Guard(t *rapid.T) {
+	who := rapid.SampledFrom(smUsers[:5]).Draw(t, "who")
+	task := rapid.SampledFrom([]string{"New-MoveRequest", "Set-JournalRule", "Get-Mailbox"}).Draw(t, "task")
+	now := m.e.clk.Now()
+	covering := ""
+	for _, p := range smPolicies {
+		if p.task == task {
+			covering = p.id
+		}
+	}
+	active := false
+	for _, r := range m.requests {
+		if r.requester == who && r.policy == covering && r.stateAt(now) == pam.Approved && !now.Before(r.approvedAt) {
+			active = true
+		}
+	}
+	ran, err := m.e.guard(who, task, nil)
+	switch {
+	case covering == "":
+		if !ran || err != nil {
+			t.Fatalf("uncovered %s: ran %v, %v", task, ran, err)
+		}
+		m.expectEvents(t)
+	case active:
+		if !ran || err != nil {
+			t.Fatalf("%s with an active grant: ran %v, %v", task, ran, err)
+		}
+		m.expectEvents(t, pam.EventGuardAllowed, pam.EventGuardFinished)
+	default:
+		if ran || !errors.Is(err, pam.ErrNotApproved) {
+			t.Fatalf("%s without an active grant: ran %v, %v", task, ran, err)
+		}
+		m.expectEvents(t, pam.EventGuardDenied)
+	}
+}
+
+func (m *machine) Sweep(t *rapid.T) {
+	now := m.e.clk.Now()
+	var want []pam.EventType
+	var expiring []*modelRequest
+	for _, r := range m.requests {
+		if !r.state.Terminal() && r.stateAt(now) == pam.Expired {
+			expiring = append(expiring, r)
+			want = append(want, pam.EventRequestExpired)
+		}
+	}
+	n, err := m.e.m.Sweep(t.Context())
+	m.check(t, err, nil)
+	if n != len(expiring) {
+		t.Fatalf("Sweep recorded %d, want %d", n, len(expiring))
+	}
+	for _, r := range expiring {
+		r.state = pam.Expired
+	}
+	m.expectEvents(t, want...)
+}
+
+// Check runs after every step.
+func (m *machine) Check(t *rapid.T) {
+	now := m.e.clk.Now()
+	for _, r := range m.requests {
+		got, err := m.e.m.Request(m.e.admin(), r.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := r.stateAt(now)
+		if got.State != want {
+			t.Fatalf("request %s: engine %s, model %s", r.id, got.State, want)
+		}
+		if r.terminalSeen != "" && got.State != r.terminalSeen {
+			t.Fatalf("request %s left terminal state %s for %s", r.id, r.terminalSeen, got.State)
+		}
+		if got.State.Terminal() {
+			r.terminalSeen = got.State
+		}
+		if got.State == pam.Approved && (!got.ApprovedAt.Equal(r.approvedAt) || !got.ExpiresAt.Equal(r.expiresAt)) {
+			t.Fatalf("request %s window %v..%v, model %v..%v", r.id, got.ApprovedAt, got.ExpiresAt, r.approvedAt, r.expiresAt)
+		}
+		var approvers []string
+		for _, d := range got.Decisions {
+			if d.Verdict == pam.Approve {
+				approvers = append(approvers, d.Approver)
+			}
+		}
+		sort.Strings(approvers)
+		if len(slices.Compact(slices.Clone(approvers))) != len(approvers) {
+			t.Fatalf("request %s: an approver counted twice: %v", r.id, approvers)
+		}
+	}
+}
+
+func TestStateMachine(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		e := newEnv(t)
+		for _, p := range smPolicies {
+			e.policy(pam.Policy{ID: p.id, Scope: pam.TaskScope(p.task), Approval: pam.Manual, ApproverGroups: p.groups, PendingTTL: p.ttl})
+		}
+		m := &machine{e: e, members: map[string]map[string]bool{}}
+		for g, members := range map[string][]string{"managers": {"bob", "carol", "dave"}, "security": {"carol", "erin"}} {
+			if err := e.dir.SetMembers(g, members...); err != nil {
+				t.Fatal(err)
+			}
+			m.members[g] = map[string]bool{}
+			for _, who := range members {
+				m.members[g][who] = true
+			}
+		}
+		m.seq = e.lastSeq()
+		t.Repeat(rapid.StateMachineActions(m))
+	})
+}
+
+func (m *machine) String() string { return fmt.Sprintf("%d requests", len(m.requests)) }
