@@ -10,10 +10,10 @@ import (
 
 // Limits on what policies and requests may hold.
 const (
-	MaxNameLen   = 256       // task, role, group and policy names, IDs
-	MaxReasonLen = 4096      // request reasons, comments
-	MaxRegoLen   = 64 << 10  // each Rego field of a policy
-	MaxDataLen   = 1024      // approver groups per policy, roles per catalog entry, ...
+	MaxNameLen   = 256      // task, role, group and policy names, IDs
+	MaxReasonLen = 4096     // request reasons, comments
+	MaxRegoLen   = 64 << 10 // each Rego field of a policy
+	MaxDataLen   = 1024     // approver groups per policy, roles per catalog entry, ...
 	maxDuration  = 366 * 24 * time.Hour
 )
 

@@ -159,8 +159,8 @@ func testPolicyCRUD(t *testing.T, s pam.Store) {
 
 func testPolicyChanges(t *testing.T, s pam.Store) {
 	commit(t, s, &pam.Tx{Policies: []pam.Policy{policy("a", 1), policy("b", 1)}}) // revisions 1, 2
-	commit(t, s, &pam.Tx{Policies: []pam.Policy{policy("c", 1)}})                  // 3
-	commit(t, s, &pam.Tx{Policies: []pam.Policy{policy("a", 2)}})                  // 4
+	commit(t, s, &pam.Tx{Policies: []pam.Policy{policy("c", 1)}})                 // 3
+	commit(t, s, &pam.Tx{Policies: []pam.Policy{policy("a", 2)}})                 // 4
 	del := policy("b", 2)
 	del.Deleted = true
 	commit(t, s, &pam.Tx{Policies: []pam.Policy{del}}) // 5
