@@ -13,7 +13,8 @@ const (
 	MaxNameLen   = 256      // task, role, group and policy names, IDs
 	MaxReasonLen = 4096     // request reasons, comments
 	MaxRegoLen   = 64 << 10 // each Rego field of a policy
-	MaxDataLen   = 1024     // approver groups per policy, roles per catalog entry, ...
+	MaxGroups    = 32       // approver groups per policy
+	MaxQuorum    = 32       // MinApprovals of one approver group
 	maxDuration  = 366 * 24 * time.Hour
 )
 
@@ -177,8 +178,8 @@ func (p *Policy) Validate() error {
 	if p.Approval == Manual && len(p.ApproverGroups) == 0 {
 		return invalid("ApproverGroups", "a manual policy needs at least one approver group")
 	}
-	if len(p.ApproverGroups) > MaxDataLen {
-		return invalid("ApproverGroups", "more than %d groups", MaxDataLen)
+	if len(p.ApproverGroups) > MaxGroups {
+		return invalid("ApproverGroups", "more than %d groups", MaxGroups)
 	}
 	seen := make(map[string]bool, len(p.ApproverGroups))
 	for i, g := range p.ApproverGroups {
@@ -190,8 +191,8 @@ func (p *Policy) Validate() error {
 			return invalid(field+".Group", "group %q listed twice", g.Group)
 		}
 		seen[g.Group] = true
-		if g.MinApprovals < 0 || g.MinApprovals > MaxDataLen {
-			return invalid(field+".MinApprovals", "must be between 0 and %d", MaxDataLen)
+		if g.MinApprovals < 0 || g.MinApprovals > MaxQuorum {
+			return invalid(field+".MinApprovals", "must be between 0 and %d", MaxQuorum)
 		}
 	}
 	for _, d := range []struct {

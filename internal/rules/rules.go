@@ -42,15 +42,20 @@ func (e *Error) Error() string {
 // Env holds what all compiled Rego shares: the capabilities and the store
 // behind data.pam.
 type Env struct {
-	caps  *ast.Capabilities
-	store storage.Store
+	caps     *ast.Capabilities
+	store    storage.Store
+	compiler *ast.Compiler // holds no modules; shared by every condition
 }
 
 // NewEnv returns an environment whose data.pam is empty.
 func NewEnv() *Env {
+	caps := restrictedCapabilities()
+	c := ast.NewCompiler().WithCapabilities(caps).WithEnablePrintStatements(false)
+	c.Compile(nil)
 	return &Env{
-		caps:  restrictedCapabilities(),
-		store: inmem.NewFromObject(map[string]any{"pam": map[string]any{}}),
+		caps:     caps,
+		store:    inmem.NewFromObject(map[string]any{"pam": map[string]any{}}),
+		compiler: c,
 	}
 }
 
@@ -202,7 +207,7 @@ func (e *Env) CompileCondition(ctx context.Context, src string) (*Condition, err
 		query = append(query, assign)
 	}
 	c.analyse(body)
-	opts := append(e.options(), rego.ParsedQuery(query))
+	opts := append(e.options(), rego.ParsedQuery(query), rego.Compiler(e.compiler))
 	pq, err := rego.New(opts...).PrepareForEval(ctx)
 	if err != nil {
 		return nil, located(err, 0)

@@ -3,6 +3,7 @@ package rules_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -149,5 +150,41 @@ deny contains "only on weekdays" if time.weekday(input.now) in {"Saturday", "Sun
 	}
 	if _, err := env.CompileModule(ctx, `allow if true`, "deny"); err == nil {
 		t.Error("module without deny compiled")
+	}
+}
+
+// TestConcurrentCompileAndEval: conditions share one compiler; compiling
+// and evaluating from many goroutines must be race-free.
+func TestConcurrentCompileAndEval(t *testing.T) {
+	ctx := context.Background()
+	env := rules.NewEnv()
+	if err := env.SetData(ctx, map[string]any{"vip": []any{"a"}}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 8)
+	for w := range 8 {
+		go func() {
+			for i := range 20 {
+				c, err := env.CompileCondition(ctx, fmt.Sprintf("input.op.params.n > %d\ninput.op.params.m in data.pam.vip", w*100+i))
+				if err != nil {
+					done <- err
+					return
+				}
+				want := rules.False
+				if 500 > w*100+i {
+					want = rules.True
+				}
+				if got, err := c.Eval(ctx, &rules.Input{Params: map[string]any{"n": 500, "m": "a"}, Now: now}); got != want {
+					done <- fmt.Errorf("eval: %v (%v), want %v", got, err, want)
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
