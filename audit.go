@@ -27,7 +27,7 @@ const (
 	EventGuardAllowed  EventType = "guard.allowed"  // a covered task starts under a grant
 	EventGuardExempt   EventType = "guard.exempt"   // a system account runs a covered task
 	EventGuardDenied   EventType = "guard.denied"   // no grant (or no actor, or deny-by-default)
-	EventGuardFinished EventType = "guard.finished" // the task returned; Detail["outcome"] says how
+	EventGuardFinished EventType = "guard.finished" // the task returned; Outcome says how
 
 	EventNotifyFailed EventType = "notify.failed" // a notifier returned an error
 	EventSinkFailed   EventType = "sink.failed"   // an audit sink returned an error
@@ -36,15 +36,27 @@ const (
 // Event is one immutable audit record. The store assigns Seq: gapless and
 // increasing in the order the events were committed.
 type Event struct {
-	Seq       int64             `json:"seq"`
-	Time      time.Time         `json:"time"`
-	Type      EventType         `json:"type"`
-	Actor     string            `json:"actor,omitempty"`
-	RequestID string            `json:"request_id,omitempty"`
-	PolicyID  string            `json:"policy_id,omitempty"`
-	Task      string            `json:"task,omitempty"`
-	Detail    map[string]string `json:"detail,omitempty"`
+	Seq       int64     `json:"seq"`
+	Time      time.Time `json:"time"`
+	Type      EventType `json:"type"`
+	Actor     string    `json:"actor,omitempty"`
+	RequestID string    `json:"request_id,omitempty"`
+	PolicyID  string    `json:"policy_id,omitempty"`
+	Task      string    `json:"task,omitempty"`
+	// Outcome summarises the event: for guard.allowed and guard.exempt
+	// "granted" or "exempt"; for guard.denied "not_approved" or
+	// "no_policy"; for guard.finished "ok", "error" or "panic"; for
+	// request.decision the verdict, "approve" or "deny".
+	Outcome string            `json:"outcome,omitempty"`
+	Detail  map[string]string `json:"detail,omitempty"`
 }
+
+// Outcomes of guard.finished events.
+const (
+	OutcomeOK    = "ok"
+	OutcomeError = "error"
+	OutcomePanic = "panic"
+)
 
 // AuditSink receives audit events after they are committed to the store,
 // in sequence order, for shipping to a SIEM, a log, a file. The store
@@ -65,6 +77,7 @@ type EventFilter struct {
 	Types     []EventType // any of
 	RequestID string
 	PolicyID  string
+	Outcome   string
 	Since     time.Time // Time >= Since
 	Until     time.Time // Time < Until
 	After     int64     // Seq > After
@@ -82,6 +95,7 @@ type EventFilter struct {
 func (f *EventFilter) Matches(e *Event) bool {
 	if f.Actor != "" && e.Actor != f.Actor || f.Task != "" && e.Task != f.Task ||
 		f.RequestID != "" && e.RequestID != f.RequestID || f.PolicyID != "" && e.PolicyID != f.PolicyID ||
+		f.Outcome != "" && e.Outcome != f.Outcome ||
 		!f.Since.IsZero() && e.Time.Before(f.Since) || !f.Until.IsZero() && !e.Time.Before(f.Until) {
 		return false
 	}
@@ -130,7 +144,7 @@ func (f *EventFilter) validate() error {
 	case f.After < 0 || f.Before < 0:
 		return invalid("After", "cursors are not negative")
 	}
-	for field, s := range map[string]string{"Actor": f.Actor, "Task": f.Task, "RequestID": f.RequestID, "PolicyID": f.PolicyID} {
+	for field, s := range map[string]string{"Actor": f.Actor, "Task": f.Task, "RequestID": f.RequestID, "PolicyID": f.PolicyID, "Outcome": f.Outcome} {
 		if s != "" {
 			if err := checkName(field, s); err != nil {
 				return err

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -83,6 +84,7 @@ type compiled struct {
 	// covers every operation of its scope and accepts no submissions:
 	// fail closed.
 	broken error
+	ids    []string // []string{ID}, for Store.Grants
 }
 
 // snapshot is an immutable view of the policies and the catalog, swapped
@@ -224,6 +226,7 @@ func (m *Manager) refresh(ctx context.Context) (*snapshot, error) {
 		if changes[i].Deleted {
 			delete(policies, changes[i].ID)
 		} else {
+			built[i].ids = []string{changes[i].ID}
 			policies[changes[i].ID] = built[i]
 		}
 	}
@@ -294,11 +297,12 @@ func (m *Manager) Check(ctx context.Context, op Op) (CheckResult, error) {
 // evaluate decides op for actor against the candidate policies.
 func (m *Manager) evaluate(ctx context.Context, s *snapshot, actor string, aerr error, op Op, cands []*compiled) CheckResult {
 	now := m.now()
-	res := CheckResult{Actor: actor, Task: op.Task, Policies: make([]PolicyCheck, 0, len(cands))}
-	var covering []*compiled
+	res := CheckResult{Actor: actor, Task: op.Task, Policies: make([]PolicyCheck, len(cands))}
+	covered := 0
 	var in *rules.Input
-	for _, c := range cands {
-		pc := PolicyCheck{PolicyID: c.ID, Covered: true}
+	for i, c := range cands {
+		pc := &res.Policies[i]
+		pc.PolicyID, pc.Covered = c.ID, true
 		switch {
 		case c.broken != nil:
 			pc.Condition, pc.ConditionError = rules.Failed.String(), c.broken.Error()
@@ -313,42 +317,50 @@ func (m *Manager) evaluate(ctx context.Context, s *snapshot, actor string, aerr 
 			}
 		}
 		if pc.Covered {
-			covering = append(covering, c)
+			covered++
 		}
-		res.Policies = append(res.Policies, pc)
 	}
 	switch {
 	case aerr != nil:
 		res.Outcome, res.Err = OutcomeNotApproved, aerr
-		if len(covering) == 0 && !m.denyUncov {
+		if covered == 0 && !m.denyUncov {
 			res.Outcome = OutcomeUncovered
 		}
 		return res
-	case len(covering) == 0 && m.denyUncov && m.system[actor]:
+	case covered == 0 && m.denyUncov && m.system[actor]:
 		res.Allowed, res.Outcome = true, OutcomeExempt
 		return res
-	case len(covering) == 0 && m.denyUncov:
+	case covered == 0 && m.denyUncov:
 		res.Outcome, res.Err = OutcomeNoPolicy, fmt.Errorf("%w: task %q", ErrNoPolicy, op.Task)
 		return res
-	case len(covering) == 0:
+	case covered == 0:
 		res.Allowed, res.Outcome = true, OutcomeUncovered
 		return res
 	case m.system[actor]:
 		res.Allowed, res.Outcome = true, OutcomeExempt
 		return res
 	}
-	ids := make([]string, len(covering))
-	for i, c := range covering {
-		ids[i] = c.ID
+	var ids []string
+	for i, pc := range res.Policies {
+		switch {
+		case !pc.Covered:
+		case covered == 1:
+			ids = cands[i].ids // shared and read-only: no allocation on the common path
+		default:
+			ids = append(ids, pc.PolicyID)
+		}
 	}
 	grants, err := m.store.Grants(ctx, actor, ids)
 	if err != nil {
 		res.Outcome, res.Err = OutcomeNotApproved, fmt.Errorf("pam: read grants: %w", err)
 		return res
 	}
-	for _, c := range covering {
-		pc := findCheck(res.Policies, c.ID)
-		var best *Request
+	for i := range res.Policies {
+		pc, c := &res.Policies[i], cands[i]
+		if !pc.Covered {
+			continue
+		}
+		var best *Grant
 		missing := "no approved request"
 		for i := range grants {
 			g := &grants[i]
@@ -356,11 +368,11 @@ func (m *Manager) evaluate(ctx context.Context, s *snapshot, actor string, aerr 
 			case g.PolicyID != c.ID:
 				continue
 			case !g.ActiveAt(now):
-				missing = "the grant from request " + g.ID + " expired at " + g.ExpiresAt.UTC().Format(time.RFC3339)
+				missing = "the grant from request " + g.RequestID + " expired at " + g.ExpiresAt.UTC().Format(time.RFC3339)
 			case g.PolicyVersion < c.MinGrantVersion:
-				missing = fmt.Sprintf("request %s was approved under policy version %d; the policy changed and now requires version %d or later", g.ID, g.PolicyVersion, c.MinGrantVersion)
+				missing = fmt.Sprintf("request %s was approved under policy version %d; the policy changed and now requires version %d or later", g.RequestID, g.PolicyVersion, c.MinGrantVersion)
 			case !s.catalog.coversTask(g.Scope, op.Task):
-				missing = fmt.Sprintf("request %s grants %s, which does not include this task", g.ID, g.Scope)
+				missing = fmt.Sprintf("request %s grants %s, which does not include this task", g.RequestID, g.Scope)
 			case best == nil || g.ExpiresAt.After(best.ExpiresAt):
 				best = g
 			}
@@ -372,7 +384,7 @@ func (m *Manager) evaluate(ctx context.Context, s *snapshot, actor string, aerr 
 			}
 			continue
 		}
-		pc.Grant, pc.ExpiresAt = best.ID, best.ExpiresAt
+		pc.Grant, pc.ExpiresAt = best.RequestID, best.ExpiresAt
 		if res.Deadline.IsZero() || best.ExpiresAt.Before(res.Deadline) {
 			res.Deadline = best.ExpiresAt
 		}
@@ -383,15 +395,6 @@ func (m *Manager) evaluate(ctx context.Context, s *snapshot, actor string, aerr 
 	}
 	res.Allowed, res.Outcome = true, OutcomeGranted
 	return res
-}
-
-func findCheck(pcs []PolicyCheck, id string) *PolicyCheck {
-	for i := range pcs {
-		if pcs[i].PolicyID == id {
-			return &pcs[i]
-		}
-	}
-	return nil
 }
 
 // enforce carries out a decision: audit, run, audit.
@@ -414,21 +417,21 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 	}
 	runCtx := ctx
 	if !res.Deadline.IsZero() {
-		var cancel context.CancelFunc
-		runCtx, cancel = m.clock.WithDeadline(ctx, res.Deadline)
-		defer cancel()
+		gc := newGrantContext(ctx, res.Deadline, m.clock)
+		defer gc.stop()
+		runCtx = gc
 	}
 	finished := false
 	defer func() {
 		if !finished {
-			m.finish(ctx, res, start, "panic", nil)
+			m.finish(ctx, res, start, OutcomePanic, nil)
 		}
 	}()
 	err := fn(runCtx)
 	finished = true
-	outcome := "ok"
+	outcome := OutcomeOK
 	if err != nil {
-		outcome = "error"
+		outcome = OutcomeError
 	}
 	if ferr := m.finish(ctx, res, start, outcome, err); ferr != nil {
 		return errors.Join(err, fmt.Errorf("%w: %v", ErrAudit, ferr))
@@ -437,7 +440,7 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 }
 
 func (m *Manager) guardEvent(res *CheckResult) Event {
-	e := Event{Time: m.now(), Actor: res.Actor, Task: res.Task}
+	e := Event{Time: m.now(), Actor: res.Actor, Task: res.Task, Outcome: string(res.Outcome)}
 	switch res.Outcome {
 	case OutcomeGranted:
 		e.Type = EventGuardAllowed
@@ -445,7 +448,7 @@ func (m *Manager) guardEvent(res *CheckResult) Event {
 		e.Type = EventGuardExempt
 	default:
 		e.Type = EventGuardDenied
-		e.Detail = map[string]string{"outcome": string(res.Outcome), "error": res.Err.Error()}
+		e.Detail = map[string]string{"error": res.Err.Error()}
 	}
 	var pols, grants []string
 	for _, pc := range res.Policies {
@@ -474,10 +477,15 @@ func (m *Manager) guardEvent(res *CheckResult) Event {
 
 func (m *Manager) finish(ctx context.Context, res *CheckResult, start Event, outcome string, err error) error {
 	e := start
-	e.Type, e.Time = EventGuardFinished, m.now()
-	e.Detail = map[string]string{"outcome": outcome}
+	e.Type, e.Time, e.Outcome, e.Detail = EventGuardFinished, m.now(), outcome, nil
 	if err != nil {
-		e.Detail["error"] = err.Error()
+		e.Detail = map[string]string{"error": err.Error()}
+	}
+	if len(start.Detail) > 0 {
+		e.Detail = maps.Clone(start.Detail)
+		if err != nil {
+			e.Detail["error"] = err.Error()
+		}
 	}
 	if rerr := m.record(context.WithoutCancel(ctx), e); rerr != nil {
 		m.onError(fmt.Errorf("pam: record end of %s by %s: %w", res.Task, res.Actor, rerr))
@@ -488,10 +496,23 @@ func (m *Manager) finish(ctx context.Context, res *CheckResult, start Event, out
 
 // record commits one event and publishes it.
 func (m *Manager) record(ctx context.Context, e Event) error {
-	tx := &Tx{Events: []Event{e}}
-	if err := m.store.Commit(ctx, tx); err != nil {
-		return err
+	one := oneEventTxs.Get().(*oneEventTx)
+	one.ev[0] = e
+	one.tx.Events = one.ev[:]
+	err := m.store.Commit(ctx, &one.tx)
+	if err == nil && len(m.sinks) > 0 {
+		m.published(ctx, []Event{one.ev[0]})
 	}
-	m.published(ctx, tx.Events)
-	return nil
+	// Stores keep no reference to a Tx (see Store), so it can be reused.
+	*one = oneEventTx{}
+	oneEventTxs.Put(one)
+	return err
 }
+
+// oneEventTx is a reusable Tx holding one event: Guard writes two per run.
+type oneEventTx struct {
+	tx Tx
+	ev [1]Event
+}
+
+var oneEventTxs = sync.Pool{New: func() any { return new(oneEventTx) }}

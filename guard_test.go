@@ -107,7 +107,7 @@ func TestGuardAllowed(t *testing.T) {
 			t.Errorf("event %+v", ev)
 		}
 	}
-	if evs[1].Detail["outcome"] != "ok" {
+	if evs[1].Outcome != pam.OutcomeOK {
 		t.Errorf("finished detail %v", evs[1].Detail)
 	}
 	// Many runs within the window, each audited.
@@ -125,7 +125,7 @@ func TestGuardAllowed(t *testing.T) {
 		t.Errorf("Guard = %v, want fn's error", err)
 	}
 	last := e.eventsSince(e.lastSeq() - 1)[0]
-	if last.Type != pam.EventGuardFinished || last.Detail["outcome"] != "error" || last.Detail["error"] != "mailbox locked" {
+	if last.Type != pam.EventGuardFinished || last.Outcome != pam.OutcomeError || last.Detail["error"] != "mailbox locked" {
 		t.Errorf("finished event %+v", last)
 	}
 }
@@ -168,7 +168,7 @@ func TestGuardPanicIsAudited(t *testing.T) {
 		e.m.Guard(e.as("alice"), pam.Op{Task: "New-MoveRequest"}, func(context.Context) error { panic("bug") })
 	}()
 	last := e.eventsSince(e.lastSeq() - 1)[0]
-	if last.Type != pam.EventGuardFinished || last.Detail["outcome"] != "panic" {
+	if last.Type != pam.EventGuardFinished || last.Outcome != pam.OutcomePanic {
 		t.Errorf("last event %+v", last)
 	}
 }

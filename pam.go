@@ -901,7 +901,10 @@ func (m *Manager) published(ctx context.Context, events []Event) {
 	if len(m.sinks) == 0 || len(events) == 0 {
 		return
 	}
-	ctx = context.WithoutCancel(ctx)
+	m.publish(context.WithoutCancel(ctx), events)
+}
+
+func (m *Manager) publish(ctx context.Context, events []Event) {
 	var g errgroup.Group
 	errs := make([]error, len(m.sinks))
 	for i, s := range m.sinks {

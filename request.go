@@ -127,11 +127,6 @@ func (r *Request) StateAt(now time.Time) State {
 	return r.State
 }
 
-// ActiveAt reports whether r is a grant at now: approved, its window open.
-func (r *Request) ActiveAt(now time.Time) bool {
-	return r.State == Approved && !now.Before(r.ApprovedAt) && now.Before(r.ExpiresAt)
-}
-
 // deadline is when the recorded state times out (zero for terminal states).
 func (r *Request) deadline() time.Time {
 	switch r.State {

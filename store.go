@@ -42,15 +42,35 @@ type Store interface {
 	// Requests returns the requests that match f, ordered by ID.
 	Requests(ctx context.Context, f RequestFilter) ([]Request, error)
 
-	// Grants returns requester's requests whose recorded state is Approved
-	// and whose PolicyID is in policyIDs, in any order. Guard calls it for
-	// covered operations.
-	Grants(ctx context.Context, requester string, policyIDs []string) ([]Request, error)
+	// Grants returns the grants of requester's requests whose recorded
+	// state is Approved and whose PolicyID is in policyIDs, in any order.
+	// Guard calls it for covered operations.
+	Grants(ctx context.Context, requester string, policyIDs []string) ([]Grant, error)
 
 	// Events returns the audit events that match f, in Seq order
 	// (descending with f.Descending), at most f.Limit of them when it is
 	// above 0.
 	Events(ctx context.Context, f EventFilter) ([]Event, error)
+}
+
+// Grant is the part of an approved request that Guard checks.
+type Grant struct {
+	RequestID     string
+	PolicyID      string
+	Scope         Scope
+	PolicyVersion int64
+	ApprovedAt    time.Time
+	ExpiresAt     time.Time
+}
+
+// Grant returns r's grant fields.
+func (r *Request) Grant() Grant {
+	return Grant{RequestID: r.ID, PolicyID: r.PolicyID, Scope: r.Scope, PolicyVersion: r.PolicyVersion, ApprovedAt: r.ApprovedAt, ExpiresAt: r.ExpiresAt}
+}
+
+// ActiveAt reports whether the grant's window is open at now.
+func (g *Grant) ActiveAt(now time.Time) bool {
+	return !now.Before(g.ApprovedAt) && now.Before(g.ExpiresAt)
 }
 
 // Tx is one atomic write: new versions of policies and requests together

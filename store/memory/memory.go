@@ -22,7 +22,31 @@ type Store struct {
 	requests map[string]pam.Request
 	ids      []string                       // request IDs, sorted
 	grants   map[string]map[string]struct{} // requester → IDs of requests recorded Approved
-	events   []pam.Event                    // events[i].Seq == i+1
+	events   eventLog
+}
+
+// eventLog holds the audit trail in fixed-size chunks, so appending never
+// copies what is already there.
+type eventLog struct {
+	chunks [][]pam.Event
+	n      int64
+}
+
+const chunkSize = 4096
+
+func (l *eventLog) append(e pam.Event) {
+	if l.n%chunkSize == 0 {
+		l.chunks = append(l.chunks, make([]pam.Event, 0, chunkSize))
+	}
+	last := &l.chunks[len(l.chunks)-1]
+	*last = append(*last, e)
+	l.n++
+}
+
+// at returns the event with sequence number seq (1-based).
+func (l *eventLog) at(seq int64) *pam.Event {
+	i := seq - 1
+	return &l.chunks[i/chunkSize][i%chunkSize]
 }
 
 var _ pam.Store = (*Store)(nil)
@@ -90,9 +114,9 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 	}
 	for i := range tx.Events {
 		e := tx.Events[i]
-		e.Seq = int64(len(s.events)) + 1
+		e.Seq = s.events.n + 1
 		e.Detail = maps.Clone(e.Detail)
-		s.events = append(s.events, e)
+		s.events.append(e)
 		tx.Events[i].Seq = e.Seq
 	}
 	return nil
@@ -188,17 +212,17 @@ func (s *Store) Requests(ctx context.Context, f pam.RequestFilter) ([]pam.Reques
 }
 
 // Grants implements pam.Store.
-func (s *Store) Grants(ctx context.Context, requester string, policyIDs []string) ([]pam.Request, error) {
+func (s *Store) Grants(ctx context.Context, requester string, policyIDs []string) ([]pam.Grant, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var out []pam.Request
+	var out []pam.Grant
 	for id := range s.grants[requester] {
 		r := s.requests[id]
 		if slices.Contains(policyIDs, r.PolicyID) {
-			out = append(out, cloneRequest(r))
+			out = append(out, r.Grant())
 		}
 	}
 	return out, nil
@@ -211,13 +235,13 @@ func (s *Store) Events(ctx context.Context, f pam.EventFilter) ([]pam.Event, err
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	lo, hi := f.After+1, int64(len(s.events)) // Seq range, inclusive
+	lo, hi := f.After+1, s.events.n // Seq range, inclusive
 	if f.Before > 0 && f.Before-1 < hi {
 		hi = f.Before - 1
 	}
 	var out []pam.Event
 	add := func(seq int64) bool {
-		e := s.events[seq-1]
+		e := *s.events.at(seq)
 		if f.Matches(&e) {
 			e.Detail = maps.Clone(e.Detail)
 			out = append(out, e)
