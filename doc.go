@@ -1,0 +1,123 @@
+// Package pam gives a Go program zero standing privileges: its privileged
+// operations run only inside a just-in-time, time-bounded, approved and
+// audited grant.
+//
+// The model is Microsoft Purview Privileged Access Management. An admin
+// puts a Policy on a task (a role, or a role group); a user Submits a
+// request with a reason and a duration; approvers in the policy's approver
+// groups Approve or Deny it (or the policy approves automatically); while
+// the grant is active, the host's Guard call lets the task run, as often
+// as needed, each run audited.
+//
+//	m, err := pam.New(store, &pam.Options{Directory: dir, AdminGroup: "pam-admins"})
+//	...
+//	err = m.Guard(pam.WithActor(ctx, user), pam.Op{Task: "New-MoveRequest", Params: params},
+//		func(ctx context.Context) error { return moveMailbox(ctx, params) })
+//
+// # Guard
+//
+// Guard is the hot path and the one call a host must make. It takes the
+// actor from the context (WithActor; none is denied with ErrNoActor),
+// finds the policies that cover the operation through an index by task
+// (roles and role groups expanded through the Catalog), and evaluates Rego
+// conditions only for policies that carry one. An operation no policy
+// covers is not privileged: it runs, unaudited (or is denied with
+// ErrNoPolicy under Options.DenyUncovered). A covered one needs, for every
+// covering policy, an active grant of the actor approved under the
+// policy's current MinGrantVersion; otherwise Guard returns a
+// *NotApprovedError naming the task and the policy, so the host can tell
+// the user what to request. System accounts (Options.SystemAccounts) are
+// exempt, and each exempt run is audited. Before fn runs, a guard.allowed
+// event must be stored, or fn does not run (ErrAudit); fn's context ends
+// with the grant; a guard.finished event records how fn ended. Check
+// returns the same decision, with the reasons, without running anything.
+//
+// Guard reads the store on every call (the policy revision, and for
+// covered operations the actor's grants), so a policy change or a
+// revocation made through any Manager sharing the store takes effect on
+// every Manager's next Guard.
+//
+// # Policies and conditions
+//
+// A Policy's Condition narrows its scope with Rego: one or more boolean
+// expressions over input.op.task, input.op.params, input.actor, input.now
+// and data.pam (the Catalog). Each expression is evaluated as a value, so
+// an ordinary false comparison is false and the policy does not cover the
+// operation; an error, a non-boolean or an undefined result (say, a
+// parameter the condition reads is missing) counts as covered: the policy
+// fails closed. A RequestRule can reject submissions with its own
+// messages; an AutoApproveRule can approve them at once. All Rego is
+// compiled when the policy is created or changed (errors come back as a
+// *RegoError with line and column), never on the Guard path, with
+// http.send, net.* and opa.runtime removed and strict built-in errors on.
+//
+// Changing a policy's scope, condition, approval type or approver groups
+// raises its MinGrantVersion: grants approved before no longer satisfy
+// Guard. Other changes leave them valid.
+//
+// # Lifecycle
+//
+//	          submit
+//	            │
+//	            ▼
+//	 ┌────── Pending ───────┬──────────┬──────────┐
+//	 │ quorum reached       │ any deny │ requester│ pending TTL
+//	 │ (or Auto / rule)     │          │ cancels  │ passes
+//	 ▼                      ▼          ▼          ▼
+//	Approved ──revoke──▶ Revoked     Denied    Canceled   Expired
+//	 │
+//	 └── window ends ──▶ Expired
+//
+// The access window opens when a request is approved, not when it was
+// submitted. Terminal states never change. Every transition is one atomic
+// store write of the new state together with its audit events. States are
+// computed from the clock whenever they are read; Run (or Sweep) records
+// expiries in the trail and notifies the requester.
+//
+// # Approvals
+//
+// Only members of the policy's approver groups decide, checked through the
+// Directory at decision time; never the requester, compared on canonical
+// identities (CanonicalIdentity: "Alice", "alice" and full-width
+// "ａｌｉｃｅ" are one person); one decision per approver; any deny
+// denies. With several approver groups, each needs its own MinApprovals
+// of distinct approvers, one person counting for one group only, and an
+// approver who has left every group before the quorum is reached no
+// longer counts. Approver plug-ins (on-call schedules, ticket systems)
+// can settle submissions automatically.
+//
+// # Audit
+//
+// Every state change and every Guard outcome on a covered operation is an
+// Event with a gapless sequence number, written in the same store
+// transaction as the change. Audit searches the trail by actor, task,
+// type, outcome, request, policy and time, in pages. AuditSinks receive
+// committed events; a failing sink or Notifier never fails the operation
+// that caused it: the failure goes to Options.OnError and into the trail.
+//
+// # Stores
+//
+// A Store persists and compares versions; it makes no decisions.
+// store/memory keeps everything in the process; store/storetest is the
+// conformance suite every Store passes.
+//
+// # Testing with a fake clock
+//
+// The engine's only time source is Options.Clock. Tests pass
+// clock.NewMock() from github.com/benbjohnson/clock and move time with Add
+// or Set: expiries, windows and the deadline of fn's context all follow
+// it.
+//
+//	clk := clock.NewMock()
+//	m, _ := pam.New(memory.New(), &pam.Options{Clock: clk, Directory: dir, AdminGroup: "admins"})
+//	...
+//	clk.Add(4 * time.Hour) // the grant has ended
+//
+// # Errors
+//
+// Every error wraps a sentinel from errors.go (ErrInvalid, ErrNotFound,
+// ErrForbidden, ErrNotApproved, ...); test with errors.Is, and use
+// errors.As for the detail of *ValidationError, *RegoError,
+// *NotApprovedError, *RejectedError and *AmbiguousError. Bad input is
+// rejected before anything is written.
+package pam

@@ -1,0 +1,170 @@
+package pam_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/benbjohnson/clock"
+
+	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/store/memory"
+)
+
+// newExampleManager is what a host does once at start-up.
+func newExampleManager(clk clock.Clock) *pam.Manager {
+	dir, err := pam.NewStaticDirectory(map[string][]string{
+		"pam-admins":       {"admin@contoso.com"},
+		"mailbox-managers": {"bob@contoso.com", "carol@contoso.com"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	m, err := pam.New(memory.New(), &pam.Options{
+		Clock:          clk,
+		Directory:      dir,
+		AdminGroup:     "pam-admins",
+		SystemAccounts: []string{"svc-backup@contoso.com"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	admin := pam.WithActor(context.Background(), "admin@contoso.com")
+	_, err = m.CreatePolicy(admin, pam.Policy{
+		ID:             "move-mailboxes",
+		Scope:          pam.TaskScope("New-MoveRequest"),
+		Approval:       pam.Manual,
+		ApproverGroups: []pam.ApproverGroup{{Group: "mailbox-managers"}},
+		MaxDuration:    8 * time.Hour,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	return m
+}
+
+func ExampleNew() {
+	clk := clock.NewMock()
+	m := newExampleManager(clk)
+	p, err := m.Policy(context.Background(), "move-mailboxes")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(p.ID, p.Scope, p.Approval, p.ApproverGroups[0].Group, "version", p.Version)
+	// Output: move-mailboxes task:New-MoveRequest manual mailbox-managers version 1
+}
+
+func ExampleManager_Submit() {
+	clk := clock.NewMock()
+	m := newExampleManager(clk)
+	alice := pam.WithActor(context.Background(), "alice@contoso.com")
+	bob := pam.WithActor(context.Background(), "Bob@Contoso.com") // any spelling: identities are canonicalised
+
+	r, err := m.Submit(alice, pam.NewRequest{
+		Scope:    pam.TaskScope("New-MoveRequest"),
+		Reason:   "move the mailbox of a leaver to the archive database",
+		Duration: 2 * time.Hour,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("submitted:", r.State, "bound to", r.PolicyID)
+
+	_, err = m.Approve(alice, r.ID, "")
+	fmt.Println("self-approval:", errors.Is(err, pam.ErrSelfApproval))
+
+	clk.Add(30 * time.Minute) // the window opens at approval, not submission
+	r, err = m.Approve(bob, r.ID, "ticket checked")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("approved by:", r.Decisions[0].Approver, "for", r.ExpiresAt.Sub(r.ApprovedAt))
+	// Output:
+	// submitted: pending bound to move-mailboxes
+	// self-approval: true
+	// approved by: bob@contoso.com for 2h0m0s
+}
+
+func ExampleManager_Guard() {
+	clk := clock.NewMock()
+	m := newExampleManager(clk)
+	alice := pam.WithActor(context.Background(), "alice@contoso.com")
+	op := pam.Op{Task: "New-MoveRequest", Params: map[string]any{"identity": "leaver@contoso.com", "target": "DB-Archive"}}
+	move := func(ctx context.Context) error {
+		deadline, _ := ctx.Deadline()
+		fmt.Println("moving", op.Params["identity"], "- access ends in", deadline.Sub(clk.Now()))
+		return nil
+	}
+
+	err := m.Guard(alice, op, move)
+	var na *pam.NotApprovedError
+	if errors.As(err, &na) {
+		fmt.Printf("denied: request access to %s under policy %s\n", na.Task, na.PolicyID)
+	}
+
+	r, _ := m.Submit(alice, pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "leaver", Duration: time.Hour})
+	m.Approve(pam.WithActor(context.Background(), "carol@contoso.com"), r.ID, "")
+	if err := m.Guard(alice, op, move); err != nil {
+		log.Fatal(err)
+	}
+
+	clk.Add(time.Hour) // the window ends
+	err = m.Guard(alice, op, move)
+	fmt.Println("after the window:", errors.Is(err, pam.ErrNotApproved))
+	// Output:
+	// denied: request access to New-MoveRequest under policy move-mailboxes
+	// moving leaver@contoso.com - access ends in 1h0m0s
+	// after the window: true
+}
+
+func ExampleManager_Check() {
+	clk := clock.NewMock()
+	m := newExampleManager(clk)
+	alice := pam.WithActor(context.Background(), "alice@contoso.com")
+
+	res, err := m.Check(alice, pam.Op{Task: "New-MoveRequest"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(res.Allowed, res.Outcome, res.Policies[0].PolicyID, "-", res.Policies[0].Missing)
+
+	res, _ = m.Check(alice, pam.Op{Task: "Get-Mailbox"})
+	fmt.Println(res.Allowed, res.Outcome)
+
+	res, _ = m.Check(pam.WithActor(context.Background(), "svc-backup@contoso.com"), pam.Op{Task: "New-MoveRequest"})
+	fmt.Println(res.Allowed, res.Outcome)
+	// Output:
+	// false not_approved move-mailboxes - no approved request
+	// true uncovered
+	// true exempt
+}
+
+// A condition narrows a policy to some operations: here, moves of VIP
+// mailboxes only. A parameter the condition needs but the host did not
+// pass counts as covered: the policy fails closed.
+func ExamplePolicy_condition() {
+	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}, "security": {"erin"}})
+	m, _ := pam.New(memory.New(), &pam.Options{
+		Clock: clock.NewMock(), Directory: dir, AdminGroup: "pam-admins",
+		Catalog: pam.Catalog{Data: map[string]any{"vip": []string{"ceo@contoso.com", "cfo@contoso.com"}}},
+	})
+	_, err := m.CreatePolicy(pam.WithActor(context.Background(), "admin"), pam.Policy{
+		ID: "vip-moves", Scope: pam.TaskScope("New-MoveRequest"), Approval: pam.Manual,
+		ApproverGroups: []pam.ApproverGroup{{Group: "security"}},
+		Condition:      "input.op.params.identity in data.pam.vip",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	alice := pam.WithActor(context.Background(), "alice")
+	for _, params := range []map[string]any{{"identity": "intern@contoso.com"}, {"identity": "ceo@contoso.com"}, {}} {
+		res, _ := m.Check(alice, pam.Op{Task: "New-MoveRequest", Params: params})
+		fmt.Printf("%v: condition %s, allowed %v\n", params, res.Policies[0].Condition, res.Allowed)
+	}
+	// Output:
+	// map[identity:intern@contoso.com]: condition false, allowed true
+	// map[identity:ceo@contoso.com]: condition true, allowed false
+	// map[]: condition undefined, allowed false
+}

@@ -1,0 +1,144 @@
+// Quickstart runs the whole just-in-time story in the terms Exchange
+// Online administrators know from Privileged Access Management:
+//
+//  1. An admin creates a policy on New-MoveRequest with an approver group
+//     (New-ElevatedAccessApprovalPolicy -Task 'Exchange\New-MoveRequest'
+//     -ApprovalType Manual -ApproverGroup 'mailbox-managers').
+//  2. Alice, with no standing rights, tries to move a mailbox: denied.
+//  3. She requests access with a reason for two hours
+//     (New-ElevatedAccessRequest -Task ... -Reason ... -DurationHours 2).
+//  4. Bob, an approver, approves (Approve-ElevatedAccessRequest).
+//  5. Alice moves the mailbox: allowed, and audited.
+//  6. Two hours pass; the window ends; the next move is denied.
+//  7. The audit trail is printed.
+//
+// The clock is a fake one, so the two hours pass at once.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/benbjohnson/clock"
+
+	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/store/memory"
+)
+
+func main() {
+	if err := run(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run() error {
+	ctx := context.Background()
+	clk := clock.NewMock()
+	clk.Set(time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC))
+
+	dir, err := pam.NewStaticDirectory(map[string][]string{
+		"pam-admins":       {"admin@contoso.com"},
+		"mailbox-managers": {"bob@contoso.com"},
+	})
+	if err != nil {
+		return err
+	}
+	m, err := pam.New(memory.New(), &pam.Options{
+		Clock:          clk,
+		Directory:      dir,
+		AdminGroup:     "pam-admins",
+		SystemAccounts: []string{"svc-backup@contoso.com"},
+		Notifier: pam.NotifierFunc(func(_ context.Context, n pam.Notification) error {
+			fmt.Printf("  ✉ to %s: %s (%s)\n", strings.Join(n.Recipients, ", "), n.Type, n.Request.Scope.Name)
+			return nil
+		}),
+	})
+	if err != nil {
+		return err
+	}
+	admin := pam.WithActor(ctx, "admin@contoso.com")
+	alice := pam.WithActor(ctx, "alice@contoso.com")
+	bob := pam.WithActor(ctx, "bob@contoso.com")
+
+	step("Admin creates a policy: New-MoveRequest needs approval from mailbox-managers")
+	p, err := m.CreatePolicy(admin, pam.Policy{
+		Name:           "Mailbox moves",
+		Scope:          pam.TaskScope("New-MoveRequest"),
+		Approval:       pam.Manual,
+		ApproverGroups: []pam.ApproverGroup{{Group: "mailbox-managers"}},
+		MaxDuration:    8 * time.Hour,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  policy %s, version %d\n", p.ID, p.Version)
+
+	op := pam.Op{Task: "New-MoveRequest", Params: map[string]any{"identity": "leaver@contoso.com", "target_database": "DB-Archive"}}
+	move := func(ctx context.Context) error {
+		deadline, _ := ctx.Deadline()
+		fmt.Printf("  moving %s to %s (access ends %s)\n", op.Params["identity"], op.Params["target_database"], deadline.Format("15:04"))
+		return nil
+	}
+
+	step("Alice tries to move a mailbox without standing rights")
+	err = m.Guard(alice, op, move)
+	var na *pam.NotApprovedError
+	if !errors.As(err, &na) {
+		return fmt.Errorf("expected a denial, got %v", err)
+	}
+	fmt.Printf("  denied: %v\n", err)
+
+	step("Alice requests access for 2 hours, with a reason")
+	r, err := m.Submit(alice, pam.NewRequest{
+		Scope:    pam.TaskScope(na.Task),
+		Reason:   "INC-4711: move the mailbox of a leaver to the archive database",
+		Duration: 2 * time.Hour,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  request %s is %s\n", r.ID, r.State)
+
+	step("Bob approves")
+	r, err = m.Approve(bob, r.ID, "ticket checked")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  request is %s until %s\n", r.State, r.ExpiresAt.Format("15:04"))
+
+	step("Alice moves the mailbox")
+	if err := m.Guard(alice, op, move); err != nil {
+		return err
+	}
+
+	step("Two hours later the window has ended")
+	clk.Add(2 * time.Hour)
+	err = m.Guard(alice, op, move)
+	if !errors.Is(err, pam.ErrNotApproved) {
+		return fmt.Errorf("expected a denial after the window, got %v", err)
+	}
+	fmt.Printf("  denied: %v\n", err)
+	if _, err := m.Sweep(ctx); err != nil { // Run(ctx) does this in the background
+		return err
+	}
+
+	step("The audit trail")
+	events, _, err := m.Audit(ctx, pam.EventFilter{Limit: pam.MaxPageSize})
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "  SEQ\tTIME\tEVENT\tACTOR\tTASK\tOUTCOME")
+	for _, e := range events {
+		fmt.Fprintf(w, "  %d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Format("15:04"), e.Type, e.Actor, e.Task, e.Outcome)
+	}
+	return w.Flush()
+}
+
+func step(s string) { fmt.Printf("\n▶ %s\n", s) }
