@@ -72,7 +72,7 @@ type AuditSink interface {
 // Results are in sequence order (descending with Descending); page with
 // After (ascending) or Before (descending) set to the last Seq seen.
 type EventFilter struct {
-	Actor     string      // canonical identity
+	Actor     string      // any spelling; the Manager canonicalises it
 	Task      string      // task name ("role:NAME" for role-scoped requests)
 	Types     []EventType // any of
 	RequestID string
@@ -123,6 +123,11 @@ const (
 func (m *Manager) Audit(ctx context.Context, f EventFilter) (events []Event, next int64, err error) {
 	if err := f.validate(); err != nil {
 		return nil, 0, err
+	}
+	if f.Actor != "" {
+		if f.Actor, err = CanonicalIdentity(f.Actor); err != nil {
+			return nil, 0, err
+		}
 	}
 	if f.Limit == 0 {
 		f.Limit = DefaultPageSize

@@ -433,3 +433,45 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	}
 }
+
+func TestAuditSearch(t *testing.T) {
+	e := newEnv(t)
+	e.policy(movePolicy())
+	g := e.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	e.guard("alice", "New-MoveRequest", nil)
+	e.guard("dave", "New-MoveRequest", nil)
+	search := func(f pam.EventFilter) []pam.EventType {
+		t.Helper()
+		evs, _, err := e.m.Audit(context.Background(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return types(evs)
+	}
+	for name, tc := range map[string]struct {
+		f    pam.EventFilter
+		want []pam.EventType
+	}{
+		"actor in any spelling": {pam.EventFilter{Actor: "ＡＬＩＣＥ"}, []pam.EventType{pam.EventRequestSubmitted, pam.EventGuardAllowed, pam.EventGuardFinished}},
+		"request":               {pam.EventFilter{RequestID: g.ID, Types: []pam.EventType{pam.EventRequestApproved, pam.EventGuardAllowed}}, []pam.EventType{pam.EventRequestApproved, pam.EventGuardAllowed}},
+		"outcome":               {pam.EventFilter{Outcome: "not_approved"}, []pam.EventType{pam.EventGuardDenied}},
+		"newest first":          {pam.EventFilter{Descending: true, Limit: 2}, []pam.EventType{pam.EventGuardDenied, pam.EventGuardFinished}},
+		"time range":            {pam.EventFilter{Until: epoch}, []pam.EventType{}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if d := cmp.Diff(tc.want, search(tc.f)); d != "" {
+				t.Errorf("(-want +got):\n%s", d)
+			}
+		})
+	}
+	for name, f := range map[string]pam.EventFilter{
+		"bad actor":  {Actor: "a b"},
+		"huge limit": {Limit: pam.MaxPageSize + 1},
+		"negative":   {After: -1},
+		"NUL task":   {Task: "x\x00"},
+	} {
+		if _, _, err := e.m.Audit(context.Background(), f); !errors.Is(err, pam.ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", name, err)
+		}
+	}
+}
