@@ -230,15 +230,8 @@ func (m *Manager) CreatePolicy(ctx context.Context, p Policy) (Policy, error) {
 	if err != nil {
 		return Policy{}, err
 	}
-	if err := p.Validate(); err != nil {
+	if err := m.validatePolicy(ctx, &p); err != nil {
 		return Policy{}, err
-	}
-	s, err := m.current(ctx)
-	if err != nil {
-		return Policy{}, err
-	}
-	if !s.catalog.known(p.Scope) {
-		return Policy{}, invalid("Scope.Name", "the catalog has no %s %q", p.Scope.Kind, p.Scope.Name)
 	}
 	if p.ID == "" {
 		p.ID = m.newID("pol")
@@ -273,7 +266,7 @@ func (m *Manager) UpdatePolicy(ctx context.Context, p Policy) (Policy, error) {
 	if err := checkName("ID", p.ID); err != nil {
 		return Policy{}, err
 	}
-	if err := p.Validate(); err != nil {
+	if err := m.validatePolicy(ctx, &p); err != nil {
 		return Policy{}, err
 	}
 	cur, err := m.store.Policy(ctx, p.ID)
@@ -285,13 +278,6 @@ func (m *Manager) UpdatePolicy(ctx context.Context, p Policy) (Policy, error) {
 	}
 	if p.Version != cur.Version {
 		return Policy{}, fmt.Errorf("%w: policy %s is at version %d, not %d", ErrConflict, p.ID, cur.Version, p.Version)
-	}
-	s, err := m.current(ctx)
-	if err != nil {
-		return Policy{}, err
-	}
-	if !s.catalog.known(p.Scope) {
-		return Policy{}, invalid("Scope.Name", "the catalog has no %s %q", p.Scope.Kind, p.Scope.Name)
 	}
 	now := m.now()
 	next := cur
@@ -314,6 +300,21 @@ func (m *Manager) UpdatePolicy(ctx context.Context, p Policy) (Policy, error) {
 		return Policy{}, err
 	}
 	return m.policyWritten(ctx, tx, c), nil
+}
+
+// validatePolicy checks p on its own and against the catalog.
+func (m *Manager) validatePolicy(ctx context.Context, p *Policy) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	s, err := m.current(ctx)
+	if err != nil {
+		return err
+	}
+	if !s.catalog.known(p.Scope) {
+		return invalid("Scope.Name", "the catalog has no %s %q", p.Scope.Kind, p.Scope.Name)
+	}
+	return nil
 }
 
 // DeletePolicy removes a policy. Its tasks are no longer covered by it;
