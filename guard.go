@@ -52,6 +52,8 @@ type CheckResult struct {
 	// Policies lists the candidate policies for the task and what each
 	// contributed.
 	Policies []PolicyCheck
+	// At is the time of the decision.
+	At time.Time
 	// Deadline is when the earliest grant used ends: Guard's fn runs with
 	// this context deadline.
 	Deadline time.Time
@@ -296,8 +298,12 @@ func (m *Manager) Check(ctx context.Context, op Op) (CheckResult, error) {
 
 // evaluate decides op for actor against the candidate policies.
 func (m *Manager) evaluate(ctx context.Context, s *snapshot, actor string, aerr error, op Op, cands []*compiled) CheckResult {
-	now := m.now()
-	res := CheckResult{Actor: actor, Task: op.Task, Policies: make([]PolicyCheck, len(cands))}
+	now, err := m.now(ctx)
+	res := CheckResult{Actor: actor, Task: op.Task, At: now, Policies: make([]PolicyCheck, len(cands))}
+	if err != nil {
+		res.Outcome, res.Err = OutcomeNotApproved, err
+		return res
+	}
 	covered := 0
 	var in *rules.Input
 	for i, c := range cands {
@@ -417,7 +423,13 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 	}
 	runCtx := ctx
 	if !res.Deadline.IsZero() {
-		gc := newGrantContext(ctx, res.Deadline, m.clock)
+		// The deadline is in the decision's time; the context counts on
+		// Options.Clock, which may differ from a store's TimeSource.
+		deadline := res.Deadline
+		if m.times != nil {
+			deadline = deadline.Add(m.clock.Now().Sub(res.At))
+		}
+		gc := newGrantContext(ctx, deadline, m.clock)
 		defer gc.stop()
 		runCtx = gc
 	}
@@ -440,7 +452,7 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 }
 
 func (m *Manager) guardEvent(res *CheckResult) Event {
-	e := Event{Time: m.now(), Actor: res.Actor, Task: res.Task, Outcome: string(res.Outcome)}
+	e := Event{Time: res.At, Actor: res.Actor, Task: res.Task, Outcome: string(res.Outcome)}
 	switch res.Outcome {
 	case OutcomeGranted:
 		e.Type = EventGuardAllowed
@@ -476,8 +488,13 @@ func (m *Manager) guardEvent(res *CheckResult) Event {
 }
 
 func (m *Manager) finish(ctx context.Context, res *CheckResult, start Event, outcome string, err error) error {
+	now, nerr := m.now(ctx)
+	if nerr != nil {
+		m.onError(fmt.Errorf("pam: record end of %s by %s: %w", res.Task, res.Actor, nerr))
+		return nerr
+	}
 	e := start
-	e.Type, e.Time, e.Outcome, e.Detail = EventGuardFinished, m.now(), outcome, nil
+	e.Type, e.Time, e.Outcome, e.Detail = EventGuardFinished, now, outcome, nil
 	if err != nil {
 		e.Detail = map[string]string{"error": err.Error()}
 	}

@@ -9,9 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/internal/fakes"
+	"github.com/zerostanding/pam/store/memory"
 )
 
 func TestGuardUncovered(t *testing.T) {
@@ -473,5 +476,45 @@ func TestAuditSearch(t *testing.T) {
 		if _, _, err := e.m.Audit(context.Background(), f); !errors.Is(err, pam.ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", name, err)
 		}
+	}
+}
+
+// TestStoreTimeSource: with a store that supplies the time, decisions
+// follow the store's clock, and fn's deadline is translated to the local
+// clock.
+func TestStoreTimeSource(t *testing.T) {
+	local, remote := clock.NewMock(), clock.NewMock()
+	local.Set(epoch.Add(-10 * time.Minute)) // this replica's clock is 10 minutes behind
+	remote.Set(epoch)
+	dir, _ := pam.NewStaticDirectory(testGroups)
+	m, err := pam.New(fakes.TimedStore{Store: memory.New(), Clock: remote}, &pam.Options{Clock: local, Directory: dir, AdminGroup: "pam-admins"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := func(who string) context.Context { return pam.WithActor(context.Background(), who) }
+	if _, err := m.CreatePolicy(ctx("admin"), movePolicy()); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := m.Submit(ctx("alice"), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "r", Duration: time.Hour})
+	r, err = m.Approve(ctx("bob"), r.ID, "")
+	if err != nil || !r.ApprovedAt.Equal(epoch) {
+		t.Fatalf("approved at %v (%v), want the store's time %v", r.ApprovedAt, err, epoch)
+	}
+	var deadline time.Time
+	if err := m.Guard(ctx("alice"), pam.Op{Task: "New-MoveRequest"}, func(c context.Context) error {
+		deadline, _ = c.Deadline()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := local.Now().Add(time.Hour); !deadline.Equal(want) {
+		t.Errorf("fn's deadline %v, want an hour from the local clock's now, %v", deadline, want)
+	}
+	remote.Add(time.Hour) // the store's clock passes the end; the local one does not
+	if err := m.Guard(ctx("alice"), pam.Op{Task: "New-MoveRequest"}, nop); !errors.Is(err, pam.ErrNotApproved) {
+		t.Errorf("Guard after the store's clock passed the window = %v", err)
+	}
+	if n, _ := m.Sweep(context.Background()); n != 1 {
+		t.Errorf("Sweep recorded %d expiries, want 1", n)
 	}
 }

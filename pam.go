@@ -77,6 +77,8 @@ type Manager struct {
 	timeout   time.Duration
 	onError   func(error)
 
+	times     TimeSource // the store, when it supplies the time
+
 	env       *rules.Env
 	snap      atomic.Pointer[snapshot]
 	refreshMu sync.Mutex
@@ -120,6 +122,7 @@ func New(store Store, opts *Options) (*Manager, error) {
 	if m.clock == nil {
 		m.clock = clock.New()
 	}
+	m.times, _ = store.(TimeSource)
 	if m.sweep == 0 {
 		m.sweep = time.Minute
 	}
@@ -183,7 +186,18 @@ func actorOf(ctx context.Context) (string, error) {
 	return a.id, nil
 }
 
-func (m *Manager) now() time.Time { return m.clock.Now() }
+// now returns the time decisions are made at: the store's when the store
+// is a TimeSource, Options.Clock's otherwise.
+func (m *Manager) now(ctx context.Context) (time.Time, error) {
+	if m.times == nil {
+		return m.clock.Now(), nil
+	}
+	t, err := m.times.Now(ctx)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("pam: store time: %w", err)
+	}
+	return t, nil
+}
 
 var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
 
@@ -191,7 +205,7 @@ var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadd
 // bits, so IDs sort roughly by creation.
 func (m *Manager) newID(prefix string) string {
 	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(m.now().UnixMilli())<<16)
+	binary.BigEndian.PutUint64(b[:8], uint64(m.clock.Now().UnixMilli())<<16)
 	rand.Read(b[6:])
 	return prefix + "_" + idEncoding.EncodeToString(b[:])
 }
@@ -236,7 +250,10 @@ func (m *Manager) CreatePolicy(ctx context.Context, p Policy) (Policy, error) {
 	if p.ID == "" {
 		p.ID = m.newID("pol")
 	}
-	now := m.now()
+	now, err := m.now(ctx)
+	if err != nil {
+		return Policy{}, err
+	}
 	p.ApproverGroups = append([]ApproverGroup(nil), p.ApproverGroups...)
 	p.Version, p.MinGrantVersion, p.Revision, p.Deleted = 1, 1, 0, false
 	p.CreatedAt, p.UpdatedAt, p.CreatedBy, p.UpdatedBy = now, now, actor, actor
@@ -279,7 +296,10 @@ func (m *Manager) UpdatePolicy(ctx context.Context, p Policy) (Policy, error) {
 	if p.Version != cur.Version {
 		return Policy{}, fmt.Errorf("%w: policy %s is at version %d, not %d", ErrConflict, p.ID, cur.Version, p.Version)
 	}
-	now := m.now()
+	now, err := m.now(ctx)
+	if err != nil {
+		return Policy{}, err
+	}
 	next := cur
 	next.Name, next.Scope, next.Condition = p.Name, p.Scope, p.Condition
 	next.Approval, next.ApproverGroups = p.Approval, append([]ApproverGroup(nil), p.ApproverGroups...)
@@ -334,7 +354,10 @@ func (m *Manager) DeletePolicy(ctx context.Context, id string) error {
 	if cur.Deleted {
 		return fmt.Errorf("%w: policy %s was deleted", ErrNotFound, id)
 	}
-	now := m.now()
+	now, err := m.now(ctx)
+	if err != nil {
+		return err
+	}
 	next := cur
 	next.Deleted, next.Version, next.UpdatedAt, next.UpdatedBy = true, cur.Version+1, now, actor
 	tx := &Tx{Policies: []Policy{next}, Events: []Event{policyEvent(EventPolicyDeleted, &next, actor, now)}}
@@ -410,7 +433,11 @@ func (m *Manager) SetCatalog(ctx context.Context, cat Catalog) error {
 		}
 	}
 	actor, _ := ActorFrom(ctx)
-	tx := &Tx{Events: []Event{{Time: m.now(), Type: EventCatalogSet, Actor: actor, Detail: map[string]string{
+	now, err := m.now(ctx)
+	if err != nil {
+		return err
+	}
+	tx := &Tx{Events: []Event{{Time: now, Type: EventCatalogSet, Actor: actor, Detail: map[string]string{
 		"roles": fmt.Sprint(len(cat.Roles)), "role_groups": fmt.Sprint(len(cat.RoleGroups)),
 	}}}}
 	if err := m.env.SetData(ctx, catalogData(&cat)); err != nil {
@@ -463,7 +490,10 @@ func (m *Manager) Submit(ctx context.Context, n NewRequest) (Request, error) {
 	if d > p.maxDuration() {
 		return Request{}, fmt.Errorf("%w: %v requested, policy %s allows %v", ErrDurationTooLong, d, p.ID, p.maxDuration())
 	}
-	now := m.now()
+	now, err := m.now(ctx)
+	if err != nil {
+		return Request{}, err
+	}
 	r := Request{
 		ID: m.newID("req"), Requester: actor, Scope: n.Scope, PolicyID: p.ID, Reason: n.Reason, Ticket: n.Ticket,
 		Duration: d, State: Pending, PolicyVersion: p.Version, CreatedAt: now, PendingUntil: now.Add(p.pendingTTL()), Version: 1,
@@ -731,7 +761,10 @@ func (m *Manager) transitionAs(ctx context.Context, actor, id string, step func(
 		if err != nil {
 			return Request{}, err
 		}
-		now := m.now()
+		now, err := m.now(ctx)
+		if err != nil {
+			return Request{}, err
+		}
 		next, events, err := step(actor, cur, s.policies[cur.PolicyID], now)
 		if err != nil {
 			return Request{}, err
@@ -761,7 +794,11 @@ func (m *Manager) Request(ctx context.Context, id string) (Request, error) {
 	if err != nil {
 		return Request{}, err
 	}
-	r.State = r.StateAt(m.now())
+	now, err := m.now(ctx)
+	if err != nil {
+		return Request{}, err
+	}
+	r.State = r.StateAt(now)
 	return r, nil
 }
 
@@ -789,7 +826,10 @@ func (m *Manager) Requests(ctx context.Context, f RequestFilter) (rs []Request, 
 	if err != nil {
 		return nil, "", err
 	}
-	now := m.now()
+	now, err := m.now(ctx)
+	if err != nil {
+		return nil, "", err
+	}
 	for _, r := range raw {
 		r.State = r.StateAt(now)
 		if len(want) == 0 || contains(want, r.State) {
@@ -807,7 +847,10 @@ func (m *Manager) Requests(ctx context.Context, f RequestFilter) (rs []Request, 
 // many it recorded. State reads do not depend on it (they compute expiry
 // from the clock); Sweep makes the trail and the notifications complete.
 func (m *Manager) Sweep(ctx context.Context) (int, error) {
-	now := m.now()
+	now, err := m.now(ctx)
+	if err != nil {
+		return 0, err
+	}
 	due, err := m.store.Requests(ctx, RequestFilter{States: []State{Pending, Approved}, DueBy: now})
 	if err != nil {
 		return 0, err
@@ -928,7 +971,11 @@ func (m *Manager) publish(ctx context.Context, events []Event) {
 // it in the trail. Sink failures are not sent to the sinks again.
 func (m *Manager) failed(ctx context.Context, t EventType, r *Request, err error) {
 	m.onError(err)
-	e := Event{Time: m.now(), Type: t, Detail: map[string]string{"error": err.Error()}}
+	now, nerr := m.now(ctx)
+	if nerr != nil {
+		now = m.clock.Now()
+	}
+	e := Event{Time: now, Type: t, Detail: map[string]string{"error": err.Error()}}
 	if r != nil {
 		e.RequestID, e.PolicyID = r.ID, r.PolicyID
 	}

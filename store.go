@@ -53,6 +53,18 @@ type Store interface {
 	Events(ctx context.Context, f EventFilter) ([]Event, error)
 }
 
+// TimeSource is an optional interface of a Store that supplies the time
+// decisions are made at: a database server's clock, shared by every
+// replica, so that replicas whose own clocks drift by minutes still decide
+// expiries identically. When the Store implements it, the engine takes
+// every "now" from it; Options.Clock still drives the timers (Run's sweep
+// interval, the wake-up at the end of a grant), corrected by the offset
+// between the two clocks.
+type TimeSource interface {
+	// Now returns the store's current time.
+	Now(ctx context.Context) (time.Time, error)
+}
+
 // Grant is the part of an approved request that Guard checks.
 type Grant struct {
 	RequestID     string

@@ -4,6 +4,7 @@ package fakes
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/zerostanding/pam"
 )
@@ -145,4 +146,21 @@ func (e *Errors) Take() []error {
 	errs := e.errs
 	e.errs = nil
 	return errs
+}
+
+// TimedStore is a Store that is also a pam.TimeSource: its time comes from
+// Clock, as a database server's would.
+type TimedStore struct {
+	pam.Store
+	Clock interface{ Now() time.Time }
+}
+
+var _ pam.TimeSource = TimedStore{}
+
+// Now implements pam.TimeSource.
+func (s TimedStore) Now(ctx context.Context) (time.Time, error) {
+	if err := ctx.Err(); err != nil {
+		return time.Time{}, err
+	}
+	return s.Clock.Now(), nil
 }
