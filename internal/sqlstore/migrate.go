@@ -1,0 +1,100 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// ErrSchemaTooNew is returned when the database was written by a newer
+// version of the library than this one.
+var ErrSchemaTooNew = errors.New("database schema is newer than this library supports")
+
+// Migrate applies the migrations in files (NNN_name.sql, in order) that
+// the database has not seen, each in its own transaction together with
+// the recorded schema version. lock, when not empty, is run first in each
+// transaction to keep concurrent migrators apart (PostgreSQL's advisory
+// lock); SQLite's write transactions exclude each other already. It
+// returns the schema version.
+func Migrate(ctx context.Context, db *sql.DB, files fs.FS, lock string) (int, error) {
+	names, err := fs.Glob(files, "*.sql")
+	if err != nil {
+		return 0, err
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return 0, errors.New("sqlstore: no migrations")
+	}
+	latest := 0
+	for i, name := range names {
+		n, err := strconv.Atoi(strings.SplitN(name, "_", 2)[0])
+		if err != nil || n != i+1 {
+			return 0, fmt.Errorf("sqlstore: migration %s out of sequence", name)
+		}
+		latest = n
+	}
+	for {
+		applied, err := step(ctx, db, files, names, lock, latest)
+		if err != nil {
+			return 0, err
+		}
+		if applied == 0 {
+			break
+		}
+	}
+	return latest, nil
+}
+
+// step applies the next migration, if any, and returns how many it applied.
+func step(ctx context.Context, db *sql.DB, files fs.FS, names []string, lock string, latest int) (int, error) {
+	t, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer t.Rollback()
+	if lock != "" {
+		if _, err := t.ExecContext(ctx, lock); err != nil {
+			return 0, err
+		}
+	}
+	if _, err := t.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS pam_schema (version INTEGER NOT NULL)`); err != nil {
+		return 0, err
+	}
+	var version int
+	err = t.QueryRowContext(ctx, `SELECT version FROM pam_schema`).Scan(&version)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if _, err := t.ExecContext(ctx, `INSERT INTO pam_schema (version) VALUES (0)`); err != nil {
+			return 0, err
+		}
+	case err != nil:
+		return 0, err
+	}
+	if version > latest {
+		return 0, fmt.Errorf("%w: the database is at version %d, this library knows %d", ErrSchemaTooNew, version, latest)
+	}
+	if version == latest {
+		return 0, t.Commit()
+	}
+	script, err := fs.ReadFile(files, names[version])
+	if err != nil {
+		return 0, err
+	}
+	for _, stmt := range strings.Split(string(script), ";\n") {
+		if strings.TrimSpace(stmt) == "" {
+			continue
+		}
+		if _, err := t.ExecContext(ctx, stmt); err != nil {
+			return 0, fmt.Errorf("sqlstore: migration %s: %w", names[version], err)
+		}
+	}
+	if _, err := t.ExecContext(ctx, `UPDATE pam_schema SET version = $1`, version+1); err != nil {
+		return 0, err
+	}
+	return 1, t.Commit()
+}

@@ -1,0 +1,482 @@
+// Package sqlstore implements pam.Store over database/sql, for the SQLite
+// and PostgreSQL adapters. The SQL is written once, in the dialect both
+// understand ($n placeholders, ON CONFLICT, RETURNING); what differs (the
+// schema, how migrations lock, which errors mean a unique violation) comes
+// from a Dialect.
+//
+// Every Commit starts by incrementing the counters row, which takes the
+// write lock: SQLite's database lock (transactions begin IMMEDIATE) or
+// PostgreSQL's row lock. Commits are therefore serialised, which is what
+// gapless audit sequence numbers need, and every version check after it
+// reads the latest committed state. The checks are still compare-and-swap
+// writes (UPDATE ... WHERE version = $prev), and one decision per
+// approver is a primary key as well as an engine rule.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/zerostanding/pam"
+)
+
+// Dialect is what differs between databases.
+type Dialect struct {
+	// UniqueViolation reports whether err is a unique or primary key
+	// violation.
+	UniqueViolation func(err error) bool
+	// Retryable reports whether err is a transient conflict between
+	// concurrent transactions (serialisation failure, deadlock); Commit
+	// returns it as pam.ErrConflict.
+	Retryable func(err error) bool
+}
+
+// Store is a pam.Store over a write pool and a read pool (the same pool
+// for PostgreSQL; for SQLite one writer connection and several readers).
+type Store struct {
+	w, r *sql.DB
+	d    Dialect
+}
+
+var _ pam.Store = (*Store)(nil)
+
+// New returns a store over migrated databases.
+func New(w, r *sql.DB, d Dialect) *Store { return &Store{w: w, r: r, d: d} }
+
+// Commit implements pam.Store.
+func (s *Store) Commit(ctx context.Context, tx *pam.Tx) (err error) {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := checkDuplicates(tx); err != nil {
+		return err
+	}
+	t, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			t.Rollback()
+			if s.d.Retryable != nil && s.d.Retryable(err) {
+				err = fmt.Errorf("%w: %v", pam.ErrConflict, err)
+			}
+		}
+	}()
+	var lastSeq, lastRev int64
+	if err := t.QueryRowContext(ctx,
+		`UPDATE pam_meta SET last_seq = last_seq + $1, policy_revision = policy_revision + $2 WHERE id = 1 RETURNING last_seq, policy_revision`,
+		len(tx.Events), len(tx.Policies)).Scan(&lastSeq, &lastRev); err != nil {
+		return err
+	}
+	firstRev := lastRev - int64(len(tx.Policies)) + 1
+	revs := make([]int64, len(tx.Policies))
+	for i := range tx.Policies {
+		p := tx.Policies[i]
+		p.Revision = firstRev + int64(i)
+		revs[i] = p.Revision
+		if err := s.putPolicy(ctx, t, &p); err != nil {
+			return err
+		}
+	}
+	for i := range tx.Requests {
+		if err := s.putRequest(ctx, t, &tx.Requests[i]); err != nil {
+			return err
+		}
+	}
+	firstSeq := lastSeq - int64(len(tx.Events)) + 1
+	for i := range tx.Events {
+		e := &tx.Events[i]
+		detail, err := encodeDetail(e.Detail)
+		if err != nil {
+			return err
+		}
+		if _, err := t.ExecContext(ctx,
+			`INSERT INTO pam_events (seq, time, type, actor, request_id, policy_id, task, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			firstSeq+int64(i), e.Time.UnixNano(), string(e.Type), e.Actor, e.RequestID, e.PolicyID, e.Task, e.Outcome, detail); err != nil {
+			return err
+		}
+	}
+	if err := t.Commit(); err != nil {
+		return err
+	}
+	for i := range tx.Policies {
+		tx.Policies[i].Revision = revs[i]
+	}
+	for i := range tx.Events {
+		tx.Events[i].Seq = firstSeq + int64(i)
+	}
+	return nil
+}
+
+func checkDuplicates(tx *pam.Tx) error {
+	seen := map[string]bool{}
+	for _, p := range tx.Policies {
+		if seen["p"+p.ID] {
+			return fmt.Errorf("%w: policy %s twice in one commit", pam.ErrConflict, p.ID)
+		}
+		seen["p"+p.ID] = true
+	}
+	for _, r := range tx.Requests {
+		if seen["r"+r.ID] {
+			return fmt.Errorf("%w: request %s twice in one commit", pam.ErrConflict, r.ID)
+		}
+		seen["r"+r.ID] = true
+	}
+	return nil
+}
+
+// conflict turns "no row changed" into pam.ErrConflict.
+func conflict(res sql.Result, what, id string, version int64) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n != 1 {
+		return fmt.Errorf("%w: %s %s is not at version %d", pam.ErrConflict, what, id, version-1)
+	}
+	return nil
+}
+
+func (s *Store) putPolicy(ctx context.Context, t *sql.Tx, p *pam.Policy) error {
+	data, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	var res sql.Result
+	if p.Version == 1 {
+		res, err = t.ExecContext(ctx, `INSERT INTO pam_policies (id, version, revision, deleted, data) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`,
+			p.ID, p.Version, p.Revision, p.Deleted, string(data))
+	} else {
+		res, err = t.ExecContext(ctx, `UPDATE pam_policies SET version = $1, revision = $2, deleted = $3, data = $4 WHERE id = $5 AND version = $6`,
+			p.Version, p.Revision, p.Deleted, string(data), p.ID, p.Version-1)
+	}
+	if err != nil {
+		return err
+	}
+	return conflict(res, "policy", p.ID, p.Version)
+}
+
+func (s *Store) putRequest(ctx context.Context, t *sql.Tx, r *pam.Request) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	var res sql.Result
+	due := dueOf(r)
+	if r.Version == 1 {
+		res, err = t.ExecContext(ctx, `INSERT INTO pam_requests (id, requester, policy_id, state, due, version, data) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`,
+			r.ID, r.Requester, r.PolicyID, string(r.State), due, r.Version, string(data))
+	} else {
+		res, err = t.ExecContext(ctx, `UPDATE pam_requests SET requester = $1, policy_id = $2, state = $3, due = $4, version = $5, data = $6 WHERE id = $7 AND version = $8`,
+			r.Requester, r.PolicyID, string(r.State), due, r.Version, string(data), r.ID, r.Version-1)
+	}
+	if err != nil {
+		return err
+	}
+	if err := conflict(res, "request", r.ID, r.Version); err != nil {
+		return err
+	}
+	// Decisions are append-only; the primary key (request_id, approver)
+	// refuses a second decision by the same approver.
+	var stored int
+	if err := t.QueryRowContext(ctx, `SELECT count(*) FROM pam_decisions WHERE request_id = $1`, r.ID).Scan(&stored); err != nil {
+		return err
+	}
+	if stored > len(r.Decisions) {
+		return fmt.Errorf("%w: request %s would lose decisions", pam.ErrConflict, r.ID)
+	}
+	for i, d := range r.Decisions[stored:] {
+		_, err := t.ExecContext(ctx, `INSERT INTO pam_decisions (request_id, approver, verdict, position) VALUES ($1, $2, $3, $4)`,
+			r.ID, d.Approver, string(d.Verdict), stored+i)
+		if err != nil {
+			if s.d.UniqueViolation(err) {
+				return fmt.Errorf("%w: %s already decided request %s", pam.ErrConflict, d.Approver, r.ID)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// dueOf is when the recorded state times out, in Unix nanoseconds; nil
+// for terminal states.
+func dueOf(r *pam.Request) any {
+	switch r.State {
+	case pam.Pending:
+		return r.PendingUntil.UnixNano()
+	case pam.Approved:
+		return r.ExpiresAt.UnixNano()
+	}
+	return nil
+}
+
+func encodeDetail(d map[string]string) (any, error) {
+	if len(d) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	return string(b), nil
+}
+
+// Policy implements pam.Store.
+func (s *Store) Policy(ctx context.Context, id string) (pam.Policy, error) {
+	if err := ctx.Err(); err != nil {
+		return pam.Policy{}, err
+	}
+	var data string
+	var rev int64
+	err := s.r.QueryRowContext(ctx, `SELECT data, revision FROM pam_policies WHERE id = $1`, id).Scan(&data, &rev)
+	if errors.Is(err, sql.ErrNoRows) {
+		return pam.Policy{}, fmt.Errorf("%w: policy %q", pam.ErrNotFound, id)
+	}
+	if err != nil {
+		return pam.Policy{}, err
+	}
+	return decodePolicy(data, rev)
+}
+
+func decodePolicy(data string, rev int64) (pam.Policy, error) {
+	var p pam.Policy
+	if err := json.Unmarshal([]byte(data), &p); err != nil {
+		return pam.Policy{}, fmt.Errorf("sqlstore: decode policy: %w", err)
+	}
+	p.Revision = rev
+	return p, nil
+}
+
+// PolicyChanges implements pam.Store. One statement reads the changes and
+// the revision, so they agree.
+func (s *Store) PolicyChanges(ctx context.Context, since int64) ([]pam.Policy, int64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT m.policy_revision, p.data, p.revision FROM pam_meta m LEFT JOIN pam_policies p ON p.revision > $1 WHERE m.id = 1 ORDER BY p.revision`, since)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	var out []pam.Policy
+	var rev int64
+	for rows.Next() {
+		var data sql.NullString
+		var prev sql.NullInt64
+		if err := rows.Scan(&rev, &data, &prev); err != nil {
+			return nil, 0, err
+		}
+		if !data.Valid {
+			continue
+		}
+		p, err := decodePolicy(data.String, prev.Int64)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, p)
+	}
+	return out, rev, rows.Err()
+}
+
+// PolicyRevision implements pam.Store.
+func (s *Store) PolicyRevision(ctx context.Context) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	var rev int64
+	err := s.r.QueryRowContext(ctx, `SELECT policy_revision FROM pam_meta WHERE id = 1`).Scan(&rev)
+	return rev, err
+}
+
+// Request implements pam.Store.
+func (s *Store) Request(ctx context.Context, id string) (pam.Request, error) {
+	if err := ctx.Err(); err != nil {
+		return pam.Request{}, err
+	}
+	var data string
+	err := s.r.QueryRowContext(ctx, `SELECT data FROM pam_requests WHERE id = $1`, id).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return pam.Request{}, fmt.Errorf("%w: request %q", pam.ErrNotFound, id)
+	}
+	if err != nil {
+		return pam.Request{}, err
+	}
+	return decodeRequest(data)
+}
+
+func decodeRequest(data string) (pam.Request, error) {
+	var r pam.Request
+	if err := json.Unmarshal([]byte(data), &r); err != nil {
+		return pam.Request{}, fmt.Errorf("sqlstore: decode request: %w", err)
+	}
+	return r, nil
+}
+
+// query builds WHERE clauses with $n placeholders.
+type query struct {
+	sql  strings.Builder
+	args []any
+}
+
+func (q *query) arg(v any) string {
+	q.args = append(q.args, v)
+	return "$" + strconv.Itoa(len(q.args))
+}
+
+func (q *query) in(column string, vals []string) {
+	if len(vals) == 0 {
+		return
+	}
+	q.sql.WriteString(" AND " + column + " IN (")
+	for i, v := range vals {
+		if i > 0 {
+			q.sql.WriteString(", ")
+		}
+		q.sql.WriteString(q.arg(v))
+	}
+	q.sql.WriteString(")")
+}
+
+func (q *query) eq(column string, v string) {
+	if v != "" {
+		q.sql.WriteString(" AND " + column + " = " + q.arg(v))
+	}
+}
+
+func strs[T ~string](vs []T) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = string(v)
+	}
+	return out
+}
+
+// Requests implements pam.Store.
+func (s *Store) Requests(ctx context.Context, f pam.RequestFilter) ([]pam.Request, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var q query
+	q.sql.WriteString(`SELECT data FROM pam_requests WHERE id > ` + q.arg(f.After))
+	q.eq("requester", f.Requester)
+	q.in("policy_id", f.PolicyIDs)
+	q.in("state", strs(f.States))
+	if !f.DueBy.IsZero() {
+		q.sql.WriteString(" AND due <= " + q.arg(f.DueBy.UnixNano()))
+	}
+	q.sql.WriteString(" ORDER BY id")
+	if f.Limit > 0 {
+		q.sql.WriteString(" LIMIT " + q.arg(f.Limit))
+	}
+	rows, err := s.r.QueryContext(ctx, q.sql.String(), q.args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []pam.Request
+	for rows.Next() {
+		var data string
+		if err := rows.Scan(&data); err != nil {
+			return nil, err
+		}
+		r, err := decodeRequest(data)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Grants implements pam.Store.
+func (s *Store) Grants(ctx context.Context, requester string, policyIDs []string) ([]pam.Grant, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if len(policyIDs) == 0 {
+		return nil, nil
+	}
+	var q query
+	q.sql.WriteString(`SELECT data FROM pam_requests WHERE requester = ` + q.arg(requester) + ` AND state = 'approved'`)
+	q.in("policy_id", policyIDs)
+	rows, err := s.r.QueryContext(ctx, q.sql.String(), q.args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []pam.Grant
+	for rows.Next() {
+		var data string
+		if err := rows.Scan(&data); err != nil {
+			return nil, err
+		}
+		r, err := decodeRequest(data)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r.Grant())
+	}
+	return out, rows.Err()
+}
+
+// Events implements pam.Store.
+func (s *Store) Events(ctx context.Context, f pam.EventFilter) ([]pam.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var q query
+	q.sql.WriteString(`SELECT seq, time, type, actor, request_id, policy_id, task, outcome, detail FROM pam_events WHERE seq > ` + q.arg(f.After))
+	if f.Before > 0 {
+		q.sql.WriteString(" AND seq < " + q.arg(f.Before))
+	}
+	q.eq("actor", f.Actor)
+	q.eq("task", f.Task)
+	q.eq("request_id", f.RequestID)
+	q.eq("policy_id", f.PolicyID)
+	q.eq("outcome", f.Outcome)
+	q.in("type", strs(f.Types))
+	if !f.Since.IsZero() {
+		q.sql.WriteString(" AND time >= " + q.arg(f.Since.UnixNano()))
+	}
+	if !f.Until.IsZero() {
+		q.sql.WriteString(" AND time < " + q.arg(f.Until.UnixNano()))
+	}
+	if f.Descending {
+		q.sql.WriteString(" ORDER BY seq DESC")
+	} else {
+		q.sql.WriteString(" ORDER BY seq")
+	}
+	if f.Limit > 0 {
+		q.sql.WriteString(" LIMIT " + q.arg(f.Limit))
+	}
+	rows, err := s.r.QueryContext(ctx, q.sql.String(), q.args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []pam.Event
+	for rows.Next() {
+		var e pam.Event
+		var ns int64
+		var typ string
+		var detail sql.NullString
+		if err := rows.Scan(&e.Seq, &ns, &typ, &e.Actor, &e.RequestID, &e.PolicyID, &e.Task, &e.Outcome, &detail); err != nil {
+			return nil, err
+		}
+		e.Time, e.Type = time.Unix(0, ns).UTC(), pam.EventType(typ)
+		if detail.Valid {
+			if err := json.Unmarshal([]byte(detail.String), &e.Detail); err != nil {
+				return nil, fmt.Errorf("sqlstore: decode event %d: %w", e.Seq, err)
+			}
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,113 @@
+// Package sqlite is the embedded pam.Store: one file, pure Go
+// (modernc.org/sqlite, no cgo). It passes store/storetest.
+//
+// The file is in WAL mode with synchronous=FULL, so a commit that returned
+// survives a crash of the process or the machine. One connection writes
+// (transactions begin IMMEDIATE, so writers queue on busy_timeout instead
+// of failing on a lock upgrade) while several read. The schema is created
+// and migrated from the SQL files embedded in the package, and its
+// version recorded; a file written by a newer version of this package is
+// refused with ErrSchemaTooNew.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/internal/sqlstore"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// ErrSchemaTooNew: the file was written by a newer version of this
+// package.
+var ErrSchemaTooNew = sqlstore.ErrSchemaTooNew
+
+// Store is a pam.Store in one SQLite file. Close it when done.
+type Store struct {
+	*sqlstore.Store
+	w, r *sql.DB
+}
+
+var _ pam.Store = (*Store)(nil)
+
+// Readers is the size of the read connection pool.
+const Readers = 4
+
+// Open opens (creating if needed) the database file at path and migrates
+// its schema.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" || strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("sqlite: invalid path %q", path)
+	}
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)"
+	w, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
+	if err != nil {
+		return nil, err
+	}
+	w.SetMaxOpenConns(1)
+	files, _ := fs.Sub(migrations, "migrations")
+	if _, err := sqlstore.Migrate(ctx, w, files, ""); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)")
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	r.SetMaxOpenConns(Readers)
+	return &Store{Store: sqlstore.New(w, r, dialect), w: w, r: r}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// IntegrityCheck runs PRAGMA integrity_check and returns its complaints.
+func (s *Store) IntegrityCheck(ctx context.Context) error {
+	rows, err := s.w.QueryContext(ctx, "PRAGMA integrity_check")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return err
+		}
+		if line != "ok" {
+			problems = append(problems, line)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("sqlite: integrity check: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+var dialect = sqlstore.Dialect{
+	UniqueViolation: func(err error) bool {
+		var e *sqlite.Error
+		return errors.As(err, &e) && (e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE)
+	},
+	Retryable: func(err error) bool {
+		var e *sqlite.Error
+		return errors.As(err, &e) && (e.Code()&0xff == sqlite3.SQLITE_BUSY || e.Code()&0xff == sqlite3.SQLITE_LOCKED)
+	},
+}
