@@ -1,0 +1,59 @@
+-- Policies: the current version of each, deleted ones kept as tombstones.
+CREATE TABLE pam_policies (
+	id       TEXT PRIMARY KEY,
+	version  BIGINT NOT NULL,
+	revision BIGINT NOT NULL UNIQUE,
+	deleted  BOOLEAN NOT NULL,
+	data     TEXT NOT NULL
+);
+
+CREATE TABLE pam_requests (
+	id        TEXT PRIMARY KEY,
+	requester TEXT NOT NULL,
+	policy_id TEXT NOT NULL,
+	state     TEXT NOT NULL,
+	due       BIGINT,
+	version   BIGINT NOT NULL,
+	data      TEXT NOT NULL
+);
+CREATE INDEX pam_requests_grants ON pam_requests (requester, policy_id) WHERE state = 'approved';
+CREATE INDEX pam_requests_due ON pam_requests (due) WHERE due IS NOT NULL;
+CREATE INDEX pam_requests_requester ON pam_requests (requester, id);
+CREATE INDEX pam_requests_policy ON pam_requests (policy_id, state);
+
+-- One decision per approver per request.
+CREATE TABLE pam_decisions (
+	request_id TEXT NOT NULL,
+	approver   TEXT NOT NULL,
+	verdict    TEXT NOT NULL,
+	position   INTEGER NOT NULL,
+	PRIMARY KEY (request_id, approver)
+);
+
+-- The audit trail. seq is gapless across replicas: Commit allocates it
+-- from pam_meta, whose row lock serialises commits.
+CREATE TABLE pam_events (
+	seq        BIGINT PRIMARY KEY,
+	time       BIGINT NOT NULL,
+	type       TEXT NOT NULL,
+	actor      TEXT NOT NULL,
+	request_id TEXT NOT NULL,
+	policy_id  TEXT NOT NULL,
+	task       TEXT NOT NULL,
+	outcome    TEXT NOT NULL,
+	detail     TEXT
+);
+CREATE INDEX pam_events_actor ON pam_events (actor, seq);
+CREATE INDEX pam_events_task ON pam_events (task, seq);
+CREATE INDEX pam_events_request ON pam_events (request_id, seq) WHERE request_id <> '';
+CREATE INDEX pam_events_policy ON pam_events (policy_id, seq) WHERE policy_id <> '';
+CREATE INDEX pam_events_type ON pam_events (type, seq);
+CREATE INDEX pam_events_outcome ON pam_events (outcome, seq) WHERE outcome <> '';
+CREATE INDEX pam_events_time ON pam_events (time);
+
+CREATE TABLE pam_meta (
+	id              INTEGER PRIMARY KEY CHECK (id = 1),
+	last_seq        BIGINT NOT NULL,
+	policy_revision BIGINT NOT NULL
+);
+INSERT INTO pam_meta (id, last_seq, policy_revision) VALUES (1, 0, 0);

@@ -1,0 +1,176 @@
+// Package postgres is the pam.Store for many replicas of a host sharing one
+// PostgreSQL database (github.com/jackc/pgx/v5). It passes
+// store/storetest.
+//
+// Every commit takes the row lock of one counters row first, so commits
+// from all replicas are serialised: audit sequence numbers are gapless
+// and ordered across replicas, and every compare-and-swap on a version
+// sees the latest committed state. One decision per (request, approver)
+// is a primary key as well as an engine rule. Guard reads the policy
+// revision and the actor's grants from the database on every call, so a
+// policy change or a revocation through any replica is seen by every
+// replica's next Guard.
+//
+// The Store is a pam.TimeSource: decisions are made on the database
+// server's clock (SELECT now()), so replicas whose own clocks drift still
+// decide expiries identically. Tests set Options.Clock to a fake clock
+// instead.
+//
+// The schema is created and migrated from embedded SQL files under an
+// advisory lock, so replicas starting at once do not race, and its
+// version is recorded; a database migrated by a newer version of this
+// package is refused with ErrSchemaTooNew.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/benbjohnson/clock"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/internal/sqlstore"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// ErrSchemaTooNew: the database was migrated by a newer version of this
+// package.
+var ErrSchemaTooNew = sqlstore.ErrSchemaTooNew
+
+// migrationLock keys the advisory lock migrations hold.
+const migrationLock = `SELECT pg_advisory_xact_lock(1885433197)` // "pams" in ASCII
+
+// Options configure a Store. The zero value is usable.
+type Options struct {
+	// Schema, with Open, puts the tables in this schema (created if
+	// missing) by setting the connections' search_path. With New the
+	// host's pool decides.
+	Schema string
+	// Clock, when set, replaces the database clock as the store's time
+	// source: tests pass a fake clock.
+	Clock clock.Clock
+}
+
+// Store is a pam.Store in PostgreSQL.
+type Store struct {
+	*sqlstore.Store
+	db    *sql.DB
+	pool  *pgxpool.Pool
+	owned bool // the Store opened the pool and closes it
+	clock clock.Clock
+}
+
+var (
+	_ pam.Store      = (*Store)(nil)
+	_ pam.TimeSource = (*Store)(nil)
+)
+
+// Open connects to the database at dsn (a PostgreSQL URL or key=value
+// string), migrates the schema and returns the Store. Close closes the
+// pool.
+func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if opts.Schema != "" {
+		cfg.ConnConfig.RuntimeParams["search_path"] = opts.Schema
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if opts.Schema != "" {
+		if err := createSchema(ctx, pool, opts.Schema); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
+	s, err := New(ctx, pool, opts)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s.owned = true
+	return s, nil
+}
+
+func createSchema(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, migrationLock); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{schema}.Sanitize())
+		return err
+	})
+}
+
+// New returns a Store over the host's pool, migrating the schema first.
+// Close does not close the pool.
+func New(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Store, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	db := stdlib.OpenDBFromPool(pool)
+	files, _ := fs.Sub(migrations, "migrations")
+	if _, err := sqlstore.Migrate(ctx, db, files, migrationLock); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return &Store{Store: sqlstore.New(db, db, dialect), db: db, pool: pool, clock: opts.Clock}, nil
+}
+
+// Now implements pam.TimeSource: the database server's time, or
+// Options.Clock's.
+func (s *Store) Now(ctx context.Context) (time.Time, error) {
+	if err := ctx.Err(); err != nil {
+		return time.Time{}, err
+	}
+	if s.clock != nil {
+		return s.clock.Now(), nil
+	}
+	var t time.Time
+	if err := s.pool.QueryRow(ctx, "SELECT now()").Scan(&t); err != nil {
+		return time.Time{}, err
+	}
+	return t, nil
+}
+
+// Close releases the Store's connections (and the pool, if Open made it).
+func (s *Store) Close() error {
+	err := s.db.Close()
+	if s.owned {
+		s.pool.Close()
+	}
+	return err
+}
+
+func pgCode(err error) string {
+	var e *pgconn.PgError
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+var dialect = sqlstore.Dialect{
+	UniqueViolation: func(err error) bool { return pgCode(err) == "23505" },
+	Retryable: func(err error) bool {
+		c := pgCode(err)
+		return c == "40001" || c == "40P01"
+	},
+}

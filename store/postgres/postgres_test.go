@@ -1,0 +1,64 @@
+package postgres_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"testing"
+
+	"github.com/benbjohnson/clock"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/store/postgres"
+	"github.com/zerostanding/pam/store/storetest"
+)
+
+// dsn returns PAM_POSTGRES_DSN, or skips the test when it is unset.
+func dsn(t testing.TB) string {
+	t.Helper()
+	d := os.Getenv("PAM_POSTGRES_DSN")
+	if d == "" {
+		t.Skip("PAM_POSTGRES_DSN is not set; set it to a PostgreSQL URL (e.g. postgres://postgres@127.0.0.1:5432/test) to run the PostgreSQL tests")
+	}
+	return d
+}
+
+// freshSchema returns the name of a new schema, dropped when the test ends.
+func freshSchema(t testing.TB) string {
+	t.Helper()
+	b := make([]byte, 6)
+	rand.Read(b)
+	schema := "pamtest_" + hex.EncodeToString(b)
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(context.Background(), dsn(t))
+		if err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(context.Background())
+		if _, err := conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	return schema
+}
+
+// open returns a Store in schema, closed when the test ends.
+func open(t testing.TB, schema string, clk clock.Clock) *postgres.Store {
+	t.Helper()
+	s, err := postgres.Open(context.Background(), dsn(t), &postgres.Options{Schema: schema, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	dsn(t)
+	storetest.Run(t, func(t testing.TB, clk *clock.Mock) pam.Store {
+		return open(t, freshSchema(t), clk)
+	})
+}
