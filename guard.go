@@ -460,7 +460,7 @@ func (m *Manager) guardEvent(res *CheckResult) Event {
 		e.Type = EventGuardExempt
 	default:
 		e.Type = EventGuardDenied
-		e.Detail = map[string]string{"error": res.Err.Error()}
+		e.Detail = map[string]string{"error": cleanText(res.Err.Error())}
 	}
 	var pols, grants []string
 	for _, pc := range res.Policies {
@@ -495,14 +495,14 @@ func (m *Manager) finish(ctx context.Context, res *CheckResult, start Event, out
 	}
 	e := start
 	e.Type, e.Time, e.Outcome, e.Detail = EventGuardFinished, now, outcome, nil
-	if err != nil {
-		e.Detail = map[string]string{"error": err.Error()}
-	}
 	if len(start.Detail) > 0 {
 		e.Detail = maps.Clone(start.Detail)
-		if err != nil {
-			e.Detail["error"] = err.Error()
+	}
+	if err != nil {
+		if e.Detail == nil {
+			e.Detail = map[string]string{}
 		}
+		e.Detail["error"] = cleanText(err.Error())
 	}
 	if rerr := m.record(context.WithoutCancel(ctx), e); rerr != nil {
 		m.onError(fmt.Errorf("pam: record end of %s by %s: %w", res.Task, res.Actor, rerr))

@@ -624,6 +624,9 @@ func (m *Manager) automatic(ctx context.Context, p *compiled, r *Request, input 
 		if err == nil && rv.Comment != "" {
 			err = checkText("Review.Comment", rv.Comment, MaxReasonLen)
 		}
+		if err == nil && rv.By != "" {
+			err = checkName("Review.By", rv.By)
+		}
 		if err != nil {
 			m.onError(fmt.Errorf("pam: approver %d on request %s: %w", i, r.ID, err))
 			continue
@@ -975,7 +978,7 @@ func (m *Manager) failed(ctx context.Context, t EventType, r *Request, err error
 	if nerr != nil {
 		now = m.clock.Now()
 	}
-	e := Event{Time: now, Type: t, Detail: map[string]string{"error": err.Error()}}
+	e := Event{Time: now, Type: t, Detail: map[string]string{"error": cleanText(err.Error())}}
 	if r != nil {
 		e.RequestID, e.PolicyID = r.ID, r.PolicyID
 	}

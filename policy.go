@@ -3,6 +3,7 @@ package pam
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -403,6 +404,21 @@ func checkName(field, s string) error {
 		}
 	}
 	return nil
+}
+
+// cleanText makes text from outside the engine's validation (error
+// messages of fns, notifiers and sinks) safe for every store: valid UTF-8,
+// no NUL, at most MaxReasonLen bytes.
+func cleanText(s string) string {
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+	if len(s) <= MaxReasonLen {
+		return s
+	}
+	cut := MaxReasonLen
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
 }
 
 // checkText validates free text: at most max bytes, valid UTF-8, no NUL or

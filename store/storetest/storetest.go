@@ -51,6 +51,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Canceled", func(t *testing.T) { s, _ := fresh(t); testCanceled(t, s) })
 	t.Run("ConcurrentCommits", func(t *testing.T) { s, _ := fresh(t); testConcurrentCommits(t, s) })
 	t.Run("ConcurrentCAS", func(t *testing.T) { s, _ := fresh(t); testConcurrentCAS(t, s) })
+	t.Run("Engine", func(t *testing.T) { runEngine(t, fresh) })
 }
 
 var (
