@@ -70,8 +70,9 @@ type PolicyCheck struct {
 	ConditionError string
 	Covered        bool
 	// Grant is the request that satisfies the policy, if any.
-	Grant     string
-	ExpiresAt time.Time
+	Grant        string
+	grantVersion int64
+	ExpiresAt    time.Time
 	// Missing says why no grant satisfies a covering policy.
 	Missing string
 }
@@ -278,9 +279,23 @@ func (m *Manager) Guard(ctx context.Context, op Op, fn func(ctx context.Context)
 		}
 		return fn(ctx)
 	}
-	res := m.evaluate(ctx, s, actor, aerr, op, cands)
-	return m.enforce(ctx, &res, fn)
+	for range maxAttempts {
+		res := m.evaluate(ctx, s, actor, aerr, op, cands)
+		if err := m.enforce(ctx, &res, fn); err != errGrantChanged {
+			return err
+		}
+		// A grant changed (was revoked, say) between reading it and
+		// recording the run: decide again on what is there now.
+		if s, err = m.current(ctx); err != nil {
+			return err
+		}
+		cands = s.byTask[op.Task]
+	}
+	return fmt.Errorf("%w: the grants for %q kept changing", ErrConflict, op.Task)
 }
+
+// errGrantChanged tells Guard to decide again.
+var errGrantChanged = errors.New("pam: grant changed while recording")
 
 // Check returns what Guard would decide for op now, and why, without
 // running anything or writing to the audit trail.
@@ -390,7 +405,7 @@ func (m *Manager) evaluate(ctx context.Context, s *snapshot, actor string, aerr 
 			}
 			continue
 		}
-		pc.Grant, pc.ExpiresAt = best.RequestID, best.ExpiresAt
+		pc.Grant, pc.grantVersion, pc.ExpiresAt = best.RequestID, best.Version, best.ExpiresAt
 		if res.Deadline.IsZero() || best.ExpiresAt.Before(res.Deadline) {
 			res.Deadline = best.ExpiresAt
 		}
@@ -413,12 +428,15 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 	}
 	start := m.guardEvent(res)
 	if !res.Allowed {
-		if err := m.record(ctx, start); err != nil {
+		if err := m.record(ctx, start, nil); err != nil {
 			m.onError(fmt.Errorf("pam: record denial of %s to %s: %w", res.Task, res.Actor, err))
 		}
 		return res.Err
 	}
-	if err := m.record(ctx, start); err != nil {
+	if err := m.record(ctx, start, res.Policies); err != nil {
+		if errors.Is(err, ErrConflict) {
+			return errGrantChanged
+		}
 		return fmt.Errorf("%w: %v", ErrAudit, err)
 	}
 	runCtx := ctx
@@ -504,18 +522,28 @@ func (m *Manager) finish(ctx context.Context, res *CheckResult, start Event, out
 		}
 		e.Detail["error"] = cleanText(err.Error())
 	}
-	if rerr := m.record(context.WithoutCancel(ctx), e); rerr != nil {
+	if rerr := m.record(context.WithoutCancel(ctx), e, nil); rerr != nil {
 		m.onError(fmt.Errorf("pam: record end of %s by %s: %w", res.Task, res.Actor, rerr))
 		return rerr
 	}
 	return nil
 }
 
-// record commits one event and publishes it.
-func (m *Manager) record(ctx context.Context, e Event) error {
+// record commits one event and publishes it. The commit fails with
+// ErrConflict if a grant in checks changed since it was read.
+func (m *Manager) record(ctx context.Context, e Event, checks []PolicyCheck) error {
 	one := oneEventTxs.Get().(*oneEventTx)
 	one.ev[0] = e
 	one.tx.Events = one.ev[:]
+	for _, pc := range checks {
+		if pc.Grant == "" {
+			continue
+		}
+		if one.tx.Unchanged == nil {
+			one.tx.Unchanged = one.uv[:0]
+		}
+		one.tx.Unchanged = append(one.tx.Unchanged, RequestVersion{ID: pc.Grant, Version: pc.grantVersion})
+	}
 	err := m.store.Commit(ctx, &one.tx)
 	if err == nil && len(m.sinks) > 0 {
 		m.published(ctx, []Event{one.ev[0]})
@@ -530,6 +558,7 @@ func (m *Manager) record(ctx context.Context, e Event) error {
 type oneEventTx struct {
 	tx Tx
 	ev [1]Event
+	uv [1]RequestVersion
 }
 
 var oneEventTxs = sync.Pool{New: func() any { return new(oneEventTx) }}

@@ -518,3 +518,29 @@ func TestStoreTimeSource(t *testing.T) {
 		t.Errorf("Sweep recorded %d expiries, want 1", n)
 	}
 }
+
+// TestGuardRevokedWhileDeciding revokes the grant after Guard has read it
+// but before the run is recorded: the run must not happen.
+func TestGuardRevokedWhileDeciding(t *testing.T) {
+	e := newEnv(t)
+	e.policy(movePolicy())
+	g := e.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	revoked := false
+	e.store.FailCommit(func(tx *pam.Tx) error {
+		if !revoked && len(tx.Events) == 1 && tx.Events[0].Type == pam.EventGuardAllowed {
+			revoked = true
+			if _, err := e.m.Revoke(e.admin(), g.ID, "now"); err != nil {
+				t.Errorf("Revoke: %v", err)
+			}
+		}
+		return nil
+	})
+	before := e.lastSeq()
+	ran, err := e.guard("alice", "New-MoveRequest", nil)
+	if ran || !errors.Is(err, pam.ErrNotApproved) {
+		t.Fatalf("Guard racing a revocation: ran %v, %v", ran, err)
+	}
+	if d := cmp.Diff([]pam.EventType{pam.EventRequestRevoked, pam.EventGuardDenied}, types(e.eventsSince(before))); d != "" {
+		t.Errorf("audit (-want +got):\n%s", d)
+	}
+}

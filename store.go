@@ -17,9 +17,10 @@ type Store interface {
 	// Commit writes tx atomically: all of it or nothing. Each policy and
 	// request in tx must carry a Version one higher than the stored one
 	// (1 for a new one); otherwise Commit returns ErrConflict and writes
-	// nothing. Events are appended in order with consecutive sequence
-	// numbers following the last committed event. On success Commit sets
-	// Seq on tx.Events and Revision on tx.Policies.
+	// nothing. Likewise every request named in tx.Unchanged must still be
+	// at the given version. Events are appended in order with consecutive
+	// sequence numbers following the last committed event. On success
+	// Commit sets Seq on tx.Events and Revision on tx.Policies.
 	Commit(ctx context.Context, tx *Tx) error
 
 	// Policy returns the policy with id, deleted or not, or ErrNotFound.
@@ -68,6 +69,7 @@ type TimeSource interface {
 // Grant is the part of an approved request that Guard checks.
 type Grant struct {
 	RequestID     string
+	Version       int64 // the request's version
 	PolicyID      string
 	Scope         Scope
 	PolicyVersion int64
@@ -77,7 +79,7 @@ type Grant struct {
 
 // Grant returns r's grant fields.
 func (r *Request) Grant() Grant {
-	return Grant{RequestID: r.ID, PolicyID: r.PolicyID, Scope: r.Scope, PolicyVersion: r.PolicyVersion, ApprovedAt: r.ApprovedAt, ExpiresAt: r.ExpiresAt}
+	return Grant{RequestID: r.ID, Version: r.Version, PolicyID: r.PolicyID, Scope: r.Scope, PolicyVersion: r.PolicyVersion, ApprovedAt: r.ApprovedAt, ExpiresAt: r.ExpiresAt}
 }
 
 // ActiveAt reports whether the grant's window is open at now.
@@ -91,6 +93,17 @@ type Tx struct {
 	Policies []Policy
 	Requests []Request
 	Events   []Event
+	// Unchanged lists requests the write depends on without changing
+	// them: Guard's guard.allowed event commits only if the grants it
+	// relied on are still as it read them, so no Guard succeeds after a
+	// revocation has committed.
+	Unchanged []RequestVersion
+}
+
+// RequestVersion names a request at a version.
+type RequestVersion struct {
+	ID      string
+	Version int64
 }
 
 // RequestFilter selects requests by their recorded fields. Zero fields

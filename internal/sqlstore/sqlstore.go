@@ -75,6 +75,16 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) (err error) {
 		len(tx.Events), len(tx.Policies)).Scan(&lastSeq, &lastRev); err != nil {
 		return err
 	}
+	for _, u := range tx.Unchanged {
+		var v int64
+		err := t.QueryRowContext(ctx, `SELECT version FROM pam_requests WHERE id = $1`, u.ID).Scan(&v)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if v != u.Version {
+			return fmt.Errorf("%w: request %s is at version %d, not %d", pam.ErrConflict, u.ID, v, u.Version)
+		}
+	}
 	firstRev := lastRev - int64(len(tx.Policies)) + 1
 	revs := make([]int64, len(tx.Policies))
 	for i := range tx.Policies {

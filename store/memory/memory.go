@@ -87,6 +87,11 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 			}
 		}
 	}
+	for _, u := range tx.Unchanged {
+		if s.requests[u.ID].Version != u.Version {
+			return fmt.Errorf("%w: request %s is at version %d, not %d", pam.ErrConflict, u.ID, s.requests[u.ID].Version, u.Version)
+		}
+	}
 	for i := range tx.Policies {
 		p := clonePolicy(tx.Policies[i])
 		s.polLog = append(s.polLog, p.ID)

@@ -269,7 +269,13 @@ func testAtomicity(t *testing.T, s pam.Store) {
 			}
 		})
 	}
-	tx := &pam.Tx{Events: []pam.Event{event(pam.EventGuardAllowed, "alice", "r1")}}
+	// A write that depends on an unchanged request fails when it changed.
+	mustConflict(t, s, &pam.Tx{Events: []pam.Event{event(pam.EventGuardAllowed, "alice", "r1")}, Unchanged: []pam.RequestVersion{{ID: "r1", Version: 2}}})
+	mustConflict(t, s, &pam.Tx{Events: []pam.Event{event(pam.EventGuardAllowed, "alice", "r9")}, Unchanged: []pam.RequestVersion{{ID: "r9", Version: 1}}})
+	if seq := lastSeq(t, s); seq != 1 {
+		t.Errorf("failed commit appended events: last Seq %d, want 1", seq)
+	}
+	tx := &pam.Tx{Events: []pam.Event{event(pam.EventGuardAllowed, "alice", "r1")}, Unchanged: []pam.RequestVersion{{ID: "r1", Version: 1}}}
 	commit(t, s, tx)
 	if tx.Events[0].Seq != 2 {
 		t.Errorf("next event after failed commits has Seq %d, want 2 (no gaps)", tx.Events[0].Seq)
