@@ -1,0 +1,184 @@
+package sqlite_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/benbjohnson/clock"
+
+	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/store/sqlite"
+	"github.com/zerostanding/pam/store/storetest"
+)
+
+// TestCrashRecovery runs the workflow in a child process and kills it with
+// SIGKILL at random points, then reopens the file and checks it: the
+// database is intact, the sequence numbers have no gaps, and every
+// committed request state has its audit events.
+func TestCrashRecovery(t *testing.T) {
+	if os.Getenv("PAM_CRASH_CHILD") != "" {
+		t.Skip("in the child")
+	}
+	runs := 50
+	if testing.Short() {
+		runs = 10
+	}
+	path := filepath.Join(t.TempDir(), "crash.db")
+	rng := rand.New(rand.NewPCG(1, 2))
+	killedMidWork := 0
+	for run := range runs {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.v")
+		cmd.Env = append(os.Environ(), "PAM_CRASH_CHILD="+path, fmt.Sprint("PAM_CRASH_SEED=", run))
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := bufio.NewScanner(out)
+		ready := false
+		for lines.Scan() {
+			if lines.Text() == "ready" {
+				ready = true
+				break
+			}
+		}
+		if !ready {
+			cmd.Wait()
+			t.Fatalf("run %d: the child did not start", run)
+		}
+		go func() {
+			for lines.Scan() {
+			}
+		}()
+		time.Sleep(time.Duration(rng.IntN(150_000)) * time.Microsecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		err = cmd.Wait()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signaled() {
+			killedMidWork++
+		}
+		checkCrashedFile(t, path, run)
+	}
+	t.Logf("%d runs, %d killed by SIGKILL while working", runs, killedMidWork)
+	if killedMidWork < runs/2 {
+		t.Errorf("only %d of %d children were killed while working", killedMidWork, runs)
+	}
+}
+
+func checkCrashedFile(t *testing.T, path string, run int) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatalf("run %d: reopen: %v", run, err)
+	}
+	defer s.Close()
+	if err := s.IntegrityCheck(ctx); err != nil {
+		t.Fatalf("run %d: %v", run, err)
+	}
+	events, err := s.Events(ctx, pam.EventFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byRequest := map[string]map[pam.EventType]int{}
+	for i, e := range events {
+		if e.Seq != int64(i+1) {
+			t.Fatalf("run %d: event %d has Seq %d: a gap", run, i, e.Seq)
+		}
+		if e.RequestID != "" {
+			if byRequest[e.RequestID] == nil {
+				byRequest[e.RequestID] = map[pam.EventType]int{}
+			}
+			byRequest[e.RequestID][e.Type]++
+		}
+	}
+	requests, err := s.Requests(ctx, pam.RequestFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	need := map[pam.State][]pam.EventType{
+		pam.Pending:  {pam.EventRequestSubmitted},
+		pam.Approved: {pam.EventRequestSubmitted, pam.EventRequestApproved},
+		pam.Denied:   {pam.EventRequestSubmitted, pam.EventRequestDenied},
+		pam.Canceled: {pam.EventRequestSubmitted, pam.EventRequestCanceled},
+		pam.Revoked:  {pam.EventRequestSubmitted, pam.EventRequestApproved, pam.EventRequestRevoked},
+		pam.Expired:  {pam.EventRequestSubmitted, pam.EventRequestExpired},
+	}
+	for _, r := range requests {
+		for _, typ := range need[r.State] {
+			if byRequest[r.ID][typ] != 1 {
+				t.Errorf("run %d: request %s is %s but has %d %s events", run, r.ID, r.State, byRequest[r.ID][typ], typ)
+			}
+		}
+		if n := byRequest[r.ID][pam.EventRequestDecision]; n != len(r.Decisions) {
+			t.Errorf("run %d: request %s has %d decisions and %d decision events", run, r.ID, len(r.Decisions), n)
+		}
+		delete(byRequest, r.ID)
+	}
+	if len(byRequest) > 0 {
+		t.Errorf("run %d: events for %d requests that were never stored", run, len(byRequest))
+	}
+}
+
+// TestCrashChild is the child of TestCrashRecovery: the workflow in a
+// loop until it is killed.
+func TestCrashChild(t *testing.T) {
+	path := os.Getenv("PAM_CRASH_CHILD")
+	if path == "" {
+		t.Skip("run by TestCrashRecovery")
+	}
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := clock.NewMock()
+	clk.Set(storetest.Epoch)
+	m := storetest.Manager(t, s, clk)
+	if _, err := m.CreatePolicy(storetest.As("admin"), storetest.TwoApprovals); err != nil && !errors.Is(err, pam.ErrConflict) {
+		t.Fatal(err)
+	}
+	fmt.Println("ready")
+	guard := func() {
+		m.Guard(storetest.As("alice"), pam.Op{Task: "New-MoveRequest"}, func(context.Context) error { return nil })
+	}
+	for i := 0; ; i++ {
+		clk.Add(time.Minute)
+		r, err := m.Submit(storetest.As("alice"), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "crash test", Duration: 5 * time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		guard()
+		switch i % 4 {
+		case 0:
+			m.Approve(storetest.As("bob"), r.ID, "")
+			m.Approve(storetest.As("carol"), r.ID, "")
+			guard()
+			m.Revoke(storetest.As("admin"), r.ID, "")
+		case 1:
+			m.Approve(storetest.As("bob"), r.ID, "")
+			m.Deny(storetest.As("dave"), r.ID, "")
+		case 2:
+			m.Cancel(storetest.As("alice"), r.ID, "")
+		case 3:
+			m.Approve(storetest.As("bob"), r.ID, "")
+			m.Approve(storetest.As("dave"), r.ID, "")
+			guard()
+		}
+		if _, err := m.Sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
