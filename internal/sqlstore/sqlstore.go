@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/zerostanding/pam"
@@ -35,19 +36,149 @@ type Dialect struct {
 	// concurrent transactions (serialisation failure, deadlock); Commit
 	// returns it as pam.ErrConflict.
 	Retryable func(err error) bool
+	// Prepare keeps prepared statements in the store. Without it the
+	// driver is trusted to cache them (pgx does, per connection).
+	Prepare bool
 }
 
 // Store is a pam.Store over a write pool and a read pool (the same pool
 // for PostgreSQL; for SQLite one writer connection and several readers).
 type Store struct {
-	w, r *sql.DB
-	d    Dialect
+	w, r   *sql.DB
+	d      Dialect
+	ws, rs stmtCache // prepared statements of w and r
+}
+
+// stmtCache keeps prepared statements by their text, so the statements of
+// the hot paths are parsed once per connection rather than once per call.
+type stmtCache struct {
+	mu  sync.Mutex
+	m   map[string]*sql.Stmt
+	off bool
+}
+
+// maxStmts bounds each cache; statements past it run unprepared.
+const maxStmts = 256
+
+// get returns the prepared statement for q, preparing it when lazy is set.
+// The write pool is never prepared lazily: a transaction holds its
+// connection (SQLite's only one), and preparing would wait for another.
+func (c *stmtCache) get(ctx context.Context, db *sql.DB, q string, lazy bool) *sql.Stmt {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.off {
+		return nil
+	}
+	if st, ok := c.m[q]; ok || !lazy {
+		return st
+	}
+	if len(c.m) >= maxStmts {
+		return nil
+	}
+	st, err := db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil // run it unprepared; its error will show there
+	}
+	if c.m == nil {
+		c.m = map[string]*sql.Stmt{}
+	}
+	c.m[q] = st
+	return st
+}
+
+func (s *Store) texec(ctx context.Context, t *sql.Tx, q string, args ...any) (sql.Result, error) {
+	if st := s.ws.get(ctx, s.w, q, false); st != nil {
+		return t.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return t.ExecContext(ctx, q, args...)
+}
+
+func (s *Store) tqueryRow(ctx context.Context, t *sql.Tx, q string, args ...any) *sql.Row {
+	if st := s.ws.get(ctx, s.w, q, false); st != nil {
+		return t.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
+	return t.QueryRowContext(ctx, q, args...)
+}
+
+func (s *Store) rqueryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := s.rs.get(ctx, s.r, q, true); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return s.r.QueryRowContext(ctx, q, args...)
+}
+
+func (s *Store) rquery(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if st := s.rs.get(ctx, s.r, q, true); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return s.r.QueryContext(ctx, q, args...)
 }
 
 var _ pam.Store = (*Store)(nil)
 
-// New returns a store over migrated databases.
-func New(w, r *sql.DB, d Dialect) *Store { return &Store{w: w, r: r, d: d} }
+// New returns a store over migrated databases, with the statements of the
+// write path prepared.
+func New(ctx context.Context, w, r *sql.DB, d Dialect) (*Store, error) {
+	s := &Store{w: w, r: r, d: d}
+	if !d.Prepare {
+		s.ws.off, s.rs.off = true, true
+		return s, nil
+	}
+	for _, q := range append([]string{eventInsert(1), eventInsert(2)}, writeStatements...) {
+		if s.ws.get(ctx, w, q, true) == nil {
+			return nil, fmt.Errorf("sqlstore: prepare %q failed", q)
+		}
+	}
+	return s, nil
+}
+
+// Close releases the prepared statements.
+func (s *Store) Close() error {
+	var errs []error
+	for _, c := range []*stmtCache{&s.ws, &s.rs} {
+		c.mu.Lock()
+		for _, st := range c.m {
+			errs = append(errs, st.Close())
+		}
+		c.m = nil
+		c.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// The fixed statements of Commit.
+const (
+	sqlBumpMeta       = `UPDATE pam_meta SET last_seq = last_seq + $1, policy_revision = policy_revision + $2 WHERE id = 1 RETURNING last_seq, policy_revision`
+	sqlRequestVersion = `SELECT version FROM pam_requests WHERE id = $1`
+	sqlInsertPolicy   = `INSERT INTO pam_policies (id, version, revision, deleted, data) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`
+	sqlUpdatePolicy   = `UPDATE pam_policies SET version = $1, revision = $2, deleted = $3, data = $4 WHERE id = $5 AND version = $6`
+	sqlInsertRequest  = `INSERT INTO pam_requests (id, requester, policy_id, state, due, version, data) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`
+	sqlUpdateRequest  = `UPDATE pam_requests SET requester = $1, policy_id = $2, state = $3, due = $4, version = $5, data = $6 WHERE id = $7 AND version = $8`
+	sqlCountDecisions = `SELECT count(*) FROM pam_decisions WHERE request_id = $1`
+	sqlInsertDecision = `INSERT INTO pam_decisions (request_id, approver, verdict, position) VALUES ($1, $2, $3, $4)`
+)
+
+var writeStatements = []string{sqlBumpMeta, sqlRequestVersion, sqlInsertPolicy, sqlUpdatePolicy, sqlInsertRequest, sqlUpdateRequest, sqlCountDecisions, sqlInsertDecision}
+
+// eventInsert is the INSERT of n events.
+func eventInsert(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO pam_events (seq, time, type, actor, request_id, policy_id, task, outcome, detail) VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(")
+		for j := range 9 {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("$" + strconv.Itoa(i*9+j+1))
+		}
+		b.WriteString(")")
+	}
+	return b.String()
+}
 
 // Commit implements pam.Store.
 func (s *Store) Commit(ctx context.Context, tx *pam.Tx) (err error) {
@@ -70,14 +201,13 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) (err error) {
 		}
 	}()
 	var lastSeq, lastRev int64
-	if err := t.QueryRowContext(ctx,
-		`UPDATE pam_meta SET last_seq = last_seq + $1, policy_revision = policy_revision + $2 WHERE id = 1 RETURNING last_seq, policy_revision`,
-		len(tx.Events), len(tx.Policies)).Scan(&lastSeq, &lastRev); err != nil {
+	if err := s.tqueryRow(ctx, t,
+		sqlBumpMeta, len(tx.Events), len(tx.Policies)).Scan(&lastSeq, &lastRev); err != nil {
 		return err
 	}
 	for _, u := range tx.Unchanged {
 		var v int64
-		err := t.QueryRowContext(ctx, `SELECT version FROM pam_requests WHERE id = $1`, u.ID).Scan(&v)
+		err := s.tqueryRow(ctx, t, sqlRequestVersion, u.ID).Scan(&v)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
@@ -101,17 +231,8 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) (err error) {
 		}
 	}
 	firstSeq := lastSeq - int64(len(tx.Events)) + 1
-	for i := range tx.Events {
-		e := &tx.Events[i]
-		detail, err := encodeDetail(e.Detail)
-		if err != nil {
-			return err
-		}
-		if _, err := t.ExecContext(ctx,
-			`INSERT INTO pam_events (seq, time, type, actor, request_id, policy_id, task, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-			firstSeq+int64(i), e.Time.UnixNano(), string(e.Type), e.Actor, e.RequestID, e.PolicyID, e.Task, e.Outcome, detail); err != nil {
-			return err
-		}
+	if err := s.insertEvents(ctx, t, tx.Events, firstSeq); err != nil {
+		return err
 	}
 	if err := t.Commit(); err != nil {
 		return err
@@ -121,6 +242,30 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) (err error) {
 	}
 	for i := range tx.Events {
 		tx.Events[i].Seq = firstSeq + int64(i)
+	}
+	return nil
+}
+
+// eventsPerInsert bounds the rows of one INSERT (9 parameters each).
+const eventsPerInsert = 100
+
+// insertEvents appends events with sequence numbers from first on, many
+// rows per statement.
+func (s *Store) insertEvents(ctx context.Context, t *sql.Tx, events []pam.Event, first int64) error {
+	for start := 0; start < len(events); start += eventsPerInsert {
+		batch := events[start:min(start+eventsPerInsert, len(events))]
+		args := make([]any, 0, 9*len(batch))
+		for i := range batch {
+			e := &batch[i]
+			detail, err := encodeDetail(e.Detail)
+			if err != nil {
+				return err
+			}
+			args = append(args, first+int64(start+i), e.Time.UnixNano(), string(e.Type), e.Actor, e.RequestID, e.PolicyID, e.Task, e.Outcome, detail)
+		}
+		if _, err := s.texec(ctx, t, eventInsert(len(batch)), args...); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -161,10 +306,10 @@ func (s *Store) putPolicy(ctx context.Context, t *sql.Tx, p *pam.Policy) error {
 	}
 	var res sql.Result
 	if p.Version == 1 {
-		res, err = t.ExecContext(ctx, `INSERT INTO pam_policies (id, version, revision, deleted, data) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`,
+		res, err = s.texec(ctx, t, sqlInsertPolicy,
 			p.ID, p.Version, p.Revision, p.Deleted, string(data))
 	} else {
-		res, err = t.ExecContext(ctx, `UPDATE pam_policies SET version = $1, revision = $2, deleted = $3, data = $4 WHERE id = $5 AND version = $6`,
+		res, err = s.texec(ctx, t, sqlUpdatePolicy,
 			p.Version, p.Revision, p.Deleted, string(data), p.ID, p.Version-1)
 	}
 	if err != nil {
@@ -181,10 +326,10 @@ func (s *Store) putRequest(ctx context.Context, t *sql.Tx, r *pam.Request) error
 	var res sql.Result
 	due := dueOf(r)
 	if r.Version == 1 {
-		res, err = t.ExecContext(ctx, `INSERT INTO pam_requests (id, requester, policy_id, state, due, version, data) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`,
+		res, err = s.texec(ctx, t, sqlInsertRequest,
 			r.ID, r.Requester, r.PolicyID, string(r.State), due, r.Version, string(data))
 	} else {
-		res, err = t.ExecContext(ctx, `UPDATE pam_requests SET requester = $1, policy_id = $2, state = $3, due = $4, version = $5, data = $6 WHERE id = $7 AND version = $8`,
+		res, err = s.texec(ctx, t, sqlUpdateRequest,
 			r.Requester, r.PolicyID, string(r.State), due, r.Version, string(data), r.ID, r.Version-1)
 	}
 	if err != nil {
@@ -196,14 +341,14 @@ func (s *Store) putRequest(ctx context.Context, t *sql.Tx, r *pam.Request) error
 	// Decisions are append-only; the primary key (request_id, approver)
 	// refuses a second decision by the same approver.
 	var stored int
-	if err := t.QueryRowContext(ctx, `SELECT count(*) FROM pam_decisions WHERE request_id = $1`, r.ID).Scan(&stored); err != nil {
+	if err := s.tqueryRow(ctx, t, sqlCountDecisions, r.ID).Scan(&stored); err != nil {
 		return err
 	}
 	if stored > len(r.Decisions) {
 		return fmt.Errorf("%w: request %s would lose decisions", pam.ErrConflict, r.ID)
 	}
 	for i, d := range r.Decisions[stored:] {
-		_, err := t.ExecContext(ctx, `INSERT INTO pam_decisions (request_id, approver, verdict, position) VALUES ($1, $2, $3, $4)`,
+		_, err := s.texec(ctx, t, sqlInsertDecision,
 			r.ID, d.Approver, string(d.Verdict), stored+i)
 		if err != nil {
 			if s.d.UniqueViolation(err) {
@@ -245,7 +390,7 @@ func (s *Store) Policy(ctx context.Context, id string) (pam.Policy, error) {
 	}
 	var data string
 	var rev int64
-	err := s.r.QueryRowContext(ctx, `SELECT data, revision FROM pam_policies WHERE id = $1`, id).Scan(&data, &rev)
+	err := s.rqueryRow(ctx, `SELECT data, revision FROM pam_policies WHERE id = $1`, id).Scan(&data, &rev)
 	if errors.Is(err, sql.ErrNoRows) {
 		return pam.Policy{}, fmt.Errorf("%w: policy %q", pam.ErrNotFound, id)
 	}
@@ -270,7 +415,7 @@ func (s *Store) PolicyChanges(ctx context.Context, since int64) ([]pam.Policy, i
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT m.policy_revision, p.data, p.revision FROM pam_meta m LEFT JOIN pam_policies p ON p.revision > $1 WHERE m.id = 1 ORDER BY p.revision`, since)
+	rows, err := s.rquery(ctx, `SELECT m.policy_revision, p.data, p.revision FROM pam_meta m LEFT JOIN pam_policies p ON p.revision > $1 WHERE m.id = 1 ORDER BY p.revision`, since)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -301,7 +446,7 @@ func (s *Store) PolicyRevision(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	var rev int64
-	err := s.r.QueryRowContext(ctx, `SELECT policy_revision FROM pam_meta WHERE id = 1`).Scan(&rev)
+	err := s.rqueryRow(ctx, `SELECT policy_revision FROM pam_meta WHERE id = 1`).Scan(&rev)
 	return rev, err
 }
 
@@ -311,7 +456,7 @@ func (s *Store) Request(ctx context.Context, id string) (pam.Request, error) {
 		return pam.Request{}, err
 	}
 	var data string
-	err := s.r.QueryRowContext(ctx, `SELECT data FROM pam_requests WHERE id = $1`, id).Scan(&data)
+	err := s.rqueryRow(ctx, `SELECT data FROM pam_requests WHERE id = $1`, id).Scan(&data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return pam.Request{}, fmt.Errorf("%w: request %q", pam.ErrNotFound, id)
 	}
@@ -385,7 +530,7 @@ func (s *Store) Requests(ctx context.Context, f pam.RequestFilter) ([]pam.Reques
 	if f.Limit > 0 {
 		q.sql.WriteString(" LIMIT " + q.arg(f.Limit))
 	}
-	rows, err := s.r.QueryContext(ctx, q.sql.String(), q.args...)
+	rows, err := s.rquery(ctx, q.sql.String(), q.args...)
 	if err != nil {
 		return nil, err
 	}
@@ -416,7 +561,7 @@ func (s *Store) Grants(ctx context.Context, requester string, policyIDs []string
 	var q query
 	q.sql.WriteString(`SELECT data FROM pam_requests WHERE requester = ` + q.arg(requester) + ` AND state = 'approved'`)
 	q.in("policy_id", policyIDs)
-	rows, err := s.r.QueryContext(ctx, q.sql.String(), q.args...)
+	rows, err := s.rquery(ctx, q.sql.String(), q.args...)
 	if err != nil {
 		return nil, err
 	}
@@ -466,7 +611,7 @@ func (s *Store) Events(ctx context.Context, f pam.EventFilter) ([]pam.Event, err
 	if f.Limit > 0 {
 		q.sql.WriteString(" LIMIT " + q.arg(f.Limit))
 	}
-	rows, err := s.r.QueryContext(ctx, q.sql.String(), q.args...)
+	rows, err := s.rquery(ctx, q.sql.String(), q.args...)
 	if err != nil {
 		return nil, err
 	}

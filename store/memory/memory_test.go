@@ -13,3 +13,7 @@ import (
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(testing.TB, *clock.Mock) pam.Store { return memory.New() })
 }
+
+func BenchmarkStore(b *testing.B) {
+	storetest.Bench(b, func(testing.TB, *clock.Mock) pam.Store { return memory.New() })
+}

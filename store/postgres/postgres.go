@@ -131,7 +131,12 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Store, error)
 		db.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	return &Store{Store: sqlstore.New(db, db, dialect), db: db, pool: pool, clock: opts.Clock}, nil
+	ss, err := sqlstore.New(ctx, db, db, dialect)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return &Store{Store: ss, db: db, pool: pool, clock: opts.Clock}, nil
 }
 
 // Now implements pam.TimeSource: the database server's time, or
@@ -152,7 +157,7 @@ func (s *Store) Now(ctx context.Context) (time.Time, error) {
 
 // Close releases the Store's connections (and the pool, if Open made it).
 func (s *Store) Close() error {
-	err := s.db.Close()
+	err := errors.Join(s.Store.Close(), s.db.Close())
 	if s.owned {
 		s.pool.Close()
 	}

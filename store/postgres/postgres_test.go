@@ -62,3 +62,10 @@ func TestConformance(t *testing.T) {
 		return open(t, freshSchema(t), clk)
 	})
 }
+
+func BenchmarkStore(b *testing.B) {
+	dsn(b)
+	storetest.Bench(b, func(t testing.TB, clk *clock.Mock) pam.Store {
+		return open(t, freshSchema(t), clk)
+	})
+}

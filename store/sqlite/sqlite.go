@@ -67,12 +67,18 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, err
 	}
 	r.SetMaxOpenConns(Readers)
-	return &Store{Store: sqlstore.New(w, r, dialect), w: w, r: r}, nil
+	ss, err := sqlstore.New(ctx, w, r, dialect)
+	if err != nil {
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	return &Store{Store: ss, w: w, r: r}, nil
 }
 
 // Close closes the database.
 func (s *Store) Close() error {
-	return errors.Join(s.r.Close(), s.w.Close())
+	return errors.Join(s.Store.Close(), s.r.Close(), s.w.Close())
 }
 
 // IntegrityCheck runs PRAGMA integrity_check and returns its complaints.
@@ -102,6 +108,7 @@ func (s *Store) IntegrityCheck(ctx context.Context) error {
 }
 
 var dialect = sqlstore.Dialect{
+	Prepare: true,
 	UniqueViolation: func(err error) bool {
 		var e *sqlite.Error
 		return errors.As(err, &e) && (e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE)

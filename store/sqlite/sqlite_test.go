@@ -75,3 +75,9 @@ func TestBadPath(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkStore(b *testing.B) {
+	storetest.Bench(b, func(t testing.TB, _ *clock.Mock) pam.Store {
+		return open(t, filepath.Join(t.TempDir(), "pam.db"))
+	})
+}
