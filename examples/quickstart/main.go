@@ -12,15 +12,21 @@
 //  6. Two hours pass; the window ends; the next move is denied.
 //  7. The audit trail is printed.
 //
-// The clock is a fake one, so the two hours pass at once.
+// State lives in a SQLite file (-db, or $PAM_QUICKSTART_DB; by default
+// pam-quickstart.db in the temporary directory): run it twice and the
+// second run's audit trail still holds the first run's events. The clock
+// is a fake one started at the wall clock's time, so the two hours pass at
+// once.
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -28,7 +34,7 @@ import (
 	"github.com/benbjohnson/clock"
 
 	"github.com/zerostanding/pam"
-	"github.com/zerostanding/pam/store/memory"
+	"github.com/zerostanding/pam/store/sqlite"
 )
 
 func main() {
@@ -38,9 +44,27 @@ func main() {
 }
 
 func run() error {
+	def := os.Getenv("PAM_QUICKSTART_DB")
+	if def == "" {
+		def = filepath.Join(os.TempDir(), "pam-quickstart.db")
+	}
+	path := flag.String("db", def, "SQLite file that keeps the state between runs")
+	flag.Parse()
+
 	ctx := context.Background()
 	clk := clock.NewMock()
-	clk.Set(time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC))
+	clk.Set(time.Now().UTC().Truncate(time.Minute))
+
+	store, err := sqlite.Open(ctx, *path)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	fmt.Printf("state in %s\n", *path)
+	// Earlier runs moved their fake clocks ahead; carry on from there.
+	if last, err := store.Events(ctx, pam.EventFilter{Descending: true, Limit: 1}); err == nil && len(last) == 1 && last[0].Time.After(clk.Now()) {
+		clk.Set(last[0].Time.Add(time.Minute))
+	}
 
 	dir, err := pam.NewStaticDirectory(map[string][]string{
 		"pam-admins":       {"admin@contoso.com"},
@@ -49,7 +73,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	m, err := pam.New(memory.New(), &pam.Options{
+	m, err := pam.New(store, &pam.Options{
 		Clock:          clk,
 		Directory:      dir,
 		AdminGroup:     "pam-admins",
@@ -68,12 +92,18 @@ func run() error {
 
 	step("Admin creates a policy: New-MoveRequest needs approval from mailbox-managers")
 	p, err := m.CreatePolicy(admin, pam.Policy{
+		ID:             "mailbox-moves",
 		Name:           "Mailbox moves",
 		Scope:          pam.TaskScope("New-MoveRequest"),
 		Approval:       pam.Manual,
 		ApproverGroups: []pam.ApproverGroup{{Group: "mailbox-managers"}},
 		MaxDuration:    8 * time.Hour,
 	})
+	if errors.Is(err, pam.ErrConflict) {
+		// An earlier run created it.
+		p, err = m.Policy(ctx, "mailbox-moves")
+		fmt.Print("  (already there from an earlier run)\n")
+	}
 	if err != nil {
 		return err
 	}
@@ -129,14 +159,16 @@ func run() error {
 	}
 
 	step("The audit trail")
-	events, _, err := m.Audit(ctx, pam.EventFilter{Limit: pam.MaxPageSize})
+	// The newest 30 events, printed oldest first.
+	events, _, err := m.Audit(ctx, pam.EventFilter{Descending: true, Limit: 30})
 	if err != nil {
 		return err
 	}
 	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "  SEQ\tTIME\tEVENT\tACTOR\tTASK\tOUTCOME")
-	for _, e := range events {
-		fmt.Fprintf(w, "  %d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Format("15:04"), e.Type, e.Actor, e.Task, e.Outcome)
+	for i := len(events) - 1; i >= 0; i-- {
+		e := events[i]
+		fmt.Fprintf(w, "  %d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Format("Jan 2 15:04"), e.Type, e.Actor, e.Task, e.Outcome)
 	}
 	return w.Flush()
 }
