@@ -77,7 +77,7 @@ type Manager struct {
 	timeout   time.Duration
 	onError   func(error)
 
-	times     TimeSource // the store, when it supplies the time
+	times TimeSource // the store, when it supplies the time
 
 	env       *rules.Env
 	snap      atomic.Pointer[snapshot]

@@ -85,10 +85,7 @@ func step(ctx context.Context, db *sql.DB, files fs.FS, names []string, lock str
 	if err != nil {
 		return 0, err
 	}
-	for _, stmt := range strings.Split(string(script), ";\n") {
-		if strings.TrimSpace(stmt) == "" {
-			continue
-		}
+	for _, stmt := range statements(string(script)) {
 		if _, err := t.ExecContext(ctx, stmt); err != nil {
 			return 0, fmt.Errorf("sqlstore: migration %s: %w", names[version], err)
 		}
@@ -97,4 +94,25 @@ func step(ctx context.Context, db *sql.DB, files fs.FS, names []string, lock str
 		return 0, err
 	}
 	return 1, t.Commit()
+}
+
+// statements splits a script at semicolons that end a line, except inside
+// $$-quoted bodies.
+func statements(script string) []string {
+	var out []string
+	var cur strings.Builder
+	for _, part := range strings.SplitAfter(script, ";\n") {
+		cur.WriteString(part)
+		if strings.Count(cur.String(), "$$")%2 == 1 {
+			continue // inside a function body
+		}
+		if stmt := strings.TrimSpace(cur.String()); stmt != "" {
+			out = append(out, stmt)
+		}
+		cur.Reset()
+	}
+	if stmt := strings.TrimSpace(cur.String()); stmt != "" {
+		out = append(out, stmt)
+	}
+	return out
 }

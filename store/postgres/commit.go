@@ -1,0 +1,202 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/zerostanding/pam"
+)
+
+// Commit implements pam.Store in one round trip: every statement goes in
+// one pgx batch, which PostgreSQL runs as one implicit transaction. The
+// first statement bumps the counters row, taking its lock, so commits are
+// serialised across replicas and sequence numbers stay gapless; each
+// compare-and-swap is checked in the database by pam_check, which aborts
+// the whole transaction on a mismatch.
+func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := checkDuplicates(tx); err != nil {
+		return err
+	}
+	b := &pgx.Batch{}
+	b.Queue(`UPDATE pam_meta SET last_seq = last_seq + $1, policy_revision = policy_revision + $2 WHERE id = 1 RETURNING last_seq, policy_revision`,
+		len(tx.Events), len(tx.Policies))
+	for _, u := range tx.Unchanged {
+		b.Queue(`SELECT pam_check(coalesce((SELECT version FROM pam_requests WHERE id = $1), 0) = $2, $3)`,
+			u.ID, u.Version, fmt.Sprintf("request %s is not at version %d", u.ID, u.Version))
+	}
+	for i := range tx.Policies {
+		p := &tx.Policies[i]
+		data, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		back := len(tx.Policies) - 1 - i // its revision is the new counter minus back
+		what := fmt.Sprintf("policy %s is not at version %d", p.ID, p.Version-1)
+		if p.Version == 1 {
+			b.Queue(`WITH w AS (INSERT INTO pam_policies (id, version, revision, deleted, data) VALUES ($1, $2, (SELECT policy_revision FROM pam_meta WHERE id = 1) - $3, $4, $5) ON CONFLICT (id) DO NOTHING RETURNING 1) SELECT pam_check(count(*) = 1, $6) FROM w`,
+				p.ID, p.Version, back, p.Deleted, string(data), what)
+		} else {
+			b.Queue(`WITH w AS (UPDATE pam_policies SET version = $1, revision = (SELECT policy_revision FROM pam_meta WHERE id = 1) - $2, deleted = $3, data = $4 WHERE id = $5 AND version = $6 RETURNING 1) SELECT pam_check(count(*) = 1, $7) FROM w`,
+				p.Version, back, p.Deleted, string(data), p.ID, p.Version-1, what)
+		}
+	}
+	for i := range tx.Requests {
+		r := &tx.Requests[i]
+		data, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		what := fmt.Sprintf("request %s is not at version %d", r.ID, r.Version-1)
+		due := dueOf(r)
+		if r.Version == 1 {
+			b.Queue(`WITH w AS (INSERT INTO pam_requests (id, requester, policy_id, state, due, version, data) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING RETURNING 1) SELECT pam_check(count(*) = 1, $8) FROM w`,
+				r.ID, r.Requester, r.PolicyID, string(r.State), due, r.Version, string(data), what)
+		} else {
+			b.Queue(`WITH w AS (UPDATE pam_requests SET requester = $1, policy_id = $2, state = $3, due = $4, version = $5, data = $6 WHERE id = $7 AND version = $8 RETURNING 1) SELECT pam_check(count(*) = 1, $9) FROM w`,
+				r.Requester, r.PolicyID, string(r.State), due, r.Version, string(data), r.ID, r.Version-1, what)
+		}
+		// Decisions are append-only: those past the stored ones are
+		// inserted, and the primary key (request_id, approver) refuses a
+		// second decision by the same approver.
+		for pos, d := range r.Decisions {
+			b.Queue(`INSERT INTO pam_decisions (request_id, approver, verdict, position) SELECT $1, $2, $3, $4::integer WHERE $4::integer >= (SELECT count(*) FROM pam_decisions WHERE request_id = $1)`,
+				r.ID, d.Approver, string(d.Verdict), pos)
+		}
+	}
+	if len(tx.Events) > 0 {
+		q, args, err := eventInsert(tx.Events)
+		if err != nil {
+			return err
+		}
+		b.Queue(q, args...)
+	}
+
+	br := s.pool.SendBatch(ctx, b)
+	var lastSeq, lastRev int64
+	err := br.QueryRow().Scan(&lastSeq, &lastRev)
+	for i := 1; err == nil && i < b.Len(); i++ {
+		_, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		switch pgCode(err) {
+		case "PAM01", "23505", "40001", "40P01":
+			return fmt.Errorf("%w: %v", pam.ErrConflict, err)
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		return err
+	}
+	for i := range tx.Policies {
+		tx.Policies[i].Revision = lastRev - int64(len(tx.Policies)-1-i)
+	}
+	for i := range tx.Events {
+		tx.Events[i].Seq = lastSeq - int64(len(tx.Events)-1-i)
+	}
+	return nil
+}
+
+// eventInsert is one INSERT of all events, each numbered from the
+// counter the batch's first statement moved.
+func eventInsert(events []pam.Event) (string, []any, error) {
+	var q strings.Builder
+	args := make([]any, 0, 9*len(events))
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	q.WriteString(`INSERT INTO pam_events (seq, time, type, actor, request_id, policy_id, task, outcome, detail) VALUES `)
+	for i := range events {
+		e := &events[i]
+		var detail any
+		if len(e.Detail) > 0 {
+			d, err := json.Marshal(e.Detail)
+			if err != nil {
+				return "", nil, err
+			}
+			detail = string(d)
+		}
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("((SELECT last_seq FROM pam_meta WHERE id = 1) - " + arg(len(events)-1-i) + ", " +
+			strings.Join([]string{arg(e.Time.UnixNano()), arg(string(e.Type)), arg(e.Actor), arg(e.RequestID), arg(e.PolicyID), arg(e.Task), arg(e.Outcome), arg(detail)}, ", ") + ")")
+	}
+	return q.String(), args, nil
+}
+
+func checkDuplicates(tx *pam.Tx) error {
+	seen := map[string]bool{}
+	for _, p := range tx.Policies {
+		if seen["p"+p.ID] {
+			return fmt.Errorf("%w: policy %s twice in one commit", pam.ErrConflict, p.ID)
+		}
+		seen["p"+p.ID] = true
+	}
+	for _, r := range tx.Requests {
+		if seen["r"+r.ID] {
+			return fmt.Errorf("%w: request %s twice in one commit", pam.ErrConflict, r.ID)
+		}
+		seen["r"+r.ID] = true
+	}
+	return nil
+}
+
+// dueOf is when the recorded state times out, in Unix nanoseconds; nil
+// for terminal states.
+func dueOf(r *pam.Request) any {
+	switch r.State {
+	case pam.Pending:
+		return r.PendingUntil.UnixNano()
+	case pam.Approved:
+		return r.ExpiresAt.UnixNano()
+	}
+	return nil
+}
+
+// PolicyRevision implements pam.Store. Guard calls it on every operation,
+// so it goes to the pool directly rather than through database/sql.
+func (s *Store) PolicyRevision(ctx context.Context) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	var rev int64
+	err := s.pool.QueryRow(ctx, `SELECT policy_revision FROM pam_meta WHERE id = 1`).Scan(&rev)
+	return rev, err
+}
+
+// Grants implements pam.Store, on the pool directly like PolicyRevision.
+func (s *Store) Grants(ctx context.Context, requester string, policyIDs []string) ([]pam.Grant, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT data FROM pam_requests WHERE requester = $1 AND state = 'approved' AND policy_id = ANY($2)`, requester, policyIDs)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []pam.Grant
+	for rows.Next() {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			return nil, err
+		}
+		var r pam.Request
+		if err := json.Unmarshal(data, &r); err != nil {
+			return nil, fmt.Errorf("postgres: decode request: %w", err)
+		}
+		out = append(out, r.Grant())
+	}
+	return out, rows.Err()
+}
