@@ -20,7 +20,8 @@ type Store struct {
 	policies map[string]pam.Policy
 	polLog   []string // polLog[i] is the policy written at revision i+1
 	requests map[string]pam.Request
-	ids      []string                       // request IDs, sorted
+	ids      []string                       // request IDs, sorted unless unsorted
+	unsorted bool
 	grants   map[string]map[string]struct{} // requester → IDs of requests recorded Approved
 	events   eventLog
 }
@@ -102,8 +103,8 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 	for _, r := range tx.Requests {
 		r = cloneRequest(r)
 		if _, ok := s.requests[r.ID]; !ok {
-			i, _ := slices.BinarySearch(s.ids, r.ID)
-			s.ids = slices.Insert(s.ids, i, r.ID)
+			s.ids = append(s.ids, r.ID)
+			s.unsorted = true
 		}
 		s.requests[r.ID] = r
 		g := s.grants[r.Requester]
@@ -196,8 +197,13 @@ func (s *Store) Requests(ctx context.Context, f pam.RequestFilter) ([]pam.Reques
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	// Sorting new IDs on the first listing after them keeps Commit O(1).
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.unsorted {
+		slices.Sort(s.ids)
+		s.unsorted = false
+	}
 	start, _ := slices.BinarySearch(s.ids, f.After)
 	var out []pam.Request
 	for _, id := range s.ids[start:] {
