@@ -522,7 +522,7 @@ func (m *Manager) finish(ctx context.Context, res *CheckResult, start Event, out
 		}
 		e.Detail["error"] = cleanText(err.Error())
 	}
-	if rerr := m.record(context.WithoutCancel(ctx), e, nil); rerr != nil {
+	if rerr := m.record(uncanceled(ctx), e, nil); rerr != nil {
 		m.onError(fmt.Errorf("pam: record end of %s by %s: %w", res.Task, res.Actor, rerr))
 		return rerr
 	}
@@ -562,3 +562,13 @@ type oneEventTx struct {
 }
 
 var oneEventTxs = sync.Pool{New: func() any { return new(oneEventTx) }}
+
+// uncanceled returns ctx without its cancellation, so an event still gets
+// written after fn's caller gave up; a context that cannot be canceled is
+// returned as it is.
+func uncanceled(ctx context.Context) context.Context {
+	if ctx.Done() == nil {
+		return ctx
+	}
+	return context.WithoutCancel(ctx)
+}
