@@ -98,8 +98,13 @@
 // # Stores
 //
 // A Store persists and compares versions; it makes no decisions.
-// store/memory keeps everything in the process; store/storetest is the
-// conformance suite every Store passes.
+// store/sqlite is the embedded default (one file, pure Go);
+// store/postgres serves many replicas of a host from one database and
+// supplies the database clock as a TimeSource; store/memory keeps
+// everything in the process; store/storetest is the conformance suite
+// every Store passes. A Guard on one replica commits its run only if the
+// grants it read are unchanged (Tx.Unchanged), so no run starts after a
+// revocation has committed anywhere.
 //
 // # Testing with a fake clock
 //
