@@ -81,3 +81,39 @@ func BenchmarkStore(b *testing.B) {
 		return open(t, filepath.Join(t.TempDir(), "pam.db"))
 	})
 }
+
+// BenchmarkBaselineCommit is what a Guard's two audit commits are bounded
+// by: a bare one-row INSERT committed in WAL mode, durable (FULL) and not
+// fsync'd (NORMAL).
+func BenchmarkBaselineCommit(b *testing.B) {
+	for _, sync := range []string{"FULL", "NORMAL"} {
+		b.Run(sync, func(b *testing.B) {
+			db, err := sql.Open("sqlite", "file:"+filepath.Join(b.TempDir(), "x.db")+"?_pragma=journal_mode(WAL)&_pragma=synchronous("+sync+")&_txlock=immediate")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			db.SetMaxOpenConns(1)
+			if _, err := db.Exec("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT)"); err != nil {
+				b.Fatal(err)
+			}
+			ins, err := db.Prepare("INSERT INTO t (b) VALUES ($1)")
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				tx, err := db.Begin()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := tx.Stmt(ins).Exec("guard.allowed"); err != nil {
+					b.Fatal(err)
+				}
+				if err := tx.Commit(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
