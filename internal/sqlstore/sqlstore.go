@@ -185,7 +185,7 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := checkDuplicates(tx); err != nil {
+	if err := CheckDuplicates(tx); err != nil {
 		return err
 	}
 	t, err := s.w.BeginTx(ctx, nil)
@@ -270,7 +270,8 @@ func (s *Store) insertEvents(ctx context.Context, t *sql.Tx, events []pam.Event,
 	return nil
 }
 
-func checkDuplicates(tx *pam.Tx) error {
+// CheckDuplicates refuses a Tx that writes one policy or request twice.
+func CheckDuplicates(tx *pam.Tx) error {
 	seen := map[string]bool{}
 	for _, p := range tx.Policies {
 		if seen["p"+p.ID] {
@@ -324,7 +325,7 @@ func (s *Store) putRequest(ctx context.Context, t *sql.Tx, r *pam.Request) error
 		return err
 	}
 	var res sql.Result
-	due := dueOf(r)
+	due := Due(r)
 	if r.Version == 1 {
 		res, err = s.texec(ctx, t, sqlInsertRequest,
 			r.ID, r.Requester, r.PolicyID, string(r.State), due, r.Version, string(data))
@@ -360,9 +361,9 @@ func (s *Store) putRequest(ctx context.Context, t *sql.Tx, r *pam.Request) error
 	return nil
 }
 
-// dueOf is when the recorded state times out, in Unix nanoseconds; nil
-// for terminal states.
-func dueOf(r *pam.Request) any {
+// Due is when the recorded state of r times out, in Unix nanoseconds; nil
+// for terminal states. It fills the due column the sweeper reads.
+func Due(r *pam.Request) any {
 	switch r.State {
 	case pam.Pending:
 		return r.PendingUntil.UnixNano()
@@ -463,12 +464,13 @@ func (s *Store) Request(ctx context.Context, id string) (pam.Request, error) {
 	if err != nil {
 		return pam.Request{}, err
 	}
-	return decodeRequest(data)
+	return DecodeRequest([]byte(data))
 }
 
-func decodeRequest(data string) (pam.Request, error) {
+// DecodeRequest decodes a request stored as JSON.
+func DecodeRequest(data []byte) (pam.Request, error) {
 	var r pam.Request
-	if err := json.Unmarshal([]byte(data), &r); err != nil {
+	if err := json.Unmarshal(data, &r); err != nil {
 		return pam.Request{}, fmt.Errorf("sqlstore: decode request: %w", err)
 	}
 	return r, nil
@@ -530,24 +532,30 @@ func (s *Store) Requests(ctx context.Context, f pam.RequestFilter) ([]pam.Reques
 	if f.Limit > 0 {
 		q.sql.WriteString(" LIMIT " + q.arg(f.Limit))
 	}
+	var out []pam.Request
+	err := s.eachRequest(ctx, &q, func(r *pam.Request) { out = append(out, *r) })
+	return out, err
+}
+
+// eachRequest runs q, a query of request data, and calls f for each.
+func (s *Store) eachRequest(ctx context.Context, q *query, f func(*pam.Request)) error {
 	rows, err := s.rquery(ctx, q.sql.String(), q.args...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rows.Close()
-	var out []pam.Request
 	for rows.Next() {
 		var data string
 		if err := rows.Scan(&data); err != nil {
-			return nil, err
+			return err
 		}
-		r, err := decodeRequest(data)
+		r, err := DecodeRequest([]byte(data))
 		if err != nil {
-			return nil, err
+			return err
 		}
-		out = append(out, r)
+		f(&r)
 	}
-	return out, rows.Err()
+	return rows.Err()
 }
 
 // Grants implements pam.Store.
@@ -561,24 +569,9 @@ func (s *Store) Grants(ctx context.Context, requester string, policyIDs []string
 	var q query
 	q.sql.WriteString(`SELECT data FROM pam_requests WHERE requester = ` + q.arg(requester) + ` AND state = 'approved'`)
 	q.in("policy_id", policyIDs)
-	rows, err := s.rquery(ctx, q.sql.String(), q.args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	var out []pam.Grant
-	for rows.Next() {
-		var data string
-		if err := rows.Scan(&data); err != nil {
-			return nil, err
-		}
-		r, err := decodeRequest(data)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r.Grant())
-	}
-	return out, rows.Err()
+	err := s.eachRequest(ctx, &q, func(r *pam.Request) { out = append(out, r.Grant()) })
+	return out, err
 }
 
 // Events implements pam.Store.

@@ -20,7 +20,7 @@ type Store struct {
 	policies map[string]pam.Policy
 	polLog   []string // polLog[i] is the policy written at revision i+1
 	requests map[string]pam.Request
-	ids      []string                       // request IDs, sorted unless unsorted
+	ids      []string // request IDs, sorted unless unsorted
 	unsorted bool
 	grants   map[string]map[string]struct{} // requester → IDs of requests recorded Approved
 	events   eventLog

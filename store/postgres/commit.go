@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/internal/sqlstore"
 )
 
 // Commit implements pam.Store in one round trip: every statement goes in
@@ -22,7 +23,7 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := checkDuplicates(tx); err != nil {
+	if err := sqlstore.CheckDuplicates(tx); err != nil {
 		return err
 	}
 	b := &pgx.Batch{}
@@ -55,7 +56,7 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 			return err
 		}
 		what := fmt.Sprintf("request %s is not at version %d", r.ID, r.Version-1)
-		due := dueOf(r)
+		due := sqlstore.Due(r)
 		if r.Version == 1 {
 			b.Queue(`WITH w AS (INSERT INTO pam_requests (id, requester, policy_id, state, due, version, data) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING RETURNING 1) SELECT pam_check(count(*) = 1, $8) FROM w`,
 				r.ID, r.Requester, r.PolicyID, string(r.State), due, r.Version, string(data), what)
@@ -136,35 +137,6 @@ func eventInsert(events []pam.Event) (string, []any, error) {
 	return q.String(), args, nil
 }
 
-func checkDuplicates(tx *pam.Tx) error {
-	seen := map[string]bool{}
-	for _, p := range tx.Policies {
-		if seen["p"+p.ID] {
-			return fmt.Errorf("%w: policy %s twice in one commit", pam.ErrConflict, p.ID)
-		}
-		seen["p"+p.ID] = true
-	}
-	for _, r := range tx.Requests {
-		if seen["r"+r.ID] {
-			return fmt.Errorf("%w: request %s twice in one commit", pam.ErrConflict, r.ID)
-		}
-		seen["r"+r.ID] = true
-	}
-	return nil
-}
-
-// dueOf is when the recorded state times out, in Unix nanoseconds; nil
-// for terminal states.
-func dueOf(r *pam.Request) any {
-	switch r.State {
-	case pam.Pending:
-		return r.PendingUntil.UnixNano()
-	case pam.Approved:
-		return r.ExpiresAt.UnixNano()
-	}
-	return nil
-}
-
 // PolicyRevision implements pam.Store. Guard calls it on every operation,
 // so it goes to the pool directly rather than through database/sql.
 func (s *Store) PolicyRevision(ctx context.Context) (int64, error) {
@@ -192,9 +164,9 @@ func (s *Store) Grants(ctx context.Context, requester string, policyIDs []string
 		if err := rows.Scan(&data); err != nil {
 			return nil, err
 		}
-		var r pam.Request
-		if err := json.Unmarshal(data, &r); err != nil {
-			return nil, fmt.Errorf("postgres: decode request: %w", err)
+		r, err := sqlstore.DecodeRequest(data)
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, r.Grant())
 	}
