@@ -2,6 +2,7 @@ package pam
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"maps"
@@ -114,7 +115,16 @@ func buildIndex(policies map[string]*compiled, cat *catalogIndex) map[string][]*
 	return idx
 }
 
-func compileKey(p *Policy) string { return fmt.Sprintf("%s@%d", p.ID, p.Version) }
+// compileKey names a policy version and the Rego it carries: two writers
+// racing to create the same ID with different Rego never share a
+// compilation.
+func compileKey(p *Policy) string {
+	h := sha256.New()
+	for _, src := range []string{p.Condition, p.RequestRule, p.AutoApproveRule} {
+		fmt.Fprintf(h, "%d:%s", len(src), src)
+	}
+	return fmt.Sprintf("%s@%d#%x", p.ID, p.Version, h.Sum(nil))
+}
 
 // compile prepares a policy's Rego. Concurrent needs for the same policy
 // version share one compilation.
@@ -439,6 +449,7 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 		}
 		return fmt.Errorf("%w: %v", ErrAudit, err)
 	}
+	started := m.clock.Now()
 	runCtx := ctx
 	if !res.Deadline.IsZero() {
 		// The deadline is in the decision's time; the context counts on
@@ -454,7 +465,7 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 	finished := false
 	defer func() {
 		if !finished {
-			m.finish(ctx, res, start, OutcomePanic, nil)
+			m.finish(ctx, res, start, started, OutcomePanic, nil)
 		}
 	}()
 	err := fn(runCtx)
@@ -463,7 +474,7 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 	if err != nil {
 		outcome = OutcomeError
 	}
-	if ferr := m.finish(ctx, res, start, outcome, err); ferr != nil {
+	if ferr := m.finish(ctx, res, start, started, outcome, err); ferr != nil {
 		return errors.Join(err, fmt.Errorf("%w: %v", ErrAudit, ferr))
 	}
 	return err
@@ -505,12 +516,11 @@ func (m *Manager) guardEvent(res *CheckResult) Event {
 	return e
 }
 
-func (m *Manager) finish(ctx context.Context, res *CheckResult, start Event, outcome string, err error) error {
-	now, nerr := m.now(ctx)
-	if nerr != nil {
-		m.onError(fmt.Errorf("pam: record end of %s by %s: %w", res.Task, res.Actor, nerr))
-		return nerr
-	}
+// finish records the end of a run. Its time is the decision's time plus
+// the run's length on Options.Clock: no second trip to a store's
+// TimeSource.
+func (m *Manager) finish(ctx context.Context, res *CheckResult, start Event, started time.Time, outcome string, err error) error {
+	now := res.At.Add(m.clock.Since(started))
 	e := start
 	e.Type, e.Time, e.Outcome, e.Detail = EventGuardFinished, now, outcome, nil
 	if len(start.Detail) > 0 {

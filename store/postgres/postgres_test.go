@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/benbjohnson/clock"
 	"github.com/jackc/pgx/v5"
@@ -68,4 +69,31 @@ func BenchmarkStore(b *testing.B) {
 	storetest.Bench(b, func(t testing.TB, clk *clock.Mock) pam.Store {
 		return open(t, freshSchema(t), clk)
 	})
+}
+
+// BenchmarkGuardDatabaseClock is the Guard of BenchmarkStore with the
+// database clock as the time source, as in production: one more round
+// trip for the decision's time.
+func BenchmarkGuardDatabaseClock(b *testing.B) {
+	s := open(b, freshSchema(b), nil)
+	m := storetest.Manager(b, s, clock.New())
+	p := storetest.TwoApprovals
+	p.ApproverGroups = []pam.ApproverGroup{{Group: "approvers"}}
+	if _, err := m.CreatePolicy(storetest.As("admin"), p); err != nil {
+		b.Fatal(err)
+	}
+	r, err := m.Submit(storetest.As("alice"), pam.NewRequest{Scope: p.Scope, Reason: "bench", Duration: 8 * time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := m.Approve(storetest.As("bob"), r.ID, ""); err != nil {
+		b.Fatal(err)
+	}
+	ctx, op := storetest.As("alice"), pam.Op{Task: p.Scope.Name}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := m.Guard(ctx, op, func(context.Context) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
