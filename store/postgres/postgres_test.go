@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"os"
 	"testing"
 	"time"
@@ -95,5 +96,45 @@ func BenchmarkGuardDatabaseClock(b *testing.B) {
 		if err := m.Guard(ctx, op, func(context.Context) error { return nil }); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestConcurrentMigrations starts eight replicas at once on an empty
+// schema: the advisory lock lets one migrate and the others find it done.
+func TestConcurrentMigrations(t *testing.T) {
+	schema := freshSchema(t)
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			s, err := postgres.Open(context.Background(), dsn(t), &postgres.Options{Schema: schema})
+			if err == nil {
+				_, err = s.PolicyRevision(context.Background())
+				s.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestNewerSchemaIsRefused: a database migrated by a newer version of the
+// package is not touched.
+func TestNewerSchemaIsRefused(t *testing.T) {
+	schema := freshSchema(t)
+	open(t, schema, nil)
+	conn, err := pgx.Connect(context.Background(), dsn(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), "UPDATE "+pgx.Identifier{schema, "pam_schema"}.Sanitize()+" SET version = 99"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := postgres.Open(context.Background(), dsn(t), &postgres.Options{Schema: schema}); !errors.Is(err, postgres.ErrSchemaTooNew) {
+		t.Fatalf("Open = %v, want ErrSchemaTooNew", err)
 	}
 }
