@@ -1,16 +1,16 @@
-// Package sqlstore implements pam.Store over database/sql, for the SQLite
-// and PostgreSQL adapters. The SQL is written once, in the dialect both
-// understand ($n placeholders, ON CONFLICT, RETURNING); what differs (the
-// schema, how migrations lock, which errors mean a unique violation) comes
-// from a Dialect.
+// Package sqlstore implements pam.Store over database/sql: the whole
+// store for SQLite, and the reads and the migration runner for PostgreSQL
+// (whose Commit is its own, one pgx batch). The SQL is written in the
+// dialect both understand ($n placeholders, ON CONFLICT, RETURNING); what
+// differs (the schema, how migrations lock, which errors mean a unique
+// violation) comes from a Dialect.
 //
-// Every Commit starts by incrementing the counters row, which takes the
-// write lock: SQLite's database lock (transactions begin IMMEDIATE) or
-// PostgreSQL's row lock. Commits are therefore serialised, which is what
-// gapless audit sequence numbers need, and every version check after it
-// reads the latest committed state. The checks are still compare-and-swap
-// writes (UPDATE ... WHERE version = $prev), and one decision per
-// approver is a primary key as well as an engine rule.
+// Commit relies on the write lock being taken when its transaction begins
+// (SQLite's BEGIN IMMEDIATE on a single writer connection): sequence
+// numbers continue from the last stored event without gaps, and every
+// version check reads the latest committed state. The checks are still
+// compare-and-swap writes (UPDATE ... WHERE version = $prev), and one
+// decision per approver is a primary key as well as an engine rule.
 package sqlstore
 
 import (
@@ -148,7 +148,8 @@ func (s *Store) Close() error {
 
 // The fixed statements of Commit.
 const (
-	sqlBumpMeta       = `UPDATE pam_meta SET last_seq = last_seq + $1, policy_revision = policy_revision + $2 WHERE id = 1 RETURNING last_seq, policy_revision`
+	sqlLastSeq        = `SELECT coalesce(max(seq), 0) FROM pam_events`
+	sqlBumpRevision   = `UPDATE pam_meta SET policy_revision = policy_revision + $1 WHERE id = 1 RETURNING policy_revision`
 	sqlRequestVersion = `SELECT version FROM pam_requests WHERE id = $1`
 	sqlInsertPolicy   = `INSERT INTO pam_policies (id, version, revision, deleted, data) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`
 	sqlUpdatePolicy   = `UPDATE pam_policies SET version = $1, revision = $2, deleted = $3, data = $4 WHERE id = $5 AND version = $6`
@@ -158,7 +159,7 @@ const (
 	sqlInsertDecision = `INSERT INTO pam_decisions (request_id, approver, verdict, position) VALUES ($1, $2, $3, $4)`
 )
 
-var writeStatements = []string{sqlBumpMeta, sqlRequestVersion, sqlInsertPolicy, sqlUpdatePolicy, sqlInsertRequest, sqlUpdateRequest, sqlCountDecisions, sqlInsertDecision}
+var writeStatements = []string{sqlLastSeq, sqlBumpRevision, sqlRequestVersion, sqlInsertPolicy, sqlUpdatePolicy, sqlInsertRequest, sqlUpdateRequest, sqlCountDecisions, sqlInsertDecision}
 
 // eventInsert is the INSERT of n events.
 func eventInsert(n int) string {
@@ -201,9 +202,14 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) (err error) {
 		}
 	}()
 	var lastSeq, lastRev int64
-	if err := s.tqueryRow(ctx, t,
-		sqlBumpMeta, len(tx.Events), len(tx.Policies)).Scan(&lastSeq, &lastRev); err != nil {
+	if err := s.tqueryRow(ctx, t, sqlLastSeq).Scan(&lastSeq); err != nil {
 		return err
+	}
+	lastSeq += int64(len(tx.Events))
+	if len(tx.Policies) > 0 {
+		if err := s.tqueryRow(ctx, t, sqlBumpRevision, len(tx.Policies)).Scan(&lastRev); err != nil {
+			return err
+		}
 	}
 	for _, u := range tx.Unchanged {
 		var v int64
@@ -352,7 +358,7 @@ func (s *Store) putRequest(ctx context.Context, t *sql.Tx, r *pam.Request) error
 		_, err := s.texec(ctx, t, sqlInsertDecision,
 			r.ID, d.Approver, string(d.Verdict), stored+i)
 		if err != nil {
-			if s.d.UniqueViolation(err) {
+			if s.d.UniqueViolation != nil && s.d.UniqueViolation(err) {
 				return fmt.Errorf("%w: %s already decided request %s", pam.ErrConflict, d.Approver, r.ID)
 			}
 			return err

@@ -172,10 +172,7 @@ func pgCode(err error) string {
 	return ""
 }
 
-var dialect = sqlstore.Dialect{
-	UniqueViolation: func(err error) bool { return pgCode(err) == "23505" },
-	Retryable: func(err error) bool {
-		c := pgCode(err)
-		return c == "40001" || c == "40P01"
-	},
-}
+// dialect is empty: the Store uses sqlstore for reads and migrations
+// only, and commits with its own batch (commit.go). pgx caches prepared
+// statements itself.
+var dialect = sqlstore.Dialect{}

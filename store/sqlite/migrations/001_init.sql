@@ -30,7 +30,8 @@ CREATE TABLE pam_decisions (
 	PRIMARY KEY (request_id, approver)
 ) STRICT;
 
--- The audit trail. seq is gapless: Commit allocates it from pam_meta.
+-- The audit trail. seq is gapless: Commit continues from the last one
+-- under the database's write lock.
 CREATE TABLE pam_events (
 	seq        INTEGER PRIMARY KEY,
 	time       INTEGER NOT NULL,
@@ -51,9 +52,9 @@ CREATE INDEX pam_events_request ON pam_events (request_id, seq) WHERE request_id
 CREATE INDEX pam_events_policy ON pam_events (policy_id, seq) WHERE policy_id <> '';
 CREATE INDEX pam_events_time ON pam_events (time);
 
+-- The store-wide counter of policy writes (pam.Store.PolicyRevision).
 CREATE TABLE pam_meta (
 	id              INTEGER PRIMARY KEY CHECK (id = 1),
-	last_seq        INTEGER NOT NULL,
 	policy_revision INTEGER NOT NULL
 ) STRICT;
-INSERT INTO pam_meta (id, last_seq, policy_revision) VALUES (1, 0, 0);
+INSERT INTO pam_meta (id, policy_revision) VALUES (1, 0);
