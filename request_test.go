@@ -209,12 +209,14 @@ func TestAutomaticApproval(t *testing.T) {
 				return pam.Review{}, errors.New("schedule unavailable")
 			case "weird":
 				return pam.Review{Verdict: "maybe"}, nil
+			case "bad name":
+				return pam.Review{Verdict: pam.Approve, By: "on\x00call"}, nil
 			}
 			return pam.Review{}, nil
 		})
 		e := newEnv(t, func(o *pam.Options) { o.Approvers = []pam.Approver{onCall} })
 		e.policy(movePolicy())
-		for ticket, want := range map[string]pam.State{"ok": pam.Approved, "no": pam.Denied, "err": pam.Pending, "weird": pam.Pending, "": pam.Pending} {
+		for ticket, want := range map[string]pam.State{"ok": pam.Approved, "no": pam.Denied, "err": pam.Pending, "weird": pam.Pending, "bad name": pam.Pending, "": pam.Pending} {
 			r := e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Ticket: ticket})
 			if r.State != want {
 				t.Errorf("ticket %q: %s, want %s", ticket, r.State, want)
@@ -223,8 +225,8 @@ func TestAutomaticApproval(t *testing.T) {
 				t.Errorf("ticket %q: decision %+v", ticket, r.Decisions)
 			}
 		}
-		if errs := e.errors.Take(); len(errs) != 2 {
-			t.Errorf("OnError got %v, want the two failing reviews", errs)
+		if errs := e.errors.Take(); len(errs) != 3 {
+			t.Errorf("OnError got %v, want the three failing reviews", errs)
 		}
 	})
 }
