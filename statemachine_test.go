@@ -24,7 +24,6 @@ type modelRequest struct {
 	duration              time.Duration
 	pendingUntil          time.Time
 	state                 pam.State // as recorded by the model's transitions
-	recordedExpiry        bool
 	approvedAt, expiresAt time.Time
 	decided               map[string]pam.Verdict
 	approvals             []string // approvers in order
