@@ -29,8 +29,9 @@ const (
 	EventGuardDenied   EventType = "guard.denied"   // no grant (or no actor, or deny-by-default)
 	EventGuardFinished EventType = "guard.finished" // the task returned; Outcome says how
 
-	EventNotifyFailed EventType = "notify.failed" // a notifier returned an error
-	EventSinkFailed   EventType = "sink.failed"   // an audit sink returned an error
+	EventNotifyFailed  EventType = "notify.failed"  // a notifier returned an error
+	EventSinkFailed    EventType = "sink.failed"    // an audit sink failed; recorded once per outage
+	EventSinkRecovered EventType = "sink.recovered" // the sink took events again after failing
 )
 
 // Event is one immutable audit record. The store assigns Seq: gapless and
@@ -44,27 +45,42 @@ type Event struct {
 	PolicyID  string    `json:"policy_id,omitempty"`
 	Task      string    `json:"task,omitempty"`
 	// Outcome summarises the event: for guard.allowed and guard.exempt
-	// "granted" or "exempt"; for guard.denied "not_approved" or
-	// "no_policy"; for guard.finished "ok", "error" or "panic"; for
+	// "granted" or "exempt"; for guard.denied "not_approved",
+	// "no_policy" or "audit_unavailable"; for guard.finished "ok",
+	// "error", "panic" or "not_run"; for sink.failed and sink.recovered
+	// "required" or "best_effort"; for
 	// request.decision the verdict, "approve" or "deny".
 	Outcome string            `json:"outcome,omitempty"`
 	Detail  map[string]string `json:"detail,omitempty"`
+	// PrevHash and Hash chain the event to the one before it (see
+	// ChainHash for the encoding); the store sets them with Seq.
+	PrevHash string `json:"prev_hash"`
+	Hash     string `json:"hash"`
 }
 
-// Outcomes of guard.finished events.
+// Outcomes of guard.finished events, and of the guard.denied event of an
+// operation denied because a required audit sink is down.
 const (
 	OutcomeOK    = "ok"
 	OutcomeError = "error"
 	OutcomePanic = "panic"
+	// OutcomeNotRun: the start was recorded in the store but did not
+	// reach a required audit sink in time, so fn was not run.
+	OutcomeNotRun = "not_run"
+	// OutcomeAuditUnavailable: a required audit sink was failing, so
+	// the operation was denied without being started.
+	OutcomeAuditUnavailable = "audit_unavailable"
 )
 
-// AuditSink receives audit events after they are committed to the store,
-// in sequence order, for shipping to a SIEM, a log, a file. The store
-// remains the record: a failing sink is reported through Options.OnError
-// and recorded as an EventSinkFailed event, and never undoes a commit.
+// AuditSink receives committed audit events for shipping to a SIEM, a
+// log, a file: each Write holds consecutive events in sequence order, each
+// carrying its Seq and hashes, so the receiver can check the chain
+// itself. The store remains the record; see SinkConfig for delivery,
+// retries and fail-closed sinks. Write may be retried with the same events
+// after a failure or a restart, so it should be idempotent by Seq.
 type AuditSink interface {
 	// Write delivers committed events. It returns an error when they
-	// could not be delivered.
+	// could not be delivered; they are then retried.
 	Write(ctx context.Context, events []Event) error
 }
 

@@ -67,6 +67,11 @@ var (
 	// ErrAudit: an audit event could not be stored, so the operation was
 	// not performed (fail closed).
 	ErrAudit = errors.New("pam: audit event could not be recorded")
+
+	// ErrTampered: Verify found the audit trail altered, reordered, cut
+	// short or otherwise inconsistent with its hash chain or checkpoints.
+	// A *TamperError says where and how.
+	ErrTampered = errors.New("pam: audit trail does not verify")
 )
 
 // ValidationError describes one invalid field. It unwraps to ErrInvalid.
@@ -145,3 +150,44 @@ func (e *AmbiguousError) Error() string {
 }
 
 func (e *AmbiguousError) Unwrap() error { return ErrAmbiguous }
+
+// TamperReason says how a trail failed to verify.
+type TamperReason string
+
+// Reasons Verify reports, for the first event that does not verify.
+const (
+	// ReasonAltered: the event's fields do not match its hash.
+	ReasonAltered TamperReason = "altered"
+	// ReasonBrokenLink: the event's PrevHash is not the hash of the event
+	// before it: an event was removed, inserted or rewritten before it.
+	ReasonBrokenLink TamperReason = "broken_link"
+	// ReasonReordered: the event is intact but sits at another position
+	// than the one it was written at.
+	ReasonReordered TamperReason = "reordered"
+	// ReasonGap: a sequence number is missing.
+	ReasonGap TamperReason = "gap"
+	// ReasonTruncated: the trail ends before a checkpoint's sequence
+	// number.
+	ReasonTruncated TamperReason = "truncated"
+	// ReasonCheckpointMismatch: at a checkpoint's sequence number the
+	// trail has another head hash: history up to it was rewritten and
+	// re-hashed.
+	ReasonCheckpointMismatch TamperReason = "checkpoint_mismatch"
+	// ReasonBadSignature: a checkpoint's signature does not verify with
+	// the given public key (or the checkpoint is unsigned).
+	ReasonBadSignature TamperReason = "bad_signature"
+)
+
+// TamperError reports the first sequence number that failed
+// verification. It unwraps to ErrTampered.
+type TamperError struct {
+	Seq    int64
+	Reason TamperReason
+	Detail string
+}
+
+func (e *TamperError) Error() string {
+	return fmt.Sprintf("pam: audit trail does not verify at event %d: %s: %s", e.Seq, e.Reason, e.Detail)
+}
+
+func (e *TamperError) Unwrap() error { return ErrTampered }

@@ -438,18 +438,36 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 	}
 	start := m.guardEvent(res)
 	if !res.Allowed {
-		if err := m.record(ctx, start, nil); err != nil {
+		if _, err := m.record(ctx, start, nil); err != nil {
 			m.onError(fmt.Errorf("pam: record denial of %s to %s: %w", res.Task, res.Actor, err))
 		}
 		return res.Err
 	}
-	if err := m.record(ctx, start, res.Policies); err != nil {
+	if down := m.requiredDown(); down != nil {
+		deny := start
+		deny.Type, deny.Outcome = EventGuardDenied, OutcomeAuditUnavailable
+		deny.Detail = maps.Clone(start.Detail)
+		if deny.Detail == nil {
+			deny.Detail = map[string]string{}
+		}
+		deny.Detail["error"] = cleanText(down.Error())
+		if _, err := m.record(ctx, deny, nil); err != nil {
+			m.onError(fmt.Errorf("pam: record denial of %s to %s: %w", res.Task, res.Actor, err))
+		}
+		return fmt.Errorf("%w: %v", ErrAudit, down)
+	}
+	seq, err := m.record(ctx, start, res.Policies)
+	if err != nil {
 		if errors.Is(err, ErrConflict) {
 			return errGrantChanged
 		}
 		return fmt.Errorf("%w: %v", ErrAudit, err)
 	}
 	started := m.clock.Now()
+	if err := m.awaitRequired(ctx, seq); err != nil {
+		m.finish(ctx, res, start, started, OutcomeNotRun, err)
+		return fmt.Errorf("%w: %v", ErrAudit, err)
+	}
 	runCtx := ctx
 	if !res.Deadline.IsZero() {
 		// The deadline is in the decision's time; the context counts on
@@ -468,7 +486,7 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 			m.finish(ctx, res, start, started, OutcomePanic, nil)
 		}
 	}()
-	err := fn(runCtx)
+	err = fn(runCtx)
 	finished = true
 	outcome := OutcomeOK
 	if err != nil {
@@ -532,16 +550,16 @@ func (m *Manager) finish(ctx context.Context, res *CheckResult, start Event, sta
 		}
 		e.Detail["error"] = cleanText(err.Error())
 	}
-	if rerr := m.record(uncanceled(ctx), e, nil); rerr != nil {
+	if _, rerr := m.record(uncanceled(ctx), e, nil); rerr != nil {
 		m.onError(fmt.Errorf("pam: record end of %s by %s: %w", res.Task, res.Actor, rerr))
 		return rerr
 	}
 	return nil
 }
 
-// record commits one event and publishes it. The commit fails with
-// ErrConflict if a grant in checks changed since it was read.
-func (m *Manager) record(ctx context.Context, e Event, checks []PolicyCheck) error {
+// record commits one event, publishes it and returns its Seq. The commit
+// fails with ErrConflict if a grant in checks changed since it was read.
+func (m *Manager) record(ctx context.Context, e Event, checks []PolicyCheck) (int64, error) {
 	one := oneEventTxs.Get().(*oneEventTx)
 	one.ev[0] = e
 	one.tx.Events = one.ev[:]
@@ -554,14 +572,15 @@ func (m *Manager) record(ctx context.Context, e Event, checks []PolicyCheck) err
 		}
 		one.tx.Unchanged = append(one.tx.Unchanged, RequestVersion{ID: pc.Grant, Version: pc.grantVersion})
 	}
-	err := m.store.Commit(ctx, &one.tx)
-	if err == nil && len(m.sinks) > 0 {
-		m.published(ctx, []Event{one.ev[0]})
+	err := m.commit(ctx, &one.tx)
+	seq := one.ev[0].Seq
+	if err == nil {
+		m.published(ctx, one.ev[:])
 	}
 	// Stores keep no reference to a Tx (see Store), so it can be reused.
 	*one = oneEventTx{}
 	oneEventTxs.Put(one)
-	return err
+	return seq, err
 }
 
 // oneEventTx is a reusable Tx holding one event: Guard writes two per run.

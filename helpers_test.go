@@ -3,6 +3,8 @@ package pam_test
 import (
 	"context"
 	"errors"
+	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/benbjohnson/clock"
@@ -67,7 +69,7 @@ func newEnv(t tb, configure ...func(*pam.Options)) *env {
 	}
 	e.dir = dir
 	opts := &pam.Options{
-		Clock: e.clk, Directory: dir, Catalog: testCatalog, Notifier: e.notes, AuditSinks: []pam.AuditSink{e.sink},
+		Clock: e.clk, Directory: dir, Catalog: testCatalog, Notifier: e.notes, AuditSinks: []pam.SinkConfig{{Name: "test", Sink: e.sink}},
 		AdminGroup: "pam-admins", SystemAccounts: []string{"svc-backup"}, OnError: e.errors.Report,
 	}
 	for _, c := range configure {
@@ -77,7 +79,26 @@ func newEnv(t tb, configure ...func(*pam.Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if c, ok := t.(interface{ Cleanup(func()) }); ok {
+		c.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			e.m.Close(ctx)
+		})
+	}
 	return e
+}
+
+// eventually polls cond until it holds, failing after 10 seconds: for
+// what background workers do.
+func eventually(t tb, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
 }
 
 func (e *env) as(who string) context.Context { return pam.WithActor(context.Background(), who) }

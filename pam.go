@@ -2,6 +2,7 @@ package pam
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/binary"
@@ -15,7 +16,6 @@ import (
 	"time"
 
 	"github.com/benbjohnson/clock"
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/zerostanding/pam/internal/ident"
@@ -34,8 +34,26 @@ type Options struct {
 	Catalog Catalog
 	// Notifier, when set, is told about new requests and decisions.
 	Notifier Notifier
-	// AuditSinks receive every committed audit event.
-	AuditSinks []AuditSink
+	// AuditSinks receive every committed audit event, each through its
+	// own delivery worker (see SinkConfig). Call Close to stop them.
+	AuditSinks []SinkConfig
+	// AuditTimeout bounds each write to an audit sink or checkpoint sink,
+	// and how long Guard waits for a required sink to take an operation's
+	// start event before it denies. Default: 5 seconds.
+	AuditTimeout time.Duration
+	// AuditPollInterval is how often sink workers look for events that
+	// other Managers sharing the store committed; this Manager's own
+	// commits wake them at once. Default: 1 second. Like the timeouts
+	// and the sinks' retry backoff, it runs on real time, not on Clock.
+	AuditPollInterval time.Duration
+	// CheckpointKey, when set, signs checkpoints (see Checkpoint).
+	CheckpointKey ed25519.PrivateKey
+	// CheckpointSinks keep checkpoints outside the store. With any, Run
+	// makes a checkpoint every CheckpointInterval when the trail has
+	// grown since the last one.
+	CheckpointSinks []CheckpointSink
+	// CheckpointInterval defaults to 1 hour.
+	CheckpointInterval time.Duration
 	// Approvers are automatic reviewers consulted on submission to a
 	// Manual policy.
 	Approvers []Approver
@@ -50,8 +68,8 @@ type Options struct {
 	DenyUncovered bool
 	// SweepInterval is how often Run records expiries. Default: 1 minute.
 	SweepInterval time.Duration
-	// NotifyTimeout bounds each call to the Notifier and each audit sink.
-	// Default: 30 seconds.
+	// NotifyTimeout bounds each call to the Notifier. Default: 30
+	// seconds.
 	NotifyTimeout time.Duration
 	// OnError receives errors that do not fail the operation that caused
 	// them: a notifier or audit sink that failed, an automatic approver
@@ -68,7 +86,6 @@ type Manager struct {
 	clock     clock.Clock
 	dir       Directory
 	notifier  Notifier
-	sinks     []AuditSink
 	approvers []Approver
 	admins    string
 	system    map[string]bool
@@ -78,6 +95,22 @@ type Manager struct {
 	onError   func(error)
 
 	times TimeSource // the store, when it supplies the time
+
+	sinks        []*sinkWorker
+	required     []*sinkWorker
+	auditTimeout time.Duration
+	auditPoll    time.Duration
+	startSeq     int64         // the head when the Manager started
+	sinksReady   chan struct{} // closed once startSeq is read
+	stopSinks    chan struct{}
+	killSinks    context.CancelFunc
+	sinkWG       sync.WaitGroup
+	closeOnce    sync.Once
+
+	ckptKey   ed25519.PrivateKey
+	ckptSinks []CheckpointSink
+	ckptEvery time.Duration
+	lastCkpt  atomic.Int64 // the Seq of the last checkpoint made
 
 	env       *rules.Env
 	snap      atomic.Pointer[snapshot]
@@ -101,7 +134,7 @@ func New(store Store, opts *Options) (*Manager, error) {
 	if err := checkName("Options.AdminGroup", opts.AdminGroup); err != nil {
 		return nil, err
 	}
-	if opts.SweepInterval < 0 || opts.NotifyTimeout < 0 {
+	if opts.SweepInterval < 0 || opts.NotifyTimeout < 0 || opts.AuditTimeout < 0 || opts.AuditPollInterval < 0 || opts.CheckpointInterval < 0 {
 		return nil, invalid("Options", "intervals must not be negative")
 	}
 	m := &Manager{
@@ -109,7 +142,6 @@ func New(store Store, opts *Options) (*Manager, error) {
 		clock:     opts.Clock,
 		dir:       opts.Directory,
 		notifier:  opts.Notifier,
-		sinks:     append([]AuditSink(nil), opts.AuditSinks...),
 		approvers: append([]Approver(nil), opts.Approvers...),
 		admins:    opts.AdminGroup,
 		system:    make(map[string]bool, len(opts.SystemAccounts)),
@@ -118,6 +150,36 @@ func New(store Store, opts *Options) (*Manager, error) {
 		timeout:   opts.NotifyTimeout,
 		onError:   opts.OnError,
 		env:       rules.NewEnv(),
+
+		auditTimeout: opts.AuditTimeout,
+		auditPoll:    opts.AuditPollInterval,
+		ckptSinks:    append([]CheckpointSink(nil), opts.CheckpointSinks...),
+		ckptEvery:    opts.CheckpointInterval,
+	}
+	if opts.CheckpointKey != nil {
+		if len(opts.CheckpointKey) != ed25519.PrivateKeySize {
+			return nil, invalid("Options.CheckpointKey", "is not an Ed25519 private key")
+		}
+		m.ckptKey = opts.CheckpointKey
+	}
+	if m.auditTimeout == 0 {
+		m.auditTimeout = 5 * time.Second
+	}
+	if m.auditPoll == 0 {
+		m.auditPoll = time.Second
+	}
+	if m.ckptEvery == 0 {
+		m.ckptEvery = time.Hour
+	}
+	for i, c := range opts.AuditSinks {
+		w, err := newSinkWorker(m, i, c)
+		if err != nil {
+			return nil, err
+		}
+		m.sinks = append(m.sinks, w)
+		if w.required {
+			m.required = append(m.required, w)
+		}
 	}
 	if m.clock == nil {
 		m.clock = clock.New()
@@ -147,6 +209,7 @@ func New(store Store, opts *Options) (*Manager, error) {
 		return nil, invalid("Catalog.Data", "%v", err)
 	}
 	m.snap.Store(&snapshot{rev: -1, catalog: indexCatalog(&cat)})
+	m.startSinks()
 	return m, nil
 }
 
@@ -262,7 +325,7 @@ func (m *Manager) CreatePolicy(ctx context.Context, p Policy) (Policy, error) {
 		return Policy{}, err
 	}
 	tx := &Tx{Policies: []Policy{p}, Events: []Event{policyEvent(EventPolicyCreated, &p, actor, now)}}
-	if err := m.store.Commit(ctx, tx); err != nil {
+	if err := m.commit(ctx, tx); err != nil {
 		if errors.Is(err, ErrConflict) {
 			return Policy{}, fmt.Errorf("%w: policy %s already exists", err, p.ID)
 		}
@@ -316,7 +379,7 @@ func (m *Manager) UpdatePolicy(ctx context.Context, p Policy) (Policy, error) {
 	e := policyEvent(EventPolicyUpdated, &next, actor, now)
 	e.Detail["min_grant_version"] = fmt.Sprint(next.MinGrantVersion)
 	tx := &Tx{Policies: []Policy{next}, Events: []Event{e}}
-	if err := m.store.Commit(ctx, tx); err != nil {
+	if err := m.commit(ctx, tx); err != nil {
 		return Policy{}, err
 	}
 	return m.policyWritten(ctx, tx, c), nil
@@ -361,7 +424,7 @@ func (m *Manager) DeletePolicy(ctx context.Context, id string) error {
 	next := cur
 	next.Deleted, next.Version, next.UpdatedAt, next.UpdatedBy = true, cur.Version+1, now, actor
 	tx := &Tx{Policies: []Policy{next}, Events: []Event{policyEvent(EventPolicyDeleted, &next, actor, now)}}
-	if err := m.store.Commit(ctx, tx); err != nil {
+	if err := m.commit(ctx, tx); err != nil {
 		return err
 	}
 	m.policyWritten(ctx, tx, &compiled{Policy: next})
@@ -443,7 +506,7 @@ func (m *Manager) SetCatalog(ctx context.Context, cat Catalog) error {
 	if err := m.env.SetData(ctx, catalogData(&cat)); err != nil {
 		return invalid("Catalog.Data", "%v", err)
 	}
-	if err := m.store.Commit(ctx, tx); err != nil {
+	if err := m.commit(ctx, tx); err != nil {
 		return err
 	}
 	m.snap.Store(&snapshot{rev: s.rev, catalog: ix, policies: s.policies, byTask: buildIndex(s.policies, ix)})
@@ -511,7 +574,7 @@ func (m *Manager) Submit(ctx context.Context, n NewRequest) (Request, error) {
 		events = append(events, more...)
 	}
 	tx := &Tx{Requests: []Request{r}, Events: events}
-	if err := m.store.Commit(ctx, tx); err != nil {
+	if err := m.commit(ctx, tx); err != nil {
 		return Request{}, err
 	}
 	m.after(ctx, tx, r, p)
@@ -774,7 +837,7 @@ func (m *Manager) transitionAs(ctx context.Context, actor, id string, step func(
 		}
 		next.Version = cur.Version + 1
 		tx := &Tx{Requests: []Request{next}, Events: events}
-		err = m.store.Commit(ctx, tx)
+		err = m.commit(ctx, tx)
 		if errors.Is(err, ErrConflict) {
 			continue
 		}
@@ -875,19 +938,35 @@ func (m *Manager) Sweep(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// Run sweeps every Options.SweepInterval until ctx is done, and returns
-// ctx's error. Sweep errors go to Options.OnError.
+// Run sweeps every Options.SweepInterval and, with checkpoint sinks,
+// makes a checkpoint every Options.CheckpointInterval when the trail has
+// grown, until ctx is done; it returns ctx's error. Errors go to
+// Options.OnError.
 func (m *Manager) Run(ctx context.Context) error {
 	t := m.clock.Ticker(m.sweep)
 	defer t.Stop()
+	var ckpt <-chan time.Time
+	if len(m.ckptSinks) > 0 {
+		c := m.clock.Ticker(m.ckptEvery)
+		defer c.Stop()
+		ckpt = c.C
+	}
 	for {
 		if _, err := m.Sweep(ctx); err != nil && ctx.Err() == nil {
 			m.onError(fmt.Errorf("pam: sweep: %w", err))
 		}
+	wait:
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+		case <-ckpt:
+			if m.headSeq(ctx) > m.lastCkpt.Load() {
+				if _, err := m.Checkpoint(ctx); err != nil && ctx.Err() == nil {
+					m.onError(err)
+				}
+			}
+			goto wait
 		}
 	}
 }
@@ -943,35 +1022,8 @@ func (m *Manager) approverRecipients(ctx context.Context, p *compiled, requester
 	return to
 }
 
-// published hands committed events to the audit sinks, concurrently.
-func (m *Manager) published(ctx context.Context, events []Event) {
-	if len(m.sinks) == 0 || len(events) == 0 {
-		return
-	}
-	m.publish(context.WithoutCancel(ctx), events)
-}
-
-func (m *Manager) publish(ctx context.Context, events []Event) {
-	var g errgroup.Group
-	errs := make([]error, len(m.sinks))
-	for i, s := range m.sinks {
-		g.Go(func() error {
-			sctx, cancel := context.WithTimeout(ctx, m.timeout)
-			defer cancel()
-			errs[i] = s.Write(sctx, events)
-			return nil
-		})
-	}
-	g.Wait()
-	for i, err := range errs {
-		if err != nil {
-			m.failed(ctx, EventSinkFailed, nil, fmt.Errorf("pam: audit sink %d, events %d..%d: %w", i, events[0].Seq, events[len(events)-1].Seq, err))
-		}
-	}
-}
-
 // failed reports an error that must not fail the operation, and records
-// it in the trail. Sink failures are not sent to the sinks again.
+// it in the trail.
 func (m *Manager) failed(ctx context.Context, t EventType, r *Request, err error) {
 	m.onError(err)
 	now, nerr := m.now(ctx)
@@ -983,11 +1035,9 @@ func (m *Manager) failed(ctx context.Context, t EventType, r *Request, err error
 		e.RequestID, e.PolicyID = r.ID, r.PolicyID
 	}
 	tx := &Tx{Events: []Event{e}}
-	if cerr := m.store.Commit(ctx, tx); cerr != nil {
+	if cerr := m.commit(ctx, tx); cerr != nil {
 		m.onError(fmt.Errorf("pam: record %s: %w", t, cerr))
 		return
 	}
-	if t != EventSinkFailed {
-		m.published(ctx, tx.Events)
-	}
+	m.published(ctx, tx.Events)
 }

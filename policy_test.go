@@ -31,8 +31,9 @@ func TestCreatePolicy(t *testing.T) {
 	if len(evs) != 1 || evs[0].Type != pam.EventPolicyCreated || evs[0].Actor != "admin" || evs[0].PolicyID != "move" {
 		t.Errorf("audit trail: %+v", evs)
 	}
-	if s := e.sink.Events(); len(s) != 1 || s[0].Seq != evs[0].Seq {
-		t.Errorf("sink got %+v", s)
+	eventually(t, "the sink", func() bool { return len(e.sink.Events()) == 1 })
+	if d := cmp.Diff(evs, e.sink.Events()); d != "" {
+		t.Errorf("sink (-want +got):\n%s", d)
 	}
 }
 

@@ -472,15 +472,3 @@ func TestFailingNotifierNeverFailsTheRequest(t *testing.T) {
 		t.Errorf("notify.failed events: %+v", failed)
 	}
 }
-
-func TestFailingSinkIsReportedAndRecorded(t *testing.T) {
-	e := newEnv(t)
-	e.sink.Fail(errors.New("disk full"))
-	e.policy(movePolicy())
-	if errs := e.errors.Take(); len(errs) != 1 || !strings.Contains(errs[0].Error(), "disk full") {
-		t.Errorf("OnError: %v", errs)
-	}
-	if d := cmp.Diff([]pam.EventType{pam.EventPolicyCreated, pam.EventSinkFailed}, types(e.events())); d != "" {
-		t.Errorf("audit (-want +got):\n%s", d)
-	}
-}

@@ -19,8 +19,11 @@ type Store interface {
 	// (1 for a new one); otherwise Commit returns ErrConflict and writes
 	// nothing. Likewise every request named in tx.Unchanged must still be
 	// at the given version. Events are appended in order with consecutive
-	// sequence numbers following the last committed event. On success
-	// Commit sets Seq on tx.Events and Revision on tx.Policies.
+	// sequence numbers following the last committed event, each chained
+	// to the one before it (Event.Chain) inside the same serialised write,
+	// so the stored trail is one hash chain however many writers share
+	// the store. On success Commit sets Seq, PrevHash and Hash on
+	// tx.Events and Revision on tx.Policies.
 	Commit(ctx context.Context, tx *Tx) error
 
 	// Policy returns the policy with id, deleted or not, or ErrNotFound.

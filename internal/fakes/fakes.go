@@ -49,22 +49,69 @@ func (n *Notifier) Take() []pam.Notification {
 	return got
 }
 
-// Sink records audit events, and fails while Err is set.
+// Sink records audit events; it fails while Fail has set an error, and
+// hangs until the write's context ends while Hang is on.
 type Sink struct {
-	mu   sync.Mutex
-	got  []pam.Event
-	fail error
+	mu    sync.Mutex
+	got   []pam.Event
+	fail  error
+	hang  bool
+	calls int
 }
 
 // Write implements pam.AuditSink.
-func (s *Sink) Write(_ context.Context, events []pam.Event) error {
+func (s *Sink) Write(ctx context.Context, events []pam.Event) error {
 	s.mu.Lock()
+	s.calls++
+	if s.hang {
+		s.mu.Unlock()
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	defer s.mu.Unlock()
 	if s.fail != nil {
 		return s.fail
 	}
 	s.got = append(s.got, events...)
 	return nil
+}
+
+// Hang makes later writes block until their context ends (false: work
+// again).
+func (s *Sink) Hang(on bool) {
+	s.mu.Lock()
+	s.hang = on
+	s.mu.Unlock()
+}
+
+// Calls returns the number of writes attempted.
+func (s *Sink) Calls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls
+}
+
+// Checkpoints records checkpoints.
+type Checkpoints struct {
+	mu  sync.Mutex
+	got []pam.Checkpoint
+}
+
+var _ pam.CheckpointSink = (*Checkpoints)(nil)
+
+// WriteCheckpoint implements pam.CheckpointSink.
+func (c *Checkpoints) WriteCheckpoint(_ context.Context, cp pam.Checkpoint) error {
+	c.mu.Lock()
+	c.got = append(c.got, cp)
+	c.mu.Unlock()
+	return nil
+}
+
+// All returns the checkpoints received so far.
+func (c *Checkpoints) All() []pam.Checkpoint {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]pam.Checkpoint(nil), c.got...)
 }
 
 // Fail makes later writes fail with err (nil: succeed again).

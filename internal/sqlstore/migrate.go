@@ -19,9 +19,11 @@ var ErrSchemaTooNew = errors.New("database schema is newer than this library sup
 // the database has not seen, each in its own transaction together with
 // the recorded schema version. lock, when not empty, is run first in each
 // transaction to keep concurrent migrators apart (PostgreSQL's advisory
-// lock); SQLite's write transactions exclude each other already. It
-// returns the schema version.
-func Migrate(ctx context.Context, db *sql.DB, files fs.FS, lock string) (int, error) {
+// lock); SQLite's write transactions exclude each other already. after,
+// when it has an entry for a migration's number, runs in the same
+// transaction after that migration's script: data migrations written in
+// Go. It returns the schema version.
+func Migrate(ctx context.Context, db *sql.DB, files fs.FS, lock string, after map[int]func(context.Context, *sql.Tx) error) (int, error) {
 	names, err := fs.Glob(files, "*.sql")
 	if err != nil {
 		return 0, err
@@ -39,7 +41,7 @@ func Migrate(ctx context.Context, db *sql.DB, files fs.FS, lock string) (int, er
 		latest = n
 	}
 	for {
-		applied, err := step(ctx, db, files, names, lock, latest)
+		applied, err := step(ctx, db, files, names, lock, latest, after)
 		if err != nil {
 			return 0, err
 		}
@@ -51,7 +53,7 @@ func Migrate(ctx context.Context, db *sql.DB, files fs.FS, lock string) (int, er
 }
 
 // step applies the next migration, if any, and returns how many it applied.
-func step(ctx context.Context, db *sql.DB, files fs.FS, names []string, lock string, latest int) (int, error) {
+func step(ctx context.Context, db *sql.DB, files fs.FS, names []string, lock string, latest int, after map[int]func(context.Context, *sql.Tx) error) (int, error) {
 	t, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, err
@@ -87,6 +89,11 @@ func step(ctx context.Context, db *sql.DB, files fs.FS, names []string, lock str
 	}
 	for _, stmt := range statements(string(script)) {
 		if _, err := t.ExecContext(ctx, stmt); err != nil {
+			return 0, fmt.Errorf("sqlstore: migration %s: %w", names[version], err)
+		}
+	}
+	if f := after[version+1]; f != nil {
+		if err := f(ctx, t); err != nil {
 			return 0, fmt.Errorf("sqlstore: migration %s: %w", names[version], err)
 		}
 	}

@@ -16,6 +16,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -148,7 +149,7 @@ func (s *Store) Close() error {
 
 // The fixed statements of Commit.
 const (
-	sqlLastSeq        = `SELECT coalesce(max(seq), 0) FROM pam_events`
+	sqlHead           = `SELECT seq, hash FROM pam_events ORDER BY seq DESC LIMIT 1`
 	sqlBumpRevision   = `UPDATE pam_meta SET policy_revision = policy_revision + $1 WHERE id = 1 RETURNING policy_revision`
 	sqlRequestVersion = `SELECT version FROM pam_requests WHERE id = $1`
 	sqlInsertPolicy   = `INSERT INTO pam_policies (id, version, revision, deleted, data) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`
@@ -159,22 +160,22 @@ const (
 	sqlInsertDecision = `INSERT INTO pam_decisions (request_id, approver, verdict, position) VALUES ($1, $2, $3, $4)`
 )
 
-var writeStatements = []string{sqlLastSeq, sqlBumpRevision, sqlRequestVersion, sqlInsertPolicy, sqlUpdatePolicy, sqlInsertRequest, sqlUpdateRequest, sqlCountDecisions, sqlInsertDecision}
+var writeStatements = []string{sqlHead, sqlBumpRevision, sqlRequestVersion, sqlInsertPolicy, sqlUpdatePolicy, sqlInsertRequest, sqlUpdateRequest, sqlCountDecisions, sqlInsertDecision}
 
 // eventInsert is the INSERT of n events.
 func eventInsert(n int) string {
 	var b strings.Builder
-	b.WriteString(`INSERT INTO pam_events (seq, time, type, actor, request_id, policy_id, task, outcome, detail) VALUES `)
+	b.WriteString(`INSERT INTO pam_events (seq, time, type, actor, request_id, policy_id, task, outcome, detail, prev_hash, hash) VALUES `)
 	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
 		}
 		b.WriteString("(")
-		for j := range 9 {
+		for j := range eventColumns {
 			if j > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString("$" + strconv.Itoa(i*9+j+1))
+			b.WriteString("$" + strconv.Itoa(i*eventColumns+j+1))
 		}
 		b.WriteString(")")
 	}
@@ -202,8 +203,25 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) (err error) {
 		}
 	}()
 	var lastSeq, lastRev int64
-	if err := s.tqueryRow(ctx, t, sqlLastSeq).Scan(&lastSeq); err != nil {
+	var head []byte
+	if err := s.tqueryRow(ctx, t, sqlHead).Scan(&lastSeq, &head); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
+	}
+	prev := pam.GenesisHash
+	if lastSeq > 0 {
+		if len(head) != pam.HashSize {
+			return fmt.Errorf("sqlstore: event %d has no hash", lastSeq)
+		}
+		prev = hex.EncodeToString(head)
+	}
+	// Chain copies: tx.Events gets its fields only once the commit holds.
+	events := make([]pam.Event, len(tx.Events))
+	for i := range tx.Events {
+		events[i] = tx.Events[i]
+		if err := events[i].Chain(lastSeq+int64(i)+1, prev); err != nil {
+			return err
+		}
+		prev = events[i].Hash
 	}
 	lastSeq += int64(len(tx.Events))
 	if len(tx.Policies) > 0 {
@@ -236,8 +254,7 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) (err error) {
 			return err
 		}
 	}
-	firstSeq := lastSeq - int64(len(tx.Events)) + 1
-	if err := s.insertEvents(ctx, t, tx.Events, firstSeq); err != nil {
+	if err := s.insertEvents(ctx, t, events); err != nil {
 		return err
 	}
 	if err := t.Commit(); err != nil {
@@ -247,27 +264,32 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) (err error) {
 		tx.Policies[i].Revision = revs[i]
 	}
 	for i := range tx.Events {
-		tx.Events[i].Seq = firstSeq + int64(i)
+		e := &tx.Events[i]
+		e.Seq, e.PrevHash, e.Hash = events[i].Seq, events[i].PrevHash, events[i].Hash
 	}
 	return nil
 }
 
-// eventsPerInsert bounds the rows of one INSERT (9 parameters each).
-const eventsPerInsert = 100
+// eventColumns is the number of columns of an event row.
+const eventColumns = 11
 
-// insertEvents appends events with sequence numbers from first on, many
-// rows per statement.
-func (s *Store) insertEvents(ctx context.Context, t *sql.Tx, events []pam.Event, first int64) error {
+// eventsPerInsert bounds the rows of one INSERT.
+const eventsPerInsert = 80
+
+// insertEvents appends chained events, many rows per statement.
+func (s *Store) insertEvents(ctx context.Context, t *sql.Tx, events []pam.Event) error {
 	for start := 0; start < len(events); start += eventsPerInsert {
 		batch := events[start:min(start+eventsPerInsert, len(events))]
-		args := make([]any, 0, 9*len(batch))
+		args := make([]any, 0, eventColumns*len(batch))
 		for i := range batch {
 			e := &batch[i]
 			detail, err := encodeDetail(e.Detail)
 			if err != nil {
 				return err
 			}
-			args = append(args, first+int64(start+i), e.Time.UnixNano(), string(e.Type), e.Actor, e.RequestID, e.PolicyID, e.Task, e.Outcome, detail)
+			prev, _ := pam.ParseHash(e.PrevHash)
+			hash, _ := pam.ParseHash(e.Hash)
+			args = append(args, e.Seq, e.Time.UnixNano(), string(e.Type), e.Actor, e.RequestID, e.PolicyID, e.Task, e.Outcome, detail, prev[:], hash[:])
 		}
 		if _, err := s.texec(ctx, t, eventInsert(len(batch)), args...); err != nil {
 			return err
@@ -586,7 +608,7 @@ func (s *Store) Events(ctx context.Context, f pam.EventFilter) ([]pam.Event, err
 		return nil, err
 	}
 	var q query
-	q.sql.WriteString(`SELECT seq, time, type, actor, request_id, policy_id, task, outcome, detail FROM pam_events WHERE seq > ` + q.arg(f.After))
+	q.sql.WriteString(`SELECT ` + EventColumns + ` FROM pam_events WHERE seq > ` + q.arg(f.After))
 	if f.Before > 0 {
 		q.sql.WriteString(" AND seq < " + q.arg(f.Before))
 	}
@@ -617,20 +639,102 @@ func (s *Store) Events(ctx context.Context, f pam.EventFilter) ([]pam.Event, err
 	defer rows.Close()
 	var out []pam.Event
 	for rows.Next() {
-		var e pam.Event
-		var ns int64
-		var typ string
-		var detail sql.NullString
-		if err := rows.Scan(&e.Seq, &ns, &typ, &e.Actor, &e.RequestID, &e.PolicyID, &e.Task, &e.Outcome, &detail); err != nil {
+		e, err := scanEvent(rows)
+		if err != nil {
 			return nil, err
-		}
-		e.Time, e.Type = time.Unix(0, ns).UTC(), pam.EventType(typ)
-		if detail.Valid {
-			if err := json.Unmarshal([]byte(detail.String), &e.Detail); err != nil {
-				return nil, fmt.Errorf("sqlstore: decode event %d: %w", e.Seq, err)
-			}
 		}
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// EventColumns are the columns scanEvent reads, in order.
+const EventColumns = `seq, time, type, actor, request_id, policy_id, task, outcome, detail, prev_hash, hash`
+
+// scanEvent decodes a row of EventColumns. Events stored before the hash
+// chain existed have no hashes until their migration chains them.
+func scanEvent(rows *sql.Rows) (pam.Event, error) {
+	var e pam.Event
+	var ns int64
+	var typ string
+	var detail sql.NullString
+	var prev, hash []byte
+	if err := rows.Scan(&e.Seq, &ns, &typ, &e.Actor, &e.RequestID, &e.PolicyID, &e.Task, &e.Outcome, &detail, &prev, &hash); err != nil {
+		return e, err
+	}
+	e.Time, e.Type = time.Unix(0, ns).UTC(), pam.EventType(typ)
+	if detail.Valid {
+		if err := json.Unmarshal([]byte(detail.String), &e.Detail); err != nil {
+			return e, fmt.Errorf("sqlstore: decode event %d: %w", e.Seq, err)
+		}
+	}
+	e.PrevHash, e.Hash = hex.EncodeToString(prev), hex.EncodeToString(hash)
+	return e, nil
+}
+
+// ChainExisting returns the data migration that chains the events stored
+// before the hash chain existed (hash IS NULL), in sequence order,
+// continuing from the last chained event. setHead, when not empty, is then
+// run with the head's previous hash and hash as $1 and $2 (PostgreSQL
+// keeps the head in pam_meta).
+//
+// The hashes it writes protect those events from the migration on; they
+// cannot vouch for what happened to them before.
+func ChainExisting(setHead string) func(context.Context, *sql.Tx) error {
+	return func(ctx context.Context, t *sql.Tx) error {
+		prev, head := make([]byte, pam.HashSize), make([]byte, pam.HashSize)
+		for {
+			rows, err := t.QueryContext(ctx, `SELECT `+EventColumns+` FROM pam_events WHERE hash IS NULL ORDER BY seq LIMIT 10000`)
+			if err != nil {
+				return err
+			}
+			var events []pam.Event
+			for rows.Next() {
+				e, err := scanEvent(rows)
+				if err != nil {
+					rows.Close()
+					return err
+				}
+				events = append(events, e)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			if len(events) == 0 {
+				break
+			}
+			var last []byte
+			err = t.QueryRowContext(ctx, `SELECT hash FROM pam_events WHERE seq = $1`, events[0].Seq-1).Scan(&last)
+			switch {
+			case errors.Is(err, sql.ErrNoRows) && events[0].Seq == 1:
+				last = make([]byte, pam.HashSize)
+			case err != nil:
+				return fmt.Errorf("the event before %d: %w", events[0].Seq, err)
+			}
+			p := hex.EncodeToString(last)
+			for i := range events {
+				e := &events[i]
+				if err := e.Chain(e.Seq, p); err != nil {
+					return err
+				}
+				prev, _ = hex.DecodeString(e.PrevHash)
+				head, _ = hex.DecodeString(e.Hash)
+				if _, err := t.ExecContext(ctx, `UPDATE pam_events SET prev_hash = $1, hash = $2 WHERE seq = $3`, prev, head, e.Seq); err != nil {
+					return err
+				}
+				p = e.Hash
+			}
+		}
+		if setHead == "" {
+			return nil
+		}
+		// The head is the last event, chained now or before.
+		err := t.QueryRowContext(ctx, `SELECT prev_hash, hash FROM pam_events ORDER BY seq DESC LIMIT 1`).Scan(&prev, &head)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		_, err = t.ExecContext(ctx, setHead, prev, head)
+		return err
+	}
 }

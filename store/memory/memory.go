@@ -4,6 +4,7 @@ package memory
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"maps"
 	"slices"
@@ -24,6 +25,7 @@ type Store struct {
 	unsorted bool
 	grants   map[string]map[string]struct{} // requester → IDs of requests recorded Approved
 	events   eventLog
+	head     [pam.HashSize]byte // the last event's hash
 }
 
 // eventLog holds the audit trail in fixed-size chunks, so appending never
@@ -65,6 +67,16 @@ func New() *Store {
 func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	// Content digests do not depend on the trail: compute them before
+	// taking the lock.
+	var one [1][pam.HashSize]byte
+	digests := one[:0]
+	if len(tx.Events) > 1 {
+		digests = make([][pam.HashSize]byte, 0, len(tx.Events))
+	}
+	for i := range tx.Events {
+		digests = append(digests, tx.Events[i].ContentDigest())
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -118,12 +130,18 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 			delete(g, r.ID)
 		}
 	}
+	prev := pam.GenesisHash
+	if s.events.n > 0 {
+		prev = s.events.at(s.events.n).Hash
+	}
 	for i := range tx.Events {
-		e := tx.Events[i]
-		e.Seq = s.events.n + 1
-		e.Detail = maps.Clone(e.Detail)
-		s.events.append(e)
-		tx.Events[i].Seq = e.Seq
+		e := &tx.Events[i]
+		s.head = pam.ChainHash(s.events.n+1, s.head, digests[i])
+		e.Seq, e.PrevHash, e.Hash = s.events.n+1, prev, hex.EncodeToString(s.head[:])
+		stored := *e
+		stored.Detail = maps.Clone(e.Detail)
+		s.events.append(stored)
+		prev = e.Hash
 	}
 	return nil
 }

@@ -2,10 +2,9 @@ package postgres
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -27,8 +26,7 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 		return err
 	}
 	b := &pgx.Batch{}
-	b.Queue(`UPDATE pam_meta SET last_seq = last_seq + $1, policy_revision = policy_revision + $2 WHERE id = 1 RETURNING last_seq, policy_revision`,
-		len(tx.Events), len(tx.Policies))
+	b.Queue(`UPDATE pam_meta SET policy_revision = policy_revision + $1 WHERE id = 1 RETURNING last_seq, policy_revision, head_hash`, len(tx.Policies))
 	for _, u := range tx.Unchanged {
 		b.Queue(`SELECT pam_check(coalesce((SELECT version FROM pam_requests WHERE id = $1), 0) = $2, $3)`,
 			u.ID, u.Version, fmt.Sprintf("request %s is not at version %d", u.ID, u.Version))
@@ -72,17 +70,25 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 				r.ID, d.Approver, string(d.Verdict), pos)
 		}
 	}
-	if len(tx.Events) > 0 {
-		q, args, err := eventInsert(tx.Events)
-		if err != nil {
-			return err
+	digests := make([][pam.HashSize]byte, len(tx.Events))
+	for i := range tx.Events {
+		e := &tx.Events[i]
+		digests[i] = e.ContentDigest()
+		var detail any
+		if len(e.Detail) > 0 {
+			d, err := json.Marshal(e.Detail)
+			if err != nil {
+				return err
+			}
+			detail = string(d)
 		}
-		b.Queue(q, args...)
+		b.Queue(sqlAppendEvent, digests[i][:], e.Time.UnixNano(), string(e.Type), e.Actor, e.RequestID, e.PolicyID, e.Task, e.Outcome, detail)
 	}
 
 	br := s.pool.SendBatch(ctx, b)
 	var lastSeq, lastRev int64
-	err := br.QueryRow().Scan(&lastSeq, &lastRev)
+	var head []byte
+	err := br.QueryRow().Scan(&lastSeq, &lastRev, &head)
 	for i := 1; err == nil && i < b.Len(); i++ {
 		_, err = br.Exec()
 	}
@@ -102,40 +108,29 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 	for i := range tx.Policies {
 		tx.Policies[i].Revision = lastRev - int64(len(tx.Policies)-1-i)
 	}
+	// The database chained the events from the head it held; the same
+	// computation here gives tx.Events their fields.
+	prev := [pam.HashSize]byte(head)
+	prevHex := hex.EncodeToString(head)
 	for i := range tx.Events {
-		tx.Events[i].Seq = lastSeq - int64(len(tx.Events)-1-i)
+		e := &tx.Events[i]
+		h := pam.ChainHash(lastSeq+int64(i)+1, prev, digests[i])
+		e.Seq, e.PrevHash, e.Hash = lastSeq+int64(i)+1, prevHex, hex.EncodeToString(h[:])
+		prev, prevHex = h, e.Hash
 	}
 	return nil
 }
 
-// eventInsert is one INSERT of all events, each numbered from the
-// counter the batch's first statement moved.
-func eventInsert(events []pam.Event) (string, []any, error) {
-	var q strings.Builder
-	args := make([]any, 0, 9*len(events))
-	arg := func(v any) string {
-		args = append(args, v)
-		return "$" + strconv.Itoa(len(args))
-	}
-	q.WriteString(`INSERT INTO pam_events (seq, time, type, actor, request_id, policy_id, task, outcome, detail) VALUES `)
-	for i := range events {
-		e := &events[i]
-		var detail any
-		if len(e.Detail) > 0 {
-			d, err := json.Marshal(e.Detail)
-			if err != nil {
-				return "", nil, err
-			}
-			detail = string(d)
-		}
-		if i > 0 {
-			q.WriteString(", ")
-		}
-		q.WriteString("((SELECT last_seq FROM pam_meta WHERE id = 1) - " + arg(len(events)-1-i) + ", " +
-			strings.Join([]string{arg(e.Time.UnixNano()), arg(string(e.Type)), arg(e.Actor), arg(e.RequestID), arg(e.PolicyID), arg(e.Task), arg(e.Outcome), arg(detail)}, ", ") + ")")
-	}
-	return q.String(), args, nil
-}
+// sqlAppendEvent appends one event: it moves the head kept in pam_meta
+// (whose row lock the commit holds) by H(n) = SHA-256("pam.chain.v1" ‖
+// u64(n) ‖ H(n-1) ‖ D), with D, the content digest, from $1 (see
+// pam.ChainHash), and stores the event with both hashes.
+const sqlAppendEvent = `WITH m AS (
+	UPDATE pam_meta SET last_seq = last_seq + 1, prev_hash = head_hash,
+		head_hash = sha256('\x70616d2e636861696e2e7631'::bytea || int8send(last_seq + 1) || head_hash || $1::bytea)
+	WHERE id = 1 RETURNING last_seq, prev_hash, head_hash)
+INSERT INTO pam_events (seq, prev_hash, hash, time, type, actor, request_id, policy_id, task, outcome, detail)
+SELECT last_seq, prev_hash, head_hash, $2, $3, $4, $5, $6, $7, $8, $9 FROM m`
 
 // PolicyRevision implements pam.Store. Guard calls it on every operation,
 // so it goes to the pool directly rather than through database/sql.

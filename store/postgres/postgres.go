@@ -127,7 +127,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Store, error)
 	}
 	db := stdlib.OpenDBFromPool(pool)
 	files, _ := fs.Sub(migrations, "migrations")
-	if _, err := sqlstore.Migrate(ctx, db, files, migrationLock); err != nil {
+	if _, err := sqlstore.Migrate(ctx, db, files, migrationLock, map[int]func(context.Context, *sql.Tx) error{
+		3: sqlstore.ChainExisting(`UPDATE pam_meta SET prev_hash = $1, head_hash = $2 WHERE id = 1`),
+	}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}

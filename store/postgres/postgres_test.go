@@ -102,11 +102,12 @@ func BenchmarkGuardDatabaseClock(b *testing.B) {
 // TestConcurrentMigrations starts eight replicas at once on an empty
 // schema: the advisory lock lets one migrate and the others find it done.
 func TestConcurrentMigrations(t *testing.T) {
+	url := dsn(t)
 	schema := freshSchema(t)
 	errs := make(chan error, 8)
 	for range 8 {
 		go func() {
-			s, err := postgres.Open(context.Background(), dsn(t), &postgres.Options{Schema: schema})
+			s, err := postgres.Open(context.Background(), url, &postgres.Options{Schema: schema})
 			if err == nil {
 				_, err = s.PolicyRevision(context.Background())
 				s.Close()
@@ -136,5 +137,47 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 	}
 	if _, err := postgres.Open(context.Background(), dsn(t), &postgres.Options{Schema: schema}); !errors.Is(err, postgres.ErrSchemaTooNew) {
 		t.Fatalf("Open = %v, want ErrSchemaTooNew", err)
+	}
+}
+
+// TestUpgradeChainsExistingEvents: a schema written before the hash chain
+// existed (version 2) gets its events chained by the upgrade, and later
+// commits continue the chain from the head the upgrade left.
+func TestUpgradeChainsExistingEvents(t *testing.T) {
+	url := dsn(t)
+	schema := freshSchema(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	stmts := []string{"CREATE SCHEMA " + pgx.Identifier{schema}.Sanitize(), "SET search_path TO " + pgx.Identifier{schema}.Sanitize()}
+	for _, f := range []string{"migrations/001_init.sql", "migrations/002_check.sql"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stmts = append(stmts, string(b))
+	}
+	stmts = append(stmts, `CREATE TABLE pam_schema (version INTEGER NOT NULL)`, `INSERT INTO pam_schema VALUES (2)`,
+		`INSERT INTO pam_events (seq, time, type, actor, request_id, policy_id, task, outcome, detail)
+		 SELECT g, g::bigint * 1000000000, 'guard.allowed', 'alice', '', 'p1', 'Task', 'granted', '{"n":"1"}' FROM generate_series(1, 250) g`,
+		`UPDATE pam_meta SET last_seq = 250`)
+	for _, q := range stmts {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s := open(t, schema, nil)
+	if res, err := pam.Verify(ctx, s, pam.VerifyOptions{}); err != nil || res.Events != 250 {
+		t.Fatalf("after the upgrade: Verify = %+v, %v", res, err)
+	}
+	tx := &pam.Tx{Events: []pam.Event{{Type: pam.EventCatalogSet, Actor: "admin"}, {Type: pam.EventCatalogSet, Actor: "admin2"}}}
+	if err := s.Commit(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := pam.Verify(ctx, s, pam.VerifyOptions{}); err != nil || res.Events != 252 || tx.Events[1].Seq != 252 {
+		t.Fatalf("after a commit: Verify = %+v, %v", res, err)
 	}
 }

@@ -57,7 +57,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	w.SetMaxOpenConns(1)
 	files, _ := fs.Sub(migrations, "migrations")
-	if _, err := sqlstore.Migrate(ctx, w, files, ""); err != nil {
+	if _, err := sqlstore.Migrate(ctx, w, files, "", map[int]func(context.Context, *sql.Tx) error{2: sqlstore.ChainExisting("")}); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: %s: %w", path, err)
 	}

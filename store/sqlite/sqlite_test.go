@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -115,5 +116,45 @@ func BenchmarkBaselineCommit(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestUpgradeChainsExistingEvents: a file written before the hash chain
+// existed (schema version 1) gets its events chained by the upgrade, and
+// later commits continue the chain.
+func TestUpgradeChainsExistingEvents(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pam.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1, err := os.ReadFile("migrations/001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{string(v1), `CREATE TABLE pam_schema (version INTEGER NOT NULL)`, `INSERT INTO pam_schema VALUES (1)`} {
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for seq := 1; seq <= 250; seq++ {
+		_, err := db.Exec(`INSERT INTO pam_events (seq, time, type, actor, request_id, policy_id, task, outcome, detail) VALUES ($1, $2, 'guard.allowed', 'alice', '', 'p1', 'Task', 'granted', '{"n":"1"}')`,
+			seq, int64(seq)*1e9)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	s := open(t, path)
+	if res, err := pam.Verify(context.Background(), s, pam.VerifyOptions{}); err != nil || res.Events != 250 {
+		t.Fatalf("after the upgrade: Verify = %+v, %v", res, err)
+	}
+	tx := &pam.Tx{Events: []pam.Event{{Type: pam.EventCatalogSet, Actor: "admin"}}}
+	if err := s.Commit(context.Background(), tx); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := pam.Verify(context.Background(), s, pam.VerifyOptions{}); err != nil || res.Events != 251 || tx.Events[0].Seq != 251 {
+		t.Fatalf("after a commit: Verify = %+v, %v", res, err)
 	}
 }

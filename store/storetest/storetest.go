@@ -51,6 +51,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Canceled", func(t *testing.T) { s, _ := fresh(t); testCanceled(t, s) })
 	t.Run("ConcurrentCommits", func(t *testing.T) { s, _ := fresh(t); testConcurrentCommits(t, s) })
 	t.Run("ConcurrentCAS", func(t *testing.T) { s, _ := fresh(t); testConcurrentCAS(t, s) })
+	t.Run("HashChain", func(t *testing.T) { s, _ := fresh(t); testHashChain(t, s) })
 	t.Run("Engine", func(t *testing.T) { runEngine(t, fresh) })
 }
 
@@ -641,5 +642,74 @@ func testConcurrentCAS(t *testing.T, s pam.Store) {
 	}
 	if seq := lastSeq(t, s); seq != final.Version-1 {
 		t.Errorf("%d events for %d successful writes", seq, final.Version-1)
+	}
+}
+
+// testHashChain: concurrent commits of several events each, with failed
+// commits among them, leave one chain that verifies, and every commit
+// hands back exactly the Seq and hashes that were stored.
+func testHashChain(t *testing.T, s pam.Store) {
+	commit(t, s, &pam.Tx{Requests: []pam.Request{request("r1", "alice", "p1", pam.Pending, 1)}})
+	const workers, each = 6, 15
+	var mu sync.Mutex
+	returned := map[int64]pam.Event{}
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				tx := &pam.Tx{}
+				for k := range i%3 + 1 {
+					e := event(pam.EventRequestDecision, fmt.Sprint("wörker", w), "r1")
+					e.Time = Epoch.Add(time.Duration(w*1000+i*10+k) * time.Nanosecond)
+					e.Outcome, e.Detail = "approve", map[string]string{"b": fmt.Sprint(i), "a": "ü\"\n"}
+					tx.Events = append(tx.Events, e)
+				}
+				if i%5 == 4 {
+					// A conflicting commit writes nothing and takes no Seq.
+					tx.Unchanged = []pam.RequestVersion{{ID: "r1", Version: 7}}
+					if err := s.Commit(ctx, tx); !errors.Is(err, pam.ErrConflict) {
+						errs <- fmt.Errorf("conflicting commit = %v", err)
+						return
+					}
+					continue
+				}
+				if err := s.Commit(ctx, tx); err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				for _, e := range tx.Events {
+					returned[e.Seq] = e
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	stored, err := s.Events(ctx, pam.EventFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) != len(returned) {
+		t.Fatalf("%d events stored, %d returned by Commit", len(stored), len(returned))
+	}
+	for _, e := range stored {
+		if d := cmp.Diff(returned[e.Seq], e, opts); d != "" {
+			t.Fatalf("event %d (-returned by Commit +stored):\n%s", e.Seq, d)
+		}
+	}
+	res, err := pam.Verify(ctx, s, pam.VerifyOptions{PageSize: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Events != int64(len(stored)) || res.Head != stored[len(stored)-1].Hash {
+		t.Errorf("Verify = %+v; %d events, head %s", res, len(stored), stored[len(stored)-1].Hash)
 	}
 }

@@ -1,0 +1,421 @@
+package pam
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// SinkConfig attaches an AuditSink to a Manager.
+//
+// Each sink is fed from the store, not from memory: a worker follows the
+// trail from a cursor and writes every event past it, in sequence order,
+// in batches. So a sink that is down for an hour, an event whose commit
+// reported an error after it had in fact been stored, and events written
+// by other Managers sharing the store all reach the sink; nothing is
+// queued in memory and nothing is dropped. The cursor starts at the
+// sink's own resume point when it implements SinkResumer, and otherwise
+// at the trail's head when the Manager starts. With several Managers on
+// one store, each delivers the whole trail to its own sinks: receivers
+// shared by several replicas should drop events whose Seq they have.
+type SinkConfig struct {
+	// Name identifies the sink in SinkStatus, errors and sink.failed
+	// events. Default: "sink" and its index.
+	Name string
+	Sink AuditSink
+	// Required makes the sink part of fail-closed audit, as Vault's audit
+	// devices are: Guard runs an operation only after its start event
+	// reached every required sink, within Options.AuditTimeout, and denies
+	// at once while a required sink is failing. Requests, decisions and
+	// policy changes are still committed to the store while it is down;
+	// they reach the sink when it recovers. A best-effort sink (the
+	// default) never slows or blocks anything.
+	Required bool
+	// MinBackoff and MaxBackoff bound the wait between retries after a
+	// failed write (doubling, with jitter). Defaults: 200ms and 30s.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// SinkResumer is an optional interface of an AuditSink that knows the
+// last event it holds (a file sink reads its last line), so that delivery
+// resumes after it when the process restarts.
+type SinkResumer interface {
+	// LastSeq returns the Seq of the last event the sink holds, 0 when it
+	// holds none.
+	LastSeq(ctx context.Context) (int64, error)
+}
+
+// SinkStatus reports a sink's delivery.
+type SinkStatus struct {
+	Name     string
+	Required bool
+	// Healthy is false from a failed write until the next successful one.
+	Healthy bool
+	// Cursor is the Seq of the last event delivered.
+	Cursor int64
+	// Delivered counts events written; Failures counts failed writes.
+	Delivered, Failures int64
+	LastError           string
+}
+
+// sinkBatch bounds the events of one Write.
+const sinkBatch = 500
+
+type sinkWorker struct {
+	m        *Manager
+	name     string
+	sink     AuditSink
+	required bool
+	min, max time.Duration
+	wake     chan struct{} // a commit or Close happened
+
+	mu        sync.Mutex
+	ready     bool  // cursor initialised
+	cursor    int64 // last Seq delivered
+	healthy   bool
+	lastErr   error
+	changed   chan struct{} // closed and replaced when the fields above change
+	delivered atomic.Int64
+	failures  atomic.Int64
+}
+
+func newSinkWorker(m *Manager, i int, c SinkConfig) (*sinkWorker, error) {
+	if c.Sink == nil {
+		return nil, invalid(fmt.Sprintf("Options.AuditSinks[%d].Sink", i), "must not be nil")
+	}
+	if c.MinBackoff < 0 || c.MaxBackoff < 0 {
+		return nil, invalid(fmt.Sprintf("Options.AuditSinks[%d]", i), "backoffs must not be negative")
+	}
+	w := &sinkWorker{m: m, name: c.Name, sink: c.Sink, required: c.Required, min: c.MinBackoff, max: c.MaxBackoff,
+		wake: make(chan struct{}, 1), healthy: true, changed: make(chan struct{})}
+	if w.name == "" {
+		w.name = fmt.Sprintf("sink%d", i)
+	} else if err := checkName(fmt.Sprintf("Options.AuditSinks[%d].Name", i), w.name); err != nil {
+		return nil, err
+	}
+	if w.min == 0 {
+		w.min = 200 * time.Millisecond
+	}
+	if w.max == 0 {
+		w.max = 30 * time.Second
+	}
+	w.max = max(w.max, w.min)
+	return w, nil
+}
+
+// nudge wakes the worker without blocking.
+func (w *sinkWorker) nudge() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// update changes the worker's state under its lock and wakes waiters.
+func (w *sinkWorker) update(f func()) {
+	w.mu.Lock()
+	f()
+	close(w.changed)
+	w.changed = make(chan struct{})
+	w.mu.Unlock()
+}
+
+// run delivers until ctx is done, or until stop is closed and the trail
+// up to its head at that moment is delivered.
+func (w *sinkWorker) run(ctx context.Context, stop <-chan struct{}) {
+	m := w.m
+	// Polling and retries are I/O pacing, like timeouts: they run on real
+	// time, not on Options.Clock, which is the time decisions are made at.
+	poll := time.NewTicker(m.auditPoll)
+	defer poll.Stop()
+	backoff := w.min
+	var stopAt int64 = -1
+	for ctx.Err() == nil {
+		if stopAt < 0 {
+			select {
+			case <-stop:
+				stopAt = m.headSeq(ctx)
+			default:
+			}
+		}
+		events, err := w.next(ctx)
+		if err == nil && len(events) > 0 {
+			wctx, cancel := context.WithTimeout(ctx, m.auditTimeout)
+			err = w.sink.Write(wctx, events)
+			cancel()
+			if err == nil {
+				backoff = w.min
+				last := events[len(events)-1].Seq
+				w.delivered.Add(int64(len(events)))
+				recovered := false
+				w.update(func() { w.cursor, recovered, w.healthy, w.lastErr = last, !w.healthy, true, nil })
+				if recovered {
+					m.recordSink(ctx, EventSinkRecovered, w, nil)
+				}
+				continue
+			}
+			w.failures.Add(1)
+			err = fmt.Errorf("pam: audit sink %s, events %d..%d: %w", w.name, events[0].Seq, last(events), err)
+			wasHealthy := false
+			w.update(func() { wasHealthy, w.healthy, w.lastErr = w.healthy, false, err })
+			m.onError(err)
+			if wasHealthy {
+				m.recordSink(ctx, EventSinkFailed, w, err)
+			}
+		} else if err != nil {
+			m.onError(fmt.Errorf("pam: audit sink %s: read the trail: %w", w.name, err))
+		}
+		if err != nil {
+			// Jitter spreads the retries of many replicas.
+			wait := backoff/2 + rand.N(backoff/2+1)
+			backoff = min(2*backoff, w.max)
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+			continue
+		}
+		w.mu.Lock()
+		cursor := w.cursor
+		w.mu.Unlock()
+		if stopAt >= 0 && cursor >= stopAt {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-w.wake:
+		case <-poll.C:
+		case <-stop:
+		}
+	}
+}
+
+func last(events []Event) int64 { return events[len(events)-1].Seq }
+
+// next returns the events after the cursor, initialising it first.
+func (w *sinkWorker) next(ctx context.Context) ([]Event, error) {
+	w.mu.Lock()
+	ready, cursor := w.ready, w.cursor
+	w.mu.Unlock()
+	if !ready {
+		var err error
+		if cursor, err = w.start(ctx); err != nil {
+			return nil, err
+		}
+		w.update(func() { w.ready, w.cursor = true, cursor })
+	}
+	return w.m.store.Events(ctx, EventFilter{After: cursor, Limit: sinkBatch})
+}
+
+// start finds where delivery begins: after the sink's own last event, or
+// at the head when the Manager started.
+func (w *sinkWorker) start(ctx context.Context) (int64, error) {
+	at := w.m.startSeq
+	if r, ok := w.sink.(SinkResumer); ok {
+		rctx, cancel := context.WithTimeout(ctx, w.m.auditTimeout)
+		seq, err := r.LastSeq(rctx)
+		cancel()
+		if err != nil {
+			return 0, fmt.Errorf("resume point: %w", err)
+		}
+		at = min(at, seq)
+	}
+	return at, nil
+}
+
+// await waits until the sink has event seq, and fails at once when the
+// sink is failing, or after the audit timeout.
+func (w *sinkWorker) await(ctx context.Context, seq int64, timer <-chan time.Time) error {
+	for {
+		w.mu.Lock()
+		cursor, healthy, lastErr, ch := w.cursor, w.healthy, w.lastErr, w.changed
+		ready := w.ready
+		w.mu.Unlock()
+		switch {
+		case ready && cursor >= seq:
+			return nil
+		case !healthy:
+			return fmt.Errorf("required audit sink %s is failing: %w", w.name, lastErr)
+		}
+		select {
+		case <-ch:
+		case <-timer:
+			return fmt.Errorf("required audit sink %s did not take event %d within %s", w.name, seq, w.m.auditTimeout)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (w *sinkWorker) status() SinkStatus {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := SinkStatus{Name: w.name, Required: w.required, Healthy: w.healthy, Cursor: w.cursor,
+		Delivered: w.delivered.Load(), Failures: w.failures.Load()}
+	if w.lastErr != nil {
+		s.LastError = w.lastErr.Error()
+	}
+	return s
+}
+
+// SinkStatus reports each audit sink's delivery, in Options.AuditSinks
+// order.
+func (m *Manager) SinkStatus() []SinkStatus {
+	out := make([]SinkStatus, len(m.sinks))
+	for i, w := range m.sinks {
+		out[i] = w.status()
+	}
+	return out
+}
+
+// requiredDown returns an error when a required sink is failing.
+func (m *Manager) requiredDown() error {
+	for _, w := range m.required {
+		w.mu.Lock()
+		healthy, lastErr := w.healthy, w.lastErr
+		w.mu.Unlock()
+		if !healthy {
+			return fmt.Errorf("required audit sink %s is failing: %w", w.name, lastErr)
+		}
+	}
+	return nil
+}
+
+// awaitRequired waits until every required sink has event seq.
+func (m *Manager) awaitRequired(ctx context.Context, seq int64) error {
+	if len(m.required) == 0 {
+		return nil
+	}
+	t := time.NewTimer(m.auditTimeout)
+	defer t.Stop()
+	for _, w := range m.required {
+		if err := w.await(ctx, seq, t.C); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// published tells the sink workers that events were committed.
+func (m *Manager) published(_ context.Context, events []Event) {
+	if len(events) == 0 {
+		return
+	}
+	for _, w := range m.sinks {
+		w.nudge()
+	}
+}
+
+// commit commits tx once the sinks know where the trail stood when the
+// Manager started, so that no event this Manager writes can fall before
+// their starting point.
+func (m *Manager) commit(ctx context.Context, tx *Tx) error {
+	if m.sinksReady != nil {
+		select {
+		case <-m.sinksReady:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return m.store.Commit(ctx, tx)
+}
+
+// headSeq returns the Seq of the last event, 0 on an empty trail or an
+// error.
+func (m *Manager) headSeq(ctx context.Context) int64 {
+	ev, err := m.store.Events(ctx, EventFilter{Descending: true, Limit: 1})
+	if err != nil || len(ev) == 0 {
+		return 0
+	}
+	return ev[0].Seq
+}
+
+// recordSink records a sink's failure or recovery in the trail, once per
+// episode, so the outage is part of the record the sink will receive.
+func (m *Manager) recordSink(ctx context.Context, t EventType, w *sinkWorker, err error) {
+	now, nerr := m.now(ctx)
+	if nerr != nil {
+		now = m.clock.Now()
+	}
+	d := map[string]string{"sink": w.name}
+	if err != nil {
+		d["error"] = cleanText(err.Error())
+	}
+	tx := &Tx{Events: []Event{{Time: now, Type: t, Outcome: map[bool]string{true: "required", false: "best_effort"}[w.required], Detail: d}}}
+	if cerr := m.commit(ctx, tx); cerr != nil {
+		m.onError(fmt.Errorf("pam: record %s of sink %s: %w", t, w.name, cerr))
+		return
+	}
+	m.published(ctx, tx.Events)
+}
+
+// startSinks reads the trail's head, which new sinks start after, and
+// then starts one worker per sink. Commits wait for the head to be read.
+func (m *Manager) startSinks() {
+	if len(m.sinks) == 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.stopSinks, m.killSinks, m.sinksReady = make(chan struct{}), cancel, make(chan struct{})
+	m.sinkWG.Add(1)
+	go func() {
+		defer m.sinkWG.Done()
+		for wait := 10 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+			head, err := m.store.Events(ctx, EventFilter{Descending: true, Limit: 1})
+			if err == nil {
+				if len(head) == 1 {
+					m.startSeq = head[0].Seq
+				}
+				break
+			}
+			m.onError(fmt.Errorf("pam: audit sinks: read the trail's head: %w", err))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		close(m.sinksReady)
+		for _, w := range m.sinks {
+			m.sinkWG.Add(1)
+			go func() {
+				defer m.sinkWG.Done()
+				w.run(ctx, m.stopSinks)
+			}()
+		}
+	}()
+}
+
+// Close stops the audit sink workers once they have delivered the trail
+// up to its current head, or when ctx is done, whichever comes first. It
+// returns an error naming the sinks left behind. The Manager must not be
+// used after Close.
+func (m *Manager) Close(ctx context.Context) error {
+	if len(m.sinks) == 0 {
+		return nil
+	}
+	m.closeOnce.Do(func() { close(m.stopSinks) })
+	done := make(chan struct{})
+	go func() { m.sinkWG.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		m.killSinks()
+		<-done
+	}
+	m.killSinks()
+	head := m.headSeq(context.WithoutCancel(ctx))
+	var errs []error
+	for _, w := range m.sinks {
+		if s := w.status(); s.Cursor < head {
+			errs = append(errs, fmt.Errorf("pam: audit sink %s stopped at event %d of %d: %s", s.Name, s.Cursor, head, s.LastError))
+		}
+	}
+	return errors.Join(errs...)
+}

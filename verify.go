@@ -1,0 +1,180 @@
+package pam
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"sort"
+)
+
+// VerifyOptions select what Verify checks.
+type VerifyOptions struct {
+	// From and To bound the sequence numbers checked. From defaults to 1;
+	// a later From trusts the stored hash of event From-1 as its anchor.
+	// To defaults to the trail's head.
+	From, To int64
+	// Checkpoints are compared with the trail: the event at each
+	// checkpoint's Seq must have its Hash, and the trail must reach it.
+	// Checkpoints past an explicit To are skipped.
+	Checkpoints []Checkpoint
+	// PublicKeys, when given, must verify every checkpoint's signature:
+	// an unsigned checkpoint or one signed by another key fails. Without
+	// keys, signatures are not checked.
+	PublicKeys []ed25519.PublicKey
+	// PageSize is how many events are read per store call. Default 5000.
+	PageSize int
+}
+
+// VerifyResult describes a verified range.
+type VerifyResult struct {
+	From, To    int64
+	Events      int64  // events checked
+	Head        string // the hash of event To
+	Checkpoints int    // checkpoints checked
+}
+
+// Verify checks the audit trail in s over a range: sequence numbers
+// without gaps, each event's hash recomputed from its fields (see
+// ChainHash), each event linked to the one before it, and the trail
+// against checkpoints kept elsewhere. It stops at the first event that
+// fails and returns a *TamperError (matching ErrTampered) naming it and
+// the reason; other errors are the store's.
+//
+// Verify works on any Store, without a Manager, so an auditor can run it
+// with nothing but read access and the checkpoints.
+func Verify(ctx context.Context, s Store, o VerifyOptions) (VerifyResult, error) {
+	if o.From < 0 || o.To < 0 || o.PageSize < 0 || o.To > 0 && o.To < o.From {
+		return VerifyResult{}, invalid("VerifyOptions", "From, To and PageSize must not be negative, and To must not be before From")
+	}
+	if o.From == 0 {
+		o.From = 1
+	}
+	if o.PageSize == 0 {
+		o.PageSize = 5000
+	}
+	last, err := s.Events(ctx, EventFilter{Descending: true, Limit: 1})
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	var headSeq int64
+	if len(last) == 1 {
+		headSeq = last[0].Seq
+	}
+	explicitTo := o.To > 0
+	if !explicitTo {
+		o.To = headSeq
+	}
+
+	cps := make([]Checkpoint, 0, len(o.Checkpoints))
+	for _, c := range o.Checkpoints {
+		if explicitTo && c.Seq > o.To || c.Seq < o.From-1 {
+			continue
+		}
+		if len(o.PublicKeys) > 0 {
+			if err := c.CheckSignature(o.PublicKeys...); err != nil {
+				return VerifyResult{}, err
+			}
+		}
+		cps = append(cps, c)
+	}
+	sort.Slice(cps, func(i, j int) bool { return cps[i].Seq < cps[j].Seq })
+	res := VerifyResult{From: o.From, To: o.To, Checkpoints: len(cps)}
+
+	// The anchor: H(From-1).
+	prev := GenesisHash
+	if o.From > 1 {
+		ev, err := s.Events(ctx, EventFilter{After: o.From - 2, Limit: 1})
+		if err != nil {
+			return res, err
+		}
+		if len(ev) == 0 || ev[0].Seq != o.From-1 {
+			return res, &TamperError{Seq: o.From - 1, Reason: ReasonGap, Detail: "the event before the range is missing"}
+		}
+		prev = ev[0].Hash
+	}
+	for len(cps) > 0 && cps[0].Seq == o.From-1 {
+		if cps[0].Hash != prev {
+			return res, mismatch(&cps[0], prev)
+		}
+		cps = cps[1:]
+	}
+
+	next := o.From
+	for next <= o.To {
+		page, err := s.Events(ctx, EventFilter{After: next - 1, Before: o.To + 1, Limit: o.PageSize})
+		if err != nil {
+			return res, err
+		}
+		if len(page) == 0 {
+			break
+		}
+		for i := range page {
+			e := &page[i]
+			if e.Seq != next {
+				return res, &TamperError{Seq: next, Reason: ReasonGap, Detail: fmt.Sprintf("event %d is missing; the next stored event is %d", next, e.Seq)}
+			}
+			if e.PrevHash != prev {
+				return res, diagnose(e, prev, page[i+1:], ReasonBrokenLink, "its prev_hash is not the hash of the event before it")
+			}
+			if err := e.CheckHash(); err != nil {
+				return res, diagnose(e, prev, page[i+1:], ReasonAltered, "its fields do not match its hash")
+			}
+			for len(cps) > 0 && cps[0].Seq == e.Seq {
+				if cps[0].Hash != e.Hash {
+					return res, mismatch(&cps[0], e.Hash)
+				}
+				cps = cps[1:]
+			}
+			prev = e.Hash
+			next++
+			res.Events++
+		}
+	}
+	switch {
+	case next <= o.To && next <= headSeq:
+		return res, &TamperError{Seq: next, Reason: ReasonGap, Detail: fmt.Sprintf("event %d is missing", next)}
+	case next <= o.To:
+		return res, &TamperError{Seq: next, Reason: ReasonTruncated, Detail: fmt.Sprintf("the trail ends at event %d, before %d", next-1, o.To)}
+	case len(cps) > 0:
+		return res, &TamperError{Seq: next, Reason: ReasonTruncated, Detail: fmt.Sprintf("the trail ends at event %d; a checkpoint of %s vouches for event %d", next-1, cps[0].Time.UTC().Format("2006-01-02T15:04:05Z"), cps[0].Seq)}
+	}
+	res.Head = prev
+	return res, nil
+}
+
+// Verify checks the Manager's store: see the package-level Verify.
+func (m *Manager) Verify(ctx context.Context, o VerifyOptions) (VerifyResult, error) {
+	return Verify(ctx, m.store, o)
+}
+
+func mismatch(c *Checkpoint, got string) error {
+	return &TamperError{Seq: c.Seq, Reason: ReasonCheckpointMismatch,
+		Detail: fmt.Sprintf("a checkpoint of %s says event %d has hash %s, the trail has %s: history up to it was rewritten", c.Time.UTC().Format("2006-01-02T15:04:05Z"), c.Seq, c.Hash, got)}
+}
+
+// reorderWindow is how far from its position Verify looks for the
+// position an intact event was written at.
+const reorderWindow = 64
+
+// diagnose tells a moved event from an altered or unlinked one. An event
+// whose hash verifies with its own PrevHash at another sequence number j
+// was written there; if the event that belongs at its position (the one
+// linked to prev) comes later, the two were reordered, otherwise events
+// before it were removed or inserted.
+func diagnose(e *Event, prev string, after []Event, reason TamperReason, detail string) error {
+	if p, err := ParseHash(e.PrevHash); err == nil {
+		d := e.ContentDigest()
+		for j := max(1, e.Seq-reorderWindow); j <= e.Seq+reorderWindow; j++ {
+			if j == e.Seq || !hashEqual(e.Hash, ChainHash(j, p, d)) {
+				continue
+			}
+			for k := range after[:min(len(after), reorderWindow)] {
+				if after[k].PrevHash == prev {
+					return &TamperError{Seq: e.Seq, Reason: ReasonReordered, Detail: fmt.Sprintf("the event at %d was written as event %d; event %d's content is at %d", e.Seq, j, e.Seq, after[k].Seq)}
+				}
+			}
+			return &TamperError{Seq: e.Seq, Reason: ReasonBrokenLink, Detail: fmt.Sprintf("the event at %d was written as event %d: events before it were removed or inserted", e.Seq, j)}
+		}
+	}
+	return &TamperError{Seq: e.Seq, Reason: reason, Detail: detail}
+}
