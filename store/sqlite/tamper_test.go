@@ -68,12 +68,14 @@ func TestTamperingIsDetected(t *testing.T) {
 	type tamper struct {
 		name   string
 		do     func(db *sql.DB, k int64) // changes event k (or from k on)
-		seq    func(k int64) int64      // the first bad Seq Verify must report
+		seq    func(k int64) int64       // the first bad Seq Verify must report
 		reason func(k int64) pam.TamperReason
 	}
 	at := func(d int64) func(int64) int64 { return func(k int64) int64 { return k + d } }
 	atHead := func(int64) int64 { return head }
-	always := func(r pam.TamperReason) func(int64) pam.TamperReason { return func(int64) pam.TamperReason { return r } }
+	always := func(r pam.TamperReason) func(int64) pam.TamperReason {
+		return func(int64) pam.TamperReason { return r }
+	}
 	tampers := []tamper{
 		{"alter a field", func(db *sql.DB, k int64) {
 			col := []string{"actor = 'mallory'", "type = 'guard.denied'", "outcome = 'error'", "task = 'Other'", `detail = '{"n":"x"}'`, "detail = NULL", "time = time + 1", "request_id = ''"}[rng.IntN(8)]
