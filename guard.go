@@ -60,6 +60,9 @@ type CheckResult struct {
 	Deadline time.Time
 	// Err is the error Guard returns when not allowed.
 	Err error
+
+	params map[string]any // the operation's, for the audit trail
+	audits []*ParamAudit  // of the covering policies
 }
 
 // PolicyCheck explains one candidate policy.
@@ -349,8 +352,12 @@ func (m *Manager) evaluate(ctx context.Context, s *snapshot, actor string, aerr 
 		}
 		if pc.Covered {
 			covered++
+			if len(op.Params) > 0 {
+				res.audits = append(res.audits, &c.ParamAudit)
+			}
 		}
 	}
+	res.params = op.Params
 	switch {
 	case aerr != nil:
 		res.Outcome, res.Err = OutcomeNotApproved, aerr
@@ -530,6 +537,12 @@ func (m *Manager) guardEvent(res *CheckResult) Event {
 		}
 		e.Detail["policies"] = strings.Join(pols, ",")
 		e.Detail["requests"] = strings.Join(grants, ",")
+	}
+	if len(res.params) > 0 {
+		if e.Detail == nil {
+			e.Detail = make(map[string]string, len(res.params))
+		}
+		m.paramDetail(e.Detail, res.params, res.audits)
 	}
 	return e
 }

@@ -71,6 +71,12 @@ type Options struct {
 	// NotifyTimeout bounds each call to the Notifier. Default: 30
 	// seconds.
 	NotifyTimeout time.Duration
+	// ParamAudit says how operation parameters are recorded in the audit
+	// trail where a policy does not say; by default they are redacted.
+	ParamAudit ParamAudit
+	// ParamHMACKey is the key of ParamHMAC. Required when any mode is
+	// ParamHMAC; keep it out of the database.
+	ParamHMACKey []byte
 	// OnError receives errors that do not fail the operation that caused
 	// them: a notifier or audit sink that failed, an automatic approver
 	// that failed, a stored policy that no longer compiles.
@@ -106,6 +112,9 @@ type Manager struct {
 	killSinks    context.CancelFunc
 	sinkWG       sync.WaitGroup
 	closeOnce    sync.Once
+
+	params   ParamAudit
+	paramKey []byte
 
 	ckptKey   ed25519.PrivateKey
 	ckptSinks []CheckpointSink
@@ -156,6 +165,14 @@ func New(store Store, opts *Options) (*Manager, error) {
 		ckptSinks:    append([]CheckpointSink(nil), opts.CheckpointSinks...),
 		ckptEvery:    opts.CheckpointInterval,
 	}
+	if err := opts.ParamAudit.Validate("Options.ParamAudit"); err != nil {
+		return nil, err
+	}
+	if opts.ParamAudit.uses(ParamHMAC) && len(opts.ParamHMACKey) == 0 {
+		return nil, invalid("Options.ParamHMACKey", "is required by ParamHMAC")
+	}
+	m.params = ParamAudit{Default: opts.ParamAudit.Default, Params: maps.Clone(opts.ParamAudit.Params)}
+	m.paramKey = append([]byte(nil), opts.ParamHMACKey...)
 	if opts.CheckpointKey != nil {
 		if len(opts.CheckpointKey) != ed25519.PrivateKeySize {
 			return nil, invalid("Options.CheckpointKey", "is not an Ed25519 private key")
@@ -389,6 +406,9 @@ func (m *Manager) UpdatePolicy(ctx context.Context, p Policy) (Policy, error) {
 func (m *Manager) validatePolicy(ctx context.Context, p *Policy) error {
 	if err := p.Validate(); err != nil {
 		return err
+	}
+	if p.ParamAudit.uses(ParamHMAC) && len(m.paramKey) == 0 {
+		return invalid("ParamAudit", "ParamHMAC needs Options.ParamHMACKey")
 	}
 	s, err := m.current(ctx)
 	if err != nil {

@@ -140,6 +140,11 @@ type Policy struct {
 	// at once, with the same input as RequestRule. Undefined, false or an
 	// error leave the request to the approvers.
 	AutoApproveRule string `json:"auto_approve_rule,omitempty"`
+	// ParamAudit says how the parameters of the operations this policy
+	// covers are recorded in the audit trail; what it leaves open comes
+	// from Options.ParamAudit. When several policies cover an operation,
+	// each parameter gets the strictest of their modes.
+	ParamAudit ParamAudit `json:"param_audit,omitzero"`
 
 	// Set by the engine.
 	Version         int64     `json:"version"`
@@ -214,7 +219,7 @@ func (p *Policy) Validate() error {
 			return err
 		}
 	}
-	return nil
+	return p.ParamAudit.Validate("ParamAudit")
 }
 
 func (p *Policy) defaultDuration() time.Duration {
