@@ -108,7 +108,6 @@ type Manager struct {
 	auditPoll    time.Duration
 	startSeq     int64         // the head when the Manager started
 	sinksReady   chan struct{} // closed once startSeq is read
-	stopSinks    chan struct{}
 	killSinks    context.CancelFunc
 	sinkWG       sync.WaitGroup
 	closeOnce    sync.Once

@@ -124,24 +124,15 @@ func (w *sinkWorker) update(f func()) {
 	w.mu.Unlock()
 }
 
-// run delivers until ctx is done, or until stop is closed and the trail
-// up to its head at that moment is delivered.
-func (w *sinkWorker) run(ctx context.Context, stop <-chan struct{}) {
+// run delivers until ctx is done.
+func (w *sinkWorker) run(ctx context.Context) {
 	m := w.m
 	// Polling and retries are I/O pacing, like timeouts: they run on real
 	// time, not on Options.Clock, which is the time decisions are made at.
 	poll := time.NewTicker(m.auditPoll)
 	defer poll.Stop()
 	backoff := w.min
-	var stopAt int64 = -1
 	for ctx.Err() == nil {
-		if stopAt < 0 {
-			select {
-			case <-stop:
-				stopAt = m.headSeq(ctx)
-			default:
-			}
-		}
 		events, err := w.next(ctx)
 		if err == nil && len(events) > 0 {
 			wctx, cancel := context.WithTimeout(ctx, m.auditTimeout)
@@ -181,17 +172,10 @@ func (w *sinkWorker) run(ctx context.Context, stop <-chan struct{}) {
 			t.Stop()
 			continue
 		}
-		w.mu.Lock()
-		cursor := w.cursor
-		w.mu.Unlock()
-		if stopAt >= 0 && cursor >= stopAt {
-			return
-		}
 		select {
 		case <-ctx.Done():
 		case <-w.wake:
 		case <-poll.C:
-		case <-stop:
 		}
 	}
 }
@@ -362,7 +346,7 @@ func (m *Manager) startSinks() {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m.stopSinks, m.killSinks, m.sinksReady = make(chan struct{}), cancel, make(chan struct{})
+	m.killSinks, m.sinksReady = cancel, make(chan struct{})
 	m.sinkWG.Add(1)
 	go func() {
 		defer m.sinkWG.Done()
@@ -386,36 +370,52 @@ func (m *Manager) startSinks() {
 			m.sinkWG.Add(1)
 			go func() {
 				defer m.sinkWG.Done()
-				w.run(ctx, m.stopSinks)
+				w.run(ctx)
 			}()
 		}
 	}()
 }
 
 // Close stops the audit sink workers once they have delivered the trail
-// up to its current head, or when ctx is done, whichever comes first. It
-// returns an error naming the sinks left behind. The Manager must not be
-// used after Close.
+// up to its head, or when ctx is done, whichever comes first. It returns
+// an error naming the sinks left behind. The Manager must not be used
+// after Close.
 func (m *Manager) Close(ctx context.Context) error {
 	if len(m.sinks) == 0 {
 		return nil
 	}
-	m.closeOnce.Do(func() { close(m.stopSinks) })
-	done := make(chan struct{})
-	go func() { m.sinkWG.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		m.killSinks()
-		<-done
-	}
-	m.killSinks()
-	head := m.headSeq(context.WithoutCancel(ctx))
+	var head int64
 	var errs []error
-	for _, w := range m.sinks {
-		if s := w.status(); s.Cursor < head {
-			errs = append(errs, fmt.Errorf("pam: audit sink %s stopped at event %d of %d: %s", s.Name, s.Cursor, head, s.LastError))
+	m.closeOnce.Do(func() {
+		// Wait until every sink holds the head, and the head stays put:
+		// a sink's recovery is itself an event the others must take.
+		for ctx.Err() == nil {
+			h := m.headSeq(ctx)
+			caughtUp := true
+			for _, w := range m.sinks {
+				if w.status().Cursor < h {
+					caughtUp = false
+				}
+			}
+			if caughtUp {
+				if m.headSeq(ctx) == h {
+					break
+				}
+				continue
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(2 * time.Millisecond):
+			}
 		}
-	}
+		m.killSinks()
+		m.sinkWG.Wait()
+		head = m.headSeq(context.WithoutCancel(ctx))
+		for _, w := range m.sinks {
+			if s := w.status(); s.Cursor < head {
+				errs = append(errs, fmt.Errorf("pam: audit sink %s stopped at event %d of %d: %s", s.Name, s.Cursor, head, s.LastError))
+			}
+		}
+	})
 	return errors.Join(errs...)
 }

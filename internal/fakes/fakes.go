@@ -3,7 +3,11 @@ package fakes
 
 import (
 	"context"
+	"errors"
+	"maps"
+	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zerostanding/pam"
@@ -210,4 +214,109 @@ func (s TimedStore) Now(ctx context.Context) (time.Time, error) {
 		return time.Time{}, err
 	}
 	return s.Clock.Now(), nil
+}
+
+// FaultyStore fails Commit at random while faults are on: either before
+// writing (the commit is rejected) or after (the write is stored but
+// reported failed, as when a connection drops before the reply).
+type FaultyStore struct {
+	pam.Store
+	mu            sync.Mutex
+	rng           *rand.Rand
+	p             float64
+	Before, After atomic.Int64 // faults injected
+}
+
+// NewFaultyStore wraps s; each Commit fails with probability p.
+func NewFaultyStore(s pam.Store, p float64, seed uint64) *FaultyStore {
+	return &FaultyStore{Store: s, rng: rand.New(rand.NewPCG(seed, seed+1)), p: p}
+}
+
+// SetP changes the fault probability (0: no more faults).
+func (s *FaultyStore) SetP(p float64) {
+	s.mu.Lock()
+	s.p = p
+	s.mu.Unlock()
+}
+
+// Commit implements pam.Store.
+func (s *FaultyStore) Commit(ctx context.Context, tx *pam.Tx) error {
+	s.mu.Lock()
+	fail, after := s.rng.Float64() < s.p, s.rng.IntN(2) == 0
+	s.mu.Unlock()
+	if !fail {
+		return s.Store.Commit(ctx, tx)
+	}
+	if !after {
+		s.Before.Add(1)
+		return errors.New("injected fault: commit rejected")
+	}
+	if err := s.Store.Commit(ctx, tx); err != nil {
+		return err
+	}
+	s.After.Add(1)
+	return errors.New("injected fault: committed, but the reply was lost")
+}
+
+// FaultySink records events like Sink, and fails writes at random while
+// faults are on: with an error, or by hanging until the write's context
+// ends.
+type FaultySink struct {
+	mu     sync.Mutex
+	rng    *rand.Rand
+	p      float64
+	bySeq  map[int64]pam.Event
+	byRun  map[string]int64 // the "param.run" detail → Seq
+	Faults atomic.Int64
+}
+
+// NewFaultySink returns a sink failing each write with probability p.
+func NewFaultySink(p float64, seed uint64) *FaultySink {
+	return &FaultySink{rng: rand.New(rand.NewPCG(seed, seed+1)), p: p, bySeq: map[int64]pam.Event{}, byRun: map[string]int64{}}
+}
+
+// SetP changes the fault probability.
+func (s *FaultySink) SetP(p float64) {
+	s.mu.Lock()
+	s.p = p
+	s.mu.Unlock()
+}
+
+// Write implements pam.AuditSink.
+func (s *FaultySink) Write(ctx context.Context, events []pam.Event) error {
+	s.mu.Lock()
+	fail, hang := s.rng.Float64() < s.p, s.rng.IntN(4) == 0
+	if !fail {
+		for _, e := range events {
+			s.bySeq[e.Seq] = e
+			if run := e.Detail["param.run"]; run != "" && e.Type == pam.EventGuardAllowed {
+				s.byRun[run] = e.Seq
+			}
+		}
+	}
+	s.mu.Unlock()
+	if !fail {
+		return nil
+	}
+	s.Faults.Add(1)
+	if hang {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return errors.New("injected fault: sink write failed")
+}
+
+// Has reports whether the sink holds the guard.allowed event of run.
+func (s *FaultySink) Has(run string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.byRun[run]
+	return ok
+}
+
+// Events returns the events held, by Seq.
+func (s *FaultySink) Events() map[int64]pam.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.bySeq)
 }
