@@ -91,9 +91,33 @@
 // Every state change and every Guard outcome on a covered operation is an
 // Event with a gapless sequence number, written in the same store
 // transaction as the change. Audit searches the trail by actor, task,
-// type, outcome, request, policy and time, in pages. AuditSinks receive
-// committed events; a failing sink or Notifier never fails the operation
-// that caused it: the failure goes to Options.OnError and into the trail.
+// type, outcome, request, policy and time, in pages.
+//
+// The trail is a hash chain: each event carries the SHA-256 of its own
+// fields and of the previous event's hash, computed inside the store's
+// serialised commit (see ChainHash for the encoding, versioned and
+// written down so that anyone can check a trail without this library).
+// Verify recomputes the chain over a range and reports the first event
+// that fails and why: altered, broken link, reordered, gap, truncated.
+// Checkpoint signs the head (Ed25519, Options.CheckpointKey) and hands it
+// to CheckpointSinks kept outside the database; Run makes one every
+// CheckpointInterval. With checkpoints, Verify also catches history that
+// was rewritten and re-hashed up to the head, and a trail cut short.
+//
+// Audit sinks (package sinks: a JSON Lines file, slog, a webhook) are fed
+// from the store by a worker each, in sequence order, so nothing committed
+// is lost to a sink that was down, a process that restarted or a commit
+// whose reply was lost. A required sink makes audit fail closed, as
+// Vault's audit devices do: Guard runs fn only once the operation's start
+// event reached it, and denies while it is failing. A best-effort sink is
+// retried with backoff and never slows anything. Every failure goes to
+// Options.OnError, is counted in SinkStatus, and each outage is recorded
+// in the trail (sink.failed, sink.recovered).
+//
+// Operation parameters are recorded on guard events as "param.NAME"
+// entries: redacted by default, or in full, or as an HMAC-SHA256 an
+// auditor holding the key can match (ParamAudit, per policy or in
+// Options).
 //
 // # Stores
 //

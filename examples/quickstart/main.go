@@ -10,7 +10,8 @@
 //  4. Bob, an approver, approves (Approve-ElevatedAccessRequest).
 //  5. Alice moves the mailbox: allowed, and audited.
 //  6. Two hours pass; the window ends; the next move is denied.
-//  7. The audit trail is printed.
+//  7. The audit trail is printed, checkpointed and verified. It also went
+//     to a JSON Lines file beside the database, a required sink.
 //
 // State lives in a SQLite file (-db, or $PAM_QUICKSTART_DB; by default
 // pam-quickstart.db in the temporary directory): run it twice and the
@@ -34,6 +35,7 @@ import (
 	"github.com/benbjohnson/clock"
 
 	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/sinks"
 	"github.com/zerostanding/pam/store/sqlite"
 )
 
@@ -73,11 +75,24 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// The trail also goes to a JSON Lines file, as a required sink: no
+	// guarded operation runs unless its start is in the file. Checkpoints
+	// of the trail's head go to a file of their own.
+	trailFile, err := sinks.OpenFile(*path+".audit.jsonl", nil)
+	if err != nil {
+		return err
+	}
+	defer trailFile.Close()
+	checkpoints := sinks.NewCheckpointFile(*path + ".checkpoints.jsonl")
 	m, err := pam.New(store, &pam.Options{
-		Clock:          clk,
-		Directory:      dir,
-		AdminGroup:     "pam-admins",
-		SystemAccounts: []string{"svc-backup@contoso.com"},
+		Clock:           clk,
+		Directory:       dir,
+		AdminGroup:      "pam-admins",
+		SystemAccounts:  []string{"svc-backup@contoso.com"},
+		AuditSinks:      []pam.SinkConfig{{Name: "file", Sink: trailFile, Required: true}},
+		CheckpointSinks: []pam.CheckpointSink{checkpoints},
+		// Parameters are redacted unless a policy or this says otherwise.
+		ParamAudit: pam.ParamAudit{Params: map[string]pam.ParamMode{"identity": pam.ParamFull, "target_database": pam.ParamFull}},
 		Notifier: pam.NotifierFunc(func(_ context.Context, n pam.Notification) error {
 			fmt.Printf("  ✉ to %s: %s (%s)\n", strings.Join(n.Recipients, ", "), n.Type, n.Request.Scope.Name)
 			return nil
@@ -165,12 +180,31 @@ func run() error {
 		return err
 	}
 	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "  SEQ\tTIME\tEVENT\tACTOR\tTASK\tOUTCOME")
+	fmt.Fprintln(w, "  SEQ\tTIME\tEVENT\tACTOR\tTASK\tOUTCOME\tHASH")
 	for i := len(events) - 1; i >= 0; i-- {
 		e := events[i]
-		fmt.Fprintf(w, "  %d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Format("Jan 2 15:04"), e.Type, e.Actor, e.Task, e.Outcome)
+		fmt.Fprintf(w, "  %d\t%s\t%s\t%s\t%s\t%s\t%s…\n", e.Seq, e.Time.Format("Jan 2 15:04"), e.Type, e.Actor, e.Task, e.Outcome, e.Hash[:12])
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+
+	step("A checkpoint of the trail's head, and the whole trail verified against every checkpoint so far")
+	cp, err := m.Checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	all, err := sinks.ReadCheckpoints(*path + ".checkpoints.jsonl")
+	if err != nil {
+		return err
+	}
+	res, err := m.Verify(ctx, pam.VerifyOptions{Checkpoints: all})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  checkpoint at event %d, hash %s…\n", cp.Seq, cp.Hash[:12])
+	fmt.Printf("  %d events verify against %d checkpoints; the same trail is in %s.audit.jsonl\n", res.Events, res.Checkpoints, *path)
+	return m.Close(ctx)
 }
 
 func step(s string) { fmt.Printf("\n▶ %s\n", s) }

@@ -614,8 +614,17 @@ func (s *Store) Events(ctx context.Context, f pam.EventFilter) ([]pam.Event, err
 	}
 	q.eq("actor", f.Actor)
 	q.eq("task", f.Task)
-	q.eq("request_id", f.RequestID)
-	q.eq("policy_id", f.PolicyID)
+	// The request and policy indexes are partial (WHERE … <> ''); a
+	// bound parameter does not tell the planner the filter implies that,
+	// the literal condition does.
+	if f.RequestID != "" {
+		q.eq("request_id", f.RequestID)
+		q.sql.WriteString(" AND request_id <> ''")
+	}
+	if f.PolicyID != "" {
+		q.eq("policy_id", f.PolicyID)
+		q.sql.WriteString(" AND policy_id <> ''")
+	}
 	q.eq("outcome", f.Outcome)
 	q.in("type", strs(f.Types))
 	if !f.Since.IsZero() {

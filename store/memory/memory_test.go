@@ -17,3 +17,8 @@ func TestConformance(t *testing.T) {
 func BenchmarkStore(b *testing.B) {
 	storetest.Bench(b, func(testing.TB, *clock.Mock) pam.Store { return memory.New() })
 }
+
+// BenchmarkTrail searches and verifies a trail of 1,000,000 events.
+func BenchmarkTrail(b *testing.B) {
+	storetest.BenchTrail(b, func(testing.TB, *clock.Mock) pam.Store { return memory.New() }, 1_000_000)
+}

@@ -181,3 +181,9 @@ func TestUpgradeChainsExistingEvents(t *testing.T) {
 		t.Fatalf("after a commit: Verify = %+v, %v", res, err)
 	}
 }
+
+// BenchmarkTrail searches and verifies a trail of 1,000,000 events.
+func BenchmarkTrail(b *testing.B) {
+	schema := freshSchema(b)
+	storetest.BenchTrail(b, func(t testing.TB, clk *clock.Mock) pam.Store { return open(t, schema, clk) }, 1_000_000)
+}

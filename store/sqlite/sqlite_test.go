@@ -158,3 +158,10 @@ func TestUpgradeChainsExistingEvents(t *testing.T) {
 		t.Fatalf("after a commit: Verify = %+v, %v", res, err)
 	}
 }
+
+// BenchmarkTrail searches and verifies a trail of 1,000,000 events.
+func BenchmarkTrail(b *testing.B) {
+	storetest.BenchTrail(b, func(t testing.TB, _ *clock.Mock) pam.Store {
+		return open(t, filepath.Join(t.TempDir(), "pam.db"))
+	}, 1_000_000)
+}

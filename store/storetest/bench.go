@@ -95,3 +95,70 @@ func Bench(b *testing.B, open Opener) {
 		}
 	})
 }
+
+// BenchTrail fills one store with n audit events, then measures searches
+// on it and Verify of the whole chain. The events cycle through 50 actors,
+// 10 tasks and n/10 request IDs; one in 1,000 has the policy "rare", one
+// in 5,000 the type policy.updated and the outcome "panic": the needles
+// auditors search for.
+//
+//   - Newest100 (the baseline: a primary-key scan), Page (100 events from
+//     the middle, ascending), Actor, Task, Request, RarePolicy, RareType,
+//     RareOutcome (each the newest 100 matches, or all there are),
+//     TimeRange (one minute in the middle).
+//   - Verify: the whole chain; events/s is reported.
+func BenchTrail(b *testing.B, open Opener, n int) {
+	clk := clock.NewMock()
+	clk.Set(Epoch)
+	s := open(b, clk)
+	const batch = 1000
+	for done := 0; done < n; done += batch {
+		tx := &pam.Tx{}
+		for i := done; i < min(done+batch, n); i++ {
+			e := pam.Event{Time: Epoch.Add(time.Duration(i) * time.Second), Type: pam.EventGuardAllowed,
+				Actor: fmt.Sprint("user", i%50), Task: fmt.Sprint("Task-", i%10), PolicyID: "move",
+				RequestID: fmt.Sprint("req", i%(n/10)), Outcome: "granted", Detail: map[string]string{"param.mailbox": "x"}}
+			if i%1000 == 999 {
+				e.PolicyID = "rare"
+			}
+			if i%5000 == 4999 {
+				e.Type, e.Outcome = pam.EventPolicyUpdated, "panic"
+			}
+			tx.Events = append(tx.Events, e)
+		}
+		if err := s.Commit(context.Background(), tx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	search := func(name string, f pam.EventFilter, want int) {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				events, err := s.Events(context.Background(), f)
+				if err != nil || len(events) != want {
+					b.Fatalf("%d events, want %d: %v", len(events), want, err)
+				}
+			}
+		})
+	}
+	mid := Epoch.Add(time.Duration(n/2) * time.Second)
+	search("Newest100", pam.EventFilter{Descending: true, Limit: 100}, 100)
+	search("Page", pam.EventFilter{After: int64(n / 2), Limit: 100}, 100)
+	search("Actor", pam.EventFilter{Actor: "user7", Descending: true, Limit: 100}, 100)
+	search("Task", pam.EventFilter{Task: "Task-3", Descending: true, Limit: 100}, 100)
+	search("Request", pam.EventFilter{RequestID: "req42", Descending: true, Limit: 100}, 10)
+	search("RarePolicy", pam.EventFilter{PolicyID: "rare", Descending: true, Limit: 100}, min(100, n/1000))
+	search("RareType", pam.EventFilter{Types: []pam.EventType{pam.EventPolicyUpdated}, Descending: true, Limit: 100}, min(100, n/5000))
+	search("RareOutcome", pam.EventFilter{Outcome: "panic", Descending: true, Limit: 100}, min(100, n/5000))
+	search("TimeRange", pam.EventFilter{Since: mid, Until: mid.Add(time.Minute), Limit: 100}, 60)
+	b.Run("Verify", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			res, err := pam.Verify(context.Background(), s, pam.VerifyOptions{})
+			if err != nil || res.Events != int64(n) {
+				b.Fatalf("Verify = %+v, %v", res, err)
+			}
+		}
+		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	})
+}
