@@ -11,6 +11,7 @@ import (
 
 	"github.com/benbjohnson/clock"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/zerostanding/pam"
 	"github.com/zerostanding/pam/store/postgres"
@@ -186,4 +187,26 @@ func TestUpgradeChainsExistingEvents(t *testing.T) {
 func BenchmarkTrail(b *testing.B) {
 	schema := freshSchema(b)
 	storetest.BenchTrail(b, func(t testing.TB, clk *clock.Mock) pam.Store { return open(t, schema, clk) }, 1_000_000)
+}
+
+// BenchmarkBaselineCommit is a bare one-row INSERT committed over the
+// same pool: the floor under each of a Guard's two audit commits.
+func BenchmarkBaselineCommit(b *testing.B) {
+	schema := freshSchema(b)
+	open(b, schema, nil) // creates the schema
+	pool, err := pgxpool.New(context.Background(), dsn(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close()
+	table := pgx.Identifier{schema, "baseline"}.Sanitize()
+	if _, err := pool.Exec(context.Background(), "CREATE TABLE "+table+" (id bigserial PRIMARY KEY, v text)"); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := pool.Exec(context.Background(), "INSERT INTO "+table+" (v) VALUES ($1)", "x"); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
