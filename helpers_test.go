@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"runtime/pprof"
+	"sort"
 	"time"
 
 	"github.com/benbjohnson/clock"
@@ -87,6 +88,29 @@ func newEnv(t tb, configure ...func(*pam.Options)) *env {
 		})
 	}
 	return e
+}
+
+// delivered delivers the outbox and returns the notifications taken so
+// far, by type and recipient.
+func (e *env) delivered() []pam.Notification {
+	e.t.Helper()
+	for {
+		n, err := e.m.Deliver(context.Background())
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	notes := e.notes.Take()
+	sort.SliceStable(notes, func(i, j int) bool {
+		if notes[i].Type != notes[j].Type {
+			return notes[i].Type < notes[j].Type
+		}
+		return notes[i].Recipients[0] < notes[j].Recipients[0]
+	})
+	return notes
 }
 
 // eventually polls cond until it holds, failing after 10 seconds: for
@@ -208,3 +232,5 @@ func (e *env) lastSeq() int64 {
 	}
 	return page[0].Seq
 }
+
+func fakesStore() pam.Store { return &fakes.Store{Store: memory.New()} }

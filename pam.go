@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"maps"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,8 +31,11 @@ type Options struct {
 	// Catalog defines roles and role groups. Change it at run time with
 	// SetCatalog.
 	Catalog Catalog
-	// Notifier, when set, is told about new requests and decisions.
-	Notifier Notifier
+	// Notifier, when set, is told about new requests and decisions: it is
+	// the notifier named "default". Notifiers adds others; each gets its
+	// own outbox messages, delivered by Run (see Deliver).
+	Notifier  Notifier
+	Notifiers []NotifierConfig
 	// AuditSinks receive every committed audit event, each through its
 	// own delivery worker (see SinkConfig). Call Close to stop them.
 	AuditSinks []SinkConfig
@@ -88,17 +90,20 @@ type Options struct {
 // share one Store; each sees the others' policy changes and revocations on
 // its next call.
 type Manager struct {
-	store     Store
-	clock     clock.Clock
-	dir       Directory
-	notifier  Notifier
-	approvers []Approver
-	admins    string
-	system    map[string]bool
-	denyUncov bool
-	sweep     time.Duration
-	timeout   time.Duration
-	onError   func(error)
+	store         Store
+	clock         clock.Clock
+	dir           Directory
+	notifiers     map[string]*notifier
+	notifierNames []string
+	owner         string        // this Manager's name in outbox leases
+	outboxWake    chan struct{} // a commit wrote messages
+	approvers     []Approver
+	admins        string
+	system        map[string]bool
+	denyUncov     bool
+	sweep         time.Duration
+	timeout       time.Duration
+	onError       func(error)
 
 	times TimeSource // the store, when it supplies the time
 
@@ -149,7 +154,6 @@ func New(store Store, opts *Options) (*Manager, error) {
 		store:     store,
 		clock:     opts.Clock,
 		dir:       opts.Directory,
-		notifier:  opts.Notifier,
 		approvers: append([]Approver(nil), opts.Approvers...),
 		admins:    opts.AdminGroup,
 		system:    make(map[string]bool, len(opts.SystemAccounts)),
@@ -201,6 +205,11 @@ func New(store Store, opts *Options) (*Manager, error) {
 		m.clock = clock.New()
 	}
 	m.times, _ = store.(TimeSource)
+	var err error
+	if m.notifiers, m.notifierNames, err = newNotifiers(opts); err != nil {
+		return nil, err
+	}
+	m.owner, m.outboxWake = m.newID("mgr"), make(chan struct{}, 1)
 	if m.sweep == 0 {
 		m.sweep = time.Minute
 	}
@@ -592,11 +601,11 @@ func (m *Manager) Submit(ctx context.Context, n NewRequest) (Request, error) {
 		r, more = settle(r, &p.Policy, v, now)
 		events = append(events, more...)
 	}
-	tx := &Tx{Requests: []Request{r}, Events: events}
+	tx := &Tx{Requests: []Request{r}, Events: events, Messages: m.outbox(ctx, events, r, p, now)}
 	if err := m.commit(ctx, tx); err != nil {
 		return Request{}, err
 	}
-	m.after(ctx, tx, r, p)
+	m.after(ctx, tx)
 	return r, nil
 }
 
@@ -855,7 +864,7 @@ func (m *Manager) transitionAs(ctx context.Context, actor, id string, step func(
 			return Request{}, err
 		}
 		next.Version = cur.Version + 1
-		tx := &Tx{Requests: []Request{next}, Events: events}
+		tx := &Tx{Requests: []Request{next}, Events: events, Messages: m.outbox(ctx, events, next, s.policies[next.PolicyID], now)}
 		err = m.commit(ctx, tx)
 		if errors.Is(err, ErrConflict) {
 			continue
@@ -863,7 +872,7 @@ func (m *Manager) transitionAs(ctx context.Context, actor, id string, step func(
 		if err != nil {
 			return Request{}, err
 		}
-		m.after(ctx, tx, next, s.policies[next.PolicyID])
+		m.after(ctx, tx)
 		next.State = next.StateAt(now)
 		return next, nil
 	}
@@ -957,11 +966,17 @@ func (m *Manager) Sweep(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// Run sweeps every Options.SweepInterval and, with checkpoint sinks,
+// Run delivers the outbox (see Deliver), sweeps every
+// Options.SweepInterval and, with checkpoint sinks,
 // makes a checkpoint every Options.CheckpointInterval when the trail has
 // grown, until ctx is done; it returns ctx's error. Errors go to
 // Options.OnError.
 func (m *Manager) Run(ctx context.Context) error {
+	if len(m.notifiers) > 0 {
+		done := make(chan struct{})
+		go func() { defer close(done); m.dispatch(ctx) }()
+		defer func() { <-done }()
+	}
 	t := m.clock.Ticker(m.sweep)
 	defer t.Stop()
 	var ckpt <-chan time.Time
@@ -992,32 +1007,14 @@ func (m *Manager) Run(ctx context.Context) error {
 
 // ---- After a commit ----
 
-// after publishes a request transition's events and notifies the people it
-// concerns.
-func (m *Manager) after(ctx context.Context, tx *Tx, r Request, p *compiled) {
+// after wakes the sink workers and the outbox dispatcher for what a
+// request transition committed.
+func (m *Manager) after(ctx context.Context, tx *Tx) {
 	m.published(ctx, tx.Events)
-	if m.notifier == nil {
-		return
-	}
-	ctx = context.WithoutCancel(ctx)
-	for _, e := range tx.Events {
-		var to []string
-		switch e.Type {
-		case EventRequestSubmitted:
-			if r.State == Pending && p != nil {
-				to = m.approverRecipients(ctx, p, r.Requester)
-			}
-		case EventRequestApproved, EventRequestDenied, EventRequestExpired, EventRequestRevoked:
-			to = []string{r.Requester}
-		}
-		if len(to) == 0 {
-			continue
-		}
-		nctx, cancel := context.WithTimeout(ctx, m.timeout)
-		err := m.notifier.Notify(nctx, Notification{Type: e.Type, Request: r.clone(), Recipients: to})
-		cancel()
-		if err != nil {
-			m.failed(ctx, EventNotifyFailed, &r, fmt.Errorf("pam: notify %s of %s: %w", strings.Join(to, ","), e.Type, err))
+	if len(tx.Messages) > 0 {
+		select {
+		case m.outboxWake <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -1039,24 +1036,4 @@ func (m *Manager) approverRecipients(ctx context.Context, p *compiled, requester
 		}
 	}
 	return to
-}
-
-// failed reports an error that must not fail the operation, and records
-// it in the trail.
-func (m *Manager) failed(ctx context.Context, t EventType, r *Request, err error) {
-	m.onError(err)
-	now, nerr := m.now(ctx)
-	if nerr != nil {
-		now = m.clock.Now()
-	}
-	e := Event{Time: now, Type: t, Detail: map[string]string{"error": cleanText(err.Error())}}
-	if r != nil {
-		e.RequestID, e.PolicyID = r.ID, r.PolicyID
-	}
-	tx := &Tx{Events: []Event{e}}
-	if cerr := m.commit(ctx, tx); cerr != nil {
-		m.onError(fmt.Errorf("pam: record %s: %w", t, cerr))
-		return
-	}
-	m.published(ctx, tx.Events)
 }

@@ -18,7 +18,8 @@ type Store interface {
 	// request in tx must carry a Version one higher than the stored one
 	// (1 for a new one); otherwise Commit returns ErrConflict and writes
 	// nothing. Likewise every request named in tx.Unchanged must still be
-	// at the given version. Events are appended in order with consecutive
+	// at the given version; the same version rule holds for tx.Messages.
+	// Events are appended in order with consecutive
 	// sequence numbers following the last committed event, each chained
 	// to the one before it (Event.Chain) inside the same serialised write,
 	// so the stored trail is one hash chain however many writers share
@@ -55,6 +56,17 @@ type Store interface {
 	// (descending with f.Descending), at most f.Limit of them when it is
 	// above 0.
 	Events(ctx context.Context, f EventFilter) ([]Event, error)
+
+	// ClaimMessages leases to owner, until until, up to limit outbox
+	// messages that are MessagePending with NextAttempt and LeaseUntil at
+	// or before now, oldest NextAttempt first, adding one to each one's
+	// Version, and returns them with LeaseOwner and LeaseUntil set. A
+	// message is leased to one claimer at a time, however many Managers
+	// share the store.
+	ClaimMessages(ctx context.Context, owner string, now, until time.Time, limit int) ([]Message, error)
+
+	// Messages returns the outbox messages that match f, ordered by ID.
+	Messages(ctx context.Context, f MessageFilter) ([]Message, error)
 }
 
 // TimeSource is an optional interface of a Store that supplies the time
@@ -101,6 +113,10 @@ type Tx struct {
 	// relied on are still as it read them, so no Guard succeeds after a
 	// revocation has committed.
 	Unchanged []RequestVersion
+	// Messages are outbox messages, new (Version 1) or settled after a
+	// delivery attempt (their Version one more than the stored one, like
+	// requests). A settled message's lease is cleared.
+	Messages []Message
 }
 
 // RequestVersion names a request at a version.

@@ -149,6 +149,11 @@ func run() error {
 		return err
 	}
 	fmt.Printf("  request %s is %s\n", r.ID, r.State)
+	// The notifications were written to the outbox with the request;
+	// Run(ctx) delivers them in the background, Deliver does it now.
+	if _, err := m.Deliver(ctx); err != nil {
+		return err
+	}
 
 	step("Bob approves")
 	r, err = m.Approve(bob, r.ID, "ticket checked")
@@ -156,6 +161,9 @@ func run() error {
 		return err
 	}
 	fmt.Printf("  request is %s until %s\n", r.State, r.ExpiresAt.Format("15:04"))
+	if _, err := m.Deliver(ctx); err != nil {
+		return err
+	}
 
 	step("Alice moves the mailbox")
 	if err := m.Guard(alice, op, move); err != nil {
@@ -170,6 +178,9 @@ func run() error {
 	}
 	fmt.Printf("  denied: %v\n", err)
 	if _, err := m.Sweep(ctx); err != nil { // Run(ctx) does this in the background
+		return err
+	}
+	if _, err := m.Deliver(ctx); err != nil {
 		return err
 	}
 

@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +41,10 @@ type Dialect struct {
 	// Prepare keeps prepared statements in the store. Without it the
 	// driver is trusted to cache them (pgx does, per connection).
 	Prepare bool
+	// SkipLocked is appended to the row selection of ClaimMessages
+	// (PostgreSQL: " FOR UPDATE SKIP LOCKED", so concurrent claimers
+	// take different messages instead of waiting on each other).
+	SkipLocked string
 }
 
 // Store is a pam.Store over a write pool and a read pool (the same pool
@@ -158,9 +163,11 @@ const (
 	sqlUpdateRequest  = `UPDATE pam_requests SET requester = $1, policy_id = $2, state = $3, due = $4, version = $5, data = $6 WHERE id = $7 AND version = $8`
 	sqlCountDecisions = `SELECT count(*) FROM pam_decisions WHERE request_id = $1`
 	sqlInsertDecision = `INSERT INTO pam_decisions (request_id, approver, verdict, position) VALUES ($1, $2, $3, $4)`
+	SQLInsertMessage  = `INSERT INTO pam_outbox (id, request_id, state, next_attempt, version, data) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`
+	SQLUpdateMessage  = `UPDATE pam_outbox SET state = $1, next_attempt = $2, lease_owner = '', lease_until = 0, version = $3, data = $4 WHERE id = $5 AND version = $6`
 )
 
-var writeStatements = []string{sqlHead, sqlBumpRevision, sqlRequestVersion, sqlInsertPolicy, sqlUpdatePolicy, sqlInsertRequest, sqlUpdateRequest, sqlCountDecisions, sqlInsertDecision}
+var writeStatements = []string{SQLInsertMessage, SQLUpdateMessage, sqlHead, sqlBumpRevision, sqlRequestVersion, sqlInsertPolicy, sqlUpdatePolicy, sqlInsertRequest, sqlUpdateRequest, sqlCountDecisions, sqlInsertDecision}
 
 // eventInsert is the INSERT of n events.
 func eventInsert(n int) string {
@@ -254,6 +261,11 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) (err error) {
 			return err
 		}
 	}
+	for i := range tx.Messages {
+		if err := s.putMessage(ctx, t, &tx.Messages[i]); err != nil {
+			return err
+		}
+	}
 	if err := s.insertEvents(ctx, t, events); err != nil {
 		return err
 	}
@@ -313,7 +325,125 @@ func CheckDuplicates(tx *pam.Tx) error {
 		}
 		seen["r"+r.ID] = true
 	}
+	for _, m := range tx.Messages {
+		if seen["m"+m.ID] {
+			return fmt.Errorf("%w: message %s twice in one commit", pam.ErrConflict, m.ID)
+		}
+		seen["m"+m.ID] = true
+	}
 	return nil
+}
+
+// MessageArgs are the arguments of SQLInsertMessage (new messages) or
+// SQLUpdateMessage (settled ones).
+func MessageArgs(m *pam.Message) ([]any, error) {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	if m.Version == 1 {
+		return []any{m.ID, m.Request.ID, string(m.State), m.NextAttempt.UnixNano(), m.Version, string(data)}, nil
+	}
+	return []any{string(m.State), m.NextAttempt.UnixNano(), m.Version, string(data), m.ID, m.Version - 1}, nil
+}
+
+func (s *Store) putMessage(ctx context.Context, t *sql.Tx, m *pam.Message) error {
+	args, err := MessageArgs(m)
+	if err != nil {
+		return err
+	}
+	q := SQLUpdateMessage
+	if m.Version == 1 {
+		q = SQLInsertMessage
+	}
+	res, err := s.texec(ctx, t, q, args...)
+	if err != nil {
+		return err
+	}
+	return conflict(res, "message", m.ID, m.Version)
+}
+
+// messageColumns are the columns scanMessage reads, in order.
+const messageColumns = `lease_owner, lease_until, version, data`
+
+func scanMessage(rows *sql.Rows) (pam.Message, error) {
+	var m pam.Message
+	var until int64
+	var data string
+	if err := rows.Scan(&m.LeaseOwner, &until, &m.Version, &data); err != nil {
+		return m, err
+	}
+	owner, version := m.LeaseOwner, m.Version
+	if err := json.Unmarshal([]byte(data), &m); err != nil {
+		return m, fmt.Errorf("sqlstore: decode message: %w", err)
+	}
+	m.LeaseOwner, m.Version = owner, version
+	if until != 0 {
+		m.LeaseUntil = time.Unix(0, until).UTC()
+	}
+	return m, nil
+}
+
+// ClaimMessages implements pam.Store in one statement, on the writer.
+func (s *Store) ClaimMessages(ctx context.Context, owner string, now, until time.Time, limit int) ([]pam.Message, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rows, err := s.w.QueryContext(ctx, `UPDATE pam_outbox SET lease_owner = $1, lease_until = $2, version = version + 1
+		WHERE id IN (SELECT id FROM pam_outbox WHERE state = 'pending' AND next_attempt <= $3 AND lease_until <= $3
+		ORDER BY next_attempt, id LIMIT $4`+s.d.SkipLocked+`) RETURNING `+messageColumns,
+		owner, until.UnixNano(), now.UnixNano(), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []pam.Message
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].NextAttempt.Equal(out[j].NextAttempt) {
+			return out[i].NextAttempt.Before(out[j].NextAttempt)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+// Messages implements pam.Store.
+func (s *Store) Messages(ctx context.Context, f pam.MessageFilter) ([]pam.Message, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var q query
+	q.sql.WriteString(`SELECT ` + messageColumns + ` FROM pam_outbox WHERE id > ` + q.arg(f.After))
+	q.in("state", strs(f.States))
+	q.eq("request_id", f.RequestID)
+	q.sql.WriteString(" ORDER BY id")
+	if f.Limit > 0 {
+		q.sql.WriteString(" LIMIT " + q.arg(f.Limit))
+	}
+	rows, err := s.rquery(ctx, q.sql.String(), q.args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []pam.Message
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
 }
 
 // conflict turns "no row changed" into pam.ErrConflict.

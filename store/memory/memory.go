@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/zerostanding/pam"
 )
@@ -26,6 +27,8 @@ type Store struct {
 	grants   map[string]map[string]struct{} // requester → IDs of requests recorded Approved
 	events   eventLog
 	head     [pam.HashSize]byte // the last event's hash
+	messages map[string]pam.Message
+	pending  map[string]struct{} // IDs of messages in MessagePending
 }
 
 // eventLog holds the audit trail in fixed-size chunks, so appending never
@@ -60,6 +63,8 @@ func New() *Store {
 		policies: map[string]pam.Policy{},
 		requests: map[string]pam.Request{},
 		grants:   map[string]map[string]struct{}{},
+		messages: map[string]pam.Message{},
+		pending:  map[string]struct{}{},
 	}
 }
 
@@ -100,6 +105,16 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 			}
 		}
 	}
+	for i, msg := range tx.Messages {
+		if msg.Version != s.messages[msg.ID].Version+1 {
+			return fmt.Errorf("%w: message %s is at version %d, write is for %d", pam.ErrConflict, msg.ID, s.messages[msg.ID].Version, msg.Version-1)
+		}
+		for _, q := range tx.Messages[:i] {
+			if q.ID == msg.ID {
+				return fmt.Errorf("%w: message %s twice in one commit", pam.ErrConflict, msg.ID)
+			}
+		}
+	}
 	for _, u := range tx.Unchanged {
 		if s.requests[u.ID].Version != u.Version {
 			return fmt.Errorf("%w: request %s is at version %d, not %d", pam.ErrConflict, u.ID, s.requests[u.ID].Version, u.Version)
@@ -128,6 +143,16 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 			g[r.ID] = struct{}{}
 		} else if g != nil {
 			delete(g, r.ID)
+		}
+	}
+	for _, msg := range tx.Messages {
+		msg.Request = cloneRequest(msg.Request)
+		msg.LeaseOwner, msg.LeaseUntil = "", time.Time{}
+		s.messages[msg.ID] = msg
+		if msg.State == pam.MessagePending {
+			s.pending[msg.ID] = struct{}{}
+		} else {
+			delete(s.pending, msg.ID)
 		}
 	}
 	prev := pam.GenesisHash
@@ -295,4 +320,56 @@ func clonePolicy(p pam.Policy) pam.Policy {
 func cloneRequest(r pam.Request) pam.Request {
 	r.Decisions = slices.Clone(r.Decisions)
 	return r
+}
+
+// ClaimMessages implements pam.Store.
+func (s *Store) ClaimMessages(ctx context.Context, owner string, now, until time.Time, limit int) ([]pam.Message, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var due []pam.Message
+	for id := range s.pending {
+		m := s.messages[id]
+		if !m.NextAttempt.After(now) && !m.LeaseUntil.After(now) {
+			due = append(due, m)
+		}
+	}
+	sort.Slice(due, func(i, j int) bool {
+		if !due[i].NextAttempt.Equal(due[j].NextAttempt) {
+			return due[i].NextAttempt.Before(due[j].NextAttempt)
+		}
+		return due[i].ID < due[j].ID
+	})
+	if limit > 0 && len(due) > limit {
+		due = due[:limit]
+	}
+	for i := range due {
+		due[i].LeaseOwner, due[i].LeaseUntil, due[i].Version = owner, until, due[i].Version+1
+		s.messages[due[i].ID] = due[i]
+		due[i].Request = cloneRequest(due[i].Request)
+	}
+	return due, nil
+}
+
+// Messages implements pam.Store.
+func (s *Store) Messages(ctx context.Context, f pam.MessageFilter) ([]pam.Message, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []pam.Message
+	for _, m := range s.messages {
+		if m.ID > f.After && f.Matches(&m) {
+			m.Request = cloneRequest(m.Request)
+			out = append(out, m)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	if f.Limit > 0 && len(out) > f.Limit {
+		out = out[:f.Limit]
+	}
+	return out, nil
 }

@@ -70,6 +70,19 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 				r.ID, d.Approver, string(d.Verdict), pos)
 		}
 	}
+	for i := range tx.Messages {
+		msg := &tx.Messages[i]
+		args, err := sqlstore.MessageArgs(msg)
+		if err != nil {
+			return err
+		}
+		q := sqlstore.SQLUpdateMessage
+		if msg.Version == 1 {
+			q = sqlstore.SQLInsertMessage
+		}
+		b.Queue(`WITH w AS (`+q+` RETURNING 1) SELECT pam_check(count(*) = 1, $`+fmt.Sprint(len(args)+1)+`) FROM w`,
+			append(args, fmt.Sprintf("message %s is not at version %d", msg.ID, msg.Version-1))...)
+	}
 	digests := make([][pam.HashSize]byte, len(tx.Events))
 	for i := range tx.Events {
 		e := &tx.Events[i]

@@ -174,7 +174,8 @@ func pgCode(err error) string {
 	return ""
 }
 
-// dialect is empty: the Store uses sqlstore for reads and migrations
-// only, and commits with its own batch (commit.go). pgx caches prepared
-// statements itself.
-var dialect = sqlstore.Dialect{}
+// dialect: the Store uses sqlstore for reads, migrations and claiming
+// outbox messages, and commits with its own batch (commit.go). pgx caches
+// prepared statements itself. Claims skip rows another replica is
+// claiming, so replicas take different messages.
+var dialect = sqlstore.Dialect{SkipLocked: " FOR UPDATE SKIP LOCKED"}

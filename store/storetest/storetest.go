@@ -52,6 +52,8 @@ func Run(t *testing.T, open Opener) {
 	t.Run("ConcurrentCommits", func(t *testing.T) { s, _ := fresh(t); testConcurrentCommits(t, s) })
 	t.Run("ConcurrentCAS", func(t *testing.T) { s, _ := fresh(t); testConcurrentCAS(t, s) })
 	t.Run("HashChain", func(t *testing.T) { s, _ := fresh(t); testHashChain(t, s) })
+	t.Run("Outbox", func(t *testing.T) { s, _ := fresh(t); testOutbox(t, s) })
+	t.Run("ConcurrentClaims", func(t *testing.T) { s, _ := fresh(t); testConcurrentClaims(t, s) })
 	t.Run("Engine", func(t *testing.T) { runEngine(t, fresh) })
 }
 
@@ -711,5 +713,126 @@ func testHashChain(t *testing.T, s pam.Store) {
 	}
 	if res.Events != int64(len(stored)) || res.Head != stored[len(stored)-1].Hash {
 		t.Errorf("Verify = %+v; %d events, head %s", res, len(stored), stored[len(stored)-1].Hash)
+	}
+}
+
+func message(id, requestID string, next time.Time) pam.Message {
+	r := request(requestID, "alice", "p1", pam.Pending, 1)
+	return pam.Message{ID: id, Notifier: "mail", Recipient: "bob", Type: pam.EventRequestSubmitted, Request: r,
+		State: pam.MessagePending, CreatedAt: Epoch, NextAttempt: next, Version: 1}
+}
+
+func testOutbox(t *testing.T, s pam.Store) {
+	// Messages are written with the transition, or not at all.
+	commit(t, s, &pam.Tx{Requests: []pam.Request{request("r1", "alice", "p1", pam.Pending, 1)},
+		Messages: []pam.Message{message("m1", "r1", Epoch), message("m2", "r1", Epoch.Add(time.Minute)), message("m3", "r1", Epoch)}})
+	mustConflict(t, s, &pam.Tx{Requests: []pam.Request{request("r1", "alice", "p1", pam.Pending, 1)}, Messages: []pam.Message{message("m9", "r1", Epoch)}})
+	mustConflict(t, s, &pam.Tx{Messages: []pam.Message{message("m1", "r1", Epoch)}})
+	all, err := s.Messages(ctx, pam.MessageFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []pam.Message{message("m1", "r1", Epoch), message("m2", "r1", Epoch.Add(time.Minute)), message("m3", "r1", Epoch)}
+	if d := cmp.Diff(want, all, opts); d != "" {
+		t.Fatalf("Messages (-want +got):\n%s", d)
+	}
+
+	// Claim: the due ones, oldest first, leased and one version up.
+	until := Epoch.Add(time.Minute)
+	got, err := s.ClaimMessages(ctx, "a", Epoch, until, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, m := range got {
+		ids = append(ids, m.ID)
+		if m.LeaseOwner != "a" || !m.LeaseUntil.Equal(until) || m.Version != 2 {
+			t.Errorf("claimed %s: owner %q until %v version %d", m.ID, m.LeaseOwner, m.LeaseUntil, m.Version)
+		}
+	}
+	if d := cmp.Diff([]string{"m1", "m3"}, ids); d != "" {
+		t.Fatalf("claimed (-want +got):\n%s", d)
+	}
+	// Leased messages are not claimed again until the lease ends.
+	if again, _ := s.ClaimMessages(ctx, "b", Epoch.Add(30*time.Second), Epoch.Add(time.Hour), 10); len(again) != 0 {
+		t.Fatalf("claimed leased messages: %+v", again)
+	}
+	// Settling needs the claimed version: a stale settlement conflicts.
+	settled := got[0]
+	settled.State, settled.Attempts, settled.DeliveredAt, settled.Version = pam.MessageDelivered, 1, Epoch, 3
+	stale := settled
+	stale.Version = 2
+	mustConflict(t, s, &pam.Tx{Messages: []pam.Message{stale}})
+	retry := got[1]
+	retry.Attempts, retry.NextAttempt, retry.LastError, retry.Version = 1, Epoch.Add(2*time.Minute), "smtp down", 3
+	commit(t, s, &pam.Tx{Messages: []pam.Message{settled, retry}, Events: []pam.Event{event(pam.EventNotifyFailed, "", "r1")}})
+	// After the lease: m2 is due; m3 waits for its next attempt; m1 is done.
+	got, err = s.ClaimMessages(ctx, "b", Epoch.Add(time.Minute), Epoch.Add(2*time.Minute), 10)
+	if err != nil || len(got) != 1 || got[0].ID != "m2" || got[0].LeaseOwner != "b" {
+		t.Fatalf("claim after settling: %+v, %v", got, err)
+	}
+	got, err = s.ClaimMessages(ctx, "c", Epoch.Add(3*time.Minute), Epoch.Add(4*time.Minute), 10)
+	if err != nil || len(got) != 2 || got[0].ID != "m2" || got[1].ID != "m3" || got[0].Version != 3 || got[1].Version != 4 {
+		t.Fatalf("claim after m2's lease and m3's backoff: %+v, %v", got, err)
+	}
+	if got[1].Attempts != 1 || got[1].LastError != "smtp down" || !got[1].NextAttempt.Equal(Epoch.Add(2*time.Minute)) {
+		t.Errorf("a settled message keeps its fields: %+v", got[1])
+	}
+	// Filters and pages.
+	done, _ := s.Messages(ctx, pam.MessageFilter{States: []pam.MessageState{pam.MessageDelivered}})
+	if len(done) != 1 || done[0].ID != "m1" || !done[0].DeliveredAt.Equal(Epoch) || done[0].LeaseOwner != "" {
+		t.Errorf("delivered: %+v", done)
+	}
+	page, _ := s.Messages(ctx, pam.MessageFilter{After: "m1", Limit: 1})
+	if len(page) != 1 || page[0].ID != "m2" {
+		t.Errorf("page after m1: %+v", page)
+	}
+	if none, _ := s.Messages(ctx, pam.MessageFilter{RequestID: "r2"}); len(none) != 0 {
+		t.Errorf("other request: %+v", none)
+	}
+	if limited, _ := s.ClaimMessages(ctx, "d", Epoch.Add(time.Hour), Epoch.Add(2*time.Hour), 1); len(limited) != 1 {
+		t.Errorf("limit 1 claimed %d", len(limited))
+	}
+}
+
+// testConcurrentClaims: claimers racing over one outbox each get
+// different messages, and every message is claimed once.
+func testConcurrentClaims(t *testing.T, s pam.Store) {
+	const n = 60
+	tx := &pam.Tx{Requests: []pam.Request{request("r1", "alice", "p1", pam.Pending, 1)}}
+	for i := range n {
+		tx.Messages = append(tx.Messages, message(fmt.Sprintf("m%03d", i), "r1", Epoch))
+	}
+	commit(t, s, tx)
+	var mu sync.Mutex
+	seen := map[string]string{}
+	var wg sync.WaitGroup
+	for w := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				got, err := s.ClaimMessages(ctx, fmt.Sprint("w", w), Epoch, Epoch.Add(time.Hour), 4)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(got) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, m := range got {
+					if prev, ok := seen[m.ID]; ok {
+						t.Errorf("%s claimed by %s and w%d", m.ID, prev, w)
+					}
+					seen[m.ID] = m.LeaseOwner
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(seen) != n {
+		t.Errorf("%d of %d messages claimed", len(seen), n)
 	}
 }

@@ -1,0 +1,268 @@
+package pam
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+)
+
+// MessageState is where an outbox message stands.
+type MessageState string
+
+// Message states.
+const (
+	MessagePending   MessageState = "pending"   // waiting for its next attempt
+	MessageDelivered MessageState = "delivered" // the notifier took it
+	MessageFailed    MessageState = "failed"    // parked after its last attempt
+)
+
+// Message is one notification to one recipient through one notifier, kept
+// in the store's outbox from the commit that causes it until it is
+// delivered or parked.
+type Message struct {
+	ID          string       `json:"id"` // also the receivers' idempotency key
+	Notifier    string       `json:"notifier"`
+	Recipient   string       `json:"recipient"`
+	Type        EventType    `json:"type"`
+	Request     Request      `json:"request"`
+	State       MessageState `json:"state"`
+	Attempts    int          `json:"attempts"`
+	CreatedAt   time.Time    `json:"created_at"`
+	NextAttempt time.Time    `json:"next_attempt"`
+	DeliveredAt time.Time    `json:"delivered_at,omitzero"`
+	LastError   string       `json:"last_error,omitempty"`
+	// LeaseOwner and LeaseUntil are set by Store.ClaimMessages: the
+	// Manager delivering the message, and until when no other may.
+	LeaseOwner string    `json:"-"`
+	LeaseUntil time.Time `json:"-"`
+	// Version is the store's: 1 when written, one more on every claim
+	// and every settlement.
+	Version int64 `json:"-"`
+}
+
+// MessageFilter selects outbox messages. Zero fields match everything.
+type MessageFilter struct {
+	States    []MessageState
+	RequestID string
+	After     string // ID > After
+	Limit     int    // 0: no limit
+}
+
+// Matches reports whether msg passes the filter (not After or Limit).
+func (f *MessageFilter) Matches(msg *Message) bool {
+	return (len(f.States) == 0 || contains(f.States, msg.State)) && (f.RequestID == "" || msg.RequestID() == f.RequestID)
+}
+
+// RequestID returns the ID of the message's request.
+func (msg *Message) RequestID() string { return msg.Request.ID }
+
+// NotifierConfig attaches a Notifier. Each has its own messages, so its
+// own retry state: one that is down delays no other.
+type NotifierConfig struct {
+	// Name identifies the notifier in messages; keep it stable across
+	// restarts, or messages written for the old name are parked.
+	Name     string
+	Notifier Notifier
+	// MaxAttempts is how many deliveries are tried before the message is
+	// parked as failed (and EventNotifyFailed recorded). Default: 10.
+	MaxAttempts int
+	// MinBackoff and MaxBackoff bound the wait before a retry (doubling
+	// from MinBackoff, with jitter). Defaults: 5 seconds and 1 hour.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+type notifier struct {
+	NotifierConfig
+}
+
+func newNotifiers(opts *Options) (map[string]*notifier, []string, error) {
+	cfgs := opts.Notifiers
+	if opts.Notifier != nil {
+		cfgs = append([]NotifierConfig{{Name: "default", Notifier: opts.Notifier}}, cfgs...)
+	}
+	out := map[string]*notifier{}
+	var names []string
+	for i, c := range cfgs {
+		field := fmt.Sprintf("Options.Notifiers[%d]", i)
+		if c.Notifier == nil {
+			return nil, nil, invalid(field+".Notifier", "must not be nil")
+		}
+		if err := checkName(field+".Name", c.Name); err != nil {
+			return nil, nil, err
+		}
+		if out[c.Name] != nil {
+			return nil, nil, invalid(field+".Name", "%q is used twice", c.Name)
+		}
+		if c.MaxAttempts < 0 || c.MinBackoff < 0 || c.MaxBackoff < 0 {
+			return nil, nil, invalid(field, "attempts and backoffs must not be negative")
+		}
+		if c.MaxAttempts == 0 {
+			c.MaxAttempts = 10
+		}
+		if c.MinBackoff == 0 {
+			c.MinBackoff = 5 * time.Second
+		}
+		if c.MaxBackoff == 0 {
+			c.MaxBackoff = time.Hour
+		}
+		c.MaxBackoff = max(c.MaxBackoff, c.MinBackoff)
+		out[c.Name] = &notifier{c}
+		names = append(names, c.Name)
+	}
+	return out, names, nil
+}
+
+// outbox returns the messages a request transition's events cause: a new
+// request to every member of its approver groups but the requester; a
+// decision, expiry or revocation to the requester. One message per
+// recipient and notifier.
+func (m *Manager) outbox(ctx context.Context, events []Event, r Request, p *compiled, now time.Time) []Message {
+	if len(m.notifiers) == 0 {
+		return nil
+	}
+	var out []Message
+	for _, e := range events {
+		var to []string
+		switch e.Type {
+		case EventRequestSubmitted:
+			if r.State == Pending && p != nil {
+				to = m.approverRecipients(ctx, p, r.Requester)
+			}
+		case EventRequestApproved, EventRequestDenied, EventRequestExpired, EventRequestRevoked:
+			to = []string{r.Requester}
+		}
+		for _, name := range m.notifierNames {
+			for _, who := range to {
+				out = append(out, Message{ID: m.newID("msg"), Notifier: name, Recipient: who, Type: e.Type, Request: r.clone(),
+					State: MessagePending, CreatedAt: now, NextAttempt: now, Version: 1})
+			}
+		}
+	}
+	return out
+}
+
+// outboxLease is how long a claimed message is reserved for the Manager
+// that claimed it: past it, another may deliver it.
+func (m *Manager) outboxLease() time.Duration { return m.timeout + 30*time.Second }
+
+// Deliver makes one pass over the outbox: it claims the messages due now
+// (up to 64), delivers each, and records the outcome: delivered, or
+// retried later with backoff, or parked as failed after the notifier's
+// MaxAttempts (with an EventNotifyFailed audit event). It returns how many
+// it claimed. Run calls it continually; hosts that do not call Run can.
+func (m *Manager) Deliver(ctx context.Context) (int, error) {
+	if len(m.notifiers) == 0 {
+		return 0, nil
+	}
+	now, err := m.now(ctx)
+	if err != nil {
+		return 0, err
+	}
+	msgs, err := m.store.ClaimMessages(ctx, m.owner, now, now.Add(m.outboxLease()), 64)
+	if err != nil {
+		return 0, err
+	}
+	for _, msg := range msgs {
+		m.deliver(ctx, msg)
+	}
+	return len(msgs), nil
+}
+
+func (m *Manager) deliver(ctx context.Context, msg Message) {
+	n := m.notifiers[msg.Notifier]
+	var err error
+	if n == nil {
+		err = fmt.Errorf("no notifier is named %q", msg.Notifier)
+	} else {
+		nctx, cancel := context.WithTimeout(ctx, m.timeout)
+		err = n.Notifier.Notify(nctx, Notification{ID: msg.ID, Type: msg.Type, Request: msg.Request, Recipients: []string{msg.Recipient}, Attempt: msg.Attempts + 1})
+		cancel()
+	}
+	now, nerr := m.now(ctx)
+	if nerr != nil {
+		return // the lease runs out and the message is tried again
+	}
+	next := msg
+	next.Attempts++
+	next.Version++
+	next.LeaseOwner, next.LeaseUntil = "", time.Time{}
+	tx := &Tx{Messages: []Message{next}}
+	switch {
+	case err == nil:
+		tx.Messages[0].State, tx.Messages[0].DeliveredAt, tx.Messages[0].LastError = MessageDelivered, now, ""
+	case n == nil || next.Attempts >= n.MaxAttempts:
+		err = fmt.Errorf("pam: notify %s of %s through %s, attempt %d of %d: %w", msg.Recipient, msg.Type, msg.Notifier, next.Attempts, max(next.Attempts, attemptsOf(n)), err)
+		m.onError(err)
+		tx.Messages[0].State, tx.Messages[0].LastError = MessageFailed, cleanText(err.Error())
+		tx.Events = []Event{{Time: now, Type: EventNotifyFailed, RequestID: msg.Request.ID, PolicyID: msg.Request.PolicyID, Task: scopeTask(msg.Request.Scope),
+			Outcome: string(MessageFailed), Detail: map[string]string{"message": msg.ID, "notifier": msg.Notifier, "recipient": msg.Recipient,
+				"type": string(msg.Type), "attempts": strconv.Itoa(next.Attempts), "error": cleanText(err.Error())}}}
+	default:
+		m.onError(fmt.Errorf("pam: notify %s of %s through %s, attempt %d of %d: %w", msg.Recipient, msg.Type, msg.Notifier, next.Attempts, n.MaxAttempts, err))
+		wait := n.MinBackoff << min(next.Attempts-1, 30)
+		if wait <= 0 || wait > n.MaxBackoff {
+			wait = n.MaxBackoff
+		}
+		wait = wait/2 + rand.N(wait/2+1) // jitter
+		tx.Messages[0].NextAttempt, tx.Messages[0].LastError = now.Add(wait), cleanText(err.Error())
+	}
+	if cerr := m.commit(ctx, tx); cerr != nil {
+		if !errors.Is(cerr, ErrConflict) {
+			m.onError(fmt.Errorf("pam: record delivery of message %s: %w", msg.ID, cerr))
+		}
+		return // another Manager took the message over after the lease ended
+	}
+	m.published(ctx, tx.Events)
+}
+
+func attemptsOf(n *notifier) int {
+	if n == nil {
+		return 0
+	}
+	return n.MaxAttempts
+}
+
+// dispatch delivers until ctx is done: at once when this Manager commits
+// messages, and every AuditPollInterval for the rest (retries that came
+// due, messages other Managers wrote, leases that ran out).
+func (m *Manager) dispatch(ctx context.Context) {
+	poll := time.NewTicker(m.auditPoll)
+	defer poll.Stop()
+	for ctx.Err() == nil {
+		n, err := m.Deliver(ctx)
+		if err != nil && ctx.Err() == nil {
+			m.onError(fmt.Errorf("pam: outbox: %w", err))
+		}
+		if n > 0 && err == nil {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-m.outboxWake:
+		case <-poll.C:
+		}
+	}
+}
+
+// Messages lists outbox messages matching f, ordered by ID, one page at a
+// time: pass next as f.After for the following page ("" at the end).
+// Failed messages are the ones to look at.
+func (m *Manager) Messages(ctx context.Context, f MessageFilter) (msgs []Message, next string, err error) {
+	if f.Limit < 0 || f.Limit > MaxPageSize {
+		return nil, "", invalid("Limit", "must be between 0 and %d", MaxPageSize)
+	}
+	if f.Limit == 0 {
+		f.Limit = DefaultPageSize
+	}
+	msgs, err = m.store.Messages(ctx, f)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(msgs) == f.Limit {
+		next = msgs[len(msgs)-1].ID
+	}
+	return msgs, next, nil
+}
