@@ -144,10 +144,6 @@ func (m *Manager) outbox(ctx context.Context, events []Event, r Request, p *comp
 	return out
 }
 
-// outboxLease is how long a claimed message is reserved for the Manager
-// that claimed it: past it, another may deliver it.
-func (m *Manager) outboxLease() time.Duration { return m.timeout + 30*time.Second }
-
 // Deliver makes one pass over the outbox: it claims the messages due now
 // (up to 64), delivers each, and records the outcome: delivered, or
 // retried later with backoff, or parked as failed after the notifier's
@@ -161,7 +157,7 @@ func (m *Manager) Deliver(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	msgs, err := m.store.ClaimMessages(ctx, m.owner, now, now.Add(m.outboxLease()), 64)
+	msgs, err := m.store.ClaimMessages(ctx, m.owner, now, now.Add(m.lease), 64)
 	if err != nil {
 		return 0, err
 	}

@@ -70,9 +70,13 @@ type Options struct {
 	DenyUncovered bool
 	// SweepInterval is how often Run records expiries. Default: 1 minute.
 	SweepInterval time.Duration
-	// NotifyTimeout bounds each call to the Notifier. Default: 30
-	// seconds.
+	// NotifyTimeout bounds each call to a Notifier. Default: 30 seconds.
 	NotifyTimeout time.Duration
+	// OutboxLease is how long a message being delivered is reserved for
+	// this Manager: if it dies mid-delivery, another Manager (or this one
+	// restarted) takes the message over once the lease ends. Default:
+	// NotifyTimeout plus 30 seconds; it must exceed NotifyTimeout.
+	OutboxLease time.Duration
 	// ParamAudit says how operation parameters are recorded in the audit
 	// trail where a policy does not say; by default they are redacted.
 	ParamAudit ParamAudit
@@ -103,6 +107,7 @@ type Manager struct {
 	denyUncov     bool
 	sweep         time.Duration
 	timeout       time.Duration
+	lease         time.Duration
 	onError       func(error)
 
 	times TimeSource // the store, when it supplies the time
@@ -147,7 +152,7 @@ func New(store Store, opts *Options) (*Manager, error) {
 	if err := checkName("Options.AdminGroup", opts.AdminGroup); err != nil {
 		return nil, err
 	}
-	if opts.SweepInterval < 0 || opts.NotifyTimeout < 0 || opts.AuditTimeout < 0 || opts.AuditPollInterval < 0 || opts.CheckpointInterval < 0 {
+	if opts.SweepInterval < 0 || opts.NotifyTimeout < 0 || opts.OutboxLease < 0 || opts.AuditTimeout < 0 || opts.AuditPollInterval < 0 || opts.CheckpointInterval < 0 {
 		return nil, invalid("Options", "intervals must not be negative")
 	}
 	m := &Manager{
@@ -160,6 +165,7 @@ func New(store Store, opts *Options) (*Manager, error) {
 		denyUncov: opts.DenyUncovered,
 		sweep:     opts.SweepInterval,
 		timeout:   opts.NotifyTimeout,
+		lease:     opts.OutboxLease,
 		onError:   opts.OnError,
 		env:       rules.NewEnv(),
 
@@ -215,6 +221,12 @@ func New(store Store, opts *Options) (*Manager, error) {
 	}
 	if m.timeout == 0 {
 		m.timeout = 30 * time.Second
+	}
+	if m.lease == 0 {
+		m.lease = m.timeout + 30*time.Second
+	}
+	if m.lease <= m.timeout {
+		return nil, invalid("Options.OutboxLease", "must exceed NotifyTimeout (%v)", m.timeout)
 	}
 	if m.onError == nil {
 		m.onError = func(error) {}

@@ -303,3 +303,84 @@ func TestReplicasSeeChanges(t *testing.T) {
 		t.Fatalf("a after b revoked: %v", err)
 	}
 }
+
+// TestReplicasDeliverEachMessageOnce: two replicas deliver one outbox
+// concurrently, and a third that claimed messages and died leaves them to
+// the others once its lease ends. Every message is delivered once.
+func TestReplicasDeliverEachMessageOnce(t *testing.T) {
+	schema := freshSchema(t)
+	a, b := open(t, schema, nil), open(t, schema, nil)
+	var mu sync.Mutex
+	got := map[string][]string{} // message ID → replicas that delivered it
+	replica := func(name string, s *postgres.Store) *pam.Manager {
+		dir, _ := pam.NewStaticDirectory(map[string][]string{"admins": {"admin"}, "g1": raceAs})
+		m, err := pam.New(s, &pam.Options{Directory: dir, AdminGroup: "admins", NotifyTimeout: time.Second, OutboxLease: 2 * time.Second,
+			Notifiers: []pam.NotifierConfig{{Name: "mail", Notifier: pam.NotifierFunc(func(_ context.Context, n pam.Notification) error {
+				time.Sleep(time.Millisecond)
+				mu.Lock()
+				got[n.ID] = append(got[n.ID], name)
+				mu.Unlock()
+				return nil
+			})}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	ma, mb := replica("a", a), replica("b", b)
+	if _, err := ma.CreatePolicy(as("admin"), pam.Policy{ID: "p", Scope: pam.TaskScope("t"), Approval: pam.Manual,
+		ApproverGroups: []pam.ApproverGroup{{Group: "g1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 60 {
+		if _, err := mb.Submit(as(fmt.Sprint("user", i)), pam.NewRequest{Scope: pam.TaskScope("t"), Reason: "r"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A replica claims ten messages and dies before delivering them.
+	now, _ := a.Now(context.Background())
+	dead, err := a.ClaimMessages(context.Background(), "dead", now, now.Add(2*time.Second), 10)
+	if err != nil || len(dead) != 10 {
+		t.Fatalf("dead replica's claim: %d, %v", len(dead), err)
+	}
+	var wg sync.WaitGroup
+	for _, m := range []*pam.Manager{ma, mb} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+				n, err := m.Deliver(context.Background())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if n == 0 {
+					pending, _, _ := m.Messages(context.Background(), pam.MessageFilter{States: []pam.MessageState{pam.MessagePending}, Limit: 1})
+					if len(pending) == 0 {
+						return
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	all, _, err := ma.Messages(context.Background(), pam.MessageFilter{Limit: pam.MaxPageSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	by := map[string]int{}
+	for _, m := range all {
+		if m.State != pam.MessageDelivered || len(got[m.ID]) != 1 {
+			t.Errorf("message %s: %s, delivered by %v", m.ID, m.State, got[m.ID])
+			continue
+		}
+		by[got[m.ID][0]]++
+	}
+	if len(all) != 60*len(raceAs) {
+		t.Errorf("%d messages, want %d", len(all), 60*len(raceAs))
+	}
+	t.Logf("%d messages, each delivered once: %d by replica a, %d by b (10 of them taken over from a dead replica's expired lease)", len(all), by["a"], by["b"])
+}
