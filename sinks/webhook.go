@@ -3,22 +3,17 @@ package sinks
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/benbjohnson/clock"
 
 	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/internal/sign"
 )
 
 // SignatureHeader carries a webhook body's signature:
@@ -29,50 +24,18 @@ import (
 // body, compares it in constant time, and rejects a timestamp older than
 // its tolerance (a few minutes) to refuse replays; VerifySignature does
 // all three.
-const SignatureHeader = "Pam-Signature"
+const SignatureHeader = sign.Header
 
 // Sign returns the SignatureHeader value for body sent at t.
-func Sign(secret []byte, t time.Time, body []byte) string {
-	ts := strconv.FormatInt(t.Unix(), 10)
-	return "t=" + ts + ",v1=" + hex.EncodeToString(mac(secret, ts, body))
-}
-
-func mac(secret []byte, ts string, body []byte) []byte {
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(ts))
-	m.Write([]byte{'.'})
-	m.Write(body)
-	return m.Sum(nil)
-}
+func Sign(secret []byte, t time.Time, body []byte) string { return sign.Sign(secret, t, body) }
 
 // ErrBadSignature is returned by VerifySignature.
-var ErrBadSignature = errors.New("sinks: bad webhook signature")
+var ErrBadSignature = sign.ErrBadSignature
 
 // VerifySignature checks a SignatureHeader value against body, and that
 // its timestamp is within tolerance of now.
 func VerifySignature(secret []byte, header string, body []byte, now time.Time, tolerance time.Duration) error {
-	var ts, sig string
-	for _, part := range strings.Split(header, ",") {
-		k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
-		switch k {
-		case "t":
-			ts = v
-		case "v1":
-			sig = v
-		}
-	}
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return fmt.Errorf("%w: no timestamp", ErrBadSignature)
-	}
-	got, err := hex.DecodeString(sig)
-	if err != nil || !hmac.Equal(got, mac(secret, ts, body)) {
-		return fmt.Errorf("%w: the signature does not match", ErrBadSignature)
-	}
-	if d := now.Sub(time.Unix(sec, 0)); d > tolerance || d < -tolerance {
-		return fmt.Errorf("%w: timestamp %s is outside the tolerance of %s", ErrBadSignature, time.Unix(sec, 0).UTC().Format(time.RFC3339), tolerance)
-	}
-	return nil
+	return sign.Verify(secret, header, body, now, tolerance)
 }
 
 // WebhookOptions configure a Webhook.

@@ -1,0 +1,179 @@
+// Package webhook is a pam.Notifier that POSTs each notification as JSON,
+// signed with HMAC-SHA256, and can format it for Slack-compatible
+// incoming webhooks instead.
+//
+// # Verifying a delivery
+//
+// With a secret, every request carries
+//
+//	Pam-Signature: t=<Unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>
+//	Idempotency-Key: <the notification's ID>
+//
+// The receiver recomputes the HMAC over the timestamp, a dot and the raw
+// body, compares in constant time, rejects timestamps outside a few
+// minutes (replays), and drops IDs it has seen (delivery is at least
+// once). Verify does the first three.
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/benbjohnson/clock"
+
+	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/internal/sign"
+)
+
+// SignatureHeader carries the signature (see the package documentation).
+const SignatureHeader = sign.Header
+
+// ErrBadSignature is returned by Verify.
+var ErrBadSignature = sign.ErrBadSignature
+
+// Verify checks a SignatureHeader value against body, and that its
+// timestamp is within tolerance of now.
+func Verify(secret []byte, header string, body []byte, now time.Time, tolerance time.Duration) error {
+	return sign.Verify(secret, header, body, now, tolerance)
+}
+
+// Options configure a Notifier.
+type Options struct {
+	// Client sends the requests. Default: http.DefaultClient's transport
+	// with no timeout of its own.
+	Client *http.Client
+	// Timeout bounds each request, within the engine's NotifyTimeout.
+	// Default: 10 seconds.
+	Timeout time.Duration
+	// Secret, when set, signs each body.
+	Secret []byte
+	// Header is added to every request (an Authorization, say).
+	Header http.Header
+	// Format turns a notification into the body. Default: JSON (see
+	// Payload). Slack formats for Slack-compatible incoming webhooks.
+	Format func(pam.Notification) ([]byte, error)
+	// Clock stamps signatures. Default: the wall clock.
+	Clock clock.Clock
+}
+
+// Payload is the default body.
+type Payload struct {
+	ID        string        `json:"id"`
+	Type      pam.EventType `json:"type"`
+	Recipient string        `json:"recipient"`
+	Attempt   int           `json:"attempt"`
+	Request   pam.Request   `json:"request"`
+}
+
+// Notifier posts notifications to one URL.
+type Notifier struct {
+	url  string
+	opts Options
+}
+
+var _ pam.Notifier = (*Notifier)(nil)
+
+// New returns a Notifier posting to rawURL (http or https).
+func New(rawURL string, opts *Options) (*Notifier, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%w: webhook URL %q: want http(s)://host/…", pam.ErrInvalid, rawURL)
+	}
+	n := &Notifier{url: rawURL}
+	if opts != nil {
+		n.opts = *opts
+	}
+	if n.opts.Timeout < 0 {
+		return nil, fmt.Errorf("%w: Options.Timeout must not be negative", pam.ErrInvalid)
+	}
+	if n.opts.Client == nil {
+		n.opts.Client = &http.Client{}
+	}
+	if n.opts.Timeout == 0 {
+		n.opts.Timeout = 10 * time.Second
+	}
+	if n.opts.Format == nil {
+		n.opts.Format = func(x pam.Notification) ([]byte, error) {
+			return json.Marshal(Payload{ID: x.ID, Type: x.Type, Recipient: strings.Join(x.Recipients, ","), Attempt: x.Attempt, Request: x.Request})
+		}
+	}
+	if n.opts.Clock == nil {
+		n.opts.Clock = clock.New()
+	}
+	return n, nil
+}
+
+// Notify implements pam.Notifier: any 2xx answer is success.
+func (n *Notifier) Notify(ctx context.Context, x pam.Notification) error {
+	body, err := n.opts.Format(x)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.opts.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	for k, vs := range n.opts.Header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", x.ID)
+	if len(n.opts.Secret) > 0 {
+		req.Header.Set(SignatureHeader, sign.Sign(n.opts.Secret, n.opts.Clock.Now(), body))
+	}
+	resp, err := n.opts.Client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("webhook answered %s: %s", resp.Status, bytes.TrimSpace(msg))
+	}
+	return nil
+}
+
+// Slack returns a Format for Slack-compatible incoming webhooks
+// ({"text": …} in mrkdwn): who asks for what, for how long and why, and,
+// when baseURL is set, a link to the request (baseURL + "/requests/" +
+// ID). User text is escaped as Slack requires (&, <, >).
+func Slack(baseURL string) func(pam.Notification) ([]byte, error) {
+	return func(x pam.Notification) ([]byte, error) {
+		r := x.Request
+		var text string
+		switch x.Type {
+		case pam.EventRequestSubmitted:
+			text = fmt.Sprintf("*%s* requests *%s* for %s: %s", esc(r.Requester), esc(r.Scope.String()), r.Duration, esc(r.Reason))
+		case pam.EventRequestApproved:
+			text = fmt.Sprintf("Your request for *%s* is approved until %s", esc(r.Scope.String()), r.ExpiresAt.UTC().Format(time.RFC1123))
+		case pam.EventRequestDenied:
+			text = fmt.Sprintf("Your request for *%s* was denied", esc(r.Scope.String()))
+		case pam.EventRequestRevoked:
+			text = fmt.Sprintf("Your access to *%s* was revoked", esc(r.Scope.String()))
+		case pam.EventRequestExpired:
+			text = fmt.Sprintf("Your request for *%s* has expired", esc(r.Scope.String()))
+		default:
+			text = fmt.Sprintf("%s: %s", esc(string(x.Type)), esc(r.Scope.String()))
+		}
+		if baseURL != "" {
+			text += fmt.Sprintf(" <%s|Open request %s>", strings.TrimRight(baseURL, "/")+"/requests/"+url.PathEscape(r.ID), esc(r.ID))
+		}
+		return json.Marshal(map[string]string{"text": text})
+	}
+}
+
+// esc escapes text for Slack's mrkdwn.
+func esc(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}
