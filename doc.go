@@ -119,6 +119,22 @@
 // auditor holding the key can match (ParamAudit, per policy or in
 // Options).
 //
+// # Notifications
+//
+// Approvers hear of a new request and requesters of its outcome through
+// Notifiers (package notify/smtp for email, notify/webhook for signed
+// webhooks and Slack-compatible chat). A transition writes its
+// notifications to the store's outbox in the same commit: one Message per
+// recipient and notifier, so nothing is lost to a crash, a restart or a
+// mail server that is down. Run delivers them (Deliver makes one pass):
+// at least once, each under a lease so that several Managers on one store
+// deliver each message once and a Manager that dies mid-delivery leaves
+// its messages to the others, with exponential backoff and jitter, and
+// parked as MessageFailed after a notifier's MaxAttempts, reported and
+// audited (EventNotifyFailed). Each Notification carries the message ID
+// for receivers to drop duplicates. A notifier's failure never delays
+// Guard or a decision.
+//
 // # Stores
 //
 // A Store persists and compares versions; it makes no decisions.

@@ -22,3 +22,8 @@ func BenchmarkStore(b *testing.B) {
 func BenchmarkTrail(b *testing.B) {
 	storetest.BenchTrail(b, func(testing.TB, *clock.Mock) pam.Store { return memory.New() }, 1_000_000)
 }
+
+// BenchmarkOutbox is the cost of the outbox write in a transition.
+func BenchmarkOutbox(b *testing.B) {
+	storetest.BenchOutbox(b, func(testing.TB, *clock.Mock) pam.Store { return memory.New() })
+}

@@ -165,3 +165,10 @@ func BenchmarkTrail(b *testing.B) {
 		return open(t, filepath.Join(t.TempDir(), "pam.db"))
 	}, 1_000_000)
 }
+
+// BenchmarkOutbox is the cost of the outbox write in a transition.
+func BenchmarkOutbox(b *testing.B) {
+	storetest.BenchOutbox(b, func(t testing.TB, _ *clock.Mock) pam.Store {
+		return open(t, filepath.Join(t.TempDir(), "pam.db"))
+	})
+}

@@ -162,3 +162,38 @@ func BenchTrail(b *testing.B, open Opener, n int) {
 		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	})
 }
+
+// BenchOutbox measures what the outbox adds to a transition: Submit to a
+// policy with three approvers, without a notifier (no messages) and with
+// one (three messages in the same commit).
+func BenchOutbox(b *testing.B, open Opener) {
+	for _, tc := range []struct {
+		name     string
+		notifier bool
+	}{{"NoNotifier", false}, {"ThreeMessages", true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			clk := clock.NewMock()
+			clk.Set(Epoch)
+			s := open(b, clk)
+			dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}, "approvers": {"bob", "carol", "dave"}})
+			o := &pam.Options{Clock: clk, Directory: dir, AdminGroup: "pam-admins"}
+			if tc.notifier {
+				o.Notifier = pam.NotifierFunc(func(context.Context, pam.Notification) error { return nil })
+			}
+			m, err := pam.New(s, o)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := m.CreatePolicy(As("admin"), TwoApprovals); err != nil {
+				b.Fatal(err)
+			}
+			alice := As("alice")
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := m.Submit(alice, pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "bench"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
