@@ -172,3 +172,29 @@ func TestNotifierOptionsAreValidated(t *testing.T) {
 		}
 	}
 }
+
+// TestOneBadRecipientBlocksNoOther: delivery is per recipient.
+func TestOneBadRecipientBlocksNoOther(t *testing.T) {
+	var got []string
+	e := newEnv(t, func(o *pam.Options) {
+		o.Notifier = pam.NotifierFunc(func(_ context.Context, n pam.Notification) error {
+			if n.Recipients[0] == "carol" {
+				return errors.New("550 mailbox unavailable")
+			}
+			got = append(got, n.Recipients[0])
+			return nil
+		})
+	})
+	e.policy(movePolicy())
+	e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	if _, err := e.m.Deliver(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{"bob", "dave"}, sortedStrings(got)); d != "" {
+		t.Errorf("delivered (-want +got):\n%s", d)
+	}
+	pending, _, _ := e.m.Messages(context.Background(), pam.MessageFilter{States: []pam.MessageState{pam.MessagePending}})
+	if len(pending) != 1 || pending[0].Recipient != "carol" || pending[0].Attempts != 1 || !strings.Contains(pending[0].LastError, "550") {
+		t.Errorf("pending %+v", pending)
+	}
+}

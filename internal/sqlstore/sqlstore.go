@@ -261,10 +261,8 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) (err error) {
 			return err
 		}
 	}
-	for i := range tx.Messages {
-		if err := s.putMessage(ctx, t, &tx.Messages[i]); err != nil {
-			return err
-		}
+	if err := s.putMessages(ctx, t, tx.Messages); err != nil {
+		return err
 	}
 	if err := s.insertEvents(ctx, t, events); err != nil {
 		return err
@@ -345,6 +343,54 @@ func MessageArgs(m *pam.Message) ([]any, error) {
 		return []any{m.ID, m.Request.ID, string(m.State), m.NextAttempt.UnixNano(), m.Version, string(data)}, nil
 	}
 	return []any{string(m.State), m.NextAttempt.UnixNano(), m.Version, string(data), m.ID, m.Version - 1}, nil
+}
+
+// putMessages inserts the new messages with one statement and updates
+// the settled ones one by one.
+func (s *Store) putMessages(ctx context.Context, t *sql.Tx, msgs []pam.Message) error {
+	var args []any
+	var q strings.Builder
+	n := 0
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Version != 1 {
+			if err := s.putMessage(ctx, t, m); err != nil {
+				return err
+			}
+			continue
+		}
+		a, err := MessageArgs(m)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			q.WriteString(`INSERT INTO pam_outbox (id, request_id, state, next_attempt, version, data) VALUES `)
+		} else {
+			q.WriteString(", ")
+		}
+		q.WriteString("(")
+		for j := range a {
+			if j > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("$" + strconv.Itoa(len(args)+j+1))
+		}
+		q.WriteString(")")
+		args = append(args, a...)
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	q.WriteString(" ON CONFLICT (id) DO NOTHING")
+	res, err := s.texec(ctx, t, q.String(), args...)
+	if err != nil {
+		return err
+	}
+	if k, err := res.RowsAffected(); err != nil || k != int64(n) {
+		return fmt.Errorf("%w: %d of %d new messages exist already (%v)", pam.ErrConflict, int64(n)-k, n, err)
+	}
+	return nil
 }
 
 func (s *Store) putMessage(ctx context.Context, t *sql.Tx, m *pam.Message) error {
