@@ -124,7 +124,8 @@ type Notification struct {
 // are written to the store's outbox in the same commit as the transition
 // that causes them, and delivered from there by Run (or Deliver), each
 // recipient separately, with retries: an error never undoes or delays the
-// transition. Notify should be idempotent by Notification.ID.
+// transition. Notify is called concurrently for different messages, and
+// should be idempotent by Notification.ID.
 type Notifier interface {
 	Notify(ctx context.Context, n Notification) error
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -144,11 +145,17 @@ func (m *Manager) outbox(ctx context.Context, events []Event, r Request, p *comp
 	return out
 }
 
+// deliverBatch is how many messages one pass claims. They are delivered
+// concurrently, so a pass takes at most about NotifyTimeout, well within
+// the lease.
+const deliverBatch = 16
+
 // Deliver makes one pass over the outbox: it claims the messages due now
-// (up to 64), delivers each, and records the outcome: delivered, or
-// retried later with backoff, or parked as failed after the notifier's
-// MaxAttempts (with an EventNotifyFailed audit event). It returns how many
-// it claimed. Run calls it continually; hosts that do not call Run can.
+// (up to 16), delivers them concurrently, and records each outcome:
+// delivered, or retried later with backoff, or parked as failed after the
+// notifier's MaxAttempts (with an EventNotifyFailed audit event). It
+// returns how many it claimed. Run calls it continually; hosts that do
+// not call Run can.
 func (m *Manager) Deliver(ctx context.Context) (int, error) {
 	if len(m.notifiers) == 0 {
 		return 0, nil
@@ -157,13 +164,15 @@ func (m *Manager) Deliver(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	msgs, err := m.store.ClaimMessages(ctx, m.owner, now, now.Add(m.lease), 64)
+	msgs, err := m.store.ClaimMessages(ctx, m.owner, now, now.Add(m.lease), deliverBatch)
 	if err != nil {
 		return 0, err
 	}
+	var wg sync.WaitGroup
 	for _, msg := range msgs {
-		m.deliver(ctx, msg)
+		wg.Go(func() { m.deliver(ctx, msg) })
 	}
+	wg.Wait()
 	return len(msgs), nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -175,13 +176,16 @@ func TestNotifierOptionsAreValidated(t *testing.T) {
 
 // TestOneBadRecipientBlocksNoOther: delivery is per recipient.
 func TestOneBadRecipientBlocksNoOther(t *testing.T) {
+	var mu sync.Mutex
 	var got []string
 	e := newEnv(t, func(o *pam.Options) {
 		o.Notifier = pam.NotifierFunc(func(_ context.Context, n pam.Notification) error {
 			if n.Recipients[0] == "carol" {
 				return errors.New("550 mailbox unavailable")
 			}
+			mu.Lock()
 			got = append(got, n.Recipients[0])
+			mu.Unlock()
 			return nil
 		})
 	})

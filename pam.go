@@ -43,8 +43,9 @@ type Options struct {
 	// and how long Guard waits for a required sink to take an operation's
 	// start event before it denies. Default: 5 seconds.
 	AuditTimeout time.Duration
-	// AuditPollInterval is how often sink workers look for events that
-	// other Managers sharing the store committed; this Manager's own
+	// AuditPollInterval is how often sink workers look for events, and
+	// Run for outbox messages, that other Managers sharing the store
+	// committed (and for retries that came due); this Manager's own
 	// commits wake them at once. Default: 1 second. Like the timeouts
 	// and the sinks' retry backoff, it runs on real time, not on Clock.
 	AuditPollInterval time.Duration
