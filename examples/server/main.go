@@ -1,0 +1,256 @@
+// Server is the whole library in a browser: a SQLite store, the
+// notification outbox with a log notifier, the approver page and JSON API
+// (pamhttp) behind a demo login, and a few guarded demo operations.
+//
+//	go run ./examples/server            # then open http://127.0.0.1:8080
+//
+// Sign in as alice and request "Move mailbox"; sign in as bob (another
+// browser, or sign out) and approve it; back as alice, run it. "Drop
+// table" needs two approvers, bob and carol. admin manages policies
+// through the API. The demo login stands in for the host's own sign-on:
+// it trusts whoever picks a name, and must not be used as it is.
+//
+// The API also takes demo bearer tokens, printed at start, for pamctl:
+//
+//	PAM_URL=http://127.0.0.1:8080/pam PAM_TOKEN=demo-alice go run ./cmd/pamctl request list
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/pamhttp"
+	"github.com/zerostanding/pam/sinks"
+	"github.com/zerostanding/pam/store/sqlite"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
+	db := flag.String("db", filepath.Join(os.TempDir(), "pam-server.db"), "SQLite file")
+	flag.Parse()
+	if err := run(*addr, *db); err != nil {
+		fmt.Fprintln(os.Stderr, "server:", err)
+		os.Exit(1)
+	}
+}
+
+func run(addr, db string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	s, err := New(ctx, db, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	fmt.Printf("listening on http://%s (state in %s)\n", l.Addr(), db)
+	fmt.Printf("demo API tokens: %s\n", strings.Join(tokenList(), ", "))
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	go func() { <-ctx.Done(); srv.Shutdown(context.Background()) }()
+	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// users of the demo, and their groups.
+var groups = map[string][]string{
+	"pam-admins": {"admin"},
+	"approvers":  {"bob", "carol"},
+}
+
+var users = []string{"alice", "bob", "carol", "admin"}
+
+func tokenList() []string {
+	var out []string
+	for _, u := range users {
+		out = append(out, "demo-"+u)
+	}
+	return out
+}
+
+// Server is the demo's http.Handler.
+type Server struct {
+	http.Handler
+	m      *pam.Manager
+	store  *sqlite.Store
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// ops are the guarded demo operations.
+var ops = []struct{ Task, Title string }{
+	{"New-MoveRequest", "Move mailbox"},
+	{"Drop-Table", "Drop table"},
+}
+
+// New opens the store at db, sets the demo up and starts the Manager's
+// background work.
+func New(ctx context.Context, db string, log *slog.Logger) (*Server, error) {
+	store, err := sqlite.Open(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := pam.NewStaticDirectory(groups)
+	if err != nil {
+		return nil, err
+	}
+	m, err := pam.New(store, &pam.Options{
+		Directory:  dir,
+		AdminGroup: "pam-admins",
+		Notifier: pam.NotifierFunc(func(_ context.Context, n pam.Notification) error {
+			log.Info("notification", "to", strings.Join(n.Recipients, ","), "type", n.Type, "request", n.Request.ID, "task", n.Request.Scope.Name)
+			return nil
+		}),
+		AuditSinks: []pam.SinkConfig{{Name: "log", Sink: sinks.NewSlog(log.Handler())}},
+		ParamAudit: pam.ParamAudit{Params: map[string]pam.ParamMode{"identity": pam.ParamFull, "table": pam.ParamFull}},
+	})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	admin := pam.WithActor(ctx, "admin")
+	for _, p := range []pam.Policy{
+		{ID: "move", Name: "Move a mailbox", Scope: pam.TaskScope("New-MoveRequest"), Approval: pam.Manual,
+			ApproverGroups: []pam.ApproverGroup{{Group: "approvers"}}, MaxDuration: 8 * time.Hour},
+		{ID: "drop", Name: "Drop a table (two approvers)", Scope: pam.TaskScope("Drop-Table"), Approval: pam.Manual,
+			ApproverGroups: []pam.ApproverGroup{{Group: "approvers", MinApprovals: 2}}, DefaultDuration: time.Hour, MaxDuration: 2 * time.Hour},
+	} {
+		if _, err := m.Policy(admin, p.ID); errors.Is(err, pam.ErrNotFound) {
+			if _, err := m.CreatePolicy(admin, p); err != nil {
+				store.Close()
+				return nil, err
+			}
+		}
+	}
+	api, err := pamhttp.New(m, pamhttp.Options{Authenticate: authenticate})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	s := &Server{m: m, store: store, cancel: cancel, done: make(chan struct{})}
+	go func() { defer close(s.done); m.Run(runCtx) }()
+
+	mux := http.NewServeMux()
+	mux.Handle("/pam/", http.StripPrefix("/pam", api))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		who, _ := authenticate(r)
+		home.Execute(w, map[string]any{"Who": who, "Users": users, "Ops": ops})
+	})
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		u := r.PostFormValue("user")
+		if !contains(users, u) {
+			http.Error(w, "unknown demo user", http.StatusBadRequest)
+			return
+		}
+		http.SetCookie(w, &http.Cookie{Name: "demo_user", Value: u, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
+		w.Header().Set("Location", "/pam/")
+		w.WriteHeader(http.StatusSeeOther)
+	})
+	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
+		http.SetCookie(w, &http.Cookie{Name: "demo_user", Path: "/", MaxAge: -1})
+		w.Header().Set("Location", "/")
+		w.WriteHeader(http.StatusSeeOther)
+	})
+	mux.HandleFunc("POST /ops/{task}", func(w http.ResponseWriter, r *http.Request) {
+		who, err := authenticate(r)
+		if err != nil {
+			http.Error(w, "sign in first", http.StatusUnauthorized)
+			return
+		}
+		task, arg := r.PathValue("task"), r.PostFormValue("arg")
+		err = m.Guard(pam.WithActor(r.Context(), who), pam.Op{Task: task, Params: map[string]any{"identity": arg, "table": arg}},
+			func(ctx context.Context) error {
+				log.Info("demo operation ran", "task", task, "arg", arg, "by", who)
+				return nil
+			})
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		if err != nil {
+			st, _ := statusOf(err)
+			w.WriteHeader(st)
+		}
+		result.Execute(w, map[string]any{"Task": task, "Arg": arg, "Err": err})
+	})
+	s.Handler = http.NewCrossOriginProtection().Handler(mux)
+	return s, nil
+}
+
+// Close stops the background work and closes the store.
+func (s *Server) Close() error {
+	s.cancel()
+	<-s.done
+	s.m.Close(context.Background())
+	return s.store.Close()
+}
+
+// authenticate is the demo's sign-on: a cookie set by /login, or a demo
+// bearer token for the API. A real host checks its own sessions here.
+func authenticate(r *http.Request) (string, error) {
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		if u, ok := strings.CutPrefix(tok, "demo-"); ok && contains(users, u) {
+			return u, nil
+		}
+		return "", errors.New("unknown token")
+	}
+	c, err := r.Cookie("demo_user")
+	if err != nil || !contains(users, c.Value) {
+		return "", errors.New("not signed in")
+	}
+	return c.Value, nil
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func statusOf(err error) (int, string) {
+	switch {
+	case errors.Is(err, pam.ErrNotApproved), errors.Is(err, pam.ErrForbidden):
+		return http.StatusForbidden, "forbidden"
+	case errors.Is(err, pam.ErrNoActor):
+		return http.StatusUnauthorized, "no_actor"
+	}
+	return http.StatusInternalServerError, "error"
+}
+
+var home = template.Must(template.New("home").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>PAM demo</title><link rel="stylesheet" href="/pam/assets/style.css"></head>
+<body><header><a href="/">PAM demo</a><span>{{if .Who}}signed in as {{.Who}}{{end}}</span></header><main>
+<section><h2>Demo login</h2><p>Stands in for your single sign-on. Anyone may pick any name: never use it as it is.</p>
+<form method="post" action="/login"><label>User <select name="user">{{range .Users}}<option>{{.}}</option>{{end}}</select></label><button>Sign in</button></form>
+{{if .Who}}<form method="post" action="/logout"><button>Sign out</button></form>{{end}}</section>
+<section><h2><a href="/pam/">Requests and approvals</a></h2></section>
+<section><h2>Privileged operations</h2>
+{{range .Ops}}<form method="post" action="/ops/{{.Task}}"><label>{{.Title}} <input name="arg" placeholder="mailbox or table"></label><button>Run {{.Task}}</button></form>{{end}}
+</section></main></body></html>`))
+
+var result = template.Must(template.New("result").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.Task}}</title><link rel="stylesheet" href="/pam/assets/style.css"></head>
+<body><header><a href="/">PAM demo</a></header><main>
+{{if .Err}}<p class="error" id="result">Denied: {{.Err}}</p><p><a href="/pam/">Request access</a></p>
+{{else}}<p class="notice" id="result">{{.Task}} ran on {{.Arg}}.</p>{{end}}
+<p><a href="/">Back</a></p></main></body></html>`))
