@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -323,26 +324,8 @@ func (h *Handler) audit(ctx context.Context, r *http.Request) (any, int, error) 
 	if err := h.requireAdmin(ctx); err != nil {
 		return nil, 0, err
 	}
-	q := r.URL.Query()
-	f := pam.EventFilter{Actor: q.Get("actor"), Task: q.Get("task"), RequestID: q.Get("request_id"), PolicyID: q.Get("policy_id"),
-		Outcome: q.Get("outcome"), Descending: q.Get("order") == "desc"}
-	for _, t := range q["type"] {
-		f.Types = append(f.Types, pam.EventType(t))
-	}
-	var err error
-	if f.After, err = int64Param(q.Get("after")); err != nil {
-		return nil, 0, err
-	}
-	if f.Before, err = int64Param(q.Get("before")); err != nil {
-		return nil, 0, err
-	}
-	if f.Limit, err = intParam(q.Get("limit")); err != nil {
-		return nil, 0, err
-	}
-	if f.Since, err = timeParam(q.Get("since")); err != nil {
-		return nil, 0, err
-	}
-	if f.Until, err = timeParam(q.Get("until")); err != nil {
+	f, err := EventFilterFromQuery(r.URL.Query())
+	if err != nil {
 		return nil, 0, err
 	}
 	events, next, err := h.m.Audit(ctx, f)
@@ -351,6 +334,35 @@ func (h *Handler) audit(ctx context.Context, r *http.Request) (any, int, error) 
 		p.Next = next
 	}
 	return p, http.StatusOK, err
+}
+
+// EventFilterFromQuery reads the query of GET /api/v1/audit: actor,
+// task, type (repeated), request_id, policy_id, outcome, since and until
+// (RFC 3339), after and before (sequence numbers), limit, and
+// order=desc.
+func EventFilterFromQuery(q url.Values) (pam.EventFilter, error) {
+	f := pam.EventFilter{Actor: q.Get("actor"), Task: q.Get("task"), RequestID: q.Get("request_id"), PolicyID: q.Get("policy_id"),
+		Outcome: q.Get("outcome"), Descending: q.Get("order") == "desc"}
+	for _, t := range q["type"] {
+		f.Types = append(f.Types, pam.EventType(t))
+	}
+	var err error
+	if f.After, err = int64Param(q.Get("after")); err != nil {
+		return f, err
+	}
+	if f.Before, err = int64Param(q.Get("before")); err != nil {
+		return f, err
+	}
+	if f.Limit, err = intParam(q.Get("limit")); err != nil {
+		return f, err
+	}
+	if f.Since, err = timeParam(q.Get("since")); err != nil {
+		return f, err
+	}
+	if f.Until, err = timeParam(q.Get("until")); err != nil {
+		return f, err
+	}
+	return f, nil
 }
 
 // VerifyAnswer is the body of GET /api/v1/audit/verify: the range
