@@ -135,6 +135,14 @@
 // for receivers to drop duplicates. A notifier's failure never delays
 // Guard or a decision.
 //
+// # Front ends
+//
+// Optional packages serve people: pamhttp is an http.Handler with a JSON
+// API and a server-rendered approver page, behind the host's own
+// authentication; cmd/pamctl is the command line; examples/server wires
+// them together. Reviewable, IsAdmin and MayView answer what a front end
+// needs to show.
+//
 // # Stores
 //
 // A Store persists and compares versions; it makes no decisions.
