@@ -138,11 +138,7 @@ func (h *Handler) routesAPI(mux *http.ServeMux) {
 		if err != nil {
 			return nil, 0, err
 		}
-		out := CheckAnswer{Allowed: res.Allowed, Outcome: string(res.Outcome), Task: res.Task, At: res.At, Deadline: res.Deadline, Policies: res.Policies}
-		if res.Err != nil {
-			out.Error = res.Err.Error()
-		}
-		return out, http.StatusOK, nil
+		return NewCheckAnswer(res), http.StatusOK, nil
 	}))
 	mux.HandleFunc("GET /api/v1/audit", h.api(h.audit))
 	mux.HandleFunc("GET /api/v1/audit/verify", h.api(h.verify))
@@ -188,6 +184,15 @@ type CheckAnswer struct {
 	Deadline time.Time         `json:"deadline,omitzero"`
 	Policies []pam.PolicyCheck `json:"policies"`
 	Error    string            `json:"error,omitempty"`
+}
+
+// NewCheckAnswer is the answer for res.
+func NewCheckAnswer(res pam.CheckResult) CheckAnswer {
+	a := CheckAnswer{Allowed: res.Allowed, Outcome: string(res.Outcome), Task: res.Task, At: res.At, Deadline: res.Deadline, Policies: res.Policies}
+	if res.Err != nil {
+		a.Error = res.Err.Error()
+	}
+	return a
 }
 
 func (h *Handler) me(ctx context.Context, _ *http.Request) (any, int, error) {

@@ -1,11 +1,9 @@
 package sinks
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -90,27 +88,5 @@ func (w *Webhook) Write(ctx context.Context, events []pam.Event) error {
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	for k, vs := range w.opts.Header {
-		for _, v := range vs {
-			req.Header.Add(k, v)
-		}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if len(w.opts.Secret) > 0 {
-		req.Header.Set(SignatureHeader, Sign(w.opts.Secret, w.opts.Clock.Now(), body))
-	}
-	resp, err := w.opts.Client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("sinks: webhook answered %s: %s", resp.Status, bytes.TrimSpace(msg))
-	}
-	return nil
+	return sign.Post(ctx, w.opts.Client, w.url, w.opts.Header, w.opts.Secret, w.opts.Clock.Now(), body)
 }

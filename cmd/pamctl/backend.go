@@ -230,11 +230,7 @@ func (l *local) Check(ctx context.Context, task string, params map[string]any) (
 	if err != nil {
 		return pamhttp.CheckAnswer{}, err
 	}
-	a := pamhttp.CheckAnswer{Allowed: res.Allowed, Outcome: string(res.Outcome), Task: res.Task, At: res.At, Deadline: res.Deadline, Policies: res.Policies}
-	if res.Err != nil {
-		a.Error = res.Err.Error()
-	}
-	return a, nil
+	return pamhttp.NewCheckAnswer(res), nil
 }
 func (l *local) Audit(ctx context.Context, q url.Values) ([]pam.Event, error) {
 	f, err := pamhttp.EventFilterFromQuery(q)

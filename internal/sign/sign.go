@@ -3,11 +3,15 @@
 package sign
 
 import (
+	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +61,39 @@ func Verify(secret []byte, header string, body []byte, now time.Time, tolerance 
 	}
 	if d := now.Sub(time.Unix(sec, 0)); d > tolerance || d < -tolerance {
 		return fmt.Errorf("%w: timestamp %s is outside the tolerance of %s", ErrBadSignature, time.Unix(sec, 0).UTC().Format(time.RFC3339), tolerance)
+	}
+	return nil
+}
+
+// Post sends body as JSON to url with header, signed with secret when it
+// is set (at now), and the extra headers given. Any 2xx answer is
+// success; otherwise the error quotes the status and the start of the
+// answer.
+func Post(ctx context.Context, client *http.Client, url string, header http.Header, secret []byte, now time.Time, body []byte, extra ...string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	for k, vs := range header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(extra); i += 2 {
+		req.Header.Set(extra[i], extra[i+1])
+	}
+	if len(secret) > 0 {
+		req.Header.Set(Header, Sign(secret, now, body))
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("webhook answered %s: %s", resp.Status, bytes.TrimSpace(msg))
 	}
 	return nil
 }

@@ -439,19 +439,8 @@ func (s *Store) ClaimMessages(ctx context.Context, owner string, now, until time
 		WHERE id IN (SELECT id FROM pam_outbox WHERE state = 'pending' AND next_attempt <= $3 AND lease_until <= $3
 		ORDER BY next_attempt, id LIMIT $4`+s.d.SkipLocked+`) RETURNING `+messageColumns,
 		owner, until.UnixNano(), now.UnixNano(), limit)
+	out, err := collect(rows, err, scanMessage)
 	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []pam.Message
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -477,17 +466,22 @@ func (s *Store) Messages(ctx context.Context, f pam.MessageFilter) ([]pam.Messag
 		q.sql.WriteString(" LIMIT " + q.arg(f.Limit))
 	}
 	rows, err := s.rquery(ctx, q.sql.String(), q.args...)
+	return collect(rows, err, scanMessage)
+}
+
+// collect scans every row of a query with scan, and closes the rows.
+func collect[T any](rows *sql.Rows, err error, scan func(*sql.Rows) (T, error)) ([]T, error) {
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []pam.Message
+	var out []T
 	for rows.Next() {
-		m, err := scanMessage(rows)
+		v, err := scan(rows)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, m)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }
@@ -818,19 +812,7 @@ func (s *Store) Events(ctx context.Context, f pam.EventFilter) ([]pam.Event, err
 		q.sql.WriteString(" LIMIT " + q.arg(f.Limit))
 	}
 	rows, err := s.rquery(ctx, q.sql.String(), q.args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []pam.Event
-	for rows.Next() {
-		e, err := scanEvent(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanEvent)
 }
 
 // EventColumns are the columns scanEvent reads, in order.
@@ -870,20 +852,8 @@ func ChainExisting(setHead string) func(context.Context, *sql.Tx) error {
 		prev, head := make([]byte, pam.HashSize), make([]byte, pam.HashSize)
 		for {
 			rows, err := t.QueryContext(ctx, `SELECT `+EventColumns+` FROM pam_events WHERE hash IS NULL ORDER BY seq LIMIT 10000`)
+			events, err := collect(rows, err, scanEvent)
 			if err != nil {
-				return err
-			}
-			var events []pam.Event
-			for rows.Next() {
-				e, err := scanEvent(rows)
-				if err != nil {
-					rows.Close()
-					return err
-				}
-				events = append(events, e)
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
 				return err
 			}
 			if len(events) == 0 {

@@ -16,11 +16,9 @@
 package webhook
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -118,30 +116,7 @@ func (n *Notifier) Notify(ctx context.Context, x pam.Notification) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.opts.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	for k, vs := range n.opts.Header {
-		for _, v := range vs {
-			req.Header.Add(k, v)
-		}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", x.ID)
-	if len(n.opts.Secret) > 0 {
-		req.Header.Set(SignatureHeader, sign.Sign(n.opts.Secret, n.opts.Clock.Now(), body))
-	}
-	resp, err := n.opts.Client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("webhook answered %s: %s", resp.Status, bytes.TrimSpace(msg))
-	}
-	return nil
+	return sign.Post(ctx, n.opts.Client, n.url, n.opts.Header, n.opts.Secret, n.opts.Clock.Now(), body, "Idempotency-Key", x.ID)
 }
 
 // Slack returns a Format for Slack-compatible incoming webhooks
