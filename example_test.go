@@ -2,6 +2,7 @@ package pam_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log"
@@ -167,4 +168,69 @@ func ExamplePolicy_condition() {
 	// map[identity:intern@contoso.com]: condition false, allowed true
 	// map[identity:ceo@contoso.com]: condition true, allowed false
 	// map[]: condition undefined, allowed false
+}
+
+// Verify recomputes the hash chain, here against a signed checkpoint of
+// the head kept outside the store.
+func ExampleManager_Verify() {
+	pub, key, _ := ed25519.GenerateKey(nil)
+	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}})
+	m, err := pam.New(memory.New(), &pam.Options{Clock: clock.NewMock(), Directory: dir, AdminGroup: "pam-admins", CheckpointKey: key})
+	if err != nil {
+		log.Fatal(err)
+	}
+	admin := pam.WithActor(context.Background(), "admin")
+	for _, task := range []string{"New-MoveRequest", "Set-Mailbox"} {
+		if _, err := m.CreatePolicy(admin, pam.Policy{Scope: pam.TaskScope(task), Approval: pam.Auto}); err != nil {
+			log.Fatal(err)
+		}
+	}
+	cp, err := m.Checkpoint(context.Background()) // also written to Options.CheckpointSinks
+	if err != nil {
+		log.Fatal(err)
+	}
+	res, err := m.Verify(context.Background(), pam.VerifyOptions{Checkpoints: []pam.Checkpoint{cp}, PublicKeys: []ed25519.PublicKey{pub}})
+	var te *pam.TamperError
+	switch {
+	case errors.As(err, &te):
+		fmt.Println("tampered at event", te.Seq, te.Reason)
+	case err != nil:
+		log.Fatal(err)
+	default:
+		fmt.Println(res.Events, "events verify against", res.Checkpoints, "signed checkpoint")
+	}
+	// Output: 2 events verify against 1 signed checkpoint
+}
+
+// Notifications go to the outbox with the transition that causes them;
+// Run delivers them in the background, Deliver makes one pass.
+func ExampleManager_Deliver() {
+	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}, "mailbox-managers": {"bob", "carol"}})
+	m, err := pam.New(memory.New(), &pam.Options{Clock: clock.NewMock(), Directory: dir, AdminGroup: "pam-admins",
+		Notifier: pam.NotifierFunc(func(_ context.Context, n pam.Notification) error {
+			fmt.Println("to", n.Recipients[0]+":", n.Type, n.Request.Scope)
+			return nil
+		})})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := m.CreatePolicy(pam.WithActor(context.Background(), "admin"), pam.Policy{Scope: pam.TaskScope("New-MoveRequest"),
+		Approval: pam.Manual, ApproverGroups: []pam.ApproverGroup{{Group: "mailbox-managers"}}}); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := m.Submit(pam.WithActor(context.Background(), "alice"), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "leaver"}); err != nil {
+		log.Fatal(err)
+	}
+	msgs, _, _ := m.Messages(context.Background(), pam.MessageFilter{})
+	fmt.Println(len(msgs), "messages waiting")
+	n, err := m.Deliver(context.Background())
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(n, "delivered")
+	// Unordered output:
+	// 2 messages waiting
+	// to bob: request.submitted task:New-MoveRequest
+	// to carol: request.submitted task:New-MoveRequest
+	// 2 delivered
 }
