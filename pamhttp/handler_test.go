@@ -294,6 +294,9 @@ func TestApproverPage(t *testing.T) {
 	if st, _, h := e.do("bob", "GET", "/assets/style.css", "", ""); st != 200 || !strings.HasPrefix(h.Get("Content-Type"), "text/css") {
 		t.Errorf("stylesheet: %d %s", st, h.Get("Content-Type"))
 	}
+	if st, _, _ := e.do("bob", "GET", "/assets/page.html", "", ""); st != 404 {
+		t.Errorf("the template is not served: %d", st)
+	}
 }
 
 func TestNewValidates(t *testing.T) {

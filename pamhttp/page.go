@@ -50,7 +50,15 @@ func (h *Handler) routesPage(mux *http.ServeMux) {
 		},
 	}
 	page := template.Must(template.New("").Funcs(funcs).ParseFS(assets, "assets/page.html"))
-	mux.Handle("GET /assets/", http.FileServerFS(assets))
+	css, err := assets.ReadFile("assets/style.css")
+	if err != nil {
+		panic(err) // embedded at build time
+	}
+	mux.HandleFunc("GET /assets/style.css", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/css; charset=utf-8")
+		w.Header().Set("Cache-Control", "max-age=3600")
+		w.Write(css)
+	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		h.render(w, r, page, http.StatusOK, "")
 	})
