@@ -348,6 +348,10 @@ func TestRequiredSinkFailsClosed(t *testing.T) {
 
 	// Failing: the first call finds out and does not run fn; later calls
 	// are denied at once.
+	// Let the sink take guard.finished first, so the next write to fail
+	// is the next Guard's.
+	caughtUp := func() bool { return len(sink.Events()) == len(e.events()) }
+	eventually(t, "the sink", caughtUp)
 	sink.Fail(errors.New("audit device unreachable"))
 	for i := range 3 {
 		ran, err := e.guard("alice", "New-MoveRequest", nil)
@@ -358,6 +362,7 @@ func TestRequiredSinkFailsClosed(t *testing.T) {
 	// Hanging: denied after AuditTimeout.
 	sink.Fail(nil)
 	eventually(t, "recovery", func() bool { return e.m.SinkStatus()[0].Healthy })
+	eventually(t, "the sink", caughtUp) // sink.recovered included
 	sink.Hang(true)
 	ran, err := e.guard("alice", "New-MoveRequest", nil)
 	if ran || !errors.Is(err, pam.ErrAudit) || !strings.Contains(err.Error(), "within 200ms") && !strings.Contains(err.Error(), "deadline exceeded") {
@@ -371,27 +376,29 @@ func TestRequiredSinkFailsClosed(t *testing.T) {
 	}()
 	eventually(t, "catching up", func() bool { return len(sink.Events()) == len(e.events()) })
 
-	// The trail says what happened to each attempt.
-	var got []string
+	// The trail says what happened to each attempt, and records each
+	// outage once. The sink worker and Guard record concurrently, so the
+	// two sequences interleave in no fixed order.
+	var guards, outages []string
 	for _, ev := range e.events() {
-		if strings.HasPrefix(string(ev.Type), "guard.") || strings.HasPrefix(string(ev.Type), "sink.") {
-			got = append(got, string(ev.Type)+"/"+ev.Outcome)
+		switch {
+		case strings.HasPrefix(string(ev.Type), "guard."):
+			guards = append(guards, string(ev.Type)+"/"+ev.Outcome)
+		case strings.HasPrefix(string(ev.Type), "sink."):
+			outages = append(outages, string(ev.Type)+"/"+ev.Outcome)
 		}
 	}
 	want := []string{
-		"guard.allowed/granted", "guard.finished/ok",
-		"guard.allowed/granted", "sink.failed/required", "guard.finished/not_run",
-		"guard.denied/audit_unavailable", "guard.denied/audit_unavailable",
-		"sink.recovered/required",
-		"guard.allowed/granted", "guard.finished/not_run", "sink.failed/required", "sink.recovered/required",
+		"guard.allowed/granted", "guard.finished/ok", // healthy
+		"guard.allowed/granted", "guard.finished/not_run", // found out while waiting
+		"guard.denied/audit_unavailable", "guard.denied/audit_unavailable", // known down
+		"guard.allowed/granted", "guard.finished/not_run", // hanging
 	}
-	// With a hanging sink, the write's timeout and Guard's are the same:
-	// either may be recorded first.
-	if len(got) == len(want) && got[9] == want[10] {
-		got[9], got[10] = got[10], got[9]
+	if d := cmp.Diff(want, guards); d != "" {
+		t.Errorf("guard events (-want +got):\n%s", d)
 	}
-	if d := cmp.Diff(want, got); d != "" {
-		t.Errorf("trail (-want +got):\n%s", d)
+	if d := cmp.Diff([]string{"sink.failed/required", "sink.recovered/required", "sink.failed/required", "sink.recovered/required"}, outages); d != "" {
+		t.Errorf("sink events (-want +got):\n%s", d)
 	}
 	if d := cmp.Diff(e.events(), sink.Events()); d != "" {
 		t.Errorf("sink (-store +sink):\n%s", d)
