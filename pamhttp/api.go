@@ -222,15 +222,22 @@ func (h *Handler) act(ctx context.Context, id, action, comment string) (pam.Requ
 	if _, err := h.viewable(ctx, id); err != nil {
 		return pam.Request{}, err
 	}
+	return Act(ctx, h.m, id, action, comment)
+}
+
+// Act carries out a decision named by its word, as the API's
+// /requests/{id}/{action} does: approve, deny, cancel or revoke. Another
+// word is ErrNotFound.
+func Act(ctx context.Context, m *pam.Manager, id, action, comment string) (pam.Request, error) {
 	switch action {
 	case "approve":
-		return h.m.Approve(ctx, id, comment)
+		return m.Approve(ctx, id, comment)
 	case "deny":
-		return h.m.Deny(ctx, id, comment)
+		return m.Deny(ctx, id, comment)
 	case "cancel":
-		return h.m.Cancel(ctx, id, comment)
+		return m.Cancel(ctx, id, comment)
 	case "revoke":
-		return h.m.Revoke(ctx, id, comment)
+		return m.Revoke(ctx, id, comment)
 	}
 	return pam.Request{}, fmt.Errorf("%w: no action %q (approve, deny, cancel, revoke)", pam.ErrNotFound, action)
 }

@@ -213,17 +213,7 @@ func (l *local) Request(ctx context.Context, id string) (pam.Request, error) {
 	return l.m.Request(ctx, id)
 }
 func (l *local) Act(ctx context.Context, id, action, comment string) (pam.Request, error) {
-	switch action {
-	case "approve":
-		return l.m.Approve(ctx, id, comment)
-	case "deny":
-		return l.m.Deny(ctx, id, comment)
-	case "revoke":
-		return l.m.Revoke(ctx, id, comment)
-	case "cancel":
-		return l.m.Cancel(ctx, id, comment)
-	}
-	return pam.Request{}, fmt.Errorf("%w: action %q", pam.ErrInvalid, action)
+	return pamhttp.Act(ctx, l.m, id, action, comment)
 }
 func (l *local) Check(ctx context.Context, task string, params map[string]any) (pamhttp.CheckAnswer, error) {
 	res, err := l.m.Check(ctx, pam.Op{Task: task, Params: params})
