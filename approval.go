@@ -88,7 +88,7 @@ func decide(r Request, p *Policy, d Decision, memberOf membership, now time.Time
 		detail["comment"] = d.Comment
 	}
 	events := []Event{requestEvent(EventRequestDecision, &r, d.Approver, now, detail)}
-	events[0].Outcome = string(d.Verdict)
+	events[0].Outcome = Outcome(d.Verdict)
 	switch d.Verdict {
 	case Deny:
 		r = closeRequest(r, Denied, d.Approver, now)
@@ -116,7 +116,7 @@ func settle(r Request, p *Policy, d Decision, now time.Time) (Request, []Event) 
 		detail["comment"] = d.Comment
 	}
 	events := []Event{requestEvent(EventRequestDecision, &r, d.Approver, now, detail)}
-	events[0].Outcome = string(d.Verdict)
+	events[0].Outcome = Outcome(d.Verdict)
 	if d.Verdict == Deny {
 		r = closeRequest(r, Denied, d.Approver, now)
 		return r, append(events, requestEvent(EventRequestDenied, &r, d.Approver, now, nil))

@@ -14,7 +14,7 @@ func TestNoSelfApproval(t *testing.T) {
 	e.policy(movePolicy())
 	// The requester is also an approver, under several spellings.
 	e.dir.SetMembers("mailbox-managers", "Alice", "bob")
-	r := e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	r := e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	for _, spelling := range []string{"alice", "Alice", "ALICE", "ａｌｉｃｅ", "Ａｌｉｃｅ"} {
 		for name, decide := range map[string]func() (pam.Request, error){
 			"approve": func() (pam.Request, error) { return e.m.Approve(e.as(spelling), r.ID, "") },
@@ -37,7 +37,7 @@ func TestDecisions(t *testing.T) {
 	p.ApproverGroups[0].MinApprovals = 2
 	e.policy(p)
 
-	r := e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	r := e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	if _, err := e.m.Approve(e.as("mallory"), r.ID, ""); !errors.Is(err, pam.ErrForbidden) {
 		t.Errorf("outsider approval = %v, want ErrForbidden", err)
 	}
@@ -65,7 +65,7 @@ func TestDecisions(t *testing.T) {
 	}
 
 	// Any deny ends it, even after approvals.
-	r2 := e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	r2 := e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	e.approve("bob", r2.ID)
 	d, err := e.m.Deny(e.as("carol"), r2.ID, "not during the freeze")
 	if err != nil || d.State != pam.Denied || d.ClosedBy != "carol" {
@@ -118,7 +118,7 @@ func TestQuorum(t *testing.T) {
 			p := movePolicy()
 			p.ApproverGroups = tc.groups
 			e.policy(p)
-			r := e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+			r := e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 			for i, who := range tc.approvals {
 				if i == 1 {
 					for g, members := range tc.removed {
@@ -137,7 +137,7 @@ func TestQuorum(t *testing.T) {
 func TestDecisionOnDeletedPolicy(t *testing.T) {
 	e := newEnv(t)
 	e.policy(movePolicy())
-	r := e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	r := e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	if err := e.m.DeletePolicy(e.admin(), "move"); err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ type Event struct {
 	// "error", "panic" or "not_run"; for sink.failed and sink.recovered
 	// "required" or "best_effort"; for
 	// request.decision the verdict, "approve" or "deny".
-	Outcome string            `json:"outcome,omitempty"`
+	Outcome Outcome           `json:"outcome,omitempty"`
 	Detail  map[string]string `json:"detail,omitempty"`
 	// PrevHash and Hash chain the event to the one before it (see
 	// ChainHash for the encoding); the store sets them with Seq.
@@ -58,18 +58,48 @@ type Event struct {
 	Hash     string `json:"hash"`
 }
 
-// Outcomes of guard.finished events, and of the guard.denied event of an
-// operation denied because a required audit sink is down.
+// Outcome summarises a Guard decision (CheckResult.Outcome) or an audit
+// event (Event.Outcome). All outcomes share this one type.
+type Outcome string
+
+// Outcomes of Guard's decision, recorded on guard.allowed, guard.exempt
+// and guard.denied events.
 const (
-	OutcomeOK    = "ok"
-	OutcomeError = "error"
-	OutcomePanic = "panic"
-	// OutcomeNotRun: the start was recorded in the store but did not
-	// reach a required audit sink in time, so fn was not run.
-	OutcomeNotRun = "not_run"
+	// OutcomeUncovered: no policy covers the operation; it is not
+	// privileged and runs without a grant (and without audit).
+	OutcomeUncovered Outcome = "uncovered"
+	// OutcomeGranted: every covering policy has an active grant.
+	OutcomeGranted Outcome = "granted"
+	// OutcomeExempt: the actor is a system account.
+	OutcomeExempt Outcome = "exempt"
+	// OutcomeNotApproved: a covering policy has no active grant.
+	OutcomeNotApproved Outcome = "not_approved"
+	// OutcomeNoPolicy: no policy covers the operation and the Manager
+	// denies uncovered operations (Options.DenyUncovered).
+	OutcomeNoPolicy Outcome = "no_policy"
 	// OutcomeAuditUnavailable: a required audit sink was failing, so
 	// the operation was denied without being started.
-	OutcomeAuditUnavailable = "audit_unavailable"
+	OutcomeAuditUnavailable Outcome = "audit_unavailable"
+)
+
+// Outcomes of guard.finished events.
+const (
+	OutcomeOK    Outcome = "ok"
+	OutcomeError Outcome = "error"
+	OutcomePanic Outcome = "panic"
+	// OutcomeNotRun: the start was recorded in the store but did not
+	// reach a required audit sink in time, so fn was not run.
+	OutcomeNotRun Outcome = "not_run"
+)
+
+// Outcomes of request.decision events (the verdict), of sink.failed and
+// sink.recovered events (which kind of sink), and of notify.failed events.
+const (
+	OutcomeApprove    Outcome = Outcome(Approve)
+	OutcomeDeny       Outcome = Outcome(Deny)
+	OutcomeRequired   Outcome = "required"
+	OutcomeBestEffort Outcome = "best_effort"
+	OutcomeFailed     Outcome = Outcome(MessageFailed)
 )
 
 // AuditSink receives committed audit events for shipping to a SIEM, a
@@ -93,7 +123,7 @@ type EventFilter struct {
 	Types     []EventType // any of
 	RequestID string
 	PolicyID  string
-	Outcome   string
+	Outcome   Outcome
 	Since     time.Time // Time >= Since
 	Until     time.Time // Time < Until
 	After     int64     // Seq > After
@@ -165,7 +195,7 @@ func (f *EventFilter) validate() error {
 	case f.After < 0 || f.Before < 0:
 		return invalid("After", "cursors are not negative")
 	}
-	for field, s := range map[string]string{"Actor": f.Actor, "Task": f.Task, "RequestID": f.RequestID, "PolicyID": f.PolicyID, "Outcome": f.Outcome} {
+	for field, s := range map[string]string{"Actor": f.Actor, "Task": f.Task, "RequestID": f.RequestID, "PolicyID": f.PolicyID, "Outcome": string(f.Outcome)} {
 		if s != "" {
 			if err := checkName(field, s); err != nil {
 				return err

@@ -32,7 +32,7 @@ func specHash(t *testing.T, e pam.Event) string {
 	var c bytes.Buffer
 	str(&c, "pam.event.v1")
 	binary.Write(&c, binary.BigEndian, e.Time.UnixNano())
-	for _, s := range []string{string(e.Type), e.Actor, e.RequestID, e.PolicyID, e.Task, e.Outcome} {
+	for _, s := range []string{string(e.Type), e.Actor, e.RequestID, e.PolicyID, e.Task, string(e.Outcome)} {
 		str(&c, s)
 	}
 	binary.Write(&c, binary.BigEndian, uint32(len(e.Detail)))
@@ -62,7 +62,7 @@ func specHash(t *testing.T, e pam.Event) string {
 func TestChainFollowsTheDocumentedEncoding(t *testing.T) {
 	e := newEnv(t)
 	e.policy(movePolicy())
-	r := e.grant("Ålice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "leaver — ünïcode"})
+	r := e.grant("Ålice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "leaver — ünïcode"})
 	e.guard("ålice", "New-MoveRequest", map[string]any{"mailbox": "x"})
 	e.m.Revoke(e.admin(), r.ID, "done")
 	events := e.events()
@@ -137,7 +137,7 @@ func TestVerifyReportsHowTheTrailWasChanged(t *testing.T) {
 	e := newEnv(t, func(o *pam.Options) { o.CheckpointKey, o.CheckpointSinks = key, []pam.CheckpointSink{ckpts} })
 	e.policy(movePolicy())
 	for range 5 {
-		e.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+		e.grant("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 		e.guard("alice", "New-MoveRequest", nil)
 	}
 	cp, err := e.m.Checkpoint(context.Background())
@@ -260,7 +260,7 @@ func TestRunMakesCheckpointsWhenTheTrailGrows(t *testing.T) {
 	e.clk.Add(time.Hour)
 	waitFor(t, func() bool { return len(ckpts.All()) == 1 })
 	e.clk.Add(time.Hour) // nothing new: no checkpoint
-	e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	e.clk.Add(time.Hour)
 	waitFor(t, func() bool { return len(ckpts.All()) == 2 })
 	cancel()
@@ -288,7 +288,7 @@ func TestBestEffortSinkOutageIsRecordedAndCaughtUp(t *testing.T) {
 	e.policy(movePolicy())
 	eventually(t, "retries", func() bool { return sink.Calls() >= 5 })
 	// The outage neither blocks nor denies anything.
-	e.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	e.grant("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	if ran, err := e.guard("alice", "New-MoveRequest", nil); !ran || err != nil {
 		t.Fatalf("Guard with a failing best-effort sink: ran %v, %v", ran, err)
 	}
@@ -332,7 +332,7 @@ func TestRequiredSinkFailsClosed(t *testing.T) {
 		o.AuditTimeout = 200 * time.Millisecond
 	})
 	e.policy(movePolicy())
-	e.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	e.grant("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 
 	// Healthy: fn runs only once its start event is in the sink.
 	err := e.m.Guard(e.as("alice"), pam.Op{Task: "New-MoveRequest"}, func(context.Context) error {
@@ -383,9 +383,9 @@ func TestRequiredSinkFailsClosed(t *testing.T) {
 	for _, ev := range e.events() {
 		switch {
 		case strings.HasPrefix(string(ev.Type), "guard."):
-			guards = append(guards, string(ev.Type)+"/"+ev.Outcome)
+			guards = append(guards, string(ev.Type)+"/"+string(ev.Outcome))
 		case strings.HasPrefix(string(ev.Type), "sink."):
-			outages = append(outages, string(ev.Type)+"/"+ev.Outcome)
+			outages = append(outages, string(ev.Type)+"/"+string(ev.Outcome))
 		}
 	}
 	want := []string{
@@ -416,11 +416,11 @@ func (s *resumingSink) LastSeq(context.Context) (int64, error) { return s.Last, 
 func TestSinksStartAtTheHeadOrTheirResumePoint(t *testing.T) {
 	e := newEnv(t)
 	e.policy(movePolicy())
-	e.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	e.grant("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	head := e.lastSeq()
 
 	plain, resuming := &fakes.Sink{}, &resumingSink{Last: 2}
-	m, err := pam.New(e.store, &pam.Options{Clock: e.clk, Directory: e.dir, Catalog: testCatalog, AdminGroup: "pam-admins",
+	m, err := pam.New(e.store, e.dir, &pam.Options{Clock: e.clk, Catalog: testCatalog, AdminGroup: "pam-admins",
 		AuditSinks: []pam.SinkConfig{{Sink: plain}, {Sink: resuming}}})
 	if err != nil {
 		t.Fatal(err)
@@ -462,8 +462,8 @@ func TestSinkOptionsAreValidated(t *testing.T) {
 		"negative timeout": {AuditTimeout: -1},
 		"short key":        {CheckpointKey: make(ed25519.PrivateKey, 10)},
 	} {
-		o.Directory, o.AdminGroup = dir, "pam-admins"
-		if _, err := pam.New(memory.New(), &o); !errors.Is(err, pam.ErrInvalid) {
+		o.AdminGroup = "pam-admins"
+		if _, err := pam.New(memory.New(), dir, &o); !errors.Is(err, pam.ErrInvalid) {
 			t.Errorf("%s: New = %v, want ErrInvalid", name, err)
 		}
 	}

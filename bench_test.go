@@ -49,7 +49,7 @@ func benchEnv(b *testing.B, n int, cond bool) *env {
 		target.Condition = benchCondition
 	}
 	e.policy(target) // loads and compiles the background policies too
-	e.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	e.grant("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	return e
 }
 

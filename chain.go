@@ -54,7 +54,7 @@ func (e *Event) ContentDigest() [HashSize]byte {
 	var stack [512]byte
 	b := appendStr(stack[:0], contentPrefix)
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Time.UnixNano()))
-	for _, s := range [...]string{string(e.Type), e.Actor, e.RequestID, e.PolicyID, e.Task, e.Outcome} {
+	for _, s := range [...]string{string(e.Type), e.Actor, e.RequestID, e.PolicyID, e.Task, string(e.Outcome)} {
 		b = appendStr(b, s)
 	}
 	b = binary.BigEndian.AppendUint32(b, uint32(len(e.Detail)))

@@ -9,7 +9,7 @@
 // the grant is active, the host's Guard call lets the task run, as often
 // as needed, each run audited.
 //
-//	m, err := pam.New(store, &pam.Options{Directory: dir, AdminGroup: "pam-admins"})
+//	m, err := pam.New(store, dir, &pam.Options{AdminGroup: "pam-admins"})
 //	...
 //	err = m.Guard(pam.WithActor(ctx, user), pam.Op{Task: "New-MoveRequest", Params: params},
 //		func(ctx context.Context) error { return moveMailbox(ctx, params) })
@@ -162,7 +162,7 @@
 // it.
 //
 //	clk := clock.NewMock()
-//	m, _ := pam.New(memory.New(), &pam.Options{Clock: clk, Directory: dir, AdminGroup: "admins"})
+//	m, _ := pam.New(memory.New(), dir, &pam.Options{Clock: clk, AdminGroup: "admins"})
 //	...
 //	clk.Add(4 * time.Hour) // the grant has ended
 //

@@ -19,9 +19,15 @@ var (
 	ErrNotFound = errors.New("pam: not found")
 
 	// ErrConflict: a store's version check failed because another writer
-	// got there first. The engine retries transitions; callers see it only
-	// when retries are exhausted.
+	// got there first: a lost race, nothing else. The engine retries
+	// transitions; callers see it only when retries are exhausted, or when
+	// they passed a version that is no longer current (UpdatePolicy).
 	ErrConflict = errors.New("pam: version conflict")
+
+	// ErrExists: the ID is taken. IDs are never reused: a policy ID stays
+	// taken after the policy is deleted, so the trail never names two
+	// policies with one ID.
+	ErrExists = errors.New("pam: already exists")
 
 	// ErrNoActor: the context carries no actor (see WithActor), or the
 	// actor's identity is not valid.
@@ -49,7 +55,7 @@ var (
 	ErrNoPolicy = errors.New("pam: no policy covers this scope")
 
 	// ErrAmbiguous: several policies cover the requested scope; name one
-	// with NewRequest.PolicyID. A *AmbiguousError lists them.
+	// with RequestInput.PolicyID. A *AmbiguousError lists them.
 	ErrAmbiguous = errors.New("pam: several policies cover this scope")
 
 	// ErrDurationTooLong: the requested duration exceeds the policy's

@@ -23,9 +23,8 @@ func newExampleManager(clk clock.Clock) *pam.Manager {
 	if err != nil {
 		log.Fatal(err)
 	}
-	m, err := pam.New(memory.New(), &pam.Options{
+	m, err := pam.New(memory.New(), dir, &pam.Options{
 		Clock:          clk,
-		Directory:      dir,
 		AdminGroup:     "pam-admins",
 		SystemAccounts: []string{"svc-backup@contoso.com"},
 	})
@@ -63,7 +62,7 @@ func ExampleManager_Submit() {
 	alice := pam.WithActor(context.Background(), "alice@contoso.com")
 	bob := pam.WithActor(context.Background(), "Bob@Contoso.com") // any spelling: identities are canonicalised
 
-	r, err := m.Submit(alice, pam.NewRequest{
+	r, err := m.Submit(alice, pam.RequestInput{
 		Scope:    pam.TaskScope("New-MoveRequest"),
 		Reason:   "move the mailbox of a leaver to the archive database",
 		Duration: 2 * time.Hour,
@@ -105,7 +104,7 @@ func ExampleManager_Guard() {
 		fmt.Printf("denied: request access to %s under policy %s\n", na.Task, na.PolicyID)
 	}
 
-	r, _ := m.Submit(alice, pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "leaver", Duration: time.Hour})
+	r, _ := m.Submit(alice, pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "leaver", Duration: time.Hour})
 	m.Approve(pam.WithActor(context.Background(), "carol@contoso.com"), r.ID, "")
 	if err := m.Guard(alice, op, move); err != nil {
 		log.Fatal(err)
@@ -147,8 +146,8 @@ func ExampleManager_Check() {
 // pass counts as covered: the policy fails closed.
 func ExamplePolicy_condition() {
 	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}, "security": {"erin"}})
-	m, _ := pam.New(memory.New(), &pam.Options{
-		Clock: clock.NewMock(), Directory: dir, AdminGroup: "pam-admins",
+	m, _ := pam.New(memory.New(), dir, &pam.Options{
+		Clock: clock.NewMock(), AdminGroup: "pam-admins",
 		Catalog: pam.Catalog{Data: map[string]any{"vip": []string{"ceo@contoso.com", "cfo@contoso.com"}}},
 	})
 	_, err := m.CreatePolicy(pam.WithActor(context.Background(), "admin"), pam.Policy{
@@ -175,7 +174,7 @@ func ExamplePolicy_condition() {
 func ExampleManager_Verify() {
 	pub, key, _ := ed25519.GenerateKey(nil)
 	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}})
-	m, err := pam.New(memory.New(), &pam.Options{Clock: clock.NewMock(), Directory: dir, AdminGroup: "pam-admins", CheckpointKey: key})
+	m, err := pam.New(memory.New(), dir, &pam.Options{Clock: clock.NewMock(), AdminGroup: "pam-admins", CheckpointKey: key})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -206,7 +205,7 @@ func ExampleManager_Verify() {
 // Run delivers them in the background, Deliver makes one pass.
 func ExampleManager_Deliver() {
 	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}, "mailbox-managers": {"bob", "carol"}})
-	m, err := pam.New(memory.New(), &pam.Options{Clock: clock.NewMock(), Directory: dir, AdminGroup: "pam-admins",
+	m, err := pam.New(memory.New(), dir, &pam.Options{Clock: clock.NewMock(), AdminGroup: "pam-admins",
 		Notifier: pam.NotifierFunc(func(_ context.Context, n pam.Notification) error {
 			fmt.Println("to", n.Recipients[0]+":", n.Type, n.Request.Scope)
 			return nil
@@ -218,7 +217,7 @@ func ExampleManager_Deliver() {
 		Approval: pam.Manual, ApproverGroups: []pam.ApproverGroup{{Group: "mailbox-managers"}}}); err != nil {
 		log.Fatal(err)
 	}
-	if _, err := m.Submit(pam.WithActor(context.Background(), "alice"), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "leaver"}); err != nil {
+	if _, err := m.Submit(pam.WithActor(context.Background(), "alice"), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "leaver"}); err != nil {
 		log.Fatal(err)
 	}
 	msgs, _, _ := m.Messages(context.Background(), pam.MessageFilter{})

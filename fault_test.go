@@ -34,8 +34,7 @@ func TestFaultInjection(t *testing.T) {
 		c.MinBackoff, c.MaxBackoff = 100*time.Microsecond, time.Millisecond
 		return c
 	}
-	m, err := pam.New(store, &pam.Options{
-		Directory: dir, Catalog: testCatalog, AdminGroup: "pam-admins",
+	m, err := pam.New(store, dir, &pam.Options{Catalog: testCatalog, AdminGroup: "pam-admins",
 		ParamAudit:   pam.ParamAudit{Params: map[string]pam.ParamMode{"run": pam.ParamFull}},
 		AuditSinks:   []pam.SinkConfig{fast(pam.SinkConfig{Name: "required", Sink: required, Required: true}), fast(pam.SinkConfig{Name: "best-effort", Sink: bestEffort})},
 		AuditTimeout: 20 * time.Millisecond,
@@ -84,7 +83,7 @@ func TestFaultInjection(t *testing.T) {
 				switch op := rng.IntN(10); {
 				case op < 2:
 					var r pam.Request
-					if r, err = m.Submit(as(who), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "fault test"}); err == nil {
+					if r, err = m.Submit(as(who), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "fault test"}); err == nil {
 						mu.Lock()
 						ids = append(ids, r.ID)
 						mu.Unlock()

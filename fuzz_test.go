@@ -16,7 +16,7 @@ func FuzzNewRequestValidate(f *testing.F) {
 	f.Add("cmdlet", "x\x00", "", "a\xffb", int64(-1), "a\nb")
 	f.Add("", "", "pol_1", "r", int64(1), "")
 	f.Fuzz(func(t *testing.T, kind, name, policyID, reason string, d int64, ticket string) {
-		n := pam.NewRequest{Scope: pam.Scope{Kind: pam.ScopeKind(kind), Name: name}, PolicyID: policyID, Reason: reason, Duration: time.Duration(d), Ticket: ticket}
+		n := pam.RequestInput{Scope: pam.Scope{Kind: pam.ScopeKind(kind), Name: name}, PolicyID: policyID, Reason: reason, Duration: time.Duration(d), Ticket: ticket}
 		err := n.Validate()
 		if err != nil {
 			if !errors.Is(err, pam.ErrInvalid) {
@@ -79,7 +79,7 @@ func FuzzSubmit(f *testing.F) {
 		e := newEnv(t)
 		e.policy(movePolicy())
 		before := e.lastSeq()
-		r, err := e.m.Submit(e.as(who), pam.NewRequest{Scope: pam.TaskScope(task), Reason: reason, Ticket: ticket})
+		r, err := e.m.Submit(e.as(who), pam.RequestInput{Scope: pam.TaskScope(task), Reason: reason, Ticket: ticket})
 		if err != nil {
 			if !errors.Is(err, pam.ErrInvalid) && !errors.Is(err, pam.ErrNoActor) && !errors.Is(err, pam.ErrNoPolicy) {
 				t.Fatalf("Submit = %v, not a sentinel", err)

@@ -26,24 +26,6 @@ type Op struct {
 	Params map[string]any
 }
 
-// Outcome is what Guard decides for an operation.
-type Outcome string
-
-const (
-	// OutcomeUncovered: no policy covers the operation; it is not
-	// privileged and runs without a grant (and without audit).
-	OutcomeUncovered Outcome = "uncovered"
-	// OutcomeGranted: every covering policy has an active grant.
-	OutcomeGranted Outcome = "granted"
-	// OutcomeExempt: the actor is a system account.
-	OutcomeExempt Outcome = "exempt"
-	// OutcomeNotApproved: a covering policy has no active grant.
-	OutcomeNotApproved Outcome = "not_approved"
-	// OutcomeNoPolicy: no policy covers the operation and the Manager
-	// denies uncovered operations (Options.DenyUncovered).
-	OutcomeNoPolicy Outcome = "no_policy"
-)
-
 // CheckResult is Guard's decision and why, as Check returns it.
 type CheckResult struct {
 	Allowed bool
@@ -461,19 +443,19 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 		if _, err := m.record(ctx, deny, nil); err != nil {
 			m.onError(fmt.Errorf("pam: record denial of %s to %s: %w", res.Task, res.Actor, err))
 		}
-		return fmt.Errorf("%w: %v", ErrAudit, down)
+		return fmt.Errorf("%w: %w", ErrAudit, down)
 	}
 	seq, err := m.record(ctx, start, res.Policies)
 	if err != nil {
 		if errors.Is(err, ErrConflict) {
 			return errGrantChanged
 		}
-		return fmt.Errorf("%w: %v", ErrAudit, err)
+		return fmt.Errorf("%w: %w", ErrAudit, err)
 	}
 	started := m.clock.Now()
 	if err := m.awaitRequired(ctx, seq); err != nil {
 		m.finish(ctx, res, start, started, OutcomeNotRun, err)
-		return fmt.Errorf("%w: %v", ErrAudit, err)
+		return fmt.Errorf("%w: %w", ErrAudit, err)
 	}
 	runCtx := ctx
 	if !res.Deadline.IsZero() {
@@ -500,13 +482,13 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 		outcome = OutcomeError
 	}
 	if ferr := m.finish(ctx, res, start, started, outcome, err); ferr != nil {
-		return errors.Join(err, fmt.Errorf("%w: %v", ErrAudit, ferr))
+		return errors.Join(err, fmt.Errorf("%w: %w", ErrAudit, ferr))
 	}
 	return err
 }
 
 func (m *Manager) guardEvent(res *CheckResult) Event {
-	e := Event{Time: res.At, Actor: res.Actor, Task: res.Task, Outcome: string(res.Outcome)}
+	e := Event{Time: res.At, Actor: res.Actor, Task: res.Task, Outcome: res.Outcome}
 	switch res.Outcome {
 	case OutcomeGranted:
 		e.Type = EventGuardAllowed
@@ -550,7 +532,7 @@ func (m *Manager) guardEvent(res *CheckResult) Event {
 // finish records the end of a run. Its time is the decision's time plus
 // the run's length on Options.Clock: no second trip to a store's
 // TimeSource.
-func (m *Manager) finish(ctx context.Context, res *CheckResult, start Event, started time.Time, outcome string, err error) error {
+func (m *Manager) finish(ctx context.Context, res *CheckResult, start Event, started time.Time, outcome Outcome, err error) error {
 	now := res.At.Add(m.clock.Since(started))
 	e := start
 	e.Type, e.Time, e.Outcome, e.Detail = EventGuardFinished, now, outcome, nil

@@ -70,12 +70,12 @@ func TestGuardDeniesWithoutGrant(t *testing.T) {
 		t.Errorf("no-actor audit: %+v", evs)
 	}
 	// A pending request is no grant.
-	e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	if ran, err := e.guard("alice", "New-MoveRequest", nil); ran || !errors.Is(err, pam.ErrNotApproved) {
 		t.Errorf("pending request: ran %v, %v", ran, err)
 	}
 	// Another user's grant is not alice's.
-	e.grant("carol", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	e.grant("carol", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	if ran, _ := e.guard("alice", "New-MoveRequest", nil); ran {
 		t.Error("ran on carol's grant")
 	}
@@ -84,7 +84,7 @@ func TestGuardDeniesWithoutGrant(t *testing.T) {
 func TestGuardAllowed(t *testing.T) {
 	e := newEnv(t)
 	e.policy(movePolicy())
-	g := e.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Duration: 2 * time.Hour})
+	g := e.grant("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Duration: 2 * time.Hour})
 	before := e.lastSeq()
 	var deadline time.Time
 	err := e.m.Guard(e.as("Alice"), pam.Op{Task: "New-MoveRequest", Params: map[string]any{"mailbox": "x"}}, func(ctx context.Context) error {
@@ -136,7 +136,7 @@ func TestGuardAllowed(t *testing.T) {
 func TestGuardContextEndsWithWindow(t *testing.T) {
 	e := newEnv(t)
 	e.policy(movePolicy())
-	e.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Duration: time.Hour})
+	e.grant("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Duration: time.Hour})
 	started := make(chan struct{})
 	done := make(chan error)
 	go func() {
@@ -161,7 +161,7 @@ func TestGuardContextEndsWithWindow(t *testing.T) {
 func TestGuardPanicIsAudited(t *testing.T) {
 	e := newEnv(t)
 	e.policy(movePolicy())
-	e.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	e.grant("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	func() {
 		defer func() {
 			if recover() == nil {
@@ -179,7 +179,7 @@ func TestGuardPanicIsAudited(t *testing.T) {
 func TestGuardFailsClosedWithoutAudit(t *testing.T) {
 	e := newEnv(t)
 	e.policy(movePolicy())
-	e.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	e.grant("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	e.store.FailCommit(func(tx *pam.Tx) error {
 		if len(tx.Events) > 0 && tx.Events[0].Type == pam.EventGuardAllowed {
 			return errors.New("disk full")
@@ -199,7 +199,7 @@ func TestGuardFailsClosedWithoutAudit(t *testing.T) {
 		t.Errorf("unauditable exempt run: ran %v, %v", ran, err)
 	}
 	// Nothing else is lost either: transitions fail whole.
-	if _, err := e.m.Submit(e.as("alice"), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "x"}); err == nil {
+	if _, err := e.m.Submit(e.as("alice"), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "x"}); err == nil {
 		t.Error("Submit succeeded without a store")
 	}
 	e.store.FailCommit(nil)
@@ -289,7 +289,7 @@ func TestGuardConditions(t *testing.T) {
 		})
 	}
 	// A vip grant lets the vip move run.
-	r := e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	r := e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	e.approve("erin", r.ID)
 	if ran, err := e.guard("alice", "New-MoveRequest", map[string]any{"mailbox": "cfo@contoso.com"}); !ran {
 		t.Errorf("vip move with grant: %v", err)
@@ -301,13 +301,13 @@ func TestGuardNeedsEveryCoveringPolicy(t *testing.T) {
 	e.policy(movePolicy())
 	e.policy(pam.Policy{ID: "recip", Scope: pam.RoleGroupScope("Recipient Management"), Approval: pam.Manual,
 		ApproverGroups: []pam.ApproverGroup{{Group: "security"}}})
-	e.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), PolicyID: "move"})
+	e.grant("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), PolicyID: "move"})
 	ran, err := e.guard("alice", "New-MoveRequest", nil)
 	var nae *pam.NotApprovedError
 	if ran || !errors.As(err, &nae) || nae.PolicyID != "recip" {
 		t.Fatalf("one of two grants: ran %v, %v", ran, err)
 	}
-	r := e.submit("alice", pam.NewRequest{Scope: pam.RoleScope("Move Mailboxes")})
+	r := e.submit("alice", pam.RequestInput{Scope: pam.RoleScope("Move Mailboxes")})
 	e.approve("erin", r.ID)
 	if ran, err := e.guard("alice", "New-MoveRequest", nil); !ran {
 		t.Fatalf("both grants: %v", err)
@@ -329,7 +329,7 @@ func TestGuardNeedsEveryCoveringPolicy(t *testing.T) {
 func TestGuardAfterPolicyChange(t *testing.T) {
 	e := newEnv(t)
 	e.policy(movePolicy())
-	e.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	e.grant("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	p, _ := e.m.Policy(e.admin(), "move")
 	p.PendingTTL = time.Hour
 	p, err := e.m.UpdatePolicy(e.admin(), p)
@@ -358,7 +358,7 @@ func TestReplicasShareState(t *testing.T) {
 	b := newEnv(t)
 	b.store = a.store
 	var err error
-	b.m, err = pam.New(a.store, &pam.Options{Clock: a.clk, Directory: a.dir, Catalog: testCatalog, AdminGroup: "pam-admins"})
+	b.m, err = pam.New(a.store, a.dir, &pam.Options{Clock: a.clk, Catalog: testCatalog, AdminGroup: "pam-admins"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +369,7 @@ func TestReplicasShareState(t *testing.T) {
 	if ran, _ := b.guard("alice", "New-MoveRequest", nil); ran {
 		t.Fatal("replica b did not see the policy created through a")
 	}
-	g := a.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	g := a.grant("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	if ran, err := b.guard("alice", "New-MoveRequest", nil); !ran {
 		t.Fatalf("replica b did not see the grant: %v", err)
 	}
@@ -400,7 +400,7 @@ func TestConcurrentUse(t *testing.T) {
 			defer wg.Done()
 			who := fmt.Sprint("user", w)
 			for i := range 20 {
-				r, err := e.m.Submit(e.as(who), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "r"})
+				r, err := e.m.Submit(e.as(who), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "r"})
 				if err != nil {
 					t.Error(err)
 					return
@@ -440,7 +440,7 @@ func TestConcurrentUse(t *testing.T) {
 func TestAuditSearch(t *testing.T) {
 	e := newEnv(t)
 	e.policy(movePolicy())
-	g := e.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	g := e.grant("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	e.guard("alice", "New-MoveRequest", nil)
 	e.guard("dave", "New-MoveRequest", nil)
 	search := func(f pam.EventFilter) []pam.EventType {
@@ -487,7 +487,7 @@ func TestStoreTimeSource(t *testing.T) {
 	local.Set(epoch.Add(-10 * time.Minute)) // this replica's clock is 10 minutes behind
 	remote.Set(epoch)
 	dir, _ := pam.NewStaticDirectory(testGroups)
-	m, err := pam.New(fakes.TimedStore{Store: memory.New(), Clock: remote}, &pam.Options{Clock: local, Directory: dir, AdminGroup: "pam-admins"})
+	m, err := pam.New(fakes.TimedStore{OutboxStore: memory.New(), Clock: remote}, dir, &pam.Options{Clock: local, AdminGroup: "pam-admins"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -495,7 +495,7 @@ func TestStoreTimeSource(t *testing.T) {
 	if _, err := m.CreatePolicy(ctx("admin"), movePolicy()); err != nil {
 		t.Fatal(err)
 	}
-	r, _ := m.Submit(ctx("alice"), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "r", Duration: time.Hour})
+	r, _ := m.Submit(ctx("alice"), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "r", Duration: time.Hour})
 	r, err = m.Approve(ctx("bob"), r.ID, "")
 	if err != nil || !r.ApprovedAt.Equal(epoch) {
 		t.Fatalf("approved at %v (%v), want the store's time %v", r.ApprovedAt, err, epoch)
@@ -524,7 +524,7 @@ func TestStoreTimeSource(t *testing.T) {
 func TestGuardRevokedWhileDeciding(t *testing.T) {
 	e := newEnv(t)
 	e.policy(movePolicy())
-	g := e.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	g := e.grant("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	revoked := false
 	e.store.FailCommit(func(tx *pam.Tx) error {
 		if !revoked && len(tx.Events) == 1 && tx.Events[0].Type == pam.EventGuardAllowed {

@@ -62,7 +62,7 @@ type tb interface {
 
 func newEnv(t tb, configure ...func(*pam.Options)) *env {
 	t.Helper()
-	e := &env{t: t, clk: clock.NewMock(), store: &fakes.Store{Store: memory.New()}, notes: &fakes.Notifier{}, sink: &fakes.Sink{}, errors: &fakes.Errors{}}
+	e := &env{t: t, clk: clock.NewMock(), store: &fakes.Store{OutboxStore: memory.New()}, notes: &fakes.Notifier{}, sink: &fakes.Sink{}, errors: &fakes.Errors{}}
 	e.clk.Set(epoch)
 	dir, err := pam.NewStaticDirectory(testGroups)
 	if err != nil {
@@ -70,13 +70,13 @@ func newEnv(t tb, configure ...func(*pam.Options)) *env {
 	}
 	e.dir = dir
 	opts := &pam.Options{
-		Clock: e.clk, Directory: dir, Catalog: testCatalog, Notifier: e.notes, AuditSinks: []pam.SinkConfig{{Name: "test", Sink: e.sink}},
+		Clock: e.clk, Catalog: testCatalog, Notifier: e.notes, AuditSinks: []pam.SinkConfig{{Name: "test", Sink: e.sink}},
 		AdminGroup: "pam-admins", SystemAccounts: []string{"svc-backup"}, OnError: e.errors.Report,
 	}
 	for _, c := range configure {
 		c(opts)
 	}
-	e.m, err = pam.New(e.store, opts)
+	e.m, err = pam.New(e.store, dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func movePolicy() pam.Policy {
 		ApproverGroups: []pam.ApproverGroup{{Group: "mailbox-managers"}}, MaxDuration: 8 * time.Hour}
 }
 
-func (e *env) submit(who string, n pam.NewRequest) pam.Request {
+func (e *env) submit(who string, n pam.RequestInput) pam.Request {
 	e.t.Helper()
 	if n.Reason == "" {
 		n.Reason = "move the mailbox of a leaver"
@@ -168,7 +168,7 @@ func (e *env) approve(who, id string) pam.Request {
 }
 
 // grant submits for task as who and has bob approve.
-func (e *env) grant(who string, n pam.NewRequest) pam.Request {
+func (e *env) grant(who string, n pam.RequestInput) pam.Request {
 	e.t.Helper()
 	r := e.submit(who, n)
 	return e.approve("bob", r.ID)
@@ -233,4 +233,4 @@ func (e *env) lastSeq() int64 {
 	return page[0].Seq
 }
 
-func fakesStore() pam.Store { return &fakes.Store{Store: memory.New()} }
+func fakesStore() pam.Store { return &fakes.Store{OutboxStore: memory.New()} }

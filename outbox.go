@@ -164,7 +164,7 @@ func (m *Manager) Deliver(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	msgs, err := m.store.ClaimMessages(ctx, m.owner, now, now.Add(m.lease), deliverBatch)
+	msgs, err := m.outboxStore.ClaimMessages(ctx, m.owner, now, now.Add(m.lease), deliverBatch)
 	if err != nil {
 		return 0, err
 	}
@@ -203,7 +203,7 @@ func (m *Manager) deliver(ctx context.Context, msg Message) {
 		m.onError(err)
 		tx.Messages[0].State, tx.Messages[0].LastError = MessageFailed, cleanText(err.Error())
 		tx.Events = []Event{{Time: now, Type: EventNotifyFailed, RequestID: msg.Request.ID, PolicyID: msg.Request.PolicyID, Task: scopeTask(msg.Request.Scope),
-			Outcome: string(MessageFailed), Detail: map[string]string{"message": msg.ID, "notifier": msg.Notifier, "recipient": msg.Recipient,
+			Outcome: OutcomeFailed, Detail: map[string]string{"message": msg.ID, "notifier": msg.Notifier, "recipient": msg.Recipient,
 				"type": string(msg.Type), "attempts": strconv.Itoa(next.Attempts), "error": cleanText(err.Error())}}}
 	default:
 		m.onError(fmt.Errorf("pam: notify %s of %s through %s, attempt %d of %d: %w", msg.Recipient, msg.Type, msg.Notifier, next.Attempts, n.MaxAttempts, err))
@@ -262,7 +262,10 @@ func (m *Manager) Messages(ctx context.Context, f MessageFilter) (msgs []Message
 	if f.Limit == 0 {
 		f.Limit = DefaultPageSize
 	}
-	msgs, err = m.store.Messages(ctx, f)
+	if m.outboxStore == nil {
+		return nil, "", nil // nothing is written to an outbox the store does not keep
+	}
+	msgs, err = m.outboxStore.Messages(ctx, f)
 	if err != nil {
 		return nil, "", err
 	}

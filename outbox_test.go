@@ -17,7 +17,7 @@ import (
 func TestOutboxIsWrittenWithTheTransition(t *testing.T) {
 	e := newEnv(t)
 	e.policy(movePolicy())
-	r := e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	r := e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	msgs, _, err := e.m.Messages(context.Background(), pam.MessageFilter{RequestID: r.ID})
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +34,7 @@ func TestOutboxIsWrittenWithTheTransition(t *testing.T) {
 	}
 	// A commit that fails writes no message.
 	e.store.FailCommit(func(*pam.Tx) error { return errors.New("disk full") })
-	if _, err := e.m.Submit(e.as("erin"), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "x"}); err == nil {
+	if _, err := e.m.Submit(e.as("erin"), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "x"}); err == nil {
 		t.Fatal("Submit succeeded on a failing store")
 	}
 	e.store.FailCommit(nil)
@@ -85,7 +85,7 @@ func TestOutboxRetriesThenParks(t *testing.T) {
 	})
 	e.policy(movePolicy())
 	mail.Fail(errors.New("smtp down"))
-	r := e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	r := e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	if r = e.approve("bob", r.ID); r.State != pam.Approved {
 		t.Fatalf("state %s", r.State)
 	}
@@ -150,7 +150,7 @@ func TestOutboxRecoversAfterAnOutage(t *testing.T) {
 	})
 	e.policy(movePolicy())
 	e.notes.Fail(errors.New("smtp down"))
-	e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	e.delivered()
 	e.notes.Fail(nil)
 	e.clk.Add(time.Hour)
@@ -168,7 +168,7 @@ func TestNotifierOptionsAreValidated(t *testing.T) {
 		"same name":      {{Name: "x", Notifier: &fakes.Notifier{}}, {Name: "x", Notifier: &fakes.Notifier{}}},
 		"negative tries": {{Name: "x", Notifier: &fakes.Notifier{}, MaxAttempts: -1}},
 	} {
-		if _, err := pam.New(fakesStore(), &pam.Options{Directory: dir, AdminGroup: "pam-admins", Notifiers: ns}); !errors.Is(err, pam.ErrInvalid) {
+		if _, err := pam.New(fakesStore(), dir, &pam.Options{AdminGroup: "pam-admins", Notifiers: ns}); !errors.Is(err, pam.ErrInvalid) {
 			t.Errorf("%s: New = %v, want ErrInvalid", name, err)
 		}
 	}
@@ -190,7 +190,7 @@ func TestOneBadRecipientBlocksNoOther(t *testing.T) {
 		})
 	})
 	e.policy(movePolicy())
-	e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	if _, err := e.m.Deliver(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -21,13 +21,15 @@ import (
 	"github.com/zerostanding/pam/internal/rules"
 )
 
-// Options configure a Manager. Directory and AdminGroup are required.
+// DefaultAdminGroup is the admin group when Options.AdminGroup is empty.
+const DefaultAdminGroup = "pam-admins"
+
+// Options configure a Manager. Every field is optional; the zero value,
+// and a nil *Options, mean the documented defaults.
 type Options struct {
 	// Clock is the only time source of the engine. Default: the wall
 	// clock. Tests pass clock.NewMock().
 	Clock clock.Clock
-	// Directory resolves group membership (admins, approvers).
-	Directory Directory
 	// Catalog defines roles and role groups. Change it at run time with
 	// SetCatalog.
 	Catalog Catalog
@@ -61,7 +63,8 @@ type Options struct {
 	// Manual policy.
 	Approvers []Approver
 	// AdminGroup is the directory group whose members may create, change
-	// and delete policies.
+	// and delete policies and read every request and event. Default:
+	// DefaultAdminGroup.
 	AdminGroup string
 	// SystemAccounts are exempt from grants (each pass is audited), like
 	// Purview's -SystemAccounts.
@@ -96,6 +99,7 @@ type Options struct {
 // its next call.
 type Manager struct {
 	store         Store
+	outboxStore   OutboxStore // store, when it keeps an outbox
 	clock         clock.Clock
 	dir           Directory
 	notifiers     map[string]*notifier
@@ -138,19 +142,24 @@ type Manager struct {
 	fresh     sync.Map // "id@version" → *compiled, policies this Manager just wrote
 }
 
-// New returns a Manager over store. It does not touch the store: policies
-// are loaded on first use.
-func New(store Store, opts *Options) (*Manager, error) {
+// New returns a Manager over store, resolving group membership (admins,
+// approvers) through dir. opts may be nil. New does not touch the store:
+// policies are loaded on first use.
+func New(store Store, dir Directory, opts *Options) (*Manager, error) {
 	if store == nil {
 		return nil, invalid("store", "must not be nil")
 	}
+	if dir == nil {
+		return nil, invalid("dir", "must not be nil")
+	}
 	if opts == nil {
-		return nil, invalid("Options", "Directory and AdminGroup are required")
+		opts = &Options{}
 	}
-	if opts.Directory == nil {
-		return nil, invalid("Options.Directory", "must not be nil")
+	admins := opts.AdminGroup
+	if admins == "" {
+		admins = DefaultAdminGroup
 	}
-	if err := checkName("Options.AdminGroup", opts.AdminGroup); err != nil {
+	if err := checkName("Options.AdminGroup", admins); err != nil {
 		return nil, err
 	}
 	if opts.SweepInterval < 0 || opts.NotifyTimeout < 0 || opts.OutboxLease < 0 || opts.AuditTimeout < 0 || opts.AuditPollInterval < 0 || opts.CheckpointInterval < 0 {
@@ -159,9 +168,9 @@ func New(store Store, opts *Options) (*Manager, error) {
 	m := &Manager{
 		store:     store,
 		clock:     opts.Clock,
-		dir:       opts.Directory,
+		dir:       dir,
 		approvers: append([]Approver(nil), opts.Approvers...),
-		admins:    opts.AdminGroup,
+		admins:    admins,
 		system:    make(map[string]bool, len(opts.SystemAccounts)),
 		denyUncov: opts.DenyUncovered,
 		sweep:     opts.SweepInterval,
@@ -215,6 +224,10 @@ func New(store Store, opts *Options) (*Manager, error) {
 	var err error
 	if m.notifiers, m.notifierNames, err = newNotifiers(opts); err != nil {
 		return nil, err
+	}
+	m.outboxStore, _ = store.(OutboxStore)
+	if len(m.notifiers) > 0 && m.outboxStore == nil {
+		return nil, invalid("Options.Notifiers", "the store keeps no outbox (it does not implement OutboxStore)")
 	}
 	m.owner, m.outboxWake = m.newID("mgr"), make(chan struct{}, 1)
 	if m.sweep == 0 {
@@ -282,7 +295,7 @@ func actorOf(ctx context.Context) (string, error) {
 	case !ok:
 		return "", ErrNoActor
 	case a.err != nil:
-		return "", fmt.Errorf("%w: %v", ErrNoActor, a.err)
+		return "", fmt.Errorf("%w: %w", ErrNoActor, a.err)
 	}
 	return a.id, nil
 }
@@ -350,6 +363,8 @@ func (m *Manager) CreatePolicy(ctx context.Context, p Policy) (Policy, error) {
 	}
 	if p.ID == "" {
 		p.ID = m.newID("pol")
+	} else if err := m.policyIDFree(ctx, p.ID); err != nil {
+		return Policy{}, err
 	}
 	now, err := m.now(ctx)
 	if err != nil {
@@ -365,7 +380,10 @@ func (m *Manager) CreatePolicy(ctx context.Context, p Policy) (Policy, error) {
 	tx := &Tx{Policies: []Policy{p}, Events: []Event{policyEvent(EventPolicyCreated, &p, actor, now)}}
 	if err := m.commit(ctx, tx); err != nil {
 		if errors.Is(err, ErrConflict) {
-			return Policy{}, fmt.Errorf("%w: policy %s already exists", err, p.ID)
+			// Created by another writer since policyIDFree looked.
+			if ferr := m.policyIDFree(ctx, p.ID); ferr != nil {
+				return Policy{}, ferr
+			}
 		}
 		return Policy{}, err
 	}
@@ -421,6 +439,20 @@ func (m *Manager) UpdatePolicy(ctx context.Context, p Policy) (Policy, error) {
 		return Policy{}, err
 	}
 	return m.policyWritten(ctx, tx, c), nil
+}
+
+// policyIDFree returns ErrExists when a policy, live or deleted, has id.
+func (m *Manager) policyIDFree(ctx context.Context, id string) error {
+	cur, err := m.store.Policy(ctx, id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case cur.Deleted:
+		return fmt.Errorf("%w: policy %s was deleted, and IDs are not reused", ErrExists, id)
+	}
+	return fmt.Errorf("%w: policy %s", ErrExists, id)
 }
 
 // validatePolicy checks p on its own and against the catalog.
@@ -571,7 +603,7 @@ func catalogData(c *Catalog) map[string]any {
 // (ErrRejected); Auto policies, the policy's auto-approval rule and the
 // configured Approvers may settle it at once. The access window opens
 // when the request is approved, not when it is submitted.
-func (m *Manager) Submit(ctx context.Context, n NewRequest) (Request, error) {
+func (m *Manager) Submit(ctx context.Context, n RequestInput) (Request, error) {
 	actor, err := actorOf(ctx)
 	if err != nil {
 		return Request{}, err
@@ -624,7 +656,7 @@ func (m *Manager) Submit(ctx context.Context, n NewRequest) (Request, error) {
 
 // bind finds the policy a new request is for, filling n.Scope from it when
 // empty.
-func (s *snapshot) bind(n *NewRequest) (*compiled, error) {
+func (s *snapshot) bind(n *RequestInput) (*compiled, error) {
 	if n.PolicyID != "" {
 		c, ok := s.policies[n.PolicyID]
 		switch {

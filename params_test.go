@@ -41,7 +41,7 @@ func TestParametersAreRedactedByDefault(t *testing.T) {
 	if d := cmp.Diff(map[pam.EventType]map[string]string{pam.EventGuardDenied: want}, got); d != "" {
 		t.Errorf("denied (-want +got):\n%s", d)
 	}
-	e.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	e.grant("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	got = guardDetails(t, e, params)
 	if d := cmp.Diff(map[pam.EventType]map[string]string{pam.EventGuardAllowed: want, pam.EventGuardFinished: want}, got); d != "" {
 		t.Errorf("allowed (-want +got):\n%s", d)
@@ -56,7 +56,7 @@ func TestParameterModes(t *testing.T) {
 	p := movePolicy()
 	p.ParamAudit = pam.ParamAudit{Params: map[string]pam.ParamMode{"password": pam.ParamHMAC}}
 	e.policy(p)
-	e.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	e.grant("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	long := strings.Repeat("é", pam.MaxReasonLen)
 	got := guardDetails(t, e, map[string]any{
 		"mailbox": "ceo@contoso.com", "password": "hunter2", "token": "t0k3n", "count": 3,
@@ -116,7 +116,7 @@ func TestParameterModesAreValidated(t *testing.T) {
 		}
 	}
 	dir, _ := pam.NewStaticDirectory(testGroups)
-	if _, err := pam.New(e.store, &pam.Options{Directory: dir, AdminGroup: "pam-admins", ParamAudit: pam.ParamAudit{Params: map[string]pam.ParamMode{"p": pam.ParamHMAC}}}); !errors.Is(err, pam.ErrInvalid) {
+	if _, err := pam.New(e.store, dir, &pam.Options{AdminGroup: "pam-admins", ParamAudit: pam.ParamAudit{Params: map[string]pam.ParamMode{"p": pam.ParamHMAC}}}); !errors.Is(err, pam.ErrInvalid) {
 		t.Errorf("New with ParamHMAC and no key = %v, want ErrInvalid", err)
 	}
 }

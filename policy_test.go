@@ -208,8 +208,8 @@ func TestUpdatePolicyVersions(t *testing.T) {
 	if d := cmp.Diff(want, types(e.events())); d != "" {
 		t.Errorf("audit (-want +got):\n%s", d)
 	}
-	if _, err := e.m.CreatePolicy(e.admin(), movePolicy()); !errors.Is(err, pam.ErrConflict) {
-		t.Errorf("reusing a deleted policy's ID = %v, want ErrConflict", err)
+	if _, err := e.m.CreatePolicy(e.admin(), movePolicy()); !errors.Is(err, pam.ErrExists) || errors.Is(err, pam.ErrConflict) {
+		t.Errorf("reusing a deleted policy's ID = %v, want ErrExists (and not ErrConflict)", err)
 	}
 }
 

@@ -35,8 +35,8 @@ func (s State) Terminal() bool {
 	return s == Denied || s == Canceled || s == Revoked || s == Expired
 }
 
-// NewRequest is what a user submits to ask for access.
-type NewRequest struct {
+// RequestInput is what a user submits to ask for access.
+type RequestInput struct {
 	// Scope asks for a task, a role or a role group. It may be left empty
 	// when PolicyID is set; the policy's scope is then used.
 	Scope Scope
@@ -54,7 +54,7 @@ type NewRequest struct {
 
 // Validate checks the fields on their own; Submit also checks them against
 // the policy.
-func (n *NewRequest) Validate() error {
+func (n *RequestInput) Validate() error {
 	if n.Scope != (Scope{}) || n.PolicyID == "" {
 		if err := n.Scope.Validate(); err != nil {
 			return err

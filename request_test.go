@@ -15,7 +15,7 @@ import (
 func TestSubmit(t *testing.T) {
 	e := newEnv(t)
 	e.policy(movePolicy())
-	r := e.submit("Alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "leaver", Ticket: "INC-7"})
+	r := e.submit("Alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "leaver", Ticket: "INC-7"})
 	want := pam.Request{
 		ID: r.ID, Requester: "alice", Scope: pam.TaskScope("New-MoveRequest"), PolicyID: "move", Reason: "leaver", Ticket: "INC-7",
 		Duration: pam.DefaultDuration, State: pam.Pending, PolicyVersion: 1, CreatedAt: epoch, PendingUntil: epoch.Add(24 * time.Hour), Version: 1,
@@ -37,7 +37,7 @@ func TestSubmit(t *testing.T) {
 	// in the group, does not.
 	e.delivered()
 	e.dir.SetMembers("mailbox-managers", "bob", "alice", "carol")
-	e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	notes := e.delivered()
 	if len(notes) != 2 || notes[0].Type != pam.EventRequestSubmitted || notes[1].Type != pam.EventRequestSubmitted || notes[0].ID == notes[1].ID {
 		t.Fatalf("notifications: %+v", notes)
@@ -55,22 +55,22 @@ func TestSubmitBinding(t *testing.T) {
 
 	for _, tc := range []struct {
 		name   string
-		n      pam.NewRequest
+		n      pam.RequestInput
 		policy string
 		scope  pam.Scope
 		err    error
 	}{
-		{"task under a role group", pam.NewRequest{Scope: pam.TaskScope("Set-Mailbox")}, "recip", pam.TaskScope("Set-Mailbox"), nil},
-		{"role under a role group", pam.NewRequest{Scope: pam.RoleScope("Move Mailboxes")}, "recip", pam.RoleScope("Move Mailboxes"), nil},
-		{"role group itself", pam.NewRequest{Scope: pam.RoleGroupScope("Recipient Management")}, "recip", pam.RoleGroupScope("Recipient Management"), nil},
-		{"role", pam.NewRequest{Scope: pam.RoleScope("Journaling")}, "journal", pam.RoleScope("Journaling"), nil},
-		{"task two policies cover", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")}, "", pam.Scope{}, pam.ErrAmbiguous},
-		{"named policy", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), PolicyID: "vip-move"}, "vip-move", pam.TaskScope("New-MoveRequest"), nil},
-		{"policy only", pam.NewRequest{PolicyID: "journal"}, "journal", pam.RoleScope("Journaling"), nil},
-		{"named policy not covering", pam.NewRequest{Scope: pam.TaskScope("Set-Mailbox"), PolicyID: "journal"}, "", pam.Scope{}, pam.ErrNoPolicy},
-		{"unknown policy", pam.NewRequest{Scope: pam.TaskScope("Set-Mailbox"), PolicyID: "nope"}, "", pam.Scope{}, pam.ErrNoPolicy},
-		{"uncovered task", pam.NewRequest{Scope: pam.TaskScope("Set-Password")}, "", pam.Scope{}, pam.ErrNoPolicy},
-		{"role not covered by a task policy", pam.NewRequest{Scope: pam.RoleScope("Retention")}, "", pam.Scope{}, pam.ErrNoPolicy},
+		{"task under a role group", pam.RequestInput{Scope: pam.TaskScope("Set-Mailbox")}, "recip", pam.TaskScope("Set-Mailbox"), nil},
+		{"role under a role group", pam.RequestInput{Scope: pam.RoleScope("Move Mailboxes")}, "recip", pam.RoleScope("Move Mailboxes"), nil},
+		{"role group itself", pam.RequestInput{Scope: pam.RoleGroupScope("Recipient Management")}, "recip", pam.RoleGroupScope("Recipient Management"), nil},
+		{"role", pam.RequestInput{Scope: pam.RoleScope("Journaling")}, "journal", pam.RoleScope("Journaling"), nil},
+		{"task two policies cover", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")}, "", pam.Scope{}, pam.ErrAmbiguous},
+		{"named policy", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), PolicyID: "vip-move"}, "vip-move", pam.TaskScope("New-MoveRequest"), nil},
+		{"policy only", pam.RequestInput{PolicyID: "journal"}, "journal", pam.RoleScope("Journaling"), nil},
+		{"named policy not covering", pam.RequestInput{Scope: pam.TaskScope("Set-Mailbox"), PolicyID: "journal"}, "", pam.Scope{}, pam.ErrNoPolicy},
+		{"unknown policy", pam.RequestInput{Scope: pam.TaskScope("Set-Mailbox"), PolicyID: "nope"}, "", pam.Scope{}, pam.ErrNoPolicy},
+		{"uncovered task", pam.RequestInput{Scope: pam.TaskScope("Set-Password")}, "", pam.Scope{}, pam.ErrNoPolicy},
+		{"role not covered by a task policy", pam.RequestInput{Scope: pam.RoleScope("Retention")}, "", pam.Scope{}, pam.ErrNoPolicy},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.n.Reason = "because"
@@ -86,7 +86,7 @@ func TestSubmitBinding(t *testing.T) {
 			}
 		})
 	}
-	_, err := e.m.Submit(e.as("alice"), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "x"})
+	_, err := e.m.Submit(e.as("alice"), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "x"})
 	var ae *pam.AmbiguousError
 	if !errors.As(err, &ae) || !cmp.Equal(ae.PolicyIDs, []string{"recip", "vip-move"}) {
 		t.Errorf("AmbiguousError = %v", err)
@@ -98,19 +98,19 @@ func TestSubmitValidation(t *testing.T) {
 	e.policy(movePolicy())
 	before := e.lastSeq()
 	for name, tc := range map[string]struct {
-		n    pam.NewRequest
+		n    pam.RequestInput
 		want error
 	}{
-		"empty reason":         {pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")}, pam.ErrInvalid},
-		"reason too long":      {pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: strings.Repeat("r", pam.MaxReasonLen+1)}, pam.ErrInvalid},
-		"reason with NUL":      {pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "a\x00b"}, pam.ErrInvalid},
-		"reason invalid UTF-8": {pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "a\xc3"}, pam.ErrInvalid},
-		"no scope":             {pam.NewRequest{Reason: "x"}, pam.ErrInvalid},
-		"unknown kind":         {pam.NewRequest{Scope: pam.Scope{Kind: "cmdlet", Name: "x"}, Reason: "x"}, pam.ErrInvalid},
-		"task with NUL":        {pam.NewRequest{Scope: pam.TaskScope("New\x00"), Reason: "x"}, pam.ErrInvalid},
-		"negative duration":    {pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "x", Duration: -time.Second}, pam.ErrInvalid},
-		"ticket with newline":  {pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "x", Ticket: "a\nb"}, pam.ErrInvalid},
-		"over the maximum":     {pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "x", Duration: 8*time.Hour + 1}, pam.ErrDurationTooLong},
+		"empty reason":         {pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")}, pam.ErrInvalid},
+		"reason too long":      {pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: strings.Repeat("r", pam.MaxReasonLen+1)}, pam.ErrInvalid},
+		"reason with NUL":      {pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "a\x00b"}, pam.ErrInvalid},
+		"reason invalid UTF-8": {pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "a\xc3"}, pam.ErrInvalid},
+		"no scope":             {pam.RequestInput{Reason: "x"}, pam.ErrInvalid},
+		"unknown kind":         {pam.RequestInput{Scope: pam.Scope{Kind: "cmdlet", Name: "x"}, Reason: "x"}, pam.ErrInvalid},
+		"task with NUL":        {pam.RequestInput{Scope: pam.TaskScope("New\x00"), Reason: "x"}, pam.ErrInvalid},
+		"negative duration":    {pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "x", Duration: -time.Second}, pam.ErrInvalid},
+		"ticket with newline":  {pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "x", Ticket: "a\nb"}, pam.ErrInvalid},
+		"over the maximum":     {pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "x", Duration: 8*time.Hour + 1}, pam.ErrDurationTooLong},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := e.m.Submit(e.as("alice"), tc.n); !errors.Is(err, tc.want) {
@@ -118,7 +118,7 @@ func TestSubmitValidation(t *testing.T) {
 			}
 		})
 	}
-	if _, err := e.m.Submit(context.Background(), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "x"}); !errors.Is(err, pam.ErrNoActor) {
+	if _, err := e.m.Submit(context.Background(), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "x"}); !errors.Is(err, pam.ErrNoActor) {
 		t.Errorf("Submit without actor = %v, want ErrNoActor", err)
 	}
 	if got := e.lastSeq(); got != before {
@@ -128,7 +128,7 @@ func TestSubmitValidation(t *testing.T) {
 		t.Errorf("rejected submissions stored: %+v", rs)
 	}
 	// Exactly the maximum is fine.
-	r := e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Duration: 8 * time.Hour})
+	r := e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Duration: 8 * time.Hour})
 	if r.Duration != 8*time.Hour {
 		t.Errorf("duration %v", r.Duration)
 	}
@@ -143,7 +143,7 @@ deny contains "only on weekdays" if time.weekday(input.now) in {"Saturday", "Sun
 deny contains "no more than 2 hours" if input.request.duration > time.parse_duration_ns("2h")
 `
 	e.policy(p)
-	_, err := e.m.Submit(e.as("alice"), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "just because"})
+	_, err := e.m.Submit(e.as("alice"), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "just because"})
 	var re *pam.RejectedError
 	if !errors.As(err, &re) || !errors.Is(err, pam.ErrRejected) {
 		t.Fatalf("Submit = %v, want RejectedError", err)
@@ -151,9 +151,9 @@ deny contains "no more than 2 hours" if input.request.duration > time.parse_dura
 	if d := cmp.Diff([]string{"no more than 2 hours", "reason must name a ticket like INC-1234"}, re.Messages); d != "" {
 		t.Errorf("messages (-want +got):\n%s", d)
 	}
-	e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "INC-1234 leaver", Duration: 2 * time.Hour})
+	e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "INC-1234 leaver", Duration: 2 * time.Hour})
 	e.clk.Set(time.Date(2026, 11, 7, 12, 0, 0, 0, time.UTC)) // Saturday
-	_, err = e.m.Submit(e.as("alice"), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "INC-1234", Duration: time.Hour})
+	_, err = e.m.Submit(e.as("alice"), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "INC-1234", Duration: time.Hour})
 	if !errors.As(err, &re) || len(re.Messages) != 1 || re.Messages[0] != "only on weekdays" {
 		t.Errorf("Saturday: %v", err)
 	}
@@ -161,7 +161,7 @@ deny contains "no more than 2 hours" if input.request.duration > time.parse_dura
 	p2 := pam.Policy{ID: "strict", Scope: pam.TaskScope("Set-Password"), Approval: pam.Auto,
 		RequestRule: `deny contains "x" if to_number(input.request.reason) > 1`}
 	e.policy(p2)
-	if _, err := e.m.Submit(e.as("alice"), pam.NewRequest{Scope: pam.TaskScope("Set-Password"), Reason: "words"}); !errors.Is(err, pam.ErrRejected) {
+	if _, err := e.m.Submit(e.as("alice"), pam.RequestInput{Scope: pam.TaskScope("Set-Password"), Reason: "words"}); !errors.Is(err, pam.ErrRejected) {
 		t.Errorf("erroring rule: %v, want ErrRejected", err)
 	}
 }
@@ -171,7 +171,7 @@ func TestAutomaticApproval(t *testing.T) {
 		e := newEnv(t)
 		e.policy(pam.Policy{ID: "auto", Scope: pam.TaskScope("Set-Mailbox"), Approval: pam.Auto})
 		e.clk.Add(time.Minute)
-		r := e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("Set-Mailbox")})
+		r := e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("Set-Mailbox")})
 		if r.State != pam.Approved || !r.ApprovedAt.Equal(e.clk.Now()) || !r.ExpiresAt.Equal(e.clk.Now().Add(4*time.Hour)) {
 			t.Errorf("auto policy: %+v", r)
 		}
@@ -191,11 +191,11 @@ func TestAutomaticApproval(t *testing.T) {
 		p := movePolicy()
 		p.AutoApproveRule = `approve if { input.request.duration <= time.parse_duration_ns("1h"); startswith(input.request.ticket, "CHG-") }`
 		e.policy(p)
-		r := e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Duration: time.Hour, Ticket: "CHG-9"})
+		r := e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Duration: time.Hour, Ticket: "CHG-9"})
 		if r.State != pam.Approved || r.Decisions[0].Approver != "auto:rule" {
 			t.Errorf("rule approved: %+v", r)
 		}
-		r = e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Duration: 2 * time.Hour, Ticket: "CHG-9"})
+		r = e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Duration: 2 * time.Hour, Ticket: "CHG-9"})
 		if r.State != pam.Pending {
 			t.Errorf("rule did not approve yet state %s", r.State)
 		}
@@ -219,7 +219,7 @@ func TestAutomaticApproval(t *testing.T) {
 		e := newEnv(t, func(o *pam.Options) { o.Approvers = []pam.Approver{onCall} })
 		e.policy(movePolicy())
 		for ticket, want := range map[string]pam.State{"ok": pam.Approved, "no": pam.Denied, "err": pam.Pending, "weird": pam.Pending, "bad name": pam.Pending, "": pam.Pending} {
-			r := e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Ticket: ticket})
+			r := e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Ticket: ticket})
 			if r.State != want {
 				t.Errorf("ticket %q: %s, want %s", ticket, r.State, want)
 			}
@@ -243,7 +243,7 @@ func TestPendingExpiryBoundary(t *testing.T) {
 			p := movePolicy()
 			p.PendingTTL = 2 * time.Hour
 			e.policy(p)
-			r := e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+			r := e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 			e.clk.Set(epoch.Add(2*time.Hour + tc.offset))
 			got, _ := e.m.Request(e.admin(), r.ID)
 			if got.State != tc.want {
@@ -270,7 +270,7 @@ func TestPendingExpiryBoundary(t *testing.T) {
 func TestWindowStartsAtApproval(t *testing.T) {
 	e := newEnv(t)
 	e.policy(movePolicy())
-	r := e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Duration: time.Hour})
+	r := e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Duration: time.Hour})
 	e.clk.Add(3 * time.Hour) // approvers take their time
 	r = e.approve("bob", r.ID)
 	approvedAt := epoch.Add(3 * time.Hour)
@@ -299,8 +299,8 @@ func TestWindowStartsAtApproval(t *testing.T) {
 func TestSweepAndRun(t *testing.T) {
 	e := newEnv(t, func(o *pam.Options) { o.SweepInterval = 10 * time.Minute })
 	e.policy(movePolicy())
-	pending := e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
-	granted := e.grant("carol", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Duration: time.Hour})
+	pending := e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
+	granted := e.grant("carol", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Duration: time.Hour})
 	e.delivered()
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -363,7 +363,7 @@ func waitFor(t *testing.T, cond func() bool) {
 func TestCancelAndRevoke(t *testing.T) {
 	e := newEnv(t)
 	e.policy(movePolicy())
-	r := e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	r := e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	if _, err := e.m.Cancel(e.as("bob"), r.ID, ""); !errors.Is(err, pam.ErrForbidden) {
 		t.Errorf("Cancel by another = %v, want ErrForbidden", err)
 	}
@@ -380,7 +380,7 @@ func TestCancelAndRevoke(t *testing.T) {
 
 	for _, who := range []string{"admin", "carol", "alice"} {
 		t.Run("revoke by "+who, func(t *testing.T) {
-			g := e.grant("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+			g := e.grant("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 			if _, err := e.m.Revoke(e.as("mallory"), g.ID, ""); !errors.Is(err, pam.ErrForbidden) {
 				t.Errorf("Revoke by outsider = %v", err)
 			}
@@ -402,7 +402,7 @@ func TestCancelAndRevoke(t *testing.T) {
 			}
 		})
 	}
-	pend := e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	pend := e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	if _, err := e.m.Revoke(e.admin(), pend.ID, ""); !errors.Is(err, pam.ErrWrongState) {
 		t.Errorf("Revoke of pending = %v", err)
 	}
@@ -422,7 +422,7 @@ func TestRequestsListing(t *testing.T) {
 	var ids []string
 	for i := range 7 {
 		who := []string{"alice", "dave"}[i%2]
-		ids = append(ids, e.submit(who, pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Duration: time.Hour}).ID)
+		ids = append(ids, e.submit(who, pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Duration: time.Hour}).ID)
 	}
 	e.approve("bob", ids[0])
 	e.clk.Add(2 * time.Hour) // ids[0] expires, unrecorded

@@ -12,11 +12,11 @@ import (
 func TestReviewableAndMayView(t *testing.T) {
 	e := newEnv(t)
 	e.policy(movePolicy())
-	a := e.submit("alice", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	a := e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	e.clk.Add(1)
-	b := e.submit("erin", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	b := e.submit("erin", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	e.clk.Add(1)
-	c := e.submit("bob", pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest")})
+	c := e.submit("bob", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
 	e.approve("carol", b.ID)
 	ids := func(who string) []string {
 		rs, err := e.m.Reviewable(e.as(who))

@@ -331,7 +331,7 @@ func (m *Manager) recordSink(ctx context.Context, t EventType, w *sinkWorker, er
 	if err != nil {
 		d["error"] = cleanText(err.Error())
 	}
-	tx := &Tx{Events: []Event{{Time: now, Type: t, Outcome: map[bool]string{true: "required", false: "best_effort"}[w.required], Detail: d}}}
+	tx := &Tx{Events: []Event{{Time: now, Type: t, Outcome: map[bool]Outcome{true: OutcomeRequired, false: OutcomeBestEffort}[w.required], Detail: d}}}
 	if cerr := m.commit(ctx, tx); cerr != nil {
 		m.onError(fmt.Errorf("pam: record %s of sink %s: %w", t, w.name, cerr))
 		return

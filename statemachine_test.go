@@ -196,7 +196,7 @@ func (m *machine) Submit(t *rapid.T) {
 	who := rapid.SampledFrom(smUsers[:5]).Draw(t, "requester")
 	p := rapid.SampledFrom(smPolicies).Draw(t, "policy")
 	d := rapid.SampledFrom([]time.Duration{time.Hour, 2 * time.Hour, 4 * time.Hour}).Draw(t, "duration")
-	r, err := m.e.m.Submit(m.e.as(who), pam.NewRequest{Scope: pam.TaskScope(p.task), Reason: "r", Duration: d})
+	r, err := m.e.m.Submit(m.e.as(who), pam.RequestInput{Scope: pam.TaskScope(p.task), Reason: "r", Duration: d})
 	m.check(t, err, nil)
 	now := m.e.clk.Now()
 	m.requests = append(m.requests, &modelRequest{id: r.ID, requester: who, policy: p.id, duration: d,

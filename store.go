@@ -56,6 +56,14 @@ type Store interface {
 	// (descending with f.Descending), at most f.Limit of them when it is
 	// above 0.
 	Events(ctx context.Context, f EventFilter) ([]Event, error)
+}
+
+// OutboxStore is an optional interface of a Store that keeps the
+// notification outbox. A Manager with notifiers requires it (New fails with
+// ErrInvalid otherwise); Tx.Messages are only ever written to a Store that
+// implements it. Every store in this module does.
+type OutboxStore interface {
+	Store
 
 	// ClaimMessages leases to owner, until until, up to limit outbox
 	// messages that are MessagePending with NextAttempt and LeaseUntil at

@@ -157,8 +157,8 @@ type SubmitRequest struct {
 	Ticket   string    `json:"ticket,omitempty"`
 }
 
-func (s *SubmitRequest) newRequest() (pam.NewRequest, error) {
-	n := pam.NewRequest{Scope: s.Scope, PolicyID: s.PolicyID, Reason: s.Reason, Ticket: s.Ticket}
+func (s *SubmitRequest) newRequest() (pam.RequestInput, error) {
+	n := pam.RequestInput{Scope: s.Scope, PolicyID: s.PolicyID, Reason: s.Reason, Ticket: s.Ticket}
 	if s.Task != "" {
 		if s.Scope != (pam.Scope{}) {
 			return n, fmt.Errorf("%w: give task or scope, not both", pam.ErrInvalid)
@@ -354,7 +354,7 @@ func (h *Handler) audit(ctx context.Context, r *http.Request) (any, int, error) 
 // order=desc.
 func EventFilterFromQuery(q url.Values) (pam.EventFilter, error) {
 	f := pam.EventFilter{Actor: q.Get("actor"), Task: q.Get("task"), RequestID: q.Get("request_id"), PolicyID: q.Get("policy_id"),
-		Outcome: q.Get("outcome"), Descending: q.Get("order") == "desc"}
+		Outcome: pam.Outcome(q.Get("outcome")), Descending: q.Get("order") == "desc"}
 	for _, t := range q["type"] {
 		f.Types = append(f.Types, pam.EventType(t))
 	}

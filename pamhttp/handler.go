@@ -111,6 +111,7 @@ var statuses = []struct {
 	{pam.ErrAlreadyDecided, http.StatusConflict, "already_decided"},
 	{pam.ErrWrongState, http.StatusConflict, "wrong_state"},
 	{pam.ErrConflict, http.StatusConflict, "conflict"},
+	{pam.ErrExists, http.StatusConflict, "exists"},
 	{pam.ErrAmbiguous, http.StatusConflict, "ambiguous"},
 	{pam.ErrDurationTooLong, http.StatusUnprocessableEntity, "duration_too_long"},
 	{pam.ErrRejected, http.StatusUnprocessableEntity, "rejected"},

@@ -34,7 +34,7 @@ func newEnv(t *testing.T) *env {
 	clk := clock.NewMock()
 	clk.Set(epoch)
 	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}, "approvers": {"bob", "carol"}})
-	m, err := pam.New(memory.New(), &pam.Options{Clock: clk, Directory: dir, AdminGroup: "pam-admins",
+	m, err := pam.New(memory.New(), dir, &pam.Options{Clock: clk, AdminGroup: "pam-admins",
 		Catalog: pam.Catalog{Roles: map[string][]string{"Mail": {"New-MoveRequest"}}}})
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +117,7 @@ func TestAPI(t *testing.T) {
 		{name: "policy with an unknown field", user: "admin", method: "POST", path: "/api/v1/policies", body: `{"scope":{"kind":"task","name":"X"},"approval":"auto","nope":1}`, status: 400, code: "invalid"},
 		{name: "policy with bad Rego", user: "admin", method: "POST", path: "/api/v1/policies", body: `{"scope":{"kind":"task","name":"X"},"approval":"auto","condition":"input.op ==="}`, status: 400, code: "invalid"},
 		{name: "create policy", user: "admin", method: "POST", path: "/api/v1/policies", body: `{"id":"x","scope":{"kind":"task","name":"X"},"approval":"auto"}`, status: 201},
-		{name: "the same id again", user: "admin", method: "POST", path: "/api/v1/policies", body: `{"id":"x","scope":{"kind":"task","name":"X"},"approval":"auto"}`, status: 409, code: "conflict"},
+		{name: "the same id again", user: "admin", method: "POST", path: "/api/v1/policies", body: `{"id":"x","scope":{"kind":"task","name":"X"},"approval":"auto"}`, status: 409, code: "exists"},
 		{name: "update with another id", user: "admin", method: "PUT", path: "/api/v1/policies/x", body: `{"id":"y","scope":{"kind":"task","name":"X"},"approval":"auto"}`, status: 400, code: "invalid"},
 		{name: "delete policy", user: "admin", method: "DELETE", path: "/api/v1/policies/x", status: 200},
 		{name: "get a deleted policy", user: "admin", method: "GET", path: "/api/v1/policies/x", status: 404, code: "not_found"},

@@ -124,7 +124,7 @@ func seeOther(w http.ResponseWriter, location string) {
 }
 
 func (h *Handler) submitForm(ctx context.Context, r *http.Request) error {
-	n := pam.NewRequest{PolicyID: r.PostFormValue("policy_id"), Reason: r.PostFormValue("reason"), Ticket: r.PostFormValue("ticket")}
+	n := pam.RequestInput{PolicyID: r.PostFormValue("policy_id"), Reason: r.PostFormValue("reason"), Ticket: r.PostFormValue("ticket")}
 	if hours := r.PostFormValue("hours"); hours != "" {
 		f, err := strconv.ParseFloat(hours, 64)
 		if err != nil || f <= 0 || f > 24*365 {

@@ -138,7 +138,7 @@ func TestFileAsARequiredSinkOfAManager(t *testing.T) {
 		}
 		defer f.Close()
 		groups, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}})
-		m, err := pam.New(store, &pam.Options{Directory: groups, AdminGroup: "pam-admins",
+		m, err := pam.New(store, groups, &pam.Options{AdminGroup: "pam-admins",
 			Catalog:    pam.Catalog{Roles: map[string][]string{"r": {"t"}}},
 			AuditSinks: []pam.SinkConfig{{Name: "file", Sink: f, Required: true}}})
 		if err != nil {

@@ -32,7 +32,7 @@ func (s *Slog) Write(ctx context.Context, events []pam.Event) error {
 		r := slog.NewRecord(e.Time, s.level, "pam audit event", 0)
 		r.AddAttrs(slog.Int64("seq", e.Seq), slog.String("type", string(e.Type)), slog.String("actor", e.Actor),
 			slog.String("request_id", e.RequestID), slog.String("policy_id", e.PolicyID), slog.String("task", e.Task),
-			slog.String("outcome", e.Outcome))
+			slog.String("outcome", string(e.Outcome)))
 		if len(e.Detail) > 0 {
 			attrs := make([]any, 0, len(e.Detail))
 			for k, v := range e.Detail {

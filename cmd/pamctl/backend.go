@@ -165,7 +165,7 @@ func (l *local) UpdatePolicy(ctx context.Context, p pam.Policy) (pam.Policy, err
 }
 func (l *local) DeletePolicy(ctx context.Context, id string) error { return l.m.DeletePolicy(ctx, id) }
 func (l *local) Submit(ctx context.Context, s pamhttp.SubmitRequest) (pam.Request, error) {
-	n := pam.NewRequest{Scope: s.Scope, PolicyID: s.PolicyID, Reason: s.Reason, Ticket: s.Ticket}
+	n := pam.RequestInput{Scope: s.Scope, PolicyID: s.PolicyID, Reason: s.Reason, Ticket: s.Ticket}
 	if s.Task != "" {
 		n.Scope = pam.TaskScope(s.Task)
 	}

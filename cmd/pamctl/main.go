@@ -191,7 +191,7 @@ func exitCode(err error) int {
 	}{
 		{pam.ErrNoActor, exitForbidden}, {pam.ErrForbidden, exitForbidden}, {pam.ErrNotApproved, exitForbidden},
 		{pam.ErrNotFound, exitNotFound},
-		{pam.ErrConflict, exitConflict}, {pam.ErrWrongState, exitConflict}, {pam.ErrAlreadyDecided, exitConflict}, {pam.ErrAmbiguous, exitConflict},
+		{pam.ErrConflict, exitConflict}, {pam.ErrExists, exitConflict}, {pam.ErrWrongState, exitConflict}, {pam.ErrAlreadyDecided, exitConflict}, {pam.ErrAmbiguous, exitConflict},
 		{pam.ErrInvalid, exitInvalid}, {pam.ErrDurationTooLong, exitInvalid}, {pam.ErrRejected, exitInvalid}, {pam.ErrNoPolicy, exitInvalid},
 		{pam.ErrTampered, exitTampered}, {errNotAllowed, exitNotAllowed},
 	} {
@@ -235,7 +235,7 @@ func open(ctx context.Context, o *opts) (backend, error) {
 	// Membership lives with the host; opened directly, the admin group
 	// is taken to be the acting user's own choice to make.
 	dir, _ := pam.NewStaticDirectory(map[string][]string{"pamctl-admins": {o.as}})
-	m, err := pam.New(store, &pam.Options{Directory: directAdmins{dir}, AdminGroup: "pamctl-admins"})
+	m, err := pam.New(store, directAdmins{dir}, &pam.Options{AdminGroup: "pamctl-admins"})
 	if err != nil {
 		closeStore()
 		return nil, err
@@ -624,7 +624,7 @@ func init() {
 				}
 				var rows [][]string
 				for _, e := range events {
-					rows = append(rows, []string{strconv.FormatInt(e.Seq, 10), e.Time.UTC().Format(time.RFC3339), string(e.Type), e.Actor, e.Task, e.Outcome, e.RequestID})
+					rows = append(rows, []string{strconv.FormatInt(e.Seq, 10), e.Time.UTC().Format(time.RFC3339), string(e.Type), e.Actor, e.Task, string(e.Outcome), e.RequestID})
 				}
 				return table(out, "SEQ\tTIME\tTYPE\tACTOR\tTASK\tOUTCOME\tREQUEST", rows)
 			}},

@@ -84,9 +84,8 @@ func run() error {
 	}
 	defer trailFile.Close()
 	checkpoints := sinks.NewCheckpointFile(*path + ".checkpoints.jsonl")
-	m, err := pam.New(store, &pam.Options{
+	m, err := pam.New(store, dir, &pam.Options{
 		Clock:           clk,
-		Directory:       dir,
 		AdminGroup:      "pam-admins",
 		SystemAccounts:  []string{"svc-backup@contoso.com"},
 		AuditSinks:      []pam.SinkConfig{{Name: "file", Sink: trailFile, Required: true}},
@@ -140,7 +139,7 @@ func run() error {
 	fmt.Printf("  denied: %v\n", err)
 
 	step("Alice requests access for 2 hours, with a reason")
-	r, err := m.Submit(alice, pam.NewRequest{
+	r, err := m.Submit(alice, pam.RequestInput{
 		Scope:    pam.TaskScope(na.Task),
 		Reason:   "INC-4711: move the mailbox of a leaver to the archive database",
 		Duration: 2 * time.Hour,

@@ -110,8 +110,7 @@ func New(ctx context.Context, db string, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := pam.New(store, &pam.Options{
-		Directory:  dir,
+	m, err := pam.New(store, dir, &pam.Options{
 		AdminGroup: "pam-admins",
 		Notifier: pam.NotifierFunc(func(_ context.Context, n pam.Notification) error {
 			log.Info("notification", "to", strings.Join(n.Recipients, ","), "type", n.Type, "request", n.Request.ID, "task", n.Request.Scope.Name)

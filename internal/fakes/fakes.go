@@ -135,7 +135,7 @@ func (s *Sink) Events() []pam.Event {
 // Store wraps a pam.Store, fails commits that FailCommit picks and counts
 // calls to Requests.
 type Store struct {
-	pam.Store
+	pam.OutboxStore
 	mu       sync.Mutex
 	pick     func(*pam.Tx) error
 	requests int
@@ -146,7 +146,7 @@ func (s *Store) Requests(ctx context.Context, f pam.RequestFilter) ([]pam.Reques
 	s.mu.Lock()
 	s.requests++
 	s.mu.Unlock()
-	return s.Store.Requests(ctx, f)
+	return s.OutboxStore.Requests(ctx, f)
 }
 
 // RequestsCalls returns how many times Requests was called.
@@ -174,7 +174,7 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 			return err
 		}
 	}
-	return s.Store.Commit(ctx, tx)
+	return s.OutboxStore.Commit(ctx, tx)
 }
 
 // Errors collects what a Manager reports through Options.OnError.
@@ -202,7 +202,7 @@ func (e *Errors) Take() []error {
 // TimedStore is a Store that is also a pam.TimeSource: its time comes from
 // Clock, as a database server's would.
 type TimedStore struct {
-	pam.Store
+	pam.OutboxStore
 	Clock interface{ Now() time.Time }
 }
 
@@ -220,7 +220,7 @@ func (s TimedStore) Now(ctx context.Context) (time.Time, error) {
 // writing (the commit is rejected) or after (the write is stored but
 // reported failed, as when a connection drops before the reply).
 type FaultyStore struct {
-	pam.Store
+	pam.OutboxStore
 	mu            sync.Mutex
 	rng           *rand.Rand
 	p             float64
@@ -228,8 +228,8 @@ type FaultyStore struct {
 }
 
 // NewFaultyStore wraps s; each Commit fails with probability p.
-func NewFaultyStore(s pam.Store, p float64, seed uint64) *FaultyStore {
-	return &FaultyStore{Store: s, rng: rand.New(rand.NewPCG(seed, seed+1)), p: p}
+func NewFaultyStore(s pam.OutboxStore, p float64, seed uint64) *FaultyStore {
+	return &FaultyStore{OutboxStore: s, rng: rand.New(rand.NewPCG(seed, seed+1)), p: p}
 }
 
 // SetP changes the fault probability (0: no more faults).
@@ -245,13 +245,13 @@ func (s *FaultyStore) Commit(ctx context.Context, tx *pam.Tx) error {
 	fail, after := s.rng.Float64() < s.p, s.rng.IntN(2) == 0
 	s.mu.Unlock()
 	if !fail {
-		return s.Store.Commit(ctx, tx)
+		return s.OutboxStore.Commit(ctx, tx)
 	}
 	if !after {
 		s.Before.Add(1)
 		return errors.New("injected fault: commit rejected")
 	}
-	if err := s.Store.Commit(ctx, tx); err != nil {
+	if err := s.OutboxStore.Commit(ctx, tx); err != nil {
 		return err
 	}
 	s.After.Add(1)

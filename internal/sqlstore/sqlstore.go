@@ -120,7 +120,7 @@ func (s *Store) rquery(ctx context.Context, q string, args ...any) (*sql.Rows, e
 	return s.r.QueryContext(ctx, q, args...)
 }
 
-var _ pam.Store = (*Store)(nil)
+var _ pam.OutboxStore = (*Store)(nil)
 
 // New returns a store over migrated databases, with the statements of the
 // write path prepared.
@@ -205,7 +205,7 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) (err error) {
 		if err != nil {
 			t.Rollback()
 			if s.d.Retryable != nil && s.d.Retryable(err) {
-				err = fmt.Errorf("%w: %v", pam.ErrConflict, err)
+				err = fmt.Errorf("%w: %w", pam.ErrConflict, err)
 			}
 		}
 	}()
@@ -795,7 +795,7 @@ func (s *Store) Events(ctx context.Context, f pam.EventFilter) ([]pam.Event, err
 		q.eq("policy_id", f.PolicyID)
 		q.sql.WriteString(" AND policy_id <> ''")
 	}
-	q.eq("outcome", f.Outcome)
+	q.eq("outcome", string(f.Outcome))
 	q.in("type", strs(f.Types))
 	if !f.Since.IsZero() {
 		q.sql.WriteString(" AND time >= " + q.arg(f.Since.UnixNano()))

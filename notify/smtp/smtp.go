@@ -321,7 +321,7 @@ func (n *Notifier) send(ctx context.Context, x pam.Notification, recipient strin
 // ctxErr prefers the context's error: a closed connection is its symptom.
 func ctxErr(ctx context.Context, err error) error {
 	if err != nil && ctx.Err() != nil {
-		return fmt.Errorf("%w (%v)", ctx.Err(), err)
+		return fmt.Errorf("%w (%w)", ctx.Err(), err)
 	}
 	return err
 }

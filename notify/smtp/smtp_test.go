@@ -263,7 +263,7 @@ func TestMailArrivesAfterAnOutage(t *testing.T) {
 	clk := clock.NewMock()
 	clk.Set(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
 	dir, _ := pam.NewStaticDirectory(map[string][]string{"admins": {"admin@contoso.com"}, "approvers": {"bob@contoso.com", "carol@contoso.com"}})
-	m, err := pam.New(memory.New(), &pam.Options{Clock: clk, Directory: dir, AdminGroup: "admins", OnError: func(error) {},
+	m, err := pam.New(memory.New(), dir, &pam.Options{Clock: clk, AdminGroup: "admins", OnError: func(error) {},
 		Notifiers: []pam.NotifierConfig{{Name: "mail", Notifier: n, MaxAttempts: 20, MinBackoff: time.Minute, MaxBackoff: 10 * time.Minute}}})
 	if err != nil {
 		t.Fatal(err)
@@ -274,7 +274,7 @@ func TestMailArrivesAfterAnOutage(t *testing.T) {
 	}
 	submit := func(n int) {
 		for i := range n {
-			if _, err := m.Submit(pam.WithActor(context.Background(), "user"+string(rune('a'+i))+"@contoso.com"), pam.NewRequest{Scope: pam.TaskScope("t"), Reason: "r"}); err != nil {
+			if _, err := m.Submit(pam.WithActor(context.Background(), "user"+string(rune('a'+i))+"@contoso.com"), pam.RequestInput{Scope: pam.TaskScope("t"), Reason: "r"}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -55,7 +55,7 @@ func (l *eventLog) at(seq int64) *pam.Event {
 	return &l.chunks[i/chunkSize][i%chunkSize]
 }
 
-var _ pam.Store = (*Store)(nil)
+var _ pam.OutboxStore = (*Store)(nil)
 
 // New returns an empty store.
 func New() *Store {

@@ -111,7 +111,7 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 	if err != nil {
 		switch pgCode(err) {
 		case "PAM01", "23505", "40001", "40P01":
-			return fmt.Errorf("%w: %v", pam.ErrConflict, err)
+			return fmt.Errorf("%w: %w", pam.ErrConflict, err)
 		}
 		if cerr := ctx.Err(); cerr != nil {
 			return cerr

@@ -84,7 +84,7 @@ func BenchmarkGuardDatabaseClock(b *testing.B) {
 	if _, err := m.CreatePolicy(storetest.As("admin"), p); err != nil {
 		b.Fatal(err)
 	}
-	r, err := m.Submit(storetest.As("alice"), pam.NewRequest{Scope: p.Scope, Reason: "bench", Duration: 8 * time.Hour})
+	r, err := m.Submit(storetest.As("alice"), pam.RequestInput{Scope: p.Scope, Reason: "bench", Duration: 8 * time.Hour})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -32,7 +32,7 @@ func raceManager(t *testing.T, s *postgres.Store, clk clock.Clock) *pam.Manager 
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := pam.New(s, &pam.Options{Clock: clk, Directory: dir, AdminGroup: "admins"})
+	m, err := pam.New(s, dir, &pam.Options{Clock: clk, AdminGroup: "admins"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestReplicasRace(t *testing.T) {
 	for round := range rounds {
 		var ids []string
 		for i := range 8 {
-			r, err := ms[i%2].Submit(as(fmt.Sprint("u", i)), pam.NewRequest{Scope: pam.TaskScope("Drop-Table"), Reason: "round " + fmt.Sprint(round)})
+			r, err := ms[i%2].Submit(as(fmt.Sprint("u", i)), pam.RequestInput{Scope: pam.TaskScope("Drop-Table"), Reason: "round " + fmt.Sprint(round)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -157,7 +157,7 @@ func checkRaceTrail(t *testing.T, m *pam.Manager, ran int64) {
 					t.Errorf("%s: %s decided twice", id, e.Actor)
 				}
 				approvers[e.Actor] = true
-				if e.Outcome == string(pam.Approve) {
+				if e.Outcome == pam.OutcomeApprove {
 					if e.Actor[0] == 'a' {
 						as++
 					} else {
@@ -215,14 +215,14 @@ func TestClockSkew(t *testing.T) {
 		ApproverGroups: []pam.ApproverGroup{{Group: "g2"}}, PendingTTL: 2 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	granted, err := a.Submit(as("u1"), pam.NewRequest{Scope: pam.TaskScope("Drop-Table"), Reason: "r", Duration: 2 * time.Second})
+	granted, err := a.Submit(as("u1"), pam.RequestInput{Scope: pam.TaskScope("Drop-Table"), Reason: "r", Duration: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if granted, err = b.Approve(as("b1"), granted.ID, ""); err != nil {
 		t.Fatal(err)
 	}
-	pending, err := b.Submit(as("u2"), pam.NewRequest{Scope: pam.TaskScope("Drop-Table"), Reason: "r"})
+	pending, err := b.Submit(as("u2"), pam.RequestInput{Scope: pam.TaskScope("Drop-Table"), Reason: "r"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +276,7 @@ func TestReplicasSeeChanges(t *testing.T) {
 	if err := run(b); !errors.Is(err, pam.ErrNotApproved) {
 		t.Fatalf("b after a created the policy: %v", err)
 	}
-	r, _ := b.Submit(as("alice"), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "r"})
+	r, _ := b.Submit(as("alice"), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "r"})
 	a.Approve(as("bob"), r.ID, "")
 	b.Approve(as("carol"), r.ID, "")
 	if err := run(a); err != nil {
@@ -289,7 +289,7 @@ func TestReplicasSeeChanges(t *testing.T) {
 	if err := run(a); !errors.Is(err, pam.ErrNotApproved) {
 		t.Fatalf("a after b raised the quorum: %v", err)
 	}
-	r, _ = a.Submit(as("alice"), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "r"})
+	r, _ = a.Submit(as("alice"), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "r"})
 	for _, who := range []string{"bob", "carol", "dave"} {
 		b.Approve(as(who), r.ID, "")
 	}
@@ -314,7 +314,7 @@ func TestReplicasDeliverEachMessageOnce(t *testing.T) {
 	got := map[string][]string{} // message ID → replicas that delivered it
 	replica := func(name string, s *postgres.Store) *pam.Manager {
 		dir, _ := pam.NewStaticDirectory(map[string][]string{"admins": {"admin"}, "g1": raceAs})
-		m, err := pam.New(s, &pam.Options{Directory: dir, AdminGroup: "admins", NotifyTimeout: time.Second, OutboxLease: 2 * time.Second,
+		m, err := pam.New(s, dir, &pam.Options{AdminGroup: "admins", NotifyTimeout: time.Second, OutboxLease: 2 * time.Second,
 			Notifiers: []pam.NotifierConfig{{Name: "mail", Notifier: pam.NotifierFunc(func(_ context.Context, n pam.Notification) error {
 				time.Sleep(time.Millisecond)
 				mu.Lock()
@@ -333,7 +333,7 @@ func TestReplicasDeliverEachMessageOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 60 {
-		if _, err := mb.Submit(as(fmt.Sprint("user", i)), pam.NewRequest{Scope: pam.TaskScope("t"), Reason: "r"}); err != nil {
+		if _, err := mb.Submit(as(fmt.Sprint("user", i)), pam.RequestInput{Scope: pam.TaskScope("t"), Reason: "r"}); err != nil {
 			t.Fatal(err)
 		}
 	}

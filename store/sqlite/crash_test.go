@@ -147,7 +147,7 @@ func TestCrashChild(t *testing.T) {
 	clk := clock.NewMock()
 	clk.Set(storetest.Epoch)
 	m := storetest.Manager(t, s, clk)
-	if _, err := m.CreatePolicy(storetest.As("admin"), storetest.TwoApprovals); err != nil && !errors.Is(err, pam.ErrConflict) {
+	if _, err := m.CreatePolicy(storetest.As("admin"), storetest.TwoApprovals); err != nil && !errors.Is(err, pam.ErrExists) {
 		t.Fatal(err)
 	}
 	fmt.Println("ready")
@@ -156,7 +156,7 @@ func TestCrashChild(t *testing.T) {
 	}
 	for i := 0; ; i++ {
 		clk.Add(time.Minute)
-		r, err := m.Submit(storetest.As("alice"), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "crash test", Duration: 5 * time.Minute})
+		r, err := m.Submit(storetest.As("alice"), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "crash test", Duration: 5 * time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}

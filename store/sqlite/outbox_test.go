@@ -119,7 +119,7 @@ func TestOutboxChild(t *testing.T) {
 		return nil
 	})
 	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}, "approvers": {"bob", "carol", "dave"}})
-	m, err := pam.New(s, &pam.Options{Directory: dir, AdminGroup: "pam-admins", Notifiers: []pam.NotifierConfig{{Name: "http", Notifier: notify, MinBackoff: time.Millisecond}},
+	m, err := pam.New(s, dir, &pam.Options{AdminGroup: "pam-admins", Notifiers: []pam.NotifierConfig{{Name: "http", Notifier: notify, MinBackoff: time.Millisecond}},
 		NotifyTimeout: time.Second, OutboxLease: 1500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +149,7 @@ func TestOutboxChild(t *testing.T) {
 	// Work: requests and deliveries interleaved until killed.
 	for i := 0; ; i++ {
 		who := pam.WithActor(ctx, fmt.Sprintf("user%s-%d", os.Getenv("PAM_OUTBOX_RUN"), i))
-		if _, err := m.Submit(who, pam.NewRequest{Scope: pam.TaskScope("t"), Reason: "outbox test"}); err != nil {
+		if _, err := m.Submit(who, pam.RequestInput{Scope: pam.TaskScope("t"), Reason: "outbox test"}); err != nil {
 			t.Fatal(err)
 		}
 		if i%3 == 2 {

@@ -39,7 +39,7 @@ type Store struct {
 	w, r *sql.DB
 }
 
-var _ pam.Store = (*Store)(nil)
+var _ pam.OutboxStore = (*Store)(nil)
 
 // Readers is the size of the read connection pool.
 const Readers = 4

@@ -35,7 +35,7 @@ func Bench(b *testing.B, open Opener) {
 	nop := func(context.Context) error { return nil }
 	b.Run("Guard", func(b *testing.B) {
 		_, _, m := fresh(b)
-		r, err := m.Submit(As("alice"), pam.NewRequest{Scope: pam.TaskScope(op.Task), Reason: "bench", Duration: 8 * time.Hour})
+		r, err := m.Submit(As("alice"), pam.RequestInput{Scope: pam.TaskScope(op.Task), Reason: "bench", Duration: 8 * time.Hour})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -60,7 +60,7 @@ func Bench(b *testing.B, open Opener) {
 			// piles up thousands of active grants.
 			i++
 			alice := As(fmt.Sprint("user", i))
-			r, err := m.Submit(alice, pam.NewRequest{Scope: pam.TaskScope(op.Task), Reason: "bench", Duration: time.Hour})
+			r, err := m.Submit(alice, pam.RequestInput{Scope: pam.TaskScope(op.Task), Reason: "bench", Duration: time.Hour})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -176,11 +176,11 @@ func BenchOutbox(b *testing.B, open Opener) {
 			clk.Set(Epoch)
 			s := open(b, clk)
 			dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}, "approvers": {"bob", "carol", "dave"}})
-			o := &pam.Options{Clock: clk, Directory: dir, AdminGroup: "pam-admins"}
+			o := &pam.Options{Clock: clk, AdminGroup: "pam-admins"}
 			if tc.notifier {
 				o.Notifier = pam.NotifierFunc(func(context.Context, pam.Notification) error { return nil })
 			}
-			m, err := pam.New(s, o)
+			m, err := pam.New(s, dir, o)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -190,7 +190,7 @@ func BenchOutbox(b *testing.B, open Opener) {
 			alice := As("alice")
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := m.Submit(alice, pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "bench"}); err != nil {
+				if _, err := m.Submit(alice, pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "bench"}); err != nil {
 					b.Fatal(err)
 				}
 			}

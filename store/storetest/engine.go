@@ -31,7 +31,7 @@ func Manager(t testing.TB, s pam.Store, clk clock.Clock) *pam.Manager {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := pam.New(s, &pam.Options{Clock: clk, Directory: dir, AdminGroup: "pam-admins"})
+	m, err := pam.New(s, dir, &pam.Options{Clock: clk, AdminGroup: "pam-admins"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func testWorkflow(t *testing.T, s pam.Store, clk *clock.Mock) {
 	run := func() error {
 		return m.Guard(As("alice"), pam.Op{Task: "New-MoveRequest"}, func(context.Context) error { return nil })
 	}
-	r, err := m.Submit(As("alice"), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "leaver ✓ ünïcode", Duration: time.Hour})
+	r, err := m.Submit(As("alice"), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "leaver ✓ ünïcode", Duration: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func testWorkflow(t *testing.T, s pam.Store, clk *clock.Mock) {
 	if n, err := m.Sweep(context.Background()); n != 1 || err != nil {
 		t.Fatalf("Sweep = %d, %v", n, err)
 	}
-	r2, _ := m.Submit(As("alice"), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "again"})
+	r2, _ := m.Submit(As("alice"), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "again"})
 	m.Approve(As("bob"), r2.ID, "")
 	m.Approve(As("dave"), r2.ID, "")
 	if _, err := m.Revoke(As("admin"), r2.ID, "incident over"); err != nil {
@@ -136,26 +136,26 @@ func testBadInput(t *testing.T, s pam.Store, clk *clock.Mock) {
 	if _, err := m.CreatePolicy(As("admin"), TwoApprovals); err != nil {
 		t.Fatal(err)
 	}
-	r, err := m.Submit(As("alice"), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "ok"})
+	r, err := m.Submit(As("alice"), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "ok"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	before, _, _ := m.Audit(context.Background(), pam.EventFilter{})
 	for name, call := range map[string]func() error{
 		"NUL in reason": func() error {
-			_, err := m.Submit(As("alice"), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "a\x00b"})
+			_, err := m.Submit(As("alice"), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "a\x00b"})
 			return err
 		},
 		"invalid UTF-8 in reason": func() error {
-			_, err := m.Submit(As("alice"), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "a\xffb"})
+			_, err := m.Submit(As("alice"), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "a\xffb"})
 			return err
 		},
 		"NUL in ticket": func() error {
-			_, err := m.Submit(As("alice"), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "r", Ticket: "\x00"})
+			_, err := m.Submit(As("alice"), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "r", Ticket: "\x00"})
 			return err
 		},
 		"NUL in task": func() error {
-			_, err := m.Submit(As("alice"), pam.NewRequest{Scope: pam.TaskScope("New\x00"), Reason: "r"})
+			_, err := m.Submit(As("alice"), pam.RequestInput{Scope: pam.TaskScope("New\x00"), Reason: "r"})
 			return err
 		},
 		"NUL in comment":   func() error { _, err := m.Approve(As("bob"), r.ID, "x\x00"); return err },
@@ -176,7 +176,7 @@ func testBadInput(t *testing.T, s pam.Store, clk *clock.Mock) {
 			return m.Guard(As("alice"), pam.Op{Task: "x\x00"}, func(context.Context) error { return nil })
 		},
 		"NUL in actor": func() error {
-			_, err := m.Submit(As("ali\x00ce"), pam.NewRequest{Scope: pam.TaskScope("New-MoveRequest"), Reason: "r"})
+			_, err := m.Submit(As("ali\x00ce"), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "r"})
 			return err
 		},
 	} {
