@@ -2,7 +2,9 @@ package pam
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sort"
 	"time"
 )
 
@@ -54,135 +56,223 @@ func (f ApproverFunc) Review(ctx context.Context, r Request, p Policy) (Review, 
 	return f(ctx, r, p)
 }
 
-// membership maps an approver to the indices of the policy's approver
-// groups they belong to now.
-type membership map[string][]int
-
-// decide records a person's decision on r under policy p. memberOf must
-// hold the current group memberships of d.Approver and of everyone who
-// approved before. It returns the next state and the audit events.
-//
-// Rules: only pending requests are decided; never by the requester; one
-// decision per approver; only members of an approver group; any deny
-// denies; the request is approved once every group has its minimum of
-// distinct approvers who are still members.
-func decide(r Request, p *Policy, d Decision, memberOf membership, now time.Time) (Request, []Event, error) {
-	if s := r.StateAt(now); s != Pending {
-		return r, nil, fmt.Errorf("%w: decide a %s request", ErrWrongState, s)
-	}
-	if d.Approver == r.Requester {
-		return r, nil, ErrSelfApproval
-	}
-	for _, prev := range r.Decisions {
-		if prev.Approver == d.Approver {
-			return r, nil, fmt.Errorf("%w: %s already decided %s", ErrAlreadyDecided, d.Approver, prev.Verdict)
-		}
-	}
-	if len(memberOf[d.Approver]) == 0 {
-		return r, nil, fmt.Errorf("%w: %s is not in an approver group of policy %s", ErrForbidden, d.Approver, p.ID)
-	}
-	r = r.clone()
-	r.Decisions = append(r.Decisions, d)
-	detail := map[string]string{"verdict": string(d.Verdict)}
-	if d.Comment != "" {
-		detail["comment"] = d.Comment
-	}
-	events := []Event{requestEvent(EventRequestDecision, &r, d.Approver, now, detail)}
-	events[0].Outcome = Outcome(d.Verdict)
-	switch d.Verdict {
-	case Deny:
-		r = closeRequest(r, Denied, d.Approver, now)
-		events = append(events, requestEvent(EventRequestDenied, &r, d.Approver, now, nil))
-	case Approve:
-		if quorum(p.ApproverGroups, approvers(r.Decisions), memberOf) {
-			var e Event
-			r, e = approve(r, p, now)
-			e.Actor = d.Approver
-			events = append(events, e)
-		}
-	default:
-		return r, nil, invalid("Verdict", "unknown verdict %q", d.Verdict)
-	}
-	return r, events, nil
+// Approve records the actor's approval of request id. The request is
+// approved, and its window opens, when every approver group of its policy
+// has its minimum of distinct approvers who are still members.
+func (m *Manager) Approve(ctx context.Context, id, comment string) (Request, error) {
+	return m.act(ctx, id, ActionApprove, comment)
 }
 
-// settle applies an automatic verdict to a new pending request.
-func settle(r Request, p *Policy, d Decision, now time.Time) (Request, []Event) {
-	d.Automatic = true
-	r = r.clone()
-	r.Decisions = append(r.Decisions, d)
-	detail := map[string]string{"verdict": string(d.Verdict), "automatic": "true"}
-	if d.Comment != "" {
-		detail["comment"] = d.Comment
-	}
-	events := []Event{requestEvent(EventRequestDecision, &r, d.Approver, now, detail)}
-	events[0].Outcome = Outcome(d.Verdict)
-	if d.Verdict == Deny {
-		r = closeRequest(r, Denied, d.Approver, now)
-		return r, append(events, requestEvent(EventRequestDenied, &r, d.Approver, now, nil))
-	}
-	r, e := approve(r, p, now)
-	e.Actor = d.Approver
-	return r, append(events, e)
+// Deny records the actor's denial of request id, which denies it.
+func (m *Manager) Deny(ctx context.Context, id, comment string) (Request, error) {
+	return m.act(ctx, id, ActionDeny, comment)
 }
 
-// approvers returns the people who approved, in decision order.
-func approvers(ds []Decision) []string {
-	var out []string
-	for _, d := range ds {
-		if d.Verdict == Approve && !d.Automatic {
-			out = append(out, d.Approver)
-		}
-	}
-	return out
+// Cancel withdraws a pending request. Only its requester may.
+func (m *Manager) Cancel(ctx context.Context, id, comment string) (Request, error) {
+	return m.act(ctx, id, ActionCancel, comment)
 }
 
-// quorum reports whether the approvers, each counted for at most one group,
-// can give every group its minimum. Approvers who are no longer members of
-// any group (memberOf is current) count for nothing. It is a bipartite
-// matching of approvers to group seats (Kuhn's augmenting paths); policies
-// have few seats, so the simple algorithm is plenty.
-func quorum(groups []ApproverGroup, approvers []string, memberOf membership) bool {
-	var seats []int // seat → group index
-	for gi, g := range groups {
-		for range g.min() {
-			seats = append(seats, gi)
+// Revoke ends an approved request's window now. Admins, members of the
+// policy's approver groups and the requester (giving up their own access)
+// may revoke. Every Manager sharing the store denies the grant from its
+// next Guard on.
+func (m *Manager) Revoke(ctx context.Context, id, comment string) (Request, error) {
+	return m.act(ctx, id, ActionRevoke, comment)
+}
+
+// act takes action a on request id as the context's actor.
+func (m *Manager) act(ctx context.Context, id string, a Action, comment string) (Request, error) {
+	actor, err := actorOf(ctx)
+	if err != nil {
+		return Request{}, err
+	}
+	if err := checkText("comment", comment, MaxReasonLen); err != nil {
+		return Request{}, err
+	}
+	return m.transition(ctx, id, a, actor, comment)
+}
+
+// maxAttempts bounds the retries of a write that lost a version race.
+const maxAttempts = 32
+
+// transition is every request change after submission: read the request,
+// gather the facts, apply the lifecycle, commit the result with its events
+// and notifications, and start again from the read when another writer
+// committed first.
+func (m *Manager) transition(ctx context.Context, id string, a Action, actor, comment string) (Request, error) {
+	if err := checkName("ID", id); err != nil {
+		return Request{}, err
+	}
+	for range maxAttempts {
+		cur, err := m.store.Request(ctx, id)
+		if err != nil {
+			return Request{}, err
+		}
+		s, err := m.current(ctx)
+		if err != nil {
+			return Request{}, err
+		}
+		now, err := m.now(ctx)
+		if err != nil {
+			return Request{}, err
+		}
+		p := s.policies[cur.PolicyID]
+		f, err := m.gather(ctx, &cur, a, actor, comment, p, now)
+		if err != nil {
+			return Request{}, err
+		}
+		next, events, err := apply(cur, a, f)
+		if err != nil {
+			return Request{}, err
+		}
+		next.Version = cur.Version + 1
+		tx := &Tx{Requests: []Request{next}, Events: events, Messages: m.outbox(ctx, events, next, p, now)}
+		err = m.commit(ctx, tx)
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return Request{}, err
+		}
+		m.after(ctx, tx)
+		next.State = next.StateAt(now)
+		return next, nil
+	}
+	return Request{}, fmt.Errorf("%w: request %s kept changing, gave up after %d attempts", ErrConflict, id, maxAttempts)
+}
+
+// gather collects the facts action a on r depends on. It asks the
+// directory only what the action reads, and nothing when the lifecycle
+// table already refuses the action (so that answer does not depend on
+// the directory being up).
+func (m *Manager) gather(ctx context.Context, r *Request, a Action, actor, comment string, p *compiled, now time.Time) (facts, error) {
+	f := facts{Actor: actor, Now: now, Comment: comment}
+	if p != nil {
+		f.Policy = &p.Policy
+	}
+	if checkState(r, a, now) != nil {
+		return f, nil
+	}
+	var err error
+	switch a {
+	case ActionApprove, ActionDeny:
+		f.MemberOf, err = m.memberships(ctx, f.Policy, append(approvers(r.Decisions), actor))
+	case ActionRevoke:
+		if actor == r.Requester {
+			break // the requester may always give up their own access
+		}
+		if f.Admin, err = m.isMember(ctx, m.admins, actor); err == nil {
+			f.MemberOf, err = m.memberships(ctx, f.Policy, []string{actor})
 		}
 	}
-	if len(approvers) < len(seats) {
-		return false
+	return f, err
+}
+
+// memberships returns the approver groups of p that each of people is in
+// now.
+func (m *Manager) memberships(ctx context.Context, p *Policy, people []string) (membership, error) {
+	memberOf := make(membership, len(people))
+	if p == nil {
+		return memberOf, nil
 	}
-	inGroup := func(a string, gi int) bool {
-		for _, x := range memberOf[a] {
-			if x == gi {
-				return true
+	for _, who := range people {
+		for gi, g := range p.ApproverGroups {
+			ok, err := m.isMember(ctx, g.Group, who)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				memberOf[who] = append(memberOf[who], gi)
 			}
 		}
-		return false
 	}
-	holder := make([]int, len(seats)) // seat → approver index, -1 when free
-	for i := range holder {
-		holder[i] = -1
+	return memberOf, nil
+}
+
+// Reviewable returns the requests waiting for the actor: pending, not
+// their own, not yet decided by them, under a policy with an approver
+// group they belong to. Oldest first.
+func (m *Manager) Reviewable(ctx context.Context) ([]Request, error) {
+	actor, err := actorOf(ctx)
+	if err != nil {
+		return nil, err
 	}
-	var try func(a int, seen []bool) bool
-	try = func(a int, seen []bool) bool {
-		for s, gi := range seats {
-			if seen[s] || !inGroup(approvers[a], gi) {
+	s, err := m.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now, err := m.now(ctx)
+	if err != nil {
+		return nil, err
+	}
+	member := map[string]bool{} // group → the actor is in it
+	inGroups := func(p *compiled) (bool, error) {
+		for _, g := range p.ApproverGroups {
+			ok, seen := member[g.Group]
+			if !seen {
+				if ok, err = m.isMember(ctx, g.Group, actor); err != nil {
+					return false, err
+				}
+				member[g.Group] = ok
+			}
+			if ok {
+				return true, nil
+			}
+		}
+		return false, nil
+	}
+	var out []Request
+	f := RequestFilter{States: []State{Pending}, Limit: MaxPageSize}
+	for {
+		page, err := m.store.Requests(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range page {
+			p := s.policies[r.PolicyID]
+			if p == nil || r.Requester == actor || r.StateAt(now) != Pending || contains(approvers(r.Decisions), actor) {
 				continue
 			}
-			seen[s] = true
-			if holder[s] == -1 || try(holder[s], seen) {
-				holder[s] = a
-				return true
+			ok, err := inGroups(p)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				r.State = Pending
+				out = append(out, r)
 			}
 		}
-		return false
-	}
-	filled := 0
-	for a := range approvers {
-		if try(a, make([]bool, len(seats))) {
-			filled++
+		if len(page) < f.Limit {
+			break
 		}
+		f.After = page[len(page)-1].ID
 	}
-	return filled == len(seats)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out, nil
+}
+
+// IsAdmin reports whether the actor is in Options.AdminGroup. It is a
+// hint for front ends; the Manager checks on every call that needs it.
+func (m *Manager) IsAdmin(ctx context.Context) (bool, error) {
+	_, err := m.requireAdmin(ctx)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrForbidden):
+		return false, nil
+	}
+	return false, err
+}
+
+// MayView reports whether the actor may see request r: its requester, an
+// admin, or a member of one of its policy's approver groups. It is a hint
+// for front ends; Request, Requests and Audit enforce the same rule.
+func (m *Manager) MayView(ctx context.Context, r Request) (bool, error) {
+	actor, err := actorOf(ctx)
+	if err != nil {
+		return false, err
+	}
+	f, err := m.viewFacts(ctx, actor, &r)
+	return err == nil && mayView(&r, f), err
 }

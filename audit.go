@@ -2,6 +2,7 @@ package pam
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -164,9 +165,16 @@ const (
 
 // Audit searches the audit trail, like searching the compliance audit log.
 // It returns one page and the cursor for the next (0 when there is none):
-// pass it as After (or Before when Descending). Who may read the trail is
-// the host's decision; the engine does not check the actor.
+// pass it as After (or Before when Descending).
+//
+// Admins read the whole trail. Anyone else reads the events they caused
+// (f.Actor set to themselves) and the events of a request they may see
+// (f.RequestID; see Request); other searches are ErrForbidden.
 func (m *Manager) Audit(ctx context.Context, f EventFilter) (events []Event, next int64, err error) {
+	actor, err := actorOf(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
 	if err := f.validate(); err != nil {
 		return nil, 0, err
 	}
@@ -174,6 +182,17 @@ func (m *Manager) Audit(ctx context.Context, f EventFilter) (events []Event, nex
 		if f.Actor, err = CanonicalIdentity(f.Actor); err != nil {
 			return nil, 0, err
 		}
+	}
+	own := f.Actor == actor
+	if !own && f.RequestID != "" {
+		if _, err := m.Request(ctx, f.RequestID); err == nil {
+			own = true
+		} else if !errors.Is(err, ErrNotFound) {
+			return nil, 0, err
+		}
+	}
+	if err := m.requireAdminOr(ctx, own); err != nil {
+		return nil, 0, err
 	}
 	if f.Limit == 0 {
 		f.Limit = DefaultPageSize

@@ -82,7 +82,7 @@ func TestChainFollowsTheDocumentedEncoding(t *testing.T) {
 		}
 		prev = ev.Hash
 	}
-	if res, err := e.m.Verify(context.Background(), pam.VerifyOptions{}); err != nil || res.Events != int64(len(events)) || res.Head != prev {
+	if res, err := e.m.Verify(e.admin(), pam.VerifyOptions{}); err != nil || res.Events != int64(len(events)) || res.Head != prev {
 		t.Fatalf("Verify = %+v, %v", res, err)
 	}
 	// A changed field, detail entry or time no longer matches.
@@ -242,7 +242,7 @@ func TestVerifyReportsHowTheTrailWasChanged(t *testing.T) {
 			}
 		})
 	}
-	if _, err := e.m.Verify(context.Background(), pam.VerifyOptions{From: 5, To: 2}); !errors.Is(err, pam.ErrInvalid) {
+	if _, err := e.m.Verify(e.admin(), pam.VerifyOptions{From: 5, To: 2}); !errors.Is(err, pam.ErrInvalid) {
 		t.Errorf("Verify(From 5, To 2) = %v, want ErrInvalid", err)
 	}
 }
@@ -269,7 +269,7 @@ func TestRunMakesCheckpointsWhenTheTrailGrows(t *testing.T) {
 	if got[0].Seq != 1 || got[1].Seq != 2 || got[1].Signature != nil || !got[1].Time.Equal(epoch.Add(3*time.Hour)) {
 		t.Errorf("checkpoints %+v", got)
 	}
-	if _, err := e.m.Verify(context.Background(), pam.VerifyOptions{Checkpoints: got}); err != nil {
+	if _, err := e.m.Verify(e.admin(), pam.VerifyOptions{Checkpoints: got}); err != nil {
 		t.Error(err)
 	}
 }

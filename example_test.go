@@ -188,7 +188,7 @@ func ExampleManager_Verify() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	res, err := m.Verify(context.Background(), pam.VerifyOptions{Checkpoints: []pam.Checkpoint{cp}, PublicKeys: []ed25519.PublicKey{pub}})
+	res, err := m.Verify(admin, pam.VerifyOptions{Checkpoints: []pam.Checkpoint{cp}, PublicKeys: []ed25519.PublicKey{pub}})
 	var te *pam.TamperError
 	switch {
 	case errors.As(err, &te):
@@ -220,7 +220,10 @@ func ExampleManager_Deliver() {
 	if _, err := m.Submit(pam.WithActor(context.Background(), "alice"), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "leaver"}); err != nil {
 		log.Fatal(err)
 	}
-	msgs, _, _ := m.Messages(context.Background(), pam.MessageFilter{})
+	msgs, _, err := m.Messages(pam.WithActor(context.Background(), "admin"), pam.MessageFilter{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	fmt.Println(len(msgs), "messages waiting")
 	n, err := m.Deliver(context.Background())
 	if err != nil {

@@ -445,7 +445,7 @@ func TestAuditSearch(t *testing.T) {
 	e.guard("dave", "New-MoveRequest", nil)
 	search := func(f pam.EventFilter) []pam.EventType {
 		t.Helper()
-		evs, _, err := e.m.Audit(context.Background(), f)
+		evs, _, err := e.m.Audit(e.admin(), f)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -473,7 +473,7 @@ func TestAuditSearch(t *testing.T) {
 		"negative":   {After: -1},
 		"NUL task":   {Task: "x\x00"},
 	} {
-		if _, _, err := e.m.Audit(context.Background(), f); !errors.Is(err, pam.ErrInvalid) {
+		if _, _, err := e.m.Audit(e.admin(), f); !errors.Is(err, pam.ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", name, err)
 		}
 	}

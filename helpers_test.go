@@ -191,7 +191,7 @@ func (e *env) events() []pam.Event {
 	var all []pam.Event
 	f := pam.EventFilter{Limit: pam.MaxPageSize}
 	for {
-		page, next, err := e.m.Audit(context.Background(), f)
+		page, next, err := e.m.Audit(e.admin(), f)
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -214,7 +214,7 @@ func types(events []pam.Event) []pam.EventType {
 // eventsSince returns the audit events after seq.
 func (e *env) eventsSince(seq int64) []pam.Event {
 	e.t.Helper()
-	page, _, err := e.m.Audit(context.Background(), pam.EventFilter{After: seq, Limit: pam.MaxPageSize})
+	page, _, err := e.m.Audit(e.admin(), pam.EventFilter{After: seq, Limit: pam.MaxPageSize})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func (e *env) eventsSince(seq int64) []pam.Event {
 
 func (e *env) lastSeq() int64 {
 	e.t.Helper()
-	page, _, err := e.m.Audit(context.Background(), pam.EventFilter{Descending: true, Limit: 1})
+	page, _, err := e.m.Audit(e.admin(), pam.EventFilter{Descending: true, Limit: 1})
 	if err != nil {
 		e.t.Fatal(err)
 	}

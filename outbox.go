@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/zerostanding/pam/internal/ident"
 )
 
 // MessageState is where an outbox message stands.
@@ -255,7 +257,11 @@ func (m *Manager) dispatch(ctx context.Context) {
 // Messages lists outbox messages matching f, ordered by ID, one page at a
 // time: pass next as f.After for the following page ("" at the end).
 // Failed messages are the ones to look at.
+// Only admins may (ErrForbidden).
 func (m *Manager) Messages(ctx context.Context, f MessageFilter) (msgs []Message, next string, err error) {
+	if _, err := m.requireAdmin(ctx); err != nil {
+		return nil, "", err
+	}
 	if f.Limit < 0 || f.Limit > MaxPageSize {
 		return nil, "", invalid("Limit", "must be between 0 and %d", MaxPageSize)
 	}
@@ -273,4 +279,23 @@ func (m *Manager) Messages(ctx context.Context, f MessageFilter) (msgs []Message
 		next = msgs[len(msgs)-1].ID
 	}
 	return msgs, next, nil
+}
+
+func (m *Manager) approverRecipients(ctx context.Context, p *compiled, requester string) []string {
+	seen := map[string]bool{requester: true}
+	var to []string
+	for _, g := range p.ApproverGroups {
+		members, err := m.dir.Members(ctx, g.Group)
+		if err != nil {
+			m.onError(fmt.Errorf("pam: members of %s: %w", g.Group, err))
+			continue
+		}
+		for _, who := range members {
+			if c, err := ident.Canonical(who); err == nil && !seen[c] {
+				seen[c] = true
+				to = append(to, c)
+			}
+		}
+	}
+	return to
 }

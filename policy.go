@@ -1,6 +1,8 @@
 package pam
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -257,141 +259,6 @@ func accessChanged(a, b *Policy) bool {
 	return false
 }
 
-// Catalog defines the host's roles and role groups. Conditions and rules
-// see it under data.pam: data.pam.roles, data.pam.role_groups, and every
-// key of Data (data.pam.vip_mailboxes, say).
-type Catalog struct {
-	Roles      map[string][]string `json:"roles,omitempty"`       // role → tasks
-	RoleGroups map[string][]string `json:"role_groups,omitempty"` // role group → roles
-	Data       map[string]any      `json:"data,omitempty"`        // extra data for Rego
-}
-
-// Validate checks names and that every role a role group lists exists.
-func (c *Catalog) Validate() error {
-	for role, tasks := range c.Roles {
-		if err := checkName("Catalog.Roles", role); err != nil {
-			return err
-		}
-		for _, t := range tasks {
-			if err := checkName("Catalog.Roles["+role+"]", t); err != nil {
-				return err
-			}
-		}
-	}
-	for group, roles := range c.RoleGroups {
-		if err := checkName("Catalog.RoleGroups", group); err != nil {
-			return err
-		}
-		for _, r := range roles {
-			if _, ok := c.Roles[r]; !ok {
-				return invalid("Catalog.RoleGroups["+group+"]", "unknown role %q", r)
-			}
-		}
-	}
-	for k := range c.Data {
-		if k == "roles" || k == "role_groups" {
-			return invalid("Catalog.Data", "key %q is reserved", k)
-		}
-		if err := checkName("Catalog.Data", k); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// catalogIndex is the flattened, read-only form of a Catalog.
-type catalogIndex struct {
-	roleTasks  map[string]map[string]bool
-	groupRoles map[string]map[string]bool
-	groupTasks map[string]map[string]bool
-}
-
-func indexCatalog(c *Catalog) *catalogIndex {
-	ix := &catalogIndex{
-		roleTasks:  make(map[string]map[string]bool, len(c.Roles)),
-		groupRoles: make(map[string]map[string]bool, len(c.RoleGroups)),
-		groupTasks: make(map[string]map[string]bool, len(c.RoleGroups)),
-	}
-	for role, tasks := range c.Roles {
-		set := make(map[string]bool, len(tasks))
-		for _, t := range tasks {
-			set[t] = true
-		}
-		ix.roleTasks[role] = set
-	}
-	for group, roles := range c.RoleGroups {
-		rs, ts := make(map[string]bool, len(roles)), make(map[string]bool)
-		for _, r := range roles {
-			rs[r] = true
-			for t := range ix.roleTasks[r] {
-				ts[t] = true
-			}
-		}
-		ix.groupRoles[group], ix.groupTasks[group] = rs, ts
-	}
-	return ix
-}
-
-// known reports whether a scope names something the catalog defines (tasks
-// need no definition).
-func (ix *catalogIndex) known(s Scope) bool {
-	switch s.Kind {
-	case KindRole:
-		_, ok := ix.roleTasks[s.Name]
-		return ok
-	case KindRoleGroup:
-		_, ok := ix.groupRoles[s.Name]
-		return ok
-	}
-	return true
-}
-
-// tasks returns the tasks a scope expands to, sorted.
-func (ix *catalogIndex) tasks(s Scope) []string {
-	var set map[string]bool
-	switch s.Kind {
-	case KindTask:
-		return []string{s.Name}
-	case KindRole:
-		set = ix.roleTasks[s.Name]
-	case KindRoleGroup:
-		set = ix.groupTasks[s.Name]
-	}
-	out := make([]string, 0, len(set))
-	for t := range set {
-		out = append(out, t)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// coversTask reports whether scope s includes task.
-func (ix *catalogIndex) coversTask(s Scope, task string) bool {
-	switch s.Kind {
-	case KindTask:
-		return s.Name == task
-	case KindRole:
-		return ix.roleTasks[s.Name][task]
-	case KindRoleGroup:
-		return ix.groupTasks[s.Name][task]
-	}
-	return false
-}
-
-// coversScope reports whether a policy scope p includes a requested scope s.
-func (ix *catalogIndex) coversScope(p, s Scope) bool {
-	if p == s {
-		return true
-	}
-	switch s.Kind {
-	case KindTask:
-		return ix.coversTask(p, s.Name)
-	case KindRole:
-		return p.Kind == KindRoleGroup && ix.groupRoles[p.Name][s.Name]
-	}
-	return false
-}
-
 // checkName validates identifiers: non-empty, at most MaxNameLen bytes,
 // valid UTF-8, no control characters.
 func checkName(field, s string) error {
@@ -441,4 +308,206 @@ func checkText(field, s string, max int) error {
 		}
 	}
 	return nil
+}
+
+// CreatePolicy stores a new policy. Only members of Options.AdminGroup may.
+// Rego errors come back as *RegoError with line and column. The policy
+// covers operations from the next Guard on, in this Manager and in every
+// other sharing the store. An ID may be given; otherwise one is made.
+func (m *Manager) CreatePolicy(ctx context.Context, p Policy) (Policy, error) {
+	actor, err := m.requireAdmin(ctx)
+	if err != nil {
+		return Policy{}, err
+	}
+	if err := m.validatePolicy(ctx, &p); err != nil {
+		return Policy{}, err
+	}
+	if p.ID == "" {
+		p.ID = m.newID("pol")
+	} else if err := m.policyIDFree(ctx, p.ID); err != nil {
+		return Policy{}, err
+	}
+	now, err := m.now(ctx)
+	if err != nil {
+		return Policy{}, err
+	}
+	p.ApproverGroups = append([]ApproverGroup(nil), p.ApproverGroups...)
+	p.Version, p.MinGrantVersion, p.Revision, p.Deleted = 1, 1, 0, false
+	p.CreatedAt, p.UpdatedAt, p.CreatedBy, p.UpdatedBy = now, now, actor, actor
+	c, err := m.compile(ctx, &p)
+	if err != nil {
+		return Policy{}, err
+	}
+	tx := &Tx{Policies: []Policy{p}, Events: []Event{policyEvent(EventPolicyCreated, &p, actor, now)}}
+	if err := m.commit(ctx, tx); err != nil {
+		if errors.Is(err, ErrConflict) {
+			// Created by another writer since policyIDFree looked.
+			if ferr := m.policyIDFree(ctx, p.ID); ferr != nil {
+				return Policy{}, ferr
+			}
+		}
+		return Policy{}, err
+	}
+	return m.policyWritten(ctx, tx, c), nil
+}
+
+// UpdatePolicy replaces the host-set fields of policy p.ID. p.Version must
+// be the version the caller read, or ErrConflict. Changing the scope,
+// condition, approval type or approver groups invalidates grants approved
+// under earlier versions (see Policy).
+func (m *Manager) UpdatePolicy(ctx context.Context, p Policy) (Policy, error) {
+	actor, err := m.requireAdmin(ctx)
+	if err != nil {
+		return Policy{}, err
+	}
+	if err := checkName("ID", p.ID); err != nil {
+		return Policy{}, err
+	}
+	if err := m.validatePolicy(ctx, &p); err != nil {
+		return Policy{}, err
+	}
+	cur, err := m.store.Policy(ctx, p.ID)
+	if err != nil {
+		return Policy{}, err
+	}
+	if cur.Deleted {
+		return Policy{}, fmt.Errorf("%w: policy %s was deleted", ErrNotFound, p.ID)
+	}
+	if p.Version != cur.Version {
+		return Policy{}, fmt.Errorf("%w: policy %s is at version %d, not %d", ErrConflict, p.ID, cur.Version, p.Version)
+	}
+	now, err := m.now(ctx)
+	if err != nil {
+		return Policy{}, err
+	}
+	next := cur
+	next.Name, next.Scope, next.Condition = p.Name, p.Scope, p.Condition
+	next.Approval, next.ApproverGroups = p.Approval, append([]ApproverGroup(nil), p.ApproverGroups...)
+	next.DefaultDuration, next.MaxDuration, next.PendingTTL = p.DefaultDuration, p.MaxDuration, p.PendingTTL
+	next.RequestRule, next.AutoApproveRule = p.RequestRule, p.AutoApproveRule
+	next.Version, next.UpdatedAt, next.UpdatedBy = cur.Version+1, now, actor
+	if accessChanged(&cur, &next) {
+		next.MinGrantVersion = next.Version
+	}
+	c, err := m.compile(ctx, &next)
+	if err != nil {
+		return Policy{}, err
+	}
+	e := policyEvent(EventPolicyUpdated, &next, actor, now)
+	e.Detail["min_grant_version"] = fmt.Sprint(next.MinGrantVersion)
+	tx := &Tx{Policies: []Policy{next}, Events: []Event{e}}
+	if err := m.commit(ctx, tx); err != nil {
+		return Policy{}, err
+	}
+	return m.policyWritten(ctx, tx, c), nil
+}
+
+// policyIDFree returns ErrExists when a policy, live or deleted, has id.
+func (m *Manager) policyIDFree(ctx context.Context, id string) error {
+	cur, err := m.store.Policy(ctx, id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case cur.Deleted:
+		return fmt.Errorf("%w: policy %s was deleted, and IDs are not reused", ErrExists, id)
+	}
+	return fmt.Errorf("%w: policy %s", ErrExists, id)
+}
+
+// validatePolicy checks p on its own and against the catalog.
+func (m *Manager) validatePolicy(ctx context.Context, p *Policy) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	if p.ParamAudit.uses(ParamHMAC) && len(m.paramKey) == 0 {
+		return invalid("ParamAudit", "ParamHMAC needs Options.ParamHMACKey")
+	}
+	s, err := m.current(ctx)
+	if err != nil {
+		return err
+	}
+	if !s.catalog.known(p.Scope) {
+		return invalid("Scope.Name", "the catalog has no %s %q", p.Scope.Kind, p.Scope.Name)
+	}
+	return nil
+}
+
+// DeletePolicy removes a policy. Its tasks are no longer covered by it;
+// its pending requests can no longer be approved.
+func (m *Manager) DeletePolicy(ctx context.Context, id string) error {
+	actor, err := m.requireAdmin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := checkName("ID", id); err != nil {
+		return err
+	}
+	cur, err := m.store.Policy(ctx, id)
+	if err != nil {
+		return err
+	}
+	if cur.Deleted {
+		return fmt.Errorf("%w: policy %s was deleted", ErrNotFound, id)
+	}
+	now, err := m.now(ctx)
+	if err != nil {
+		return err
+	}
+	next := cur
+	next.Deleted, next.Version, next.UpdatedAt, next.UpdatedBy = true, cur.Version+1, now, actor
+	tx := &Tx{Policies: []Policy{next}, Events: []Event{policyEvent(EventPolicyDeleted, &next, actor, now)}}
+	if err := m.commit(ctx, tx); err != nil {
+		return err
+	}
+	m.policyWritten(ctx, tx, &compiled{Policy: next})
+	return nil
+}
+
+func policyEvent(t EventType, p *Policy, actor string, now time.Time) Event {
+	return Event{Time: now, Type: t, Actor: actor, PolicyID: p.ID, Task: scopeTask(p.Scope), Detail: map[string]string{
+		"version": fmt.Sprint(p.Version), "scope": p.Scope.String(), "approval": string(p.Approval),
+	}}
+}
+
+// policyWritten makes a committed policy write visible to Guard before
+// the call that wrote it returns, and publishes its events.
+func (m *Manager) policyWritten(ctx context.Context, tx *Tx, c *compiled) Policy {
+	p := tx.Policies[0]
+	c.Policy.Revision = p.Revision
+	m.fresh.Store(compileKey(&p), c)
+	if _, err := m.refresh(ctx); err != nil {
+		// The write is committed; the next call's freshness check loads it.
+		m.onError(fmt.Errorf("pam: reload policies after writing %s: %w", p.ID, err))
+	}
+	m.published(ctx, tx.Events)
+	return p
+}
+
+// Policy returns the live policy with id.
+func (m *Manager) Policy(ctx context.Context, id string) (Policy, error) {
+	s, err := m.current(ctx)
+	if err != nil {
+		return Policy{}, err
+	}
+	c, ok := s.policies[id]
+	if !ok {
+		return Policy{}, fmt.Errorf("%w: policy %q", ErrNotFound, id)
+	}
+	return c.Policy, nil
+}
+
+// Policies returns every live policy, ordered by ID.
+func (m *Manager) Policies(ctx context.Context) ([]Policy, error) {
+	s, err := m.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Policy, 0, len(s.policies))
+	for _, c := range s.policies {
+		out = append(out, c.Policy)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
 }

@@ -274,3 +274,15 @@ func TestManyPolicies(t *testing.T) {
 		t.Fatalf("Policies: %d, %v", len(ps), err)
 	}
 }
+
+func TestCreatePolicyWithATakenID(t *testing.T) {
+	e := newEnv(t)
+	e.policy(movePolicy())
+	_, err := e.m.CreatePolicy(e.admin(), movePolicy())
+	if !errors.Is(err, pam.ErrExists) || errors.Is(err, pam.ErrConflict) {
+		t.Errorf("CreatePolicy with a live policy's ID = %v, want ErrExists (and not ErrConflict)", err)
+	}
+	if ps, _ := e.m.Policies(e.admin()); len(ps) != 1 {
+		t.Errorf("%d policies, want 1", len(ps))
+	}
+}

@@ -1,7 +1,10 @@
 package pam
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"sort"
 	"time"
 )
 
@@ -143,79 +146,327 @@ func (r Request) clone() Request {
 	return r
 }
 
-// The transitions below are pure: they take the request as read, return
-// the next state and the audit events that record it, and never touch the
-// store, the clock or the directory.
-
-func requestEvent(t EventType, r *Request, actor string, now time.Time, detail map[string]string) Event {
-	return Event{Time: now, Type: t, Actor: actor, RequestID: r.ID, PolicyID: r.PolicyID, Task: scopeTask(r.Scope), Detail: detail}
-}
-
-// scopeTask fills Event.Task for requests: the task name for task scopes,
-// "role:NAME" or "role_group:NAME" otherwise.
-func scopeTask(s Scope) string {
-	if s.Kind == KindTask {
-		return s.Name
+// Submit asks for access on behalf of the context's actor. The request is
+// bound to the policy that covers its scope (ErrNoPolicy when none does,
+// ErrAmbiguous when several do). The policy's request rule may reject it
+// (ErrRejected); Auto policies, the policy's auto-approval rule and the
+// configured Approvers may settle it at once. The access window opens
+// when the request is approved, not when it is submitted.
+func (m *Manager) Submit(ctx context.Context, n RequestInput) (Request, error) {
+	actor, err := actorOf(ctx)
+	if err != nil {
+		return Request{}, err
 	}
-	return s.String()
-}
-
-// approve opens the access window at now under policy p.
-func approve(r Request, p *Policy, now time.Time) (Request, Event) {
-	r.State = Approved
-	r.ApprovedAt = now
-	r.ExpiresAt = now.Add(r.Duration)
-	r.PolicyVersion = p.Version
-	return r, requestEvent(EventRequestApproved, &r, "", now, map[string]string{
-		"expires_at": r.ExpiresAt.UTC().Format(time.RFC3339Nano), "policy_version": fmt.Sprint(p.Version),
-	})
-}
-
-func closeRequest(r Request, s State, by string, now time.Time) Request {
-	r.State = s
-	r.ClosedAt = now
-	r.ClosedBy = by
-	return r
-}
-
-// cancel: the requester withdraws a pending request.
-func cancel(r Request, actor, comment string, now time.Time) (Request, []Event, error) {
-	if r.StateAt(now) != Pending {
-		return r, nil, fmt.Errorf("%w: cancel a %s request", ErrWrongState, r.StateAt(now))
+	if err := n.Validate(); err != nil {
+		return Request{}, err
 	}
-	if actor != r.Requester {
-		return r, nil, fmt.Errorf("%w: only the requester may cancel", ErrForbidden)
+	s, err := m.current(ctx)
+	if err != nil {
+		return Request{}, err
 	}
-	r = closeRequest(r, Canceled, actor, now)
-	return r, []Event{requestEvent(EventRequestCanceled, &r, actor, now, commentDetail(comment))}, nil
+	p, err := s.bind(&n)
+	if err != nil {
+		return Request{}, err
+	}
+	d := n.Duration
+	if d == 0 {
+		d = p.defaultDuration()
+	}
+	if d > p.maxDuration() {
+		return Request{}, fmt.Errorf("%w: %v requested, policy %s allows %v", ErrDurationTooLong, d, p.ID, p.maxDuration())
+	}
+	now, err := m.now(ctx)
+	if err != nil {
+		return Request{}, err
+	}
+	r := Request{
+		ID: m.newID("req"), Requester: actor, Scope: n.Scope, PolicyID: p.ID, Reason: n.Reason, Ticket: n.Ticket,
+		Duration: d, State: Pending, PolicyVersion: p.Version, CreatedAt: now, PendingUntil: now.Add(p.pendingTTL()), Version: 1,
+	}
+	input := ruleInput(&r, now)
+	if err := m.checkRequestRule(ctx, p, input, now); err != nil {
+		return Request{}, err
+	}
+	events := []Event{requestEvent(EventRequestSubmitted, &r, actor, now, map[string]string{
+		"reason": r.Reason, "duration": r.Duration.String(), "ticket": r.Ticket,
+	})}
+	if v, ok := m.automatic(ctx, p, &r, input, now); ok {
+		var more []Event
+		if r, more, err = apply(r, ActionSettle, facts{Now: now, Policy: &p.Policy, Verdict: v}); err != nil {
+			return Request{}, err
+		}
+		events = append(events, more...)
+	}
+	tx := &Tx{Requests: []Request{r}, Events: events, Messages: m.outbox(ctx, events, r, p, now)}
+	if err := m.commit(ctx, tx); err != nil {
+		return Request{}, err
+	}
+	m.after(ctx, tx)
+	return r, nil
 }
 
-// revoke ends an approved request's window early. Who may revoke is the
-// caller's check.
-func revoke(r Request, actor, comment string, now time.Time) (Request, []Event, error) {
-	if r.StateAt(now) != Approved {
-		return r, nil, fmt.Errorf("%w: revoke a %s request", ErrWrongState, r.StateAt(now))
+// bind finds the policy a new request is for, filling n.Scope from it when
+// empty.
+func (s *snapshot) bind(n *RequestInput) (*compiled, error) {
+	if n.PolicyID != "" {
+		c, ok := s.policies[n.PolicyID]
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("%w: policy %q does not exist", ErrNoPolicy, n.PolicyID)
+		case n.Scope == Scope{}:
+			n.Scope = c.Scope
+		case !s.catalog.coversScope(c.Scope, n.Scope):
+			return nil, fmt.Errorf("%w: policy %s (%s) does not cover %s", ErrNoPolicy, c.ID, c.Scope, n.Scope)
+		}
+		return c, nil
 	}
-	r = closeRequest(r, Revoked, actor, now)
-	return r, []Event{requestEvent(EventRequestRevoked, &r, actor, now, commentDetail(comment))}, nil
+	var found []*compiled
+	if n.Scope.Kind == KindTask {
+		found = s.byTask[n.Scope.Name]
+	} else {
+		for _, c := range s.policies {
+			if s.catalog.coversScope(c.Scope, n.Scope) {
+				found = append(found, c)
+			}
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("%w: %s", ErrNoPolicy, n.Scope)
+	case 1:
+		return found[0], nil
+	}
+	ids := make([]string, len(found))
+	for i, c := range found {
+		ids[i] = c.ID
+	}
+	sort.Strings(ids)
+	return nil, &AmbiguousError{PolicyIDs: ids}
 }
 
-// expire records the expiry of a request whose deadline has passed. The
-// request closes at its deadline, whenever the expiry is recorded.
-func expire(r Request, now time.Time) (Request, []Event, error) {
-	if r.State.Terminal() || r.StateAt(now) != Expired {
-		return r, nil, fmt.Errorf("%w: %s request has not expired", ErrWrongState, r.StateAt(now))
+func ruleInput(r *Request, now time.Time) map[string]any {
+	return map[string]any{
+		"actor": r.Requester,
+		"now":   now.UnixNano(),
+		"request": map[string]any{
+			"scope":     map[string]any{"kind": string(r.Scope.Kind), "name": r.Scope.Name},
+			"policy_id": r.PolicyID,
+			"reason":    r.Reason,
+			"ticket":    r.Ticket,
+			"duration":  int64(r.Duration),
+			"requester": r.Requester,
+		},
 	}
-	from := r.State
-	r = closeRequest(r, Expired, "", r.deadline())
-	return r, []Event{requestEvent(EventRequestExpired, &r, "", now, map[string]string{
-		"from": string(from), "expired_at": r.ClosedAt.UTC().Format(time.RFC3339Nano),
-	})}, nil
 }
 
-func commentDetail(comment string) map[string]string {
-	if comment == "" {
+func (m *Manager) checkRequestRule(ctx context.Context, p *compiled, input map[string]any, now time.Time) error {
+	if p.RequestRule == "" {
 		return nil
 	}
-	return map[string]string{"comment": comment}
+	if p.broken != nil {
+		return &RejectedError{PolicyID: p.ID, Messages: []string{"the policy's rules do not compile: " + p.broken.Error()}}
+	}
+	v, err := p.requestRule.Eval(ctx, input, now)
+	if err != nil {
+		return &RejectedError{PolicyID: p.ID, Messages: []string{"the request rule failed: " + err.Error()}}
+	}
+	set, _ := v.([]any)
+	if len(set) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(set))
+	for i, x := range set {
+		if s, ok := x.(string); ok {
+			msgs[i] = s
+		} else {
+			msgs[i] = fmt.Sprint(x)
+		}
+	}
+	sort.Strings(msgs)
+	return &RejectedError{PolicyID: p.ID, Messages: msgs}
+}
+
+// automatic returns the automatic decision on a new request, if any: Auto
+// policies approve; otherwise the auto-approval rule, then each Approver.
+func (m *Manager) automatic(ctx context.Context, p *compiled, r *Request, input map[string]any, now time.Time) (Decision, bool) {
+	d := Decision{At: now, PolicyVersion: p.Version, Verdict: Approve}
+	if p.Approval == Auto {
+		d.Approver, d.Comment = "auto:policy", "policy approval is auto"
+		return d, true
+	}
+	if p.autoRule != nil && p.broken == nil {
+		v, err := p.autoRule.Eval(ctx, input, now)
+		if err != nil {
+			m.onError(fmt.Errorf("pam: auto-approval rule of policy %s: %w", p.ID, err))
+		} else if v == true {
+			d.Approver, d.Comment = "auto:rule", "auto-approval rule"
+			return d, true
+		}
+	}
+	for i, a := range m.approvers {
+		rv, err := a.Review(ctx, r.clone(), p.Policy)
+		if err == nil && rv.Verdict != "" && rv.Verdict != Approve && rv.Verdict != Deny {
+			err = fmt.Errorf("unknown verdict %q", rv.Verdict)
+		}
+		if err == nil && rv.Comment != "" {
+			err = checkText("Review.Comment", rv.Comment, MaxReasonLen)
+		}
+		if err == nil && rv.By != "" {
+			err = checkName("Review.By", rv.By)
+		}
+		if err != nil {
+			m.onError(fmt.Errorf("pam: approver %d on request %s: %w", i, r.ID, err))
+			continue
+		}
+		if rv.Verdict == "" {
+			continue
+		}
+		by := rv.By
+		if by == "" {
+			by = fmt.Sprintf("approver%d", i)
+		}
+		d.Approver, d.Verdict, d.Comment = "auto:"+by, rv.Verdict, rv.Comment
+		return d, true
+	}
+	return Decision{}, false
+}
+
+// Request returns request id with its state as of now. Its requester,
+// admins and members of its policy's approver groups may read it; to
+// anyone else it does not exist (ErrNotFound), so IDs cannot be probed.
+func (m *Manager) Request(ctx context.Context, id string) (Request, error) {
+	actor, err := actorOf(ctx)
+	if err != nil {
+		return Request{}, err
+	}
+	if err := checkName("ID", id); err != nil {
+		return Request{}, err
+	}
+	r, err := m.store.Request(ctx, id)
+	if err != nil {
+		return Request{}, err
+	}
+	f, err := m.viewFacts(ctx, actor, &r)
+	if err != nil {
+		return Request{}, err
+	}
+	if !mayView(&r, f) {
+		return Request{}, fmt.Errorf("%w: request %q", ErrNotFound, id)
+	}
+	now, err := m.now(ctx)
+	if err != nil {
+		return Request{}, err
+	}
+	r.State = r.StateAt(now)
+	return r, nil
+}
+
+// viewFacts gathers the facts of the read rule (mayView) for actor and r.
+func (m *Manager) viewFacts(ctx context.Context, actor string, r *Request) (facts, error) {
+	f := facts{Actor: actor}
+	if actor == r.Requester {
+		return f, nil
+	}
+	var err error
+	if f.Admin, err = m.isMember(ctx, m.admins, actor); err != nil || f.Admin {
+		return f, err
+	}
+	s, err := m.current(ctx)
+	if err != nil {
+		return f, err
+	}
+	if p := s.policies[r.PolicyID]; p != nil {
+		f.MemberOf, err = m.memberships(ctx, &p.Policy, []string{actor})
+	}
+	return f, err
+}
+
+// requireAdminOr returns nil when ok, and otherwise what requireAdmin
+// returns: the rule for reads that are the actor's own unless they are an
+// admin's.
+func (m *Manager) requireAdminOr(ctx context.Context, ok bool) error {
+	if ok {
+		return nil
+	}
+	_, err := m.requireAdmin(ctx)
+	return err
+}
+
+// Requests lists requests matching f, their states as of now, one page at
+// a time: pass next as f.After for the following page ("" at the end).
+// f.States match the state as of now, so a page may hold fewer than
+// f.Limit requests when some have expired unrecorded.
+//
+// Anyone may list their own requests (f.Requester set to themselves);
+// other lists are for admins (ErrForbidden). Approvers find what waits
+// for them with Reviewable.
+func (m *Manager) Requests(ctx context.Context, f RequestFilter) (rs []Request, next string, err error) {
+	actor, err := actorOf(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	if f.Limit < 0 || f.Limit > MaxPageSize {
+		return nil, "", invalid("Limit", "must be between 0 and %d", MaxPageSize)
+	}
+	if f.Limit == 0 {
+		f.Limit = DefaultPageSize
+	}
+	if f.Requester != "" {
+		if f.Requester, err = CanonicalIdentity(f.Requester); err != nil {
+			return nil, "", err
+		}
+	}
+	if err := m.requireAdminOr(ctx, f.Requester == actor); err != nil {
+		return nil, "", err
+	}
+	want := f.States
+	if contains(want, Expired) {
+		f.States = append(append([]State(nil), want...), Pending, Approved)
+	}
+	raw, err := m.store.Requests(ctx, f)
+	if err != nil {
+		return nil, "", err
+	}
+	now, err := m.now(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	for _, r := range raw {
+		r.State = r.StateAt(now)
+		if len(want) == 0 || contains(want, r.State) {
+			rs = append(rs, r)
+		}
+	}
+	if len(raw) == f.Limit {
+		next = raw[len(raw)-1].ID
+	}
+	return rs, next, nil
+}
+
+// Sweep records the expiry of every request whose pending time or access
+// window has passed, with audit events and notifications, and returns how
+// many it recorded. State reads do not depend on it (they compute expiry
+// from the clock); Sweep makes the trail and the notifications complete.
+func (m *Manager) Sweep(ctx context.Context) (int, error) {
+	now, err := m.now(ctx)
+	if err != nil {
+		return 0, err
+	}
+	due, err := m.store.Requests(ctx, RequestFilter{States: []State{Pending, Approved}, DueBy: now})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range due {
+		_, err := m.transition(ctx, r.ID, ActionExpire, "", "")
+		switch {
+		case err == nil:
+			n++
+		case errors.Is(err, ErrWrongState):
+			// Another Manager recorded it, or it was revoked meanwhile.
+		default:
+			return n, err
+		}
+	}
+	return n, nil
 }

@@ -456,3 +456,65 @@ func TestRequestsListing(t *testing.T) {
 		t.Errorf("oversized page = %v", err)
 	}
 }
+
+// TestReadsAreAuthorised: the engine enforces who reads what, whatever
+// the front end.
+func TestReadsAreAuthorised(t *testing.T) {
+	e := newEnv(t)
+	e.policy(movePolicy())
+	r := e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "leaver"})
+	bg := context.Background()
+
+	for _, tc := range []struct {
+		name string
+		call func() error
+		want error // nil: allowed
+	}{
+		{"the requester reads her request", func() error { _, err := e.m.Request(e.as("alice"), r.ID); return err }, nil},
+		{"an approver reads it", func() error { _, err := e.m.Request(e.as("carol"), r.ID); return err }, nil},
+		{"an admin reads it", func() error { _, err := e.m.Request(e.admin(), r.ID); return err }, nil},
+		{"someone else is told it does not exist", func() error { _, err := e.m.Request(e.as("erin"), r.ID); return err }, pam.ErrNotFound},
+		{"no actor", func() error { _, err := e.m.Request(bg, r.ID); return err }, pam.ErrNoActor},
+
+		{"the requester lists her own", func() error {
+			_, _, err := e.m.Requests(e.as("Alice"), pam.RequestFilter{Requester: "ALICE"})
+			return err
+		}, nil},
+		{"a list without a requester is an admin's", func() error { _, _, err := e.m.Requests(e.as("alice"), pam.RequestFilter{}); return err }, pam.ErrForbidden},
+		{"someone else's list", func() error {
+			_, _, err := e.m.Requests(e.as("bob"), pam.RequestFilter{Requester: "alice"})
+			return err
+		}, pam.ErrForbidden},
+		{"an admin lists everyone's", func() error { _, _, err := e.m.Requests(e.admin(), pam.RequestFilter{}); return err }, nil},
+		{"no actor lists", func() error { _, _, err := e.m.Requests(bg, pam.RequestFilter{Requester: "alice"}); return err }, pam.ErrNoActor},
+
+		{"the trail of one's own actions", func() error { _, _, err := e.m.Audit(e.as("alice"), pam.EventFilter{Actor: "alice"}); return err }, nil},
+		{"the trail of a visible request", func() error { _, _, err := e.m.Audit(e.as("bob"), pam.EventFilter{RequestID: r.ID}); return err }, nil},
+		{"the trail of an invisible request", func() error { _, _, err := e.m.Audit(e.as("erin"), pam.EventFilter{RequestID: r.ID}); return err }, pam.ErrForbidden},
+		{"the trail of someone else", func() error { _, _, err := e.m.Audit(e.as("alice"), pam.EventFilter{Actor: "bob"}); return err }, pam.ErrForbidden},
+		{"the whole trail", func() error { _, _, err := e.m.Audit(e.as("alice"), pam.EventFilter{}); return err }, pam.ErrForbidden},
+		{"the whole trail, as an admin", func() error { _, _, err := e.m.Audit(e.admin(), pam.EventFilter{}); return err }, nil},
+		{"the trail without an actor", func() error { _, _, err := e.m.Audit(bg, pam.EventFilter{}); return err }, pam.ErrNoActor},
+
+		{"the outbox", func() error { _, _, err := e.m.Messages(e.as("bob"), pam.MessageFilter{}); return err }, pam.ErrForbidden},
+		{"the outbox, as an admin", func() error { _, _, err := e.m.Messages(e.admin(), pam.MessageFilter{}); return err }, nil},
+		{"verification", func() error { _, err := e.m.Verify(e.as("bob"), pam.VerifyOptions{}); return err }, pam.ErrForbidden},
+		{"verification, as an admin", func() error { _, err := e.m.Verify(e.admin(), pam.VerifyOptions{}); return err }, nil},
+	} {
+		err := tc.call()
+		if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+
+	// What a non-admin sees of the trail is what the filter asked for.
+	evs, _, err := e.m.Audit(e.as("bob"), pam.EventFilter{RequestID: r.ID})
+	if err != nil || len(evs) == 0 {
+		t.Fatalf("bob's view of the request's trail: %d events, %v", len(evs), err)
+	}
+	for _, ev := range evs {
+		if ev.RequestID != r.ID {
+			t.Errorf("bob sees event %d of request %q", ev.Seq, ev.RequestID)
+		}
+	}
+}

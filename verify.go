@@ -142,8 +142,13 @@ func Verify(ctx context.Context, s Store, o VerifyOptions) (VerifyResult, error)
 	return res, nil
 }
 
-// Verify checks the Manager's store: see the package-level Verify.
+// Verify checks the Manager's store: see the package-level Verify. Only
+// admins may (ErrForbidden); an auditor without a Manager calls Verify on
+// the store.
 func (m *Manager) Verify(ctx context.Context, o VerifyOptions) (VerifyResult, error) {
+	if _, err := m.requireAdmin(ctx); err != nil {
+		return VerifyResult{}, err
+	}
 	return Verify(ctx, m.store, o)
 }
 

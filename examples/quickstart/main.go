@@ -185,7 +185,7 @@ func run() error {
 
 	step("The audit trail")
 	// The newest 30 events, printed oldest first.
-	events, _, err := m.Audit(ctx, pam.EventFilter{Descending: true, Limit: 30})
+	events, _, err := m.Audit(admin, pam.EventFilter{Descending: true, Limit: 30})
 	if err != nil {
 		return err
 	}
@@ -208,7 +208,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	res, err := m.Verify(ctx, pam.VerifyOptions{Checkpoints: all})
+	res, err := m.Verify(admin, pam.VerifyOptions{Checkpoints: all})
 	if err != nil {
 		return err
 	}

@@ -109,7 +109,7 @@ func checkRaceTrail(t *testing.T, m *pam.Manager, ran int64) {
 	var events []pam.Event
 	f := pam.EventFilter{Limit: pam.MaxPageSize}
 	for {
-		page, next, err := m.Audit(context.Background(), f)
+		page, next, err := m.Audit(storetest.As("admin"), f)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -137,7 +137,7 @@ func checkRaceTrail(t *testing.T, m *pam.Manager, ran int64) {
 	}
 	counts := map[pam.State]int{}
 	for id, evs := range byRequest {
-		r, err := m.Request(context.Background(), id)
+		r, err := m.Request(storetest.As("admin"), id)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -99,7 +99,7 @@ func testWorkflow(t *testing.T, s pam.Store, clk *clock.Mock) {
 		t.Fatalf("Guard after revoke = %v", err)
 	}
 
-	events, _, err := m.Audit(context.Background(), pam.EventFilter{Limit: pam.MaxPageSize})
+	events, _, err := m.Audit(As("admin"), pam.EventFilter{Limit: pam.MaxPageSize})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,10 @@ func testBadInput(t *testing.T, s pam.Store, clk *clock.Mock) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before, _, _ := m.Audit(context.Background(), pam.EventFilter{})
+	before, _, err := m.Audit(As("admin"), pam.EventFilter{})
+	if err != nil || len(before) == 0 {
+		t.Fatalf("audit before: %d events, %v", len(before), err)
+	}
 	for name, call := range map[string]func() error{
 		"NUL in reason": func() error {
 			_, err := m.Submit(As("alice"), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "a\x00b"})
@@ -187,7 +190,10 @@ func testBadInput(t *testing.T, s pam.Store, clk *clock.Mock) {
 			}
 		})
 	}
-	after, _, _ := m.Audit(context.Background(), pam.EventFilter{})
+	after, _, err := m.Audit(As("admin"), pam.EventFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(after) != len(before) {
 		t.Errorf("bad input was audited: %d events, want %d", len(after), len(before))
 	}

@@ -1,0 +1,12 @@
+package pam
+
+// The pure lifecycle, exported to the tests of package pam_test.
+type (
+	Facts      = facts
+	Membership = membership
+)
+
+var (
+	Apply   = apply
+	MayView = mayView
+)

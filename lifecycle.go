@@ -1,0 +1,307 @@
+package pam
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Action is something that can happen to a request. Which actions a
+// request allows depends only on its state (see Request.Allows); who may
+// take them depends on the actor (see the Manager method of each).
+type Action string
+
+const (
+	// ActionSettle applies an automatic verdict (an Auto policy, the
+	// policy's auto-approval rule or an Approver) to a request just
+	// submitted.
+	ActionSettle Action = "settle"
+	// ActionApprove and ActionDeny record one approver's decision.
+	ActionApprove Action = "approve"
+	ActionDeny    Action = "deny"
+	// ActionCancel withdraws a pending request (its requester only).
+	ActionCancel Action = "cancel"
+	// ActionRevoke ends an approved request's window early.
+	ActionRevoke Action = "revoke"
+	// ActionExpire records the expiry of a request whose deadline passed.
+	ActionExpire Action = "expire"
+)
+
+// due is the row of the lifecycle table for a request whose deadline has
+// passed (StateAt says Expired) while its recorded state is still Pending
+// or Approved: the only thing left to do is to record the expiry.
+const due State = "due"
+
+// lifecycle is the table of legal (state, action) pairs, the first rule
+// every transition passes. The state is the request's state as of now
+// (StateAt), or due. Denied, Canceled, Revoked and Expired allow nothing:
+// terminal states never change.
+var lifecycle = map[State][]Action{
+	Pending:  {ActionSettle, ActionApprove, ActionDeny, ActionCancel},
+	Approved: {ActionRevoke},
+	due:      {ActionExpire},
+}
+
+// phase returns r's row in the lifecycle table at now.
+func phase(r *Request, now time.Time) State {
+	s := r.StateAt(now)
+	if s == Expired && !r.State.Terminal() {
+		return due
+	}
+	return s
+}
+
+// Allows reports whether the lifecycle allows action a on r at now,
+// whoever takes it. Front ends use it to offer only the actions that can
+// succeed; the Manager still checks who acts.
+func (r *Request) Allows(a Action, now time.Time) bool {
+	return slices.Contains(lifecycle[phase(r, now)], a)
+}
+
+// checkState is the table lookup: ErrWrongState unless a is legal for r
+// at now.
+func checkState(r *Request, a Action, now time.Time) error {
+	if r.Allows(a, now) {
+		return nil
+	}
+	s := r.StateAt(now)
+	return fmt.Errorf("%w: cannot %s a request that is %s", ErrWrongState, a, s)
+}
+
+// facts are what a transition depends on besides the request itself,
+// gathered by the Manager (from the clock, the policy cache and the
+// directory) before apply decides. Each action reads only some of them.
+type facts struct {
+	// Actor is the canonical identity acting; "" when the engine acts
+	// (ActionSettle, ActionExpire).
+	Actor string
+	Now   time.Time
+	// Comment goes into the events of approve, deny, cancel and revoke.
+	Comment string
+	// Policy is the request's live policy; nil when it was deleted.
+	Policy *Policy
+	// Admin: Actor is in the admin group (read for ActionRevoke).
+	Admin bool
+	// MemberOf maps Actor, and for approve and deny everyone who approved
+	// before, to the indices of the policy's approver groups they are in
+	// now.
+	MemberOf membership
+	// Verdict is the automatic decision of ActionSettle.
+	Verdict Decision
+}
+
+// membership maps an identity to the indices of the policy's approver
+// groups it belongs to now.
+type membership map[string][]int
+
+// apply is the request lifecycle: one pure function of the request as
+// read, the action and the facts, returning the next request and the audit
+// events that record the change. It never touches the store, the clock or
+// the directory; the caller sets the next Version and commits.
+//
+// Rules, after the table:
+//   - settle: the automatic verdict decides alone.
+//   - approve, deny: the policy still exists; never by the requester; one
+//     decision per approver; only by a member of an approver group; any
+//     deny denies; approved once every group has its minimum of distinct
+//     approvers who are still members.
+//   - cancel: only by the requester.
+//   - revoke: by the requester (giving up their own access), an admin, or
+//     a member of one of the policy's approver groups.
+//   - expire: the request closes at its deadline, whenever it is recorded.
+func apply(r Request, a Action, f facts) (Request, []Event, error) {
+	if err := checkState(&r, a, f.Now); err != nil {
+		return r, nil, err
+	}
+	switch a {
+	case ActionSettle:
+		return settle(r, f)
+	case ActionApprove, ActionDeny:
+		return decide(r, Verdict(a), f)
+	case ActionCancel:
+		if f.Actor != r.Requester {
+			return r, nil, fmt.Errorf("%w: only the requester may cancel", ErrForbidden)
+		}
+		r = closeRequest(r, Canceled, f.Actor, f.Now)
+		return r, []Event{requestEvent(EventRequestCanceled, &r, f.Actor, f.Now, commentDetail(f.Comment))}, nil
+	case ActionRevoke:
+		if f.Actor != r.Requester && !f.Admin && len(f.MemberOf[f.Actor]) == 0 {
+			return r, nil, fmt.Errorf("%w: %s may not revoke request %s", ErrForbidden, f.Actor, r.ID)
+		}
+		r = closeRequest(r, Revoked, f.Actor, f.Now)
+		return r, []Event{requestEvent(EventRequestRevoked, &r, f.Actor, f.Now, commentDetail(f.Comment))}, nil
+	case ActionExpire:
+		from := r.State
+		r = closeRequest(r, Expired, "", r.deadline())
+		return r, []Event{requestEvent(EventRequestExpired, &r, "", f.Now, map[string]string{
+			"from": string(from), "expired_at": r.ClosedAt.UTC().Format(time.RFC3339Nano),
+		})}, nil
+	}
+	return r, nil, invalid("Action", "unknown action %q", a)
+}
+
+// mayView is the read rule: a request is visible to its requester, to
+// admins and to members of its policy's approver groups (f.MemberOf of
+// f.Actor). Events follow the request they belong to.
+func mayView(r *Request, f facts) bool {
+	return f.Actor != "" && (f.Actor == r.Requester || f.Admin || len(f.MemberOf[f.Actor]) > 0)
+}
+
+// decide records a person's approve or deny.
+func decide(r Request, v Verdict, f facts) (Request, []Event, error) {
+	p, actor := f.Policy, f.Actor
+	switch {
+	case p == nil:
+		return r, nil, fmt.Errorf("%w: the policy of request %s was deleted", ErrWrongState, r.ID)
+	case actor == r.Requester:
+		return r, nil, ErrSelfApproval
+	}
+	for _, prev := range r.Decisions {
+		if prev.Approver == actor {
+			return r, nil, fmt.Errorf("%w: %s already decided %s", ErrAlreadyDecided, actor, prev.Verdict)
+		}
+	}
+	if len(f.MemberOf[actor]) == 0 {
+		return r, nil, fmt.Errorf("%w: %s is not in an approver group of policy %s", ErrForbidden, actor, p.ID)
+	}
+	d := Decision{Approver: actor, Verdict: v, Comment: f.Comment, At: f.Now, PolicyVersion: p.Version}
+	r, events := record(r, d, f.Now)
+	switch {
+	case v == Deny:
+		r = closeRequest(r, Denied, actor, f.Now)
+		events = append(events, requestEvent(EventRequestDenied, &r, actor, f.Now, nil))
+	case quorum(p.ApproverGroups, approvers(r.Decisions), f.MemberOf):
+		var e Event
+		r, e = open(r, p, f.Now)
+		e.Actor = actor
+		events = append(events, e)
+	}
+	return r, events, nil
+}
+
+// settle applies an automatic verdict to a new pending request.
+func settle(r Request, f facts) (Request, []Event, error) {
+	d := f.Verdict
+	switch {
+	case f.Policy == nil:
+		return r, nil, fmt.Errorf("%w: request %s has no policy", ErrWrongState, r.ID)
+	case d.Verdict != Approve && d.Verdict != Deny:
+		return r, nil, invalid("Verdict", "unknown verdict %q", d.Verdict)
+	}
+	d.Automatic = true
+	r, events := record(r, d, f.Now)
+	if d.Verdict == Deny {
+		r = closeRequest(r, Denied, d.Approver, f.Now)
+		return r, append(events, requestEvent(EventRequestDenied, &r, d.Approver, f.Now, nil)), nil
+	}
+	r, e := open(r, f.Policy, f.Now)
+	e.Actor = d.Approver
+	return r, append(events, e), nil
+}
+
+// record appends decision d to r with its request.decision event.
+func record(r Request, d Decision, now time.Time) (Request, []Event) {
+	r = r.clone()
+	r.Decisions = append(r.Decisions, d)
+	detail := map[string]string{"verdict": string(d.Verdict)}
+	if d.Automatic {
+		detail["automatic"] = "true"
+	}
+	if d.Comment != "" {
+		detail["comment"] = d.Comment
+	}
+	e := requestEvent(EventRequestDecision, &r, d.Approver, now, detail)
+	e.Outcome = Outcome(d.Verdict)
+	return r, []Event{e}
+}
+
+// open approves r: its access window opens at now under policy p.
+func open(r Request, p *Policy, now time.Time) (Request, Event) {
+	r.State = Approved
+	r.ApprovedAt = now
+	r.ExpiresAt = now.Add(r.Duration)
+	r.PolicyVersion = p.Version
+	return r, requestEvent(EventRequestApproved, &r, "", now, map[string]string{
+		"expires_at": r.ExpiresAt.UTC().Format(time.RFC3339Nano), "policy_version": fmt.Sprint(p.Version),
+	})
+}
+
+func closeRequest(r Request, s State, by string, now time.Time) Request {
+	r.State = s
+	r.ClosedAt = now
+	r.ClosedBy = by
+	return r
+}
+
+func requestEvent(t EventType, r *Request, actor string, now time.Time, detail map[string]string) Event {
+	return Event{Time: now, Type: t, Actor: actor, RequestID: r.ID, PolicyID: r.PolicyID, Task: scopeTask(r.Scope), Detail: detail}
+}
+
+// scopeTask fills Event.Task for requests: the task name for task scopes,
+// "role:NAME" or "role_group:NAME" otherwise.
+func scopeTask(s Scope) string {
+	if s.Kind == KindTask {
+		return s.Name
+	}
+	return s.String()
+}
+
+func commentDetail(comment string) map[string]string {
+	if comment == "" {
+		return nil
+	}
+	return map[string]string{"comment": comment}
+}
+
+// approvers returns the people who approved, in decision order.
+func approvers(ds []Decision) []string {
+	var out []string
+	for _, d := range ds {
+		if d.Verdict == Approve && !d.Automatic {
+			out = append(out, d.Approver)
+		}
+	}
+	return out
+}
+
+// quorum reports whether the approvers, each counted for at most one group,
+// can give every group its minimum. Approvers who are no longer members of
+// any group (memberOf is current) count for nothing. It is a bipartite
+// matching of approvers to group seats (Kuhn's augmenting paths); policies
+// have few seats, so the simple algorithm is plenty.
+func quorum(groups []ApproverGroup, approvers []string, memberOf membership) bool {
+	var seats []int // seat → group index
+	for gi, g := range groups {
+		for range g.min() {
+			seats = append(seats, gi)
+		}
+	}
+	if len(approvers) < len(seats) {
+		return false
+	}
+	holder := make([]int, len(seats)) // seat → approver index, -1 when free
+	for i := range holder {
+		holder[i] = -1
+	}
+	var try func(a int, seen []bool) bool
+	try = func(a int, seen []bool) bool {
+		for s, gi := range seats {
+			if seen[s] || !slices.Contains(memberOf[approvers[a]], gi) {
+				continue
+			}
+			seen[s] = true
+			if holder[s] == -1 || try(holder[s], seen) {
+				holder[s] = a
+				return true
+			}
+		}
+		return false
+	}
+	filled := 0
+	for a := range approvers {
+		if try(a, make([]bool, len(seats))) {
+			filled++
+		}
+	}
+	return filled == len(seats)
+}
