@@ -275,7 +275,7 @@ func (m *Manager) Guard(ctx context.Context, op Op, fn func(ctx context.Context)
 		return fn(ctx)
 	}
 	for range maxAttempts {
-		res := m.evaluate(ctx, s, actor, aerr, op, cands)
+		res := m.decide(ctx, s, actor, aerr, op, cands)
 		if err := m.enforce(ctx, &res, fn); err != errGrantChanged {
 			return err
 		}
@@ -303,28 +303,53 @@ func (m *Manager) Check(ctx context.Context, op Op) (CheckResult, error) {
 		return CheckResult{}, err
 	}
 	actor, aerr := actorOf(ctx)
-	return m.evaluate(ctx, s, actor, aerr, op, s.byTask[op.Task]), nil
+	return m.decide(ctx, s, actor, aerr, op, s.byTask[op.Task]), nil
 }
 
-// evaluate decides op for actor against the candidate policies.
-func (m *Manager) evaluate(ctx context.Context, s *snapshot, actor string, aerr error, op Op, cands []*compiled) CheckResult {
-	now, err := m.now(ctx)
-	res := CheckResult{Actor: actor, Task: op.Task, At: now, Policies: make([]PolicyCheck, len(cands))}
-	if err != nil {
-		res.Outcome, res.Err = OutcomeNotApproved, err
-		return res
+// guardFacts is everything Guard's decision depends on, gathered before
+// it is made: who acts, when, which policies are candidates and what their
+// conditions said, whether the actor is exempt, and the actor's grants.
+type guardFacts struct {
+	actor    string
+	actorErr error // no valid actor in the context
+	op       Op
+	now      time.Time
+	nowErr   error // the store's clock could not be read
+	cands    []*compiled
+	// checks hold, per candidate, its ID and what its condition said
+	// (Condition, ConditionError, Covered); the decision fills in the
+	// rest and returns them as CheckResult.Policies.
+	checks        []PolicyCheck
+	exempt        bool // actor is a system account
+	denyUncovered bool
+	catalog       *catalogIndex
+	// grants are the actor's approved requests under the covering
+	// policies; read only when the decision needs them.
+	grants    []Grant
+	grantsErr error
+}
+
+// gatherGuard collects the facts of op's decision: the clock, the
+// candidates' conditions, and the grants. Grants are read only when a
+// policy covers op and the actor is neither missing nor exempt: no other
+// decision reads them.
+func (m *Manager) gatherGuard(ctx context.Context, s *snapshot, actor string, aerr error, op Op, cands []*compiled) guardFacts {
+	f := guardFacts{actor: actor, actorErr: aerr, op: op, cands: cands, exempt: m.system[actor], denyUncovered: m.denyUncov, catalog: s.catalog}
+	if f.now, f.nowErr = m.now(ctx); f.nowErr != nil {
+		return f
 	}
+	f.checks = make([]PolicyCheck, len(cands))
 	covered := 0
 	var in *rules.Input
 	for i, c := range cands {
-		pc := &res.Policies[i]
+		pc := &f.checks[i]
 		pc.PolicyID, pc.Covered = c.ID, true
 		switch {
 		case c.broken != nil:
 			pc.Condition, pc.ConditionError = rules.Failed.String(), c.broken.Error()
 		case c.cond != nil:
 			if in == nil {
-				in = &rules.Input{Actor: actor, Task: op.Task, Params: op.Params, Now: now}
+				in = &rules.Input{Actor: actor, Task: op.Task, Params: op.Params, Now: f.now}
 			}
 			out, err := c.cond.Eval(ctx, in)
 			pc.Condition, pc.Covered = out.String(), out.Covered()
@@ -334,64 +359,91 @@ func (m *Manager) evaluate(ctx context.Context, s *snapshot, actor string, aerr 
 		}
 		if pc.Covered {
 			covered++
-			if len(op.Params) > 0 {
-				res.audits = append(res.audits, &c.ParamAudit)
-			}
 		}
 	}
-	res.params = op.Params
-	switch {
-	case aerr != nil:
-		res.Outcome, res.Err = OutcomeNotApproved, aerr
-		if covered == 0 && !m.denyUncov {
-			res.Outcome = OutcomeUncovered
-		}
-		return res
-	case covered == 0 && m.denyUncov && m.system[actor]:
-		res.Allowed, res.Outcome = true, OutcomeExempt
-		return res
-	case covered == 0 && m.denyUncov:
-		res.Outcome, res.Err = OutcomeNoPolicy, fmt.Errorf("%w: task %q", ErrNoPolicy, op.Task)
-		return res
-	case covered == 0:
-		res.Allowed, res.Outcome = true, OutcomeUncovered
-		return res
-	case m.system[actor]:
-		res.Allowed, res.Outcome = true, OutcomeExempt
-		return res
+	if covered == 0 || aerr != nil || f.exempt {
+		return f
 	}
 	var ids []string
-	for i, pc := range res.Policies {
+	for i, pc := range f.checks {
 		switch {
 		case !pc.Covered:
 		case covered == 1:
 			ids = cands[i].ids // shared and read-only: no allocation on the common path
 		default:
-			ids = append(ids, pc.PolicyID)
+			ids = append(ids, cands[i].ID)
 		}
 	}
-	grants, err := m.store.Grants(ctx, actor, ids)
-	if err != nil {
-		res.Outcome, res.Err = OutcomeNotApproved, fmt.Errorf("pam: read grants: %w", err)
+	if f.grants, f.grantsErr = m.store.Grants(ctx, actor, ids); f.grantsErr != nil {
+		f.grantsErr = fmt.Errorf("pam: read grants: %w", f.grantsErr)
+	}
+	return f
+}
+
+// decide gathers the facts of op's decision and makes it.
+func (m *Manager) decide(ctx context.Context, s *snapshot, actor string, aerr error, op Op, cands []*compiled) CheckResult {
+	f := m.gatherGuard(ctx, s, actor, aerr, op, cands)
+	return decideGuard(&f)
+}
+
+// decideGuard is Guard's decision: a pure function of the gathered facts
+// (it takes over f.checks). See Guard for the rules.
+func decideGuard(f *guardFacts) CheckResult {
+	res := CheckResult{Actor: f.actor, Task: f.op.Task, At: f.now, Policies: f.checks}
+	if f.nowErr != nil {
+		res.Outcome, res.Err = OutcomeNotApproved, f.nowErr
+		return res
+	}
+	covered := 0
+	for i, c := range f.cands {
+		if pc := &res.Policies[i]; pc.Covered {
+			covered++
+			if len(f.op.Params) > 0 {
+				res.audits = append(res.audits, &c.ParamAudit)
+			}
+		}
+	}
+	res.params = f.op.Params
+	switch {
+	case f.actorErr != nil:
+		res.Outcome, res.Err = OutcomeNotApproved, f.actorErr
+		if covered == 0 && !f.denyUncovered {
+			res.Outcome = OutcomeUncovered
+		}
+		return res
+	case covered == 0 && f.denyUncovered && f.exempt:
+		res.Allowed, res.Outcome = true, OutcomeExempt
+		return res
+	case covered == 0 && f.denyUncovered:
+		res.Outcome, res.Err = OutcomeNoPolicy, fmt.Errorf("%w: task %q", ErrNoPolicy, f.op.Task)
+		return res
+	case covered == 0:
+		res.Allowed, res.Outcome = true, OutcomeUncovered
+		return res
+	case f.exempt:
+		res.Allowed, res.Outcome = true, OutcomeExempt
+		return res
+	case f.grantsErr != nil:
+		res.Outcome, res.Err = OutcomeNotApproved, f.grantsErr
 		return res
 	}
 	for i := range res.Policies {
-		pc, c := &res.Policies[i], cands[i]
+		pc, c := &res.Policies[i], f.cands[i]
 		if !pc.Covered {
 			continue
 		}
 		var best *Grant
 		missing := "no approved request"
-		for i := range grants {
-			g := &grants[i]
+		for i := range f.grants {
+			g := &f.grants[i]
 			switch {
 			case g.PolicyID != c.ID:
 				continue
-			case !g.ActiveAt(now):
+			case !g.ActiveAt(f.now):
 				missing = "the grant from request " + g.RequestID + " expired at " + g.ExpiresAt.UTC().Format(time.RFC3339)
 			case g.PolicyVersion < c.MinGrantVersion:
 				missing = fmt.Sprintf("request %s was approved under policy version %d; the policy changed and now requires version %d or later", g.RequestID, g.PolicyVersion, c.MinGrantVersion)
-			case !s.catalog.coversTask(g.Scope, op.Task):
+			case !f.catalog.coversTask(g.Scope, f.op.Task):
 				missing = fmt.Sprintf("request %s grants %s, which does not include this task", g.RequestID, g.Scope)
 			case best == nil || g.ExpiresAt.After(best.ExpiresAt):
 				best = g
@@ -400,7 +452,7 @@ func (m *Manager) evaluate(ctx context.Context, s *snapshot, actor string, aerr 
 		if best == nil {
 			pc.Missing = missing
 			if res.Err == nil {
-				res.Err = &NotApprovedError{Actor: actor, Task: op.Task, PolicyID: c.ID, Reason: missing}
+				res.Err = &NotApprovedError{Actor: f.actor, Task: f.op.Task, PolicyID: c.ID, Reason: missing}
 			}
 			continue
 		}
