@@ -109,7 +109,7 @@ func (m *Manager) transition(ctx context.Context, id string, a Action, actor, co
 		if err != nil {
 			return Request{}, err
 		}
-		s, err := m.current(ctx)
+		s, err := m.cache.current(ctx)
 		if err != nil {
 			return Request{}, err
 		}
@@ -198,7 +198,7 @@ func (m *Manager) Reviewable(ctx context.Context) ([]Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := m.current(ctx)
+	s, err := m.cache.current(ctx)
 	if err != nil {
 		return nil, err
 	}

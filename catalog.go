@@ -150,15 +150,6 @@ func (m *Manager) SetCatalog(ctx context.Context, cat Catalog) error {
 	if err := cat.Validate(); err != nil {
 		return err
 	}
-	m.refreshMu.Lock()
-	defer m.refreshMu.Unlock()
-	s := m.snap.Load()
-	ix := indexCatalog(&cat)
-	for _, c := range s.policies {
-		if !ix.known(c.Scope) {
-			return invalid("Catalog", "policy %s is scoped to %s, which the catalog no longer defines", c.ID, c.Scope)
-		}
-	}
 	actor, _ := ActorFrom(ctx)
 	now, err := m.now(ctx)
 	if err != nil {
@@ -167,13 +158,9 @@ func (m *Manager) SetCatalog(ctx context.Context, cat Catalog) error {
 	tx := &Tx{Events: []Event{{Time: now, Type: EventCatalogSet, Actor: actor, Detail: map[string]string{
 		"roles": fmt.Sprint(len(cat.Roles)), "role_groups": fmt.Sprint(len(cat.RoleGroups)),
 	}}}}
-	if err := m.env.SetData(ctx, catalogData(&cat)); err != nil {
-		return invalid("Catalog.Data", "%v", err)
-	}
-	if err := m.commit(ctx, tx); err != nil {
+	if err := m.cache.setCatalog(ctx, &cat, func() error { return m.commit(ctx, tx) }); err != nil {
 		return err
 	}
-	m.snap.Store(&snapshot{rev: s.rev, catalog: ix, policies: s.policies, byTask: buildIndex(s.policies, ix)})
 	m.published(ctx, tx.Events)
 	return nil
 }

@@ -2,17 +2,12 @@ package pam
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"maps"
-	"runtime"
-	"sort"
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/zerostanding/pam/internal/rules"
 )
@@ -63,176 +58,6 @@ type PolicyCheck struct {
 	Missing string
 }
 
-// compiled is a policy with its Rego prepared.
-type compiled struct {
-	Policy
-	cond        *rules.Condition
-	requestRule *rules.Module
-	autoRule    *rules.Module
-	// broken is set when a stored policy no longer compiles. Such a policy
-	// covers every operation of its scope and accepts no submissions:
-	// fail closed.
-	broken error
-	ids    []string // []string{ID}, for Store.Grants
-}
-
-// snapshot is an immutable view of the policies and the catalog, swapped
-// whole when either changes. Guard reads it without locks.
-type snapshot struct {
-	rev      int64
-	catalog  *catalogIndex
-	policies map[string]*compiled
-	byTask   map[string][]*compiled // task → policies whose scope includes it, by ID
-}
-
-func buildIndex(policies map[string]*compiled, cat *catalogIndex) map[string][]*compiled {
-	idx := make(map[string][]*compiled, len(policies))
-	for _, c := range policies {
-		for _, t := range cat.tasks(c.Scope) {
-			idx[t] = append(idx[t], c)
-		}
-	}
-	for _, cs := range idx {
-		if len(cs) > 1 {
-			sort.Slice(cs, func(i, j int) bool { return cs[i].ID < cs[j].ID })
-		}
-	}
-	return idx
-}
-
-// compileKey names a policy version and the Rego it carries: two writers
-// racing to create the same ID with different Rego never share a
-// compilation.
-func compileKey(p *Policy) string {
-	h := sha256.New()
-	for _, src := range []string{p.Condition, p.RequestRule, p.AutoApproveRule} {
-		fmt.Fprintf(h, "%d:%s", len(src), src)
-	}
-	return fmt.Sprintf("%s@%d#%x", p.ID, p.Version, h.Sum(nil))
-}
-
-// compile prepares a policy's Rego. Concurrent needs for the same policy
-// version share one compilation.
-func (m *Manager) compile(ctx context.Context, p *Policy) (*compiled, error) {
-	v, err, _ := m.compiles.Do(compileKey(p), func() (any, error) {
-		c := &compiled{Policy: *p}
-		var err error
-		if p.Condition != "" {
-			if c.cond, err = m.env.CompileCondition(ctx, p.Condition); err != nil {
-				return nil, regoError("Condition", err)
-			}
-		}
-		if p.RequestRule != "" {
-			if c.requestRule, err = m.env.CompileModule(ctx, p.RequestRule, "deny"); err != nil {
-				return nil, regoError("RequestRule", err)
-			}
-		}
-		if p.AutoApproveRule != "" {
-			if c.autoRule, err = m.env.CompileModule(ctx, p.AutoApproveRule, "approve"); err != nil {
-				return nil, regoError("AutoApproveRule", err)
-			}
-		}
-		return c, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	c := *v.(*compiled)
-	c.Policy = *p
-	return &c, nil
-}
-
-func regoError(field string, err error) error {
-	var re *rules.Error
-	if errors.As(err, &re) {
-		return &RegoError{Field: field, Line: re.Line, Col: re.Col, Message: re.Msg}
-	}
-	return &RegoError{Field: field, Message: err.Error()}
-}
-
-// current returns a snapshot at least as new as the store's policy
-// revision: one cheap store read per call, and a reload of the changed
-// policies when another writer got ahead.
-func (m *Manager) current(ctx context.Context) (*snapshot, error) {
-	rev, err := m.store.PolicyRevision(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if s := m.snap.Load(); s.rev == rev {
-		return s, nil
-	}
-	return m.refresh(ctx)
-}
-
-// refresh loads the policies changed since the current snapshot, compiles
-// only those, and swaps in a new snapshot.
-func (m *Manager) refresh(ctx context.Context) (*snapshot, error) {
-	m.refreshMu.Lock()
-	defer m.refreshMu.Unlock()
-	s := m.snap.Load()
-	since := max(s.rev, 0)
-	changes, rev, err := m.store.PolicyChanges(ctx, since)
-	if err != nil {
-		return nil, err
-	}
-	policies := s.policies
-	if rev < s.rev {
-		// The store went back (restored from a backup): load everything.
-		if changes, rev, err = m.store.PolicyChanges(ctx, 0); err != nil {
-			return nil, err
-		}
-		policies = nil
-	} else if rev == s.rev {
-		return s, nil
-	}
-	policies = maps.Clone(policies)
-	if policies == nil {
-		policies = make(map[string]*compiled, len(changes))
-	}
-	built := make([]*compiled, len(changes))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(runtime.GOMAXPROCS(0))
-	for i := range changes {
-		p := &changes[i]
-		if p.Deleted {
-			continue
-		}
-		if v, ok := m.fresh.LoadAndDelete(compileKey(p)); ok {
-			built[i] = v.(*compiled)
-			built[i].Policy = *p
-			continue
-		}
-		g.Go(func() error {
-			c, err := m.compile(gctx, p)
-			if err != nil {
-				if cerr := gctx.Err(); cerr != nil {
-					return cerr
-				}
-				// Stored by another writer yet not compiling here (a
-				// different OPA version, say): keep it, failing closed.
-				m.onError(fmt.Errorf("pam: stored policy %s version %d: %w", p.ID, p.Version, err))
-				c = &compiled{Policy: *p, broken: err}
-			}
-			built[i] = c
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	for i := range changes {
-		if changes[i].Deleted {
-			delete(policies, changes[i].ID)
-		} else {
-			built[i].ids = []string{changes[i].ID}
-			policies[changes[i].ID] = built[i]
-		}
-	}
-	ns := &snapshot{rev: rev, catalog: s.catalog, policies: policies, byTask: buildIndex(policies, s.catalog)}
-	m.snap.Store(ns)
-	return ns, nil
-}
-
 // Guard runs fn if the context's actor may perform op now, and audits it.
 //
 //  1. No actor in ctx: ErrNoActor.
@@ -262,7 +87,7 @@ func (m *Manager) Guard(ctx context.Context, op Op, fn func(ctx context.Context)
 	if err := checkName("Op.Task", op.Task); err != nil {
 		return err
 	}
-	s, err := m.current(ctx)
+	s, err := m.cache.current(ctx)
 	if err != nil {
 		return err
 	}
@@ -281,7 +106,7 @@ func (m *Manager) Guard(ctx context.Context, op Op, fn func(ctx context.Context)
 		}
 		// A grant changed (was revoked, say) between reading it and
 		// recording the run: decide again on what is there now.
-		if s, err = m.current(ctx); err != nil {
+		if s, err = m.cache.current(ctx); err != nil {
 			return err
 		}
 		cands = s.byTask[op.Task]
@@ -298,7 +123,7 @@ func (m *Manager) Check(ctx context.Context, op Op) (CheckResult, error) {
 	if err := checkName("Op.Task", op.Task); err != nil {
 		return CheckResult{}, err
 	}
-	s, err := m.current(ctx)
+	s, err := m.cache.current(ctx)
 	if err != nil {
 		return CheckResult{}, err
 	}

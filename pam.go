@@ -13,10 +13,8 @@ import (
 	"time"
 
 	"github.com/benbjohnson/clock"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/zerostanding/pam/internal/ident"
-	"github.com/zerostanding/pam/internal/rules"
 )
 
 // DefaultAdminGroup is the admin group when Options.AdminGroup is empty.
@@ -125,6 +123,8 @@ type Manager struct {
 	sinkWG       sync.WaitGroup
 	closeOnce    sync.Once
 
+	cache *policyCache // policies and the catalog, as Guard reads them
+
 	params   ParamAudit
 	paramKey []byte
 
@@ -133,11 +133,6 @@ type Manager struct {
 	ckptEvery time.Duration
 	lastCkpt  atomic.Int64 // the Seq of the last checkpoint made
 
-	env       *rules.Env
-	snap      atomic.Pointer[snapshot]
-	refreshMu sync.Mutex
-	compiles  singleflight.Group
-	fresh     sync.Map // "id@version" → *compiled, policies this Manager just wrote
 }
 
 // New returns a Manager over store, resolving group membership (admins,
@@ -175,7 +170,6 @@ func New(store Store, dir Directory, opts *Options) (*Manager, error) {
 		timeout:   opts.NotifyTimeout,
 		lease:     opts.OutboxLease,
 		onError:   opts.OnError,
-		env:       rules.NewEnv(),
 
 		auditTimeout: opts.AuditTimeout,
 		auditPoll:    opts.AuditPollInterval,
@@ -250,14 +244,9 @@ func New(store Store, dir Directory, opts *Options) (*Manager, error) {
 		}
 		m.system[c] = true
 	}
-	cat := opts.Catalog
-	if err := cat.Validate(); err != nil {
+	if m.cache, err = newPolicyCache(store, m.onError, &opts.Catalog); err != nil {
 		return nil, err
 	}
-	if err := m.env.SetData(context.Background(), catalogData(&cat)); err != nil {
-		return nil, invalid("Catalog.Data", "%v", err)
-	}
-	m.snap.Store(&snapshot{rev: -1, catalog: indexCatalog(&cat)})
 	m.startSinks()
 	return m, nil
 }

@@ -334,7 +334,7 @@ func (m *Manager) CreatePolicy(ctx context.Context, p Policy) (Policy, error) {
 	p.ApproverGroups = append([]ApproverGroup(nil), p.ApproverGroups...)
 	p.Version, p.MinGrantVersion, p.Revision, p.Deleted = 1, 1, 0, false
 	p.CreatedAt, p.UpdatedAt, p.CreatedBy, p.UpdatedBy = now, now, actor, actor
-	c, err := m.compile(ctx, &p)
+	c, err := m.cache.compile(ctx, &p)
 	if err != nil {
 		return Policy{}, err
 	}
@@ -389,7 +389,7 @@ func (m *Manager) UpdatePolicy(ctx context.Context, p Policy) (Policy, error) {
 	if accessChanged(&cur, &next) {
 		next.MinGrantVersion = next.Version
 	}
-	c, err := m.compile(ctx, &next)
+	c, err := m.cache.compile(ctx, &next)
 	if err != nil {
 		return Policy{}, err
 	}
@@ -424,7 +424,7 @@ func (m *Manager) validatePolicy(ctx context.Context, p *Policy) error {
 	if p.ParamAudit.uses(ParamHMAC) && len(m.paramKey) == 0 {
 		return invalid("ParamAudit", "ParamHMAC needs Options.ParamHMACKey")
 	}
-	s, err := m.current(ctx)
+	s, err := m.cache.current(ctx)
 	if err != nil {
 		return err
 	}
@@ -475,9 +475,7 @@ func policyEvent(t EventType, p *Policy, actor string, now time.Time) Event {
 // the call that wrote it returns, and publishes its events.
 func (m *Manager) policyWritten(ctx context.Context, tx *Tx, c *compiled) Policy {
 	p := tx.Policies[0]
-	c.Policy.Revision = p.Revision
-	m.fresh.Store(compileKey(&p), c)
-	if _, err := m.refresh(ctx); err != nil {
+	if err := m.cache.written(ctx, &p, c); err != nil {
 		// The write is committed; the next call's freshness check loads it.
 		m.onError(fmt.Errorf("pam: reload policies after writing %s: %w", p.ID, err))
 	}
@@ -487,7 +485,7 @@ func (m *Manager) policyWritten(ctx context.Context, tx *Tx, c *compiled) Policy
 
 // Policy returns the live policy with id.
 func (m *Manager) Policy(ctx context.Context, id string) (Policy, error) {
-	s, err := m.current(ctx)
+	s, err := m.cache.current(ctx)
 	if err != nil {
 		return Policy{}, err
 	}
@@ -500,7 +498,7 @@ func (m *Manager) Policy(ctx context.Context, id string) (Policy, error) {
 
 // Policies returns every live policy, ordered by ID.
 func (m *Manager) Policies(ctx context.Context) ([]Policy, error) {
-	s, err := m.current(ctx)
+	s, err := m.cache.current(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -160,7 +160,7 @@ func (m *Manager) Submit(ctx context.Context, n RequestInput) (Request, error) {
 	if err := n.Validate(); err != nil {
 		return Request{}, err
 	}
-	s, err := m.current(ctx)
+	s, err := m.cache.current(ctx)
 	if err != nil {
 		return Request{}, err
 	}
@@ -371,7 +371,7 @@ func (m *Manager) viewFacts(ctx context.Context, actor string, r *Request) (fact
 	if f.Admin, err = m.isMember(ctx, m.admins, actor); err != nil || f.Admin {
 		return f, err
 	}
-	s, err := m.current(ctx)
+	s, err := m.cache.current(ctx)
 	if err != nil {
 		return f, err
 	}
