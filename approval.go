@@ -127,7 +127,7 @@ func (m *Manager) transition(ctx context.Context, id string, a Action, actor, co
 			return Request{}, err
 		}
 		next.Version = cur.Version + 1
-		tx := &Tx{Requests: []Request{next}, Events: events, Messages: m.outbox(ctx, events, next, p, now)}
+		tx := &Tx{Requests: []Request{next}, Events: events, Messages: m.notifications(ctx, events, next, p, now)}
 		err = m.commit(ctx, tx)
 		if errors.Is(err, ErrConflict) {
 			continue
@@ -135,7 +135,7 @@ func (m *Manager) transition(ctx context.Context, id string, a Action, actor, co
 		if err != nil {
 			return Request{}, err
 		}
-		m.after(ctx, tx)
+		m.after(tx)
 		next.State = next.StateAt(now)
 		return next, nil
 	}

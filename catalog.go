@@ -161,7 +161,7 @@ func (m *Manager) SetCatalog(ctx context.Context, cat Catalog) error {
 	if err := m.cache.setCatalog(ctx, &cat, func() error { return m.commit(ctx, tx) }); err != nil {
 		return err
 	}
-	m.published(ctx, tx.Events)
+	m.feed.published(tx.Events)
 	return nil
 }
 

@@ -8,6 +8,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -118,23 +120,59 @@ func (m *Manager) Checkpoint(ctx context.Context) (Checkpoint, error) {
 	if err != nil {
 		return Checkpoint{}, err
 	}
+	return m.ckpt.make(ctx, head, now)
+}
+
+// checkpointer signs checkpoints and hands them to the checkpoint sinks.
+type checkpointer struct {
+	key     ed25519.PrivateKey // nil: unsigned
+	sinks   []CheckpointSink
+	every   time.Duration // Options.CheckpointInterval
+	timeout time.Duration // Options.AuditTimeout, per sink write
+	last    atomic.Int64  // the Seq of the last checkpoint made
+}
+
+// newCheckpointer validates the checkpoint options and applies their
+// defaults.
+func newCheckpointer(opts *Options) (*checkpointer, error) {
+	if opts.CheckpointInterval < 0 || opts.AuditTimeout < 0 {
+		return nil, invalid("Options", "CheckpointInterval and AuditTimeout must not be negative")
+	}
+	c := &checkpointer{sinks: slices.Clone(opts.CheckpointSinks), every: opts.CheckpointInterval, timeout: opts.AuditTimeout}
+	if opts.CheckpointKey != nil {
+		if len(opts.CheckpointKey) != ed25519.PrivateKeySize {
+			return nil, invalid("Options.CheckpointKey", "is not an Ed25519 private key")
+		}
+		c.key = opts.CheckpointKey
+	}
+	if c.every == 0 {
+		c.every = time.Hour
+	}
+	if c.timeout == 0 {
+		c.timeout = 5 * time.Second
+	}
+	return c, nil
+}
+
+// make checkpoints head (none: the empty trail) at now.
+func (cp *checkpointer) make(ctx context.Context, head []Event, now time.Time) (Checkpoint, error) {
 	c := Checkpoint{Hash: GenesisHash, Time: now.UTC()}
 	if len(head) == 1 {
 		c.Seq, c.Hash = head[0].Seq, head[0].Hash
 	}
-	if m.ckptKey != nil {
-		if err := c.Sign(m.ckptKey); err != nil {
+	if cp.key != nil {
+		if err := c.Sign(cp.key); err != nil {
 			return Checkpoint{}, fmt.Errorf("pam: checkpoint of event %d: %w", c.Seq, err)
 		}
 	}
 	var errs []error
-	for i, s := range m.ckptSinks {
-		sctx, cancel := context.WithTimeout(ctx, m.auditTimeout)
+	for i, s := range cp.sinks {
+		sctx, cancel := context.WithTimeout(ctx, cp.timeout)
 		if err := s.WriteCheckpoint(sctx, c); err != nil {
 			errs = append(errs, fmt.Errorf("pam: checkpoint sink %d: %w", i, err))
 		}
 		cancel()
 	}
-	m.lastCkpt.Store(c.Seq)
+	cp.last.Store(c.Seq)
 	return c, errors.Join(errs...)
 }

@@ -309,7 +309,7 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 		}
 		return res.Err
 	}
-	if down := m.requiredDown(); down != nil {
+	if down := m.feed.requiredDown(); down != nil {
 		deny := start
 		deny.Type, deny.Outcome = EventGuardDenied, OutcomeAuditUnavailable
 		deny.Detail = maps.Clone(start.Detail)
@@ -330,7 +330,7 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 		return fmt.Errorf("%w: %w", ErrAudit, err)
 	}
 	started := m.clock.Now()
-	if err := m.awaitRequired(ctx, seq); err != nil {
+	if err := m.feed.awaitRequired(ctx, seq); err != nil {
 		m.finish(ctx, res, start, started, OutcomeNotRun, err)
 		return fmt.Errorf("%w: %w", ErrAudit, err)
 	}
@@ -401,7 +401,7 @@ func (m *Manager) guardEvent(res *CheckResult) Event {
 		if e.Detail == nil {
 			e.Detail = make(map[string]string, len(res.params))
 		}
-		m.paramDetail(e.Detail, res.params, res.audits)
+		m.params.detail(e.Detail, res.params, res.audits)
 	}
 	return e
 }
@@ -447,7 +447,7 @@ func (m *Manager) record(ctx context.Context, e Event, checks []PolicyCheck) (in
 	err := m.commit(ctx, &one.tx)
 	seq := one.ev[0].Seq
 	if err == nil {
-		m.published(ctx, one.ev[:])
+		m.feed.published(one.ev[:])
 	}
 	// Stores keep no reference to a Tx (see Store), so it can be reused.
 	*one = oneEventTx{}

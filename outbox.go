@@ -81,6 +81,56 @@ type notifier struct {
 	NotifierConfig
 }
 
+// outbox holds the notifiers and this Manager's part in delivering the
+// store's outbox.
+type outbox struct {
+	store     OutboxStore // nil when the store keeps no outbox
+	notifiers map[string]*notifier
+	names     []string      // in Options order
+	owner     string        // this Manager's name in leases
+	wake      chan struct{} // a commit wrote messages
+	timeout   time.Duration // Options.NotifyTimeout
+	lease     time.Duration // Options.OutboxLease
+	poll      time.Duration // Options.AuditPollInterval
+}
+
+// newOutbox validates the notifier options and applies their defaults.
+func newOutbox(store Store, opts *Options, owner string) (*outbox, error) {
+	if opts.NotifyTimeout < 0 || opts.OutboxLease < 0 || opts.AuditPollInterval < 0 {
+		return nil, invalid("Options", "NotifyTimeout, OutboxLease and AuditPollInterval must not be negative")
+	}
+	o := &outbox{owner: owner, wake: make(chan struct{}, 1), timeout: opts.NotifyTimeout, lease: opts.OutboxLease, poll: opts.AuditPollInterval}
+	o.store, _ = store.(OutboxStore)
+	if o.timeout == 0 {
+		o.timeout = 30 * time.Second
+	}
+	if o.lease == 0 {
+		o.lease = o.timeout + 30*time.Second
+	}
+	if o.lease <= o.timeout {
+		return nil, invalid("Options.OutboxLease", "must exceed NotifyTimeout (%v)", o.timeout)
+	}
+	if o.poll == 0 {
+		o.poll = time.Second
+	}
+	var err error
+	if o.notifiers, o.names, err = newNotifiers(opts); err != nil {
+		return nil, err
+	}
+	if len(o.notifiers) > 0 && o.store == nil {
+		return nil, invalid("Options.Notifiers", "the store keeps no outbox (it does not implement OutboxStore)")
+	}
+	return o, nil
+}
+
+// wakeUp tells the dispatcher that a commit wrote messages.
+func (o *outbox) wakeUp() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
 func newNotifiers(opts *Options) (map[string]*notifier, []string, error) {
 	cfgs := opts.Notifiers
 	if opts.Notifier != nil {
@@ -118,12 +168,12 @@ func newNotifiers(opts *Options) (map[string]*notifier, []string, error) {
 	return out, names, nil
 }
 
-// outbox returns the messages a request transition's events cause: a new
+// notifications returns the messages a request transition's events cause: a new
 // request to every member of its approver groups but the requester; a
 // decision, expiry or revocation to the requester. One message per
 // recipient and notifier.
-func (m *Manager) outbox(ctx context.Context, events []Event, r Request, p *compiled, now time.Time) []Message {
-	if len(m.notifiers) == 0 {
+func (m *Manager) notifications(ctx context.Context, events []Event, r Request, p *compiled, now time.Time) []Message {
+	if len(m.outbox.notifiers) == 0 {
 		return nil
 	}
 	var out []Message
@@ -137,7 +187,7 @@ func (m *Manager) outbox(ctx context.Context, events []Event, r Request, p *comp
 		case EventRequestApproved, EventRequestDenied, EventRequestExpired, EventRequestRevoked:
 			to = []string{r.Requester}
 		}
-		for _, name := range m.notifierNames {
+		for _, name := range m.outbox.names {
 			for _, who := range to {
 				out = append(out, Message{ID: m.newID("msg"), Notifier: name, Recipient: who, Type: e.Type, Request: r.clone(),
 					State: MessagePending, CreatedAt: now, NextAttempt: now, Version: 1})
@@ -159,14 +209,14 @@ const deliverBatch = 16
 // returns how many it claimed. Run calls it continually; hosts that do
 // not call Run can.
 func (m *Manager) Deliver(ctx context.Context) (int, error) {
-	if len(m.notifiers) == 0 {
+	if len(m.outbox.notifiers) == 0 {
 		return 0, nil
 	}
 	now, err := m.now(ctx)
 	if err != nil {
 		return 0, err
 	}
-	msgs, err := m.outboxStore.ClaimMessages(ctx, m.owner, now, now.Add(m.lease), deliverBatch)
+	msgs, err := m.outbox.store.ClaimMessages(ctx, m.outbox.owner, now, now.Add(m.outbox.lease), deliverBatch)
 	if err != nil {
 		return 0, err
 	}
@@ -179,12 +229,12 @@ func (m *Manager) Deliver(ctx context.Context) (int, error) {
 }
 
 func (m *Manager) deliver(ctx context.Context, msg Message) {
-	n := m.notifiers[msg.Notifier]
+	n := m.outbox.notifiers[msg.Notifier]
 	var err error
 	if n == nil {
 		err = fmt.Errorf("no notifier is named %q", msg.Notifier)
 	} else {
-		nctx, cancel := context.WithTimeout(ctx, m.timeout)
+		nctx, cancel := context.WithTimeout(ctx, m.outbox.timeout)
 		err = n.Notifier.Notify(nctx, Notification{ID: msg.ID, Type: msg.Type, Request: msg.Request, Recipients: []string{msg.Recipient}, Attempt: msg.Attempts + 1})
 		cancel()
 	}
@@ -222,7 +272,7 @@ func (m *Manager) deliver(ctx context.Context, msg Message) {
 		}
 		return // another Manager took the message over after the lease ended
 	}
-	m.published(ctx, tx.Events)
+	m.feed.published(tx.Events)
 }
 
 func attemptsOf(n *notifier) int {
@@ -236,7 +286,7 @@ func attemptsOf(n *notifier) int {
 // messages, and every AuditPollInterval for the rest (retries that came
 // due, messages other Managers wrote, leases that ran out).
 func (m *Manager) dispatch(ctx context.Context) {
-	poll := time.NewTicker(m.auditPoll)
+	poll := time.NewTicker(m.outbox.poll)
 	defer poll.Stop()
 	for ctx.Err() == nil {
 		n, err := m.Deliver(ctx)
@@ -248,7 +298,7 @@ func (m *Manager) dispatch(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-		case <-m.outboxWake:
+		case <-m.outbox.wake:
 		case <-poll.C:
 		}
 	}
@@ -268,10 +318,10 @@ func (m *Manager) Messages(ctx context.Context, f MessageFilter) (msgs []Message
 	if f.Limit == 0 {
 		f.Limit = DefaultPageSize
 	}
-	if m.outboxStore == nil {
+	if m.outbox.store == nil {
 		return nil, "", nil // nothing is written to an outbox the store does not keep
 	}
-	msgs, err = m.outboxStore.Messages(ctx, f)
+	msgs, err = m.outbox.store.Messages(ctx, f)
 	if err != nil {
 		return nil, "", err
 	}

@@ -7,9 +7,7 @@ import (
 	"encoding/base32"
 	"encoding/binary"
 	"fmt"
-	"maps"
-	"sync"
-	"sync/atomic"
+	"slices"
 	"time"
 
 	"github.com/benbjohnson/clock"
@@ -93,46 +91,28 @@ type Options struct {
 // safe for concurrent use. Several Managers (in several processes) may
 // share one Store; each sees the others' policy changes and revocations on
 // its next call.
+//
+// A Manager is wiring: the rules live in the lifecycle (lifecycle.go) and
+// Guard's decision (guard.go), and each concern with state of its own is
+// a component in its own file with its own defaults: the policy cache,
+// the audit feed, the outbox, the checkpointer.
 type Manager struct {
-	store         Store
-	outboxStore   OutboxStore // store, when it keeps an outbox
-	clock         clock.Clock
-	dir           Directory
-	notifiers     map[string]*notifier
-	notifierNames []string
-	owner         string        // this Manager's name in outbox leases
-	outboxWake    chan struct{} // a commit wrote messages
-	approvers     []Approver
-	admins        string
-	system        map[string]bool
-	denyUncov     bool
-	sweep         time.Duration
-	timeout       time.Duration
-	lease         time.Duration
-	onError       func(error)
+	store     Store
+	times     TimeSource // the store, when it supplies the time
+	clock     clock.Clock
+	dir       Directory
+	admins    string
+	system    map[string]bool // canonical system accounts
+	denyUncov bool
+	approvers []Approver
+	sweep     time.Duration
+	onError   func(error)
 
-	times TimeSource // the store, when it supplies the time
-
-	sinks        []*sinkWorker
-	required     []*sinkWorker
-	auditTimeout time.Duration
-	auditPoll    time.Duration
-	startSeq     int64         // the head when the Manager started
-	sinksReady   chan struct{} // closed once startSeq is read
-	killSinks    context.CancelFunc
-	sinkWG       sync.WaitGroup
-	closeOnce    sync.Once
-
-	cache *policyCache // policies and the catalog, as Guard reads them
-
-	params   ParamAudit
-	paramKey []byte
-
-	ckptKey   ed25519.PrivateKey
-	ckptSinks []CheckpointSink
-	ckptEvery time.Duration
-	lastCkpt  atomic.Int64 // the Seq of the last checkpoint made
-
+	cache  *policyCache   // policies and the catalog, as Guard reads them
+	feed   *auditFeed     // the trail to the audit sinks
+	outbox *outbox        // notifiers and the outbox
+	ckpt   *checkpointer  // signed checkpoints to the checkpoint sinks
+	params *paramRecorder // operation parameters in the trail
 }
 
 // New returns a Manager over store, resolving group membership (admins,
@@ -148,95 +128,28 @@ func New(store Store, dir Directory, opts *Options) (*Manager, error) {
 	if opts == nil {
 		opts = &Options{}
 	}
-	admins := opts.AdminGroup
-	if admins == "" {
-		admins = DefaultAdminGroup
+	if opts.SweepInterval < 0 {
+		return nil, invalid("Options.SweepInterval", "must not be negative")
 	}
-	if err := checkName("Options.AdminGroup", admins); err != nil {
-		return nil, err
-	}
-	if opts.SweepInterval < 0 || opts.NotifyTimeout < 0 || opts.OutboxLease < 0 || opts.AuditTimeout < 0 || opts.AuditPollInterval < 0 || opts.CheckpointInterval < 0 {
-		return nil, invalid("Options", "intervals must not be negative")
-	}
-	m := &Manager{
-		store:     store,
-		clock:     opts.Clock,
-		dir:       dir,
-		approvers: append([]Approver(nil), opts.Approvers...),
-		admins:    admins,
-		system:    make(map[string]bool, len(opts.SystemAccounts)),
-		denyUncov: opts.DenyUncovered,
-		sweep:     opts.SweepInterval,
-		timeout:   opts.NotifyTimeout,
-		lease:     opts.OutboxLease,
-		onError:   opts.OnError,
-
-		auditTimeout: opts.AuditTimeout,
-		auditPoll:    opts.AuditPollInterval,
-		ckptSinks:    append([]CheckpointSink(nil), opts.CheckpointSinks...),
-		ckptEvery:    opts.CheckpointInterval,
-	}
-	if err := opts.ParamAudit.Validate("Options.ParamAudit"); err != nil {
-		return nil, err
-	}
-	if opts.ParamAudit.uses(ParamHMAC) && len(opts.ParamHMACKey) == 0 {
-		return nil, invalid("Options.ParamHMACKey", "is required by ParamHMAC")
-	}
-	m.params = ParamAudit{Default: opts.ParamAudit.Default, Params: maps.Clone(opts.ParamAudit.Params)}
-	m.paramKey = append([]byte(nil), opts.ParamHMACKey...)
-	if opts.CheckpointKey != nil {
-		if len(opts.CheckpointKey) != ed25519.PrivateKeySize {
-			return nil, invalid("Options.CheckpointKey", "is not an Ed25519 private key")
-		}
-		m.ckptKey = opts.CheckpointKey
-	}
-	if m.auditTimeout == 0 {
-		m.auditTimeout = 5 * time.Second
-	}
-	if m.auditPoll == 0 {
-		m.auditPoll = time.Second
-	}
-	if m.ckptEvery == 0 {
-		m.ckptEvery = time.Hour
-	}
-	for i, c := range opts.AuditSinks {
-		w, err := newSinkWorker(m, i, c)
-		if err != nil {
-			return nil, err
-		}
-		m.sinks = append(m.sinks, w)
-		if w.required {
-			m.required = append(m.required, w)
-		}
-	}
+	m := &Manager{store: store, clock: opts.Clock, dir: dir, admins: opts.AdminGroup, denyUncov: opts.DenyUncovered,
+		approvers: slices.Clone(opts.Approvers), sweep: opts.SweepInterval, onError: opts.OnError}
+	m.times, _ = store.(TimeSource)
 	if m.clock == nil {
 		m.clock = clock.New()
 	}
-	m.times, _ = store.(TimeSource)
-	var err error
-	if m.notifiers, m.notifierNames, err = newNotifiers(opts); err != nil {
+	if m.admins == "" {
+		m.admins = DefaultAdminGroup
+	}
+	if err := checkName("Options.AdminGroup", m.admins); err != nil {
 		return nil, err
 	}
-	m.outboxStore, _ = store.(OutboxStore)
-	if len(m.notifiers) > 0 && m.outboxStore == nil {
-		return nil, invalid("Options.Notifiers", "the store keeps no outbox (it does not implement OutboxStore)")
-	}
-	m.owner, m.outboxWake = m.newID("mgr"), make(chan struct{}, 1)
 	if m.sweep == 0 {
 		m.sweep = time.Minute
-	}
-	if m.timeout == 0 {
-		m.timeout = 30 * time.Second
-	}
-	if m.lease == 0 {
-		m.lease = m.timeout + 30*time.Second
-	}
-	if m.lease <= m.timeout {
-		return nil, invalid("Options.OutboxLease", "must exceed NotifyTimeout (%v)", m.timeout)
 	}
 	if m.onError == nil {
 		m.onError = func(error) {}
 	}
+	m.system = make(map[string]bool, len(opts.SystemAccounts))
 	for _, a := range opts.SystemAccounts {
 		c, err := CanonicalIdentity(a)
 		if err != nil {
@@ -244,10 +157,23 @@ func New(store Store, dir Directory, opts *Options) (*Manager, error) {
 		}
 		m.system[c] = true
 	}
+	var err error
+	if m.params, err = newParamRecorder(opts); err != nil {
+		return nil, err
+	}
+	if m.ckpt, err = newCheckpointer(opts); err != nil {
+		return nil, err
+	}
+	if m.outbox, err = newOutbox(store, opts, m.newID("mgr")); err != nil {
+		return nil, err
+	}
+	if m.feed, err = newAuditFeed(store, opts, m.onError, m.recordOperational); err != nil {
+		return nil, err
+	}
 	if m.cache, err = newPolicyCache(store, m.onError, &opts.Catalog); err != nil {
 		return nil, err
 	}
-	m.startSinks()
+	m.feed.start()
 	return m, nil
 }
 
@@ -340,7 +266,7 @@ func (m *Manager) requireAdmin(ctx context.Context) (string, error) {
 // grown, until ctx is done; it returns ctx's error. Errors go to
 // Options.OnError.
 func (m *Manager) Run(ctx context.Context) error {
-	if len(m.notifiers) > 0 {
+	if len(m.outbox.notifiers) > 0 {
 		done := make(chan struct{})
 		go func() { defer close(done); m.dispatch(ctx) }()
 		defer func() { <-done }()
@@ -348,8 +274,8 @@ func (m *Manager) Run(ctx context.Context) error {
 	t := m.clock.Ticker(m.sweep)
 	defer t.Stop()
 	var ckpt <-chan time.Time
-	if len(m.ckptSinks) > 0 {
-		c := m.clock.Ticker(m.ckptEvery)
+	if len(m.ckpt.sinks) > 0 {
+		c := m.clock.Ticker(m.ckpt.every)
 		defer c.Stop()
 		ckpt = c.C
 	}
@@ -363,7 +289,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			return ctx.Err()
 		case <-t.C:
 		case <-ckpt:
-			if m.headSeq(ctx) > m.lastCkpt.Load() {
+			if headSeq(ctx, m.store) > m.ckpt.last.Load() {
 				if _, err := m.Checkpoint(ctx); err != nil && ctx.Err() == nil {
 					m.onError(err)
 				}
@@ -373,16 +299,47 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 }
 
-// ---- After a commit ----
+// ---- The commit path ----
+
+// commit writes tx. It waits until the audit feed knows where the trail
+// stood when the Manager started, so that no event this Manager writes
+// can fall before the sinks' starting point.
+func (m *Manager) commit(ctx context.Context, tx *Tx) error {
+	if err := m.feed.awaitStart(ctx); err != nil {
+		return err
+	}
+	return m.store.Commit(ctx, tx)
+}
 
 // after wakes the sink workers and the outbox dispatcher for what a
 // request transition committed.
-func (m *Manager) after(ctx context.Context, tx *Tx) {
-	m.published(ctx, tx.Events)
+func (m *Manager) after(tx *Tx) {
+	m.feed.published(tx.Events)
 	if len(tx.Messages) > 0 {
-		select {
-		case m.outboxWake <- struct{}{}:
-		default:
-		}
+		m.outbox.wakeUp()
 	}
+}
+
+// recordOperational commits an event about the engine's own operation
+// (a sink's outage, a notification given up), stamped now.
+func (m *Manager) recordOperational(ctx context.Context, e Event) {
+	now, err := m.now(ctx)
+	if err != nil {
+		now = m.clock.Now()
+	}
+	e.Time = now
+	tx := &Tx{Events: []Event{e}}
+	if err := m.commit(ctx, tx); err != nil {
+		m.onError(fmt.Errorf("pam: record %s: %w", e.Type, err))
+		return
+	}
+	m.feed.published(tx.Events)
+}
+
+// Close stops the audit sink workers once they have delivered the trail
+// up to its head, or when ctx is done, whichever comes first. It returns
+// an error naming the sinks left behind. The Manager must not be used
+// after Close.
+func (m *Manager) Close(ctx context.Context) error {
+	return m.feed.close(ctx)
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -105,7 +107,7 @@ func strictness(m ParamMode) int {
 
 // paramDetail adds the recorded form of params to d, under the modes the
 // covering policies and the global settings give.
-func (m *Manager) paramDetail(d map[string]string, params map[string]any, policies []*ParamAudit) {
+func (r *paramRecorder) detail(d map[string]string, params map[string]any, policies []*ParamAudit) {
 	names := make([]string, 0, len(params))
 	for k := range params {
 		names = append(names, k)
@@ -116,7 +118,7 @@ func (m *Manager) paramDetail(d map[string]string, params map[string]any, polici
 		for _, p := range policies {
 			pm := p.mode(name)
 			if pm == "" {
-				pm = m.params.mode(name)
+				pm = r.defaults.mode(name)
 			}
 			if pm == "" {
 				pm = ParamRedacted
@@ -126,7 +128,7 @@ func (m *Manager) paramDetail(d map[string]string, params map[string]any, polici
 			}
 		}
 		if mode == "" { // no covering policy: the global setting
-			if mode = m.params.mode(name); mode == "" {
+			if mode = r.defaults.mode(name); mode == "" {
 				mode = ParamRedacted
 			}
 		}
@@ -141,7 +143,7 @@ func (m *Manager) paramDetail(d map[string]string, params map[string]any, polici
 			}
 			d[key] = v
 		case ParamHMAC:
-			d[key] = paramDigest(m.paramKey, renderParam(params[name]))
+			d[key] = paramDigest(r.key, renderParam(params[name]))
 		default:
 			d[key] = Redacted
 		}
@@ -171,4 +173,24 @@ func paramDigest(key []byte, rendered string) string {
 // it with a trail's entry to check whether the operation ran with value.
 func ParamDigest(key []byte, value any) string {
 	return paramDigest(key, renderParam(value))
+}
+
+// paramRecorder records operation parameters in guard events, by the
+// covering policies' ParamAudit and Options.ParamAudit.
+type paramRecorder struct {
+	defaults ParamAudit // Options.ParamAudit
+	key      []byte     // Options.ParamHMACKey
+}
+
+func newParamRecorder(opts *Options) (*paramRecorder, error) {
+	if err := opts.ParamAudit.Validate("Options.ParamAudit"); err != nil {
+		return nil, err
+	}
+	if opts.ParamAudit.uses(ParamHMAC) && len(opts.ParamHMACKey) == 0 {
+		return nil, invalid("Options.ParamHMACKey", "is required by ParamHMAC")
+	}
+	return &paramRecorder{
+		defaults: ParamAudit{Default: opts.ParamAudit.Default, Params: maps.Clone(opts.ParamAudit.Params)},
+		key:      slices.Clone(opts.ParamHMACKey),
+	}, nil
 }

@@ -421,7 +421,7 @@ func (m *Manager) validatePolicy(ctx context.Context, p *Policy) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
-	if p.ParamAudit.uses(ParamHMAC) && len(m.paramKey) == 0 {
+	if p.ParamAudit.uses(ParamHMAC) && len(m.params.key) == 0 {
 		return invalid("ParamAudit", "ParamHMAC needs Options.ParamHMACKey")
 	}
 	s, err := m.cache.current(ctx)
@@ -479,7 +479,7 @@ func (m *Manager) policyWritten(ctx context.Context, tx *Tx, c *compiled) Policy
 		// The write is committed; the next call's freshness check loads it.
 		m.onError(fmt.Errorf("pam: reload policies after writing %s: %w", p.ID, err))
 	}
-	m.published(ctx, tx.Events)
+	m.feed.published(tx.Events)
 	return p
 }
 

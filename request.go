@@ -197,11 +197,11 @@ func (m *Manager) Submit(ctx context.Context, n RequestInput) (Request, error) {
 		}
 		events = append(events, more...)
 	}
-	tx := &Tx{Requests: []Request{r}, Events: events, Messages: m.outbox(ctx, events, r, p, now)}
+	tx := &Tx{Requests: []Request{r}, Events: events, Messages: m.notifications(ctx, events, r, p, now)}
 	if err := m.commit(ctx, tx); err != nil {
 		return Request{}, err
 	}
-	m.after(ctx, tx)
+	m.after(tx)
 	return r, nil
 }
 

@@ -62,11 +62,56 @@ type SinkStatus struct {
 	LastError           string
 }
 
+// auditFeed delivers the committed trail to the audit sinks, one worker
+// each, and tells Guard whether the required ones hold an event.
+type auditFeed struct {
+	store   Store
+	onError func(error)
+	// record commits a sink.failed or sink.recovered event through the
+	// Manager's commit path.
+	record   func(ctx context.Context, e Event)
+	sinks    []*sinkWorker
+	required []*sinkWorker
+	timeout  time.Duration // Options.AuditTimeout
+	poll     time.Duration // Options.AuditPollInterval
+
+	startSeq  int64         // the head when the feed started
+	ready     chan struct{} // closed once startSeq is read; nil without sinks
+	kill      context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// newAuditFeed validates the sink options and applies their defaults.
+func newAuditFeed(store Store, opts *Options, onError func(error), record func(context.Context, Event)) (*auditFeed, error) {
+	if opts.AuditTimeout < 0 || opts.AuditPollInterval < 0 {
+		return nil, invalid("Options", "AuditTimeout and AuditPollInterval must not be negative")
+	}
+	f := &auditFeed{store: store, onError: onError, record: record, timeout: opts.AuditTimeout, poll: opts.AuditPollInterval}
+	if f.timeout == 0 {
+		f.timeout = 5 * time.Second
+	}
+	if f.poll == 0 {
+		f.poll = time.Second
+	}
+	for i, c := range opts.AuditSinks {
+		w, err := newSinkWorker(f, i, c)
+		if err != nil {
+			return nil, err
+		}
+		f.sinks = append(f.sinks, w)
+		if w.required {
+			f.required = append(f.required, w)
+		}
+	}
+	return f, nil
+}
+
 // sinkBatch bounds the events of one Write.
 const sinkBatch = 500
 
 type sinkWorker struct {
-	m        *Manager
+	feed     *auditFeed
 	name     string
 	sink     AuditSink
 	required bool
@@ -83,14 +128,14 @@ type sinkWorker struct {
 	failures  atomic.Int64
 }
 
-func newSinkWorker(m *Manager, i int, c SinkConfig) (*sinkWorker, error) {
+func newSinkWorker(f *auditFeed, i int, c SinkConfig) (*sinkWorker, error) {
 	if c.Sink == nil {
 		return nil, invalid(fmt.Sprintf("Options.AuditSinks[%d].Sink", i), "must not be nil")
 	}
 	if c.MinBackoff < 0 || c.MaxBackoff < 0 {
 		return nil, invalid(fmt.Sprintf("Options.AuditSinks[%d]", i), "backoffs must not be negative")
 	}
-	w := &sinkWorker{m: m, name: c.Name, sink: c.Sink, required: c.Required, min: c.MinBackoff, max: c.MaxBackoff,
+	w := &sinkWorker{feed: f, name: c.Name, sink: c.Sink, required: c.Required, min: c.MinBackoff, max: c.MaxBackoff,
 		wake: make(chan struct{}, 1), healthy: true, changed: make(chan struct{})}
 	if w.name == "" {
 		w.name = fmt.Sprintf("sink%d", i)
@@ -126,16 +171,16 @@ func (w *sinkWorker) update(f func()) {
 
 // run delivers until ctx is done.
 func (w *sinkWorker) run(ctx context.Context) {
-	m := w.m
+	f := w.feed
 	// Polling and retries are I/O pacing, like timeouts: they run on real
 	// time, not on Options.Clock, which is the time decisions are made at.
-	poll := time.NewTicker(m.auditPoll)
+	poll := time.NewTicker(f.poll)
 	defer poll.Stop()
 	backoff := w.min
 	for ctx.Err() == nil {
 		events, err := w.next(ctx)
 		if err == nil && len(events) > 0 {
-			wctx, cancel := context.WithTimeout(ctx, m.auditTimeout)
+			wctx, cancel := context.WithTimeout(ctx, f.timeout)
 			err = w.sink.Write(wctx, events)
 			cancel()
 			if err == nil {
@@ -145,7 +190,7 @@ func (w *sinkWorker) run(ctx context.Context) {
 				recovered := false
 				w.update(func() { w.cursor, recovered, w.healthy, w.lastErr = last, !w.healthy, true, nil })
 				if recovered {
-					m.recordSink(ctx, EventSinkRecovered, w, nil)
+					f.recordSink(ctx, EventSinkRecovered, w, nil)
 				}
 				continue
 			}
@@ -153,12 +198,12 @@ func (w *sinkWorker) run(ctx context.Context) {
 			err = fmt.Errorf("pam: audit sink %s, events %d..%d: %w", w.name, events[0].Seq, last(events), err)
 			wasHealthy := false
 			w.update(func() { wasHealthy, w.healthy, w.lastErr = w.healthy, false, err })
-			m.onError(err)
+			f.onError(err)
 			if wasHealthy {
-				m.recordSink(ctx, EventSinkFailed, w, err)
+				f.recordSink(ctx, EventSinkFailed, w, err)
 			}
 		} else if err != nil {
-			m.onError(fmt.Errorf("pam: audit sink %s: read the trail: %w", w.name, err))
+			f.onError(fmt.Errorf("pam: audit sink %s: read the trail: %w", w.name, err))
 		}
 		if err != nil {
 			// Jitter spreads the retries of many replicas.
@@ -194,15 +239,15 @@ func (w *sinkWorker) next(ctx context.Context) ([]Event, error) {
 		}
 		w.update(func() { w.ready, w.cursor = true, cursor })
 	}
-	return w.m.store.Events(ctx, EventFilter{After: cursor, Limit: sinkBatch})
+	return w.feed.store.Events(ctx, EventFilter{After: cursor, Limit: sinkBatch})
 }
 
 // start finds where delivery begins: after the sink's own last event, or
 // at the head when the Manager started.
 func (w *sinkWorker) start(ctx context.Context) (int64, error) {
-	at := w.m.startSeq
+	at := w.feed.startSeq
 	if r, ok := w.sink.(SinkResumer); ok {
-		rctx, cancel := context.WithTimeout(ctx, w.m.auditTimeout)
+		rctx, cancel := context.WithTimeout(ctx, w.feed.timeout)
 		seq, err := r.LastSeq(rctx)
 		cancel()
 		if err != nil {
@@ -230,7 +275,7 @@ func (w *sinkWorker) await(ctx context.Context, seq int64, timer <-chan time.Tim
 		select {
 		case <-ch:
 		case <-timer:
-			return fmt.Errorf("required audit sink %s did not take event %d within %s", w.name, seq, w.m.auditTimeout)
+			return fmt.Errorf("required audit sink %s did not take event %d within %s", w.name, seq, w.feed.timeout)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -251,16 +296,16 @@ func (w *sinkWorker) status() SinkStatus {
 // SinkStatus reports each audit sink's delivery, in Options.AuditSinks
 // order.
 func (m *Manager) SinkStatus() []SinkStatus {
-	out := make([]SinkStatus, len(m.sinks))
-	for i, w := range m.sinks {
+	out := make([]SinkStatus, len(m.feed.sinks))
+	for i, w := range m.feed.sinks {
 		out[i] = w.status()
 	}
 	return out
 }
 
 // requiredDown returns an error when a required sink is failing.
-func (m *Manager) requiredDown() error {
-	for _, w := range m.required {
+func (f *auditFeed) requiredDown() error {
+	for _, w := range f.required {
 		w.mu.Lock()
 		healthy, lastErr := w.healthy, w.lastErr
 		w.mu.Unlock()
@@ -272,13 +317,13 @@ func (m *Manager) requiredDown() error {
 }
 
 // awaitRequired waits until every required sink has event seq.
-func (m *Manager) awaitRequired(ctx context.Context, seq int64) error {
-	if len(m.required) == 0 {
+func (f *auditFeed) awaitRequired(ctx context.Context, seq int64) error {
+	if len(f.required) == 0 {
 		return nil
 	}
-	t := time.NewTimer(m.auditTimeout)
+	t := time.NewTimer(f.timeout)
 	defer t.Stop()
-	for _, w := range m.required {
+	for _, w := range f.required {
 		if err := w.await(ctx, seq, t.C); err != nil {
 			return err
 		}
@@ -287,33 +332,34 @@ func (m *Manager) awaitRequired(ctx context.Context, seq int64) error {
 }
 
 // published tells the sink workers that events were committed.
-func (m *Manager) published(_ context.Context, events []Event) {
+func (f *auditFeed) published(events []Event) {
 	if len(events) == 0 {
 		return
 	}
-	for _, w := range m.sinks {
+	for _, w := range f.sinks {
 		w.nudge()
 	}
 }
 
-// commit commits tx once the sinks know where the trail stood when the
-// Manager started, so that no event this Manager writes can fall before
-// their starting point.
-func (m *Manager) commit(ctx context.Context, tx *Tx) error {
-	if m.sinksReady != nil {
-		select {
-		case <-m.sinksReady:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+// awaitStart waits until the feed knows where the trail stood when it
+// started, so that no event the Manager writes can fall before the
+// sinks' starting point.
+func (f *auditFeed) awaitStart(ctx context.Context) error {
+	if f.ready == nil {
+		return nil
 	}
-	return m.store.Commit(ctx, tx)
+	select {
+	case <-f.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // headSeq returns the Seq of the last event, 0 on an empty trail or an
 // error.
-func (m *Manager) headSeq(ctx context.Context) int64 {
-	ev, err := m.store.Events(ctx, EventFilter{Descending: true, Limit: 1})
+func headSeq(ctx context.Context, s Store) int64 {
+	ev, err := s.Events(ctx, EventFilter{Descending: true, Limit: 1})
 	if err != nil || len(ev) == 0 {
 		return 0
 	}
@@ -322,83 +368,71 @@ func (m *Manager) headSeq(ctx context.Context) int64 {
 
 // recordSink records a sink's failure or recovery in the trail, once per
 // episode, so the outage is part of the record the sink will receive.
-func (m *Manager) recordSink(ctx context.Context, t EventType, w *sinkWorker, err error) {
-	now, nerr := m.now(ctx)
-	if nerr != nil {
-		now = m.clock.Now()
-	}
+func (f *auditFeed) recordSink(ctx context.Context, t EventType, w *sinkWorker, err error) {
 	d := map[string]string{"sink": w.name}
 	if err != nil {
 		d["error"] = cleanText(err.Error())
 	}
-	tx := &Tx{Events: []Event{{Time: now, Type: t, Outcome: map[bool]Outcome{true: OutcomeRequired, false: OutcomeBestEffort}[w.required], Detail: d}}}
-	if cerr := m.commit(ctx, tx); cerr != nil {
-		m.onError(fmt.Errorf("pam: record %s of sink %s: %w", t, w.name, cerr))
-		return
+	outcome := OutcomeBestEffort
+	if w.required {
+		outcome = OutcomeRequired
 	}
-	m.published(ctx, tx.Events)
+	f.record(ctx, Event{Type: t, Outcome: outcome, Detail: d})
 }
 
-// startSinks reads the trail's head, which new sinks start after, and
-// then starts one worker per sink. Commits wait for the head to be read.
-func (m *Manager) startSinks() {
-	if len(m.sinks) == 0 {
+// start reads the trail's head, which new sinks start after, and then
+// starts one worker per sink. Commits wait for the head to be read.
+func (f *auditFeed) start() {
+	if len(f.sinks) == 0 {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m.killSinks, m.sinksReady = cancel, make(chan struct{})
-	m.sinkWG.Add(1)
+	f.kill, f.ready = cancel, make(chan struct{})
+	f.wg.Add(1)
 	go func() {
-		defer m.sinkWG.Done()
+		defer f.wg.Done()
 		for wait := 10 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-			head, err := m.store.Events(ctx, EventFilter{Descending: true, Limit: 1})
+			head, err := f.store.Events(ctx, EventFilter{Descending: true, Limit: 1})
 			if err == nil {
 				if len(head) == 1 {
-					m.startSeq = head[0].Seq
+					f.startSeq = head[0].Seq
 				}
 				break
 			}
-			m.onError(fmt.Errorf("pam: audit sinks: read the trail's head: %w", err))
+			f.onError(fmt.Errorf("pam: audit sinks: read the trail's head: %w", err))
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(wait):
 			}
 		}
-		close(m.sinksReady)
-		for _, w := range m.sinks {
-			m.sinkWG.Add(1)
-			go func() {
-				defer m.sinkWG.Done()
-				w.run(ctx)
-			}()
+		close(f.ready)
+		for _, w := range f.sinks {
+			f.wg.Go(func() { w.run(ctx) })
 		}
 	}()
 }
 
-// Close stops the audit sink workers once they have delivered the trail
-// up to its head, or when ctx is done, whichever comes first. It returns
-// an error naming the sinks left behind. The Manager must not be used
-// after Close.
-func (m *Manager) Close(ctx context.Context) error {
-	if len(m.sinks) == 0 {
+// close stops the workers once they hold the trail's head, or when ctx is
+// done: see Manager.Close.
+func (f *auditFeed) close(ctx context.Context) error {
+	if len(f.sinks) == 0 {
 		return nil
 	}
-	var head int64
 	var errs []error
-	m.closeOnce.Do(func() {
+	f.closeOnce.Do(func() {
 		// Wait until every sink holds the head, and the head stays put:
 		// a sink's recovery is itself an event the others must take.
 		for ctx.Err() == nil {
-			h := m.headSeq(ctx)
+			h := headSeq(ctx, f.store)
 			caughtUp := true
-			for _, w := range m.sinks {
+			for _, w := range f.sinks {
 				if w.status().Cursor < h {
 					caughtUp = false
 				}
 			}
 			if caughtUp {
-				if m.headSeq(ctx) == h {
+				if headSeq(ctx, f.store) == h {
 					break
 				}
 				continue
@@ -408,10 +442,10 @@ func (m *Manager) Close(ctx context.Context) error {
 			case <-time.After(2 * time.Millisecond):
 			}
 		}
-		m.killSinks()
-		m.sinkWG.Wait()
-		head = m.headSeq(context.WithoutCancel(ctx))
-		for _, w := range m.sinks {
+		f.kill()
+		f.wg.Wait()
+		head := headSeq(context.WithoutCancel(ctx), f.store)
+		for _, w := range f.sinks {
 			if s := w.status(); s.Cursor < head {
 				errs = append(errs, fmt.Errorf("pam: audit sink %s stopped at event %d of %d: %s", s.Name, s.Cursor, head, s.LastError))
 			}
