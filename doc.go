@@ -68,6 +68,22 @@
 //	 │
 //	 └── window ends ──▶ Expired
 //
+// The lifecycle is one table of legal (state, action) pairs and one pure
+// function that applies an action to a request given the facts the
+// Manager gathered (the actor, the time, the policy, group memberships,
+// an automatic verdict); every rule of a transition lives there, once.
+// "due" is a request whose deadline has passed before its expiry was
+// recorded:
+//
+//	state      allowed actions
+//	pending    settle (automatic verdict), approve, deny, cancel
+//	approved   revoke
+//	due        expire
+//	denied, canceled, revoked, expired: none
+//
+// Request.Allows answers from the same table, for front ends. Any other
+// action is ErrWrongState and changes nothing.
+//
 // The access window opens when a request is approved, not when it was
 // submitted. Terminal states never change. Every transition is one atomic
 // store write of the new state together with its audit events. States are
@@ -140,8 +156,12 @@
 // Optional packages serve people: pamhttp is an http.Handler with a JSON
 // API and a server-rendered approver page, behind the host's own
 // authentication; cmd/pamctl is the command line; examples/server wires
-// them together. Reviewable, IsAdmin and MayView answer what a front end
-// needs to show.
+// them together. The engine authorises reads as it does writes: a request
+// and its events are visible to its requester, to admins and to members
+// of its policy's approver groups (others are told it does not exist);
+// lists of everyone's requests, the whole trail, the outbox and Verify
+// are for admins. Reviewable, IsAdmin, MayView and Request.Allows are
+// hints for what a front end shows.
 //
 // # Stores
 //
@@ -165,6 +185,30 @@
 //	m, _ := pam.New(memory.New(), dir, &pam.Options{Clock: clk, AdminGroup: "admins"})
 //	...
 //	clk.Add(4 * time.Hour) // the grant has ended
+//
+// # Where things live
+//
+//	pam.go          Options, New, Run, Close, the actor, time, the commit path
+//	lifecycle.go    the (state, action) table and the pure transition function
+//	policy.go       Policy, Scope and policy CRUD
+//	catalog.go      Catalog (roles, role groups) and SetCatalog
+//	request.go      Request, Submit, reads, Sweep
+//	approval.go     decisions: Approve, Deny, Cancel, Revoke, Reviewable
+//	guard.go        Guard and Check: gathering, and the pure decision
+//	policycache.go  the compiled policies and catalog Guard reads
+//	audit.go        Event, Outcome, Audit search
+//	auditfeed.go    audit sinks fed from the store, fail-closed delivery
+//	chain.go        the hash chain's encoding; verify.go, checkpoint.go
+//	outbox.go       Notifier, Notification, the outbox and its delivery
+//	params.go       operation parameters in the trail
+//	store.go        the Store contract; errors.go the sentinels
+//
+// # For store authors
+//
+// A Store implementation needs Tx, RequestVersion, Grant, the filters'
+// Matches methods, Event.Chain (or ChainHash) and, optionally,
+// OutboxStore and TimeSource. store/storetest is the contract: a store
+// passes it with a few lines (see store/memory).
 //
 // # Errors
 //

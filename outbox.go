@@ -12,6 +12,38 @@ import (
 	"github.com/zerostanding/pam/internal/ident"
 )
 
+// Notification tells people that a request needs them or has changed.
+type Notification struct {
+	// ID identifies the message in the outbox; it stays the same on every
+	// attempt, so receivers can drop duplicates (delivery is at least
+	// once).
+	ID string
+	// Type is the event that caused it: EventRequestSubmitted (to the
+	// approvers), EventRequestApproved, EventRequestDenied,
+	// EventRequestExpired or EventRequestRevoked (to the requester).
+	Type       EventType
+	Request    Request
+	Recipients []string // canonical identities; one per message
+	// Attempt counts deliveries of this message, from 1.
+	Attempt int
+}
+
+// Notifier delivers notifications (email, chat, webhooks). Notifications
+// are written to the store's outbox in the same commit as the transition
+// that causes them, and delivered from there by Run (or Deliver), each
+// recipient separately, with retries: an error never undoes or delays the
+// transition. Notify is called concurrently for different messages, and
+// should be idempotent by Notification.ID.
+type Notifier interface {
+	Notify(ctx context.Context, n Notification) error
+}
+
+// NotifierFunc adapts a function to the Notifier interface.
+type NotifierFunc func(ctx context.Context, n Notification) error
+
+// Notify calls f.
+func (f NotifierFunc) Notify(ctx context.Context, n Notification) error { return f(ctx, n) }
+
 // MessageState is where an outbox message stands.
 type MessageState string
 
