@@ -234,3 +234,13 @@ func (e *env) lastSeq() int64 {
 }
 
 func fakesStore() pam.Store { return &fakes.Store{OutboxStore: memory.New()} }
+
+// messages lists the outbox as an admin; an error fails the test.
+func (e *env) messages(f pam.MessageFilter) []pam.Message {
+	e.t.Helper()
+	msgs, _, err := e.m.Messages(e.admin(), f)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return msgs
+}

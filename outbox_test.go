@@ -38,7 +38,7 @@ func TestOutboxIsWrittenWithTheTransition(t *testing.T) {
 		t.Fatal("Submit succeeded on a failing store")
 	}
 	e.store.FailCommit(nil)
-	if all, _, _ := e.m.Messages(e.admin(), pam.MessageFilter{}); len(all) != 3 {
+	if all := e.messages(pam.MessageFilter{}); len(all) != 3 {
 		t.Errorf("%d messages after a failed commit, want 3", len(all))
 	}
 	notes := e.delivered()
@@ -50,10 +50,10 @@ func TestOutboxIsWrittenWithTheTransition(t *testing.T) {
 			t.Errorf("notification %+v", n)
 		}
 	}
-	if pending, _, _ := e.m.Messages(e.admin(), pam.MessageFilter{States: []pam.MessageState{pam.MessagePending}}); len(pending) != 0 {
+	if pending := e.messages(pam.MessageFilter{States: []pam.MessageState{pam.MessagePending}}); len(pending) != 0 {
 		t.Errorf("%d messages still pending", len(pending))
 	}
-	delivered, _, _ := e.m.Messages(e.admin(), pam.MessageFilter{States: []pam.MessageState{pam.MessageDelivered}})
+	delivered := e.messages(pam.MessageFilter{States: []pam.MessageState{pam.MessageDelivered}})
 	if len(delivered) != 3 || !delivered[0].DeliveredAt.Equal(epoch) || delivered[0].Attempts != 1 {
 		t.Errorf("delivered messages %+v", delivered)
 	}
@@ -118,7 +118,7 @@ func TestOutboxRetriesThenParks(t *testing.T) {
 	if n := deliver(); n != 0 {
 		t.Errorf("parked messages were claimed again: %d", n)
 	}
-	failed, _, _ := e.m.Messages(e.admin(), pam.MessageFilter{States: []pam.MessageState{pam.MessageFailed}})
+	failed := e.messages(pam.MessageFilter{States: []pam.MessageState{pam.MessageFailed}})
 	if len(failed) != 4 {
 		t.Fatalf("%d failed messages, want 4", len(failed))
 	}
@@ -197,7 +197,7 @@ func TestOneBadRecipientBlocksNoOther(t *testing.T) {
 	if d := cmp.Diff([]string{"bob", "dave"}, sortedStrings(got)); d != "" {
 		t.Errorf("delivered (-want +got):\n%s", d)
 	}
-	pending, _, _ := e.m.Messages(e.admin(), pam.MessageFilter{States: []pam.MessageState{pam.MessagePending}})
+	pending := e.messages(pam.MessageFilter{States: []pam.MessageState{pam.MessagePending}})
 	if len(pending) != 1 || pending[0].Recipient != "carol" || pending[0].Attempts != 1 || !strings.Contains(pending[0].LastError, "550") {
 		t.Errorf("pending %+v", pending)
 	}

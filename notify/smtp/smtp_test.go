@@ -318,7 +318,10 @@ func TestMailArrivesAfterAnOutage(t *testing.T) {
 	if len(got) != 16 || len(ids) != 16 {
 		t.Errorf("%d mails, %d distinct, want 16 of each", len(got), len(ids))
 	}
-	failed, _, _ := m.Messages(pam.WithActor(context.Background(), "admin@contoso.com"), pam.MessageFilter{States: []pam.MessageState{pam.MessagePending, pam.MessageFailed}})
+	failed, _, err := m.Messages(pam.WithActor(context.Background(), "admin@contoso.com"), pam.MessageFilter{States: []pam.MessageState{pam.MessagePending, pam.MessageFailed}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(failed) != 0 {
 		t.Errorf("%d messages not delivered", len(failed))
 	}

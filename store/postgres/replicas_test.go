@@ -236,7 +236,10 @@ func TestClockSkew(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r, _ := m.Request(context.Background(), pending.ID)
+			r, err := m.Request(as("u2"), pending.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
 			out[i] = fmt.Sprint(res.Outcome, "/", r.State)
 		}
 		return out[0], out[1]
@@ -355,7 +358,11 @@ func TestReplicasDeliverEachMessageOnce(t *testing.T) {
 					return
 				}
 				if n == 0 {
-					pending, _, _ := m.Messages(context.Background(), pam.MessageFilter{States: []pam.MessageState{pam.MessagePending}, Limit: 1})
+					pending, _, err := m.Messages(as("admin"), pam.MessageFilter{States: []pam.MessageState{pam.MessagePending}, Limit: 1})
+					if err != nil {
+						t.Error(err)
+						return
+					}
 					if len(pending) == 0 {
 						return
 					}
@@ -365,7 +372,7 @@ func TestReplicasDeliverEachMessageOnce(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	all, _, err := ma.Messages(context.Background(), pam.MessageFilter{Limit: pam.MaxPageSize})
+	all, _, err := ma.Messages(as("admin"), pam.MessageFilter{Limit: pam.MaxPageSize})
 	if err != nil {
 		t.Fatal(err)
 	}

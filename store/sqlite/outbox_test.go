@@ -136,7 +136,7 @@ func TestOutboxChild(t *testing.T) {
 			if _, err := m.Deliver(ctx); err != nil {
 				t.Fatal(err)
 			}
-			pending, _, err := m.Messages(ctx, pam.MessageFilter{States: []pam.MessageState{pam.MessagePending}, Limit: 1})
+			pending, _, err := m.Messages(pam.WithActor(ctx, "admin"), pam.MessageFilter{States: []pam.MessageState{pam.MessagePending}, Limit: 1})
 			if err != nil {
 				t.Fatal(err)
 			}
