@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 )
 
@@ -13,7 +14,10 @@ import (
 type Catalog struct {
 	Roles      map[string][]string `json:"roles,omitempty"`       // role → tasks
 	RoleGroups map[string][]string `json:"role_groups,omitempty"` // role group → roles
-	Data       map[string]any      `json:"data,omitempty"`        // extra data for Rego
+	// Tasks declare the parameters of a task's operations (see TaskSpec);
+	// a task need not be declared.
+	Tasks map[string]TaskSpec `json:"tasks,omitempty"`
+	Data  map[string]any      `json:"data,omitempty"` // extra data for Rego
 }
 
 // Validate checks names and that every role a role group lists exists.
@@ -38,8 +42,16 @@ func (c *Catalog) Validate() error {
 			}
 		}
 	}
+	for task, spec := range c.Tasks {
+		if err := checkName("Catalog.Tasks", task); err != nil {
+			return err
+		}
+		if err := spec.Validate("Catalog.Tasks[" + task + "]"); err != nil {
+			return err
+		}
+	}
 	for k := range c.Data {
-		if k == "roles" || k == "role_groups" {
+		if k == "roles" || k == "role_groups" || k == "tasks" {
 			return invalid("Catalog.Data", "key %q is reserved", k)
 		}
 		if err := checkName("Catalog.Data", k); err != nil {
@@ -54,6 +66,7 @@ type catalogIndex struct {
 	roleTasks  map[string]map[string]bool
 	groupRoles map[string]map[string]bool
 	groupTasks map[string]map[string]bool
+	specs      map[string]*TaskSpec // declared tasks
 }
 
 func indexCatalog(c *Catalog) *catalogIndex {
@@ -61,6 +74,10 @@ func indexCatalog(c *Catalog) *catalogIndex {
 		roleTasks:  make(map[string]map[string]bool, len(c.Roles)),
 		groupRoles: make(map[string]map[string]bool, len(c.RoleGroups)),
 		groupTasks: make(map[string]map[string]bool, len(c.RoleGroups)),
+		specs:      make(map[string]*TaskSpec, len(c.Tasks)),
+	}
+	for task, spec := range c.Tasks {
+		ix.specs[task] = &TaskSpec{Params: slices.Clone(spec.Params)}
 	}
 	for role, tasks := range c.Roles {
 		set := make(map[string]bool, len(tasks))
@@ -170,5 +187,6 @@ func catalogData(c *Catalog) map[string]any {
 	maps.Copy(d, c.Data)
 	d["roles"] = c.Roles
 	d["role_groups"] = c.RoleGroups
+	d["tasks"] = c.Tasks
 	return d
 }

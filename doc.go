@@ -51,6 +51,13 @@
 // *RegoError with line and column), never on the Guard path, with
 // http.send, net.* and opa.runtime removed and strict built-in errors on.
 //
+// A task may declare its parameters in the Catalog (TaskSpec: name, JSON
+// type, required or not). Guard then checks an operation's parameters
+// before any condition: an unknown name, a missing required parameter, a
+// null or a value of the wrong type makes every conditional policy on the
+// task cover the operation, and the guard event records why
+// ("params_error"; CheckResult.ParamsError).
+//
 // Changing a policy's scope, condition, approval type or approver groups
 // raises its MinGrantVersion: grants approved before no longer satisfy
 // Guard. Other changes leave them valid.

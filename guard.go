@@ -37,6 +37,10 @@ type CheckResult struct {
 	Deadline time.Time
 	// Err is the error Guard returns when not allowed.
 	Err error
+	// ParamsError, when set, says how the operation's parameters fail
+	// its task's declaration in the Catalog: no condition ran, and every
+	// conditional policy on the task covers the operation.
+	ParamsError string
 
 	params map[string]any // the operation's, for the audit trail
 	audits []*ParamAudit  // of the covering policies
@@ -152,7 +156,15 @@ type guardFacts struct {
 	// policies; read only when the decision needs them.
 	grants    []Grant
 	grantsErr error
+	// paramsErr: op's parameters do not fit its task's declaration
+	// (checked only when a candidate has a condition).
+	paramsErr error
 }
+
+// conditionNotRun is PolicyCheck.Condition for a condition that was not
+// evaluated because the operation's parameters do not fit its task's
+// declaration.
+const conditionNotRun = "not run: parameters do not fit the declaration"
 
 // gatherGuard collects the facts of op's decision: the clock, the
 // candidates' conditions, and the grants. Grants are read only when a
@@ -169,9 +181,18 @@ func (m *Manager) gatherGuard(ctx context.Context, s *snapshot, actor string, ae
 	for i, c := range cands {
 		pc := &f.checks[i]
 		pc.PolicyID, pc.Covered = c.ID, true
+		if c.cond != nil && f.paramsErr == nil {
+			if spec := s.catalog.specs[op.Task]; spec != nil {
+				f.paramsErr = spec.checkParams(op.Task, op.Params)
+			}
+		}
 		switch {
 		case c.broken != nil:
 			pc.Condition, pc.ConditionError = rules.Failed.String(), c.broken.Error()
+		case c.cond != nil && f.paramsErr != nil:
+			// Ill-declared parameters: no condition runs, every
+			// conditional policy covers the operation.
+			pc.Condition, pc.ConditionError = conditionNotRun, f.paramsErr.Error()
 		case c.cond != nil:
 			if in == nil {
 				in = &rules.Input{Actor: actor, Task: op.Task, Params: op.Params, Now: f.now}
@@ -229,6 +250,9 @@ func decideGuard(f *guardFacts) CheckResult {
 		}
 	}
 	res.params = f.op.Params
+	if f.paramsErr != nil {
+		res.ParamsError = f.paramsErr.Error()
+	}
 	switch {
 	case f.actorErr != nil:
 		res.Outcome, res.Err = OutcomeNotApproved, f.actorErr
@@ -396,6 +420,12 @@ func (m *Manager) guardEvent(res *CheckResult) Event {
 		}
 		e.Detail["policies"] = strings.Join(pols, ",")
 		e.Detail["requests"] = strings.Join(grants, ",")
+	}
+	if res.ParamsError != "" {
+		if e.Detail == nil {
+			e.Detail = map[string]string{}
+		}
+		e.Detail["params_error"] = cleanText(res.ParamsError)
 	}
 	if len(res.params) > 0 {
 		if e.Detail == nil {

@@ -544,3 +544,69 @@ func TestGuardRevokedWhileDeciding(t *testing.T) {
 		t.Errorf("audit (-want +got):\n%s", d)
 	}
 }
+
+// TestGuardDeclaredParameters: a task that declares its parameters fails
+// closed on every operation that does not fit the declaration, before any
+// condition runs, and the trail says why.
+func TestGuardDeclaredParameters(t *testing.T) {
+	cat := testCatalog
+	cat.Tasks = map[string]pam.TaskSpec{"Set-Mailbox": {Params: []pam.ParamSpec{
+		{Name: "mailbox", Type: pam.ParamString, Required: true},
+		{Name: "quota_gb", Type: pam.ParamNumber, Required: true},
+		{Name: "archive", Type: pam.ParamBoolean},
+		{Name: "aliases", Type: pam.ParamArray},
+		{Name: "labels", Type: pam.ParamObject},
+	}}}
+	e := newEnv(t, func(o *pam.Options) { o.Catalog = cat })
+	e.policy(pam.Policy{ID: "big", Scope: pam.TaskScope("Set-Mailbox"), Approval: pam.Manual,
+		ApproverGroups: []pam.ApproverGroup{{Group: "security"}}, Condition: "input.op.params.quota_gb > 1000"})
+
+	for _, tc := range []struct {
+		name    string
+		params  map[string]any
+		problem string // "" when the parameters fit
+	}{
+		{"fits, small", map[string]any{"mailbox": "x", "quota_gb": 5}, ""},
+		{"fits, every parameter", map[string]any{"mailbox": "x", "quota_gb": 5.5, "archive": true, "aliases": []any{"y"}, "labels": map[string]any{"a": "b"}}, ""},
+		{"required missing", map[string]any{"mailbox": "x"}, "quota_gb is required"},
+		{"no parameters", nil, "mailbox is required"},
+		{"unknown parameter", map[string]any{"mailbox": "x", "quota_gb": 5, "quota": 5000}, "quota is not declared"},
+		{"null", map[string]any{"mailbox": "x", "quota_gb": nil}, "quota_gb must be a number, not null"},
+		{"boolean for a number", map[string]any{"mailbox": "x", "quota_gb": true}, "quota_gb must be a number, not a boolean"},
+		{"string for a number", map[string]any{"mailbox": "x", "quota_gb": "5000"}, "quota_gb must be a number, not a string"},
+		{"number for a string", map[string]any{"mailbox": 7, "quota_gb": 5}, "mailbox must be a string, not a number"},
+		{"object for an array", map[string]any{"mailbox": "x", "quota_gb": 5, "aliases": map[string]any{}}, "aliases must be an array, not an object"},
+		{"array for a boolean", map[string]any{"mailbox": "x", "quota_gb": 5, "archive": []any{}}, "archive must be a boolean, not an array"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := e.m.Check(e.as("alice"), pam.Op{Task: "Set-Mailbox", Params: tc.params})
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := e.lastSeq()
+			ran, gerr := e.guard("alice", "Set-Mailbox", tc.params)
+			if tc.problem == "" {
+				if !ran || res.ParamsError != "" || res.Policies[0].Covered {
+					t.Fatalf("fitting parameters: ran %v (%v), %+v", ran, gerr, res)
+				}
+				return
+			}
+			if ran || !errors.Is(gerr, pam.ErrNotApproved) || !res.Policies[0].Covered {
+				t.Fatalf("ran %v, err %v, covered %v: want denied without a grant", ran, gerr, res.Policies[0].Covered)
+			}
+			if !strings.Contains(res.ParamsError, tc.problem) {
+				t.Errorf("ParamsError %q does not say %q", res.ParamsError, tc.problem)
+			}
+			evs := e.eventsSince(before)
+			if len(evs) != 1 || evs[0].Type != pam.EventGuardDenied || !strings.Contains(evs[0].Detail["params_error"], tc.problem) {
+				t.Errorf("trail: %+v", evs)
+			}
+		})
+	}
+	if err := (&pam.Catalog{Tasks: map[string]pam.TaskSpec{"T": {Params: []pam.ParamSpec{{Name: "a", Type: "date"}}}}}).Validate(); !errors.Is(err, pam.ErrInvalid) {
+		t.Errorf("unknown type: %v", err)
+	}
+	if err := (&pam.Catalog{Tasks: map[string]pam.TaskSpec{"T": {Params: []pam.ParamSpec{{Name: "a", Type: pam.ParamString}, {Name: "a", Type: pam.ParamNumber}}}}}).Validate(); !errors.Is(err, pam.ErrInvalid) {
+		t.Errorf("a parameter declared twice: %v", err)
+	}
+}
