@@ -2,10 +2,14 @@ package pam
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"sort"
+	"strings"
+	"time"
 )
 
 // Catalog defines the host's roles and role groups. Conditions and rules
@@ -159,27 +163,191 @@ func (ix *catalogIndex) coversScope(p, s Scope) bool {
 	return false
 }
 
-// SetCatalog replaces the catalog of roles and role groups. It fails with
-// ErrInvalid, changing nothing, if a live policy is scoped to a role or
-// role group the new catalog lacks: removing it would silently unguard its
-// tasks. The change is audited and seen by the next Guard.
+// SetCatalog replaces the catalog of roles, role groups and task
+// declarations. Only members of Options.AdminGroup may (ErrForbidden;
+// ErrNoActor without an actor). It fails with ErrInvalid, changing
+// nothing, when it would remove or empty a role or role group that a live
+// policy is scoped to: that would silently unguard its tasks (the error
+// names the policies). A task may move between roles: every policy whose
+// effective set of tasks changes, narrowed or widened, has its
+// MinGrantVersion raised in the same commit, so grants approved under the
+// old meaning no longer satisfy Guard. The catalog.set event records the
+// change itself (roles and role groups added and removed, tasks added to
+// and removed from each role, roles added to and removed from each role
+// group, task declarations changed), followed by a policy.updated event
+// for each policy cut.
 func (m *Manager) SetCatalog(ctx context.Context, cat Catalog) error {
-	if err := cat.Validate(); err != nil {
-		return err
-	}
-	actor, _ := ActorFrom(ctx)
-	now, err := m.now(ctx)
+	actor, err := m.requireAdmin(ctx)
 	if err != nil {
 		return err
 	}
-	tx := &Tx{Events: []Event{{Time: now, Type: EventCatalogSet, Actor: actor, Detail: map[string]string{
-		"roles": fmt.Sprint(len(cat.Roles)), "role_groups": fmt.Sprint(len(cat.RoleGroups)),
-	}}}}
-	if err := m.cache.setCatalog(ctx, &cat, func() error { return m.commit(ctx, tx) }); err != nil {
+	if err := cat.Validate(); err != nil {
 		return err
 	}
-	m.feed.published(tx.Events)
-	return nil
+	cat = cat.clone()
+	for range maxAttempts {
+		if _, err := m.cache.current(ctx); err != nil {
+			return err
+		}
+		now, err := m.now(ctx)
+		if err != nil {
+			return err
+		}
+		var tx *Tx
+		err = m.cache.setCatalog(ctx, &cat, func(old *Catalog, policies map[string]*compiled) (*Tx, map[string]*compiled, error) {
+			var next map[string]*compiled
+			tx, next, err = catalogTx(old, &cat, policies, actor, now)
+			return tx, next, err
+		}, func(tx *Tx) error { return m.commit(ctx, tx) })
+		if errors.Is(err, ErrConflict) {
+			continue // a policy changed meanwhile: decide again on what is there now
+		}
+		if err != nil {
+			return err
+		}
+		m.feed.published(tx.Events)
+		return nil
+	}
+	return fmt.Errorf("%w: the policies kept changing while the catalog was set", ErrConflict)
+}
+
+// catalogTx is the write that replaces catalog old by next under the live
+// policies: the catalog.set event, and a new version of each policy whose
+// effective tasks change, with its MinGrantVersion raised. It also returns
+// the live policies as they will be once it commits.
+func catalogTx(old, next *Catalog, policies map[string]*compiled, actor string, now time.Time) (*Tx, map[string]*compiled, error) {
+	oldIx, nextIx := indexCatalog(old), indexCatalog(next)
+	var lost []string
+	var cut []*compiled
+	for _, c := range policies {
+		if c.Scope.Kind == KindTask {
+			continue
+		}
+		before, after := oldIx.tasks(c.Scope), nextIx.tasks(c.Scope)
+		switch {
+		case !nextIx.known(c.Scope) || len(after) == 0:
+			lost = append(lost, fmt.Sprintf("%s (%s)", c.ID, c.Scope))
+		case !slices.Equal(before, after):
+			cut = append(cut, c)
+		}
+	}
+	if len(lost) > 0 {
+		sort.Strings(lost)
+		return nil, nil, invalid("Catalog", "live policies are scoped to roles or role groups it removes or empties: %s", strings.Join(lost, ", "))
+	}
+	sort.Slice(cut, func(i, j int) bool { return cut[i].ID < cut[j].ID })
+	detail := catalogDiff(old, next)
+	if len(cut) > 0 {
+		ids := make([]string, len(cut))
+		for i, c := range cut {
+			ids[i] = c.ID
+		}
+		detail["policies_cut"] = strings.Join(ids, ",")
+	}
+	tx := &Tx{Events: []Event{{Time: now, Type: EventCatalogSet, Actor: actor, Detail: detail}}}
+	after := policies
+	if len(cut) > 0 {
+		after = maps.Clone(policies)
+	}
+	for _, c := range cut {
+		p := c.Policy
+		p.Version, p.MinGrantVersion, p.UpdatedAt, p.UpdatedBy = p.Version+1, p.Version+1, now, actor
+		e := policyEvent(EventPolicyUpdated, &p, actor, now)
+		e.Detail["min_grant_version"] = fmt.Sprint(p.MinGrantVersion)
+		e.Detail["cause"] = "catalog"
+		tx.Policies = append(tx.Policies, p)
+		tx.Events = append(tx.Events, e)
+		nc := *c
+		nc.Policy = p
+		after[c.ID] = &nc
+	}
+	return tx, after, nil
+}
+
+// catalogDiff describes the change from old to next as event detail.
+func catalogDiff(old, next *Catalog) map[string]string {
+	d := map[string]string{}
+	setDiff(d, "roles", slices.Collect(maps.Keys(old.Roles)), slices.Collect(maps.Keys(next.Roles)))
+	setDiff(d, "role_groups", slices.Collect(maps.Keys(old.RoleGroups)), slices.Collect(maps.Keys(next.RoleGroups)))
+	for _, role := range union(old.Roles, next.Roles) {
+		setDiff(d, "role:"+role+".tasks", old.Roles[role], next.Roles[role])
+	}
+	for _, g := range union(old.RoleGroups, next.RoleGroups) {
+		setDiff(d, "role_group:"+g+".roles", old.RoleGroups[g], next.RoleGroups[g])
+	}
+	for _, task := range union(old.Tasks, next.Tasks) {
+		o, ok1 := old.Tasks[task]
+		n, ok2 := next.Tasks[task]
+		switch {
+		case !ok1:
+			d["task:"+task+".params"] = "declared"
+		case !ok2:
+			d["task:"+task+".params"] = "undeclared"
+		case !slices.Equal(o.Params, n.Params):
+			d["task:"+task+".params"] = "changed"
+		}
+	}
+	if !reflect.DeepEqual(old.Data, next.Data) {
+		d["data"] = "changed"
+	}
+	if len(d) == 0 {
+		d["unchanged"] = "true"
+	}
+	return d
+}
+
+// setDiff records in d what was added to and removed from a set of names.
+func setDiff(d map[string]string, key string, old, next []string) {
+	if add := minus(next, old); len(add) > 0 {
+		d[key+"_added"] = strings.Join(add, ",")
+	}
+	if del := minus(old, next); len(del) > 0 {
+		d[key+"_removed"] = strings.Join(del, ",")
+	}
+}
+
+// minus returns the names in a and not in b, sorted.
+func minus(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		if !slices.Contains(b, x) && !slices.Contains(out, x) {
+			out = append(out, x)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// union returns the keys of a and b, sorted.
+func union[V any](a, b map[string]V) []string {
+	keys := slices.Collect(maps.Keys(a))
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// clone copies the catalog's maps and slices (Data is copied one level
+// deep: the engine never changes it).
+func (c Catalog) clone() Catalog {
+	out := c
+	out.Roles = make(map[string][]string, len(c.Roles))
+	for k, v := range c.Roles {
+		out.Roles[k] = slices.Clone(v)
+	}
+	out.RoleGroups = make(map[string][]string, len(c.RoleGroups))
+	for k, v := range c.RoleGroups {
+		out.RoleGroups[k] = slices.Clone(v)
+	}
+	out.Tasks = make(map[string]TaskSpec, len(c.Tasks))
+	for k, v := range c.Tasks {
+		out.Tasks[k] = TaskSpec{Params: slices.Clone(v.Params)}
+	}
+	out.Data = maps.Clone(c.Data)
+	return out
 }
 
 func catalogData(c *Catalog) map[string]any {

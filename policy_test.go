@@ -1,7 +1,10 @@
 package pam_test
 
 import (
+	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -284,5 +287,119 @@ func TestCreatePolicyWithATakenID(t *testing.T) {
 	}
 	if ps, _ := e.m.Policies(e.admin()); len(ps) != 1 {
 		t.Errorf("%d policies, want 1", len(ps))
+	}
+}
+
+// TestCatalogChangesCutGrants: changing a role's tasks, narrowed or
+// widened, cuts the grants of every policy whose tasks changed and no
+// other; removing or emptying a role a live policy uses is refused; only
+// admins change the catalog; the event records the change itself.
+func TestCatalogChangesCutGrants(t *testing.T) {
+	e := newEnv(t)
+	e.policy(pam.Policy{ID: "move-role", Scope: pam.RoleScope("Move Mailboxes"), Approval: pam.Auto})
+	e.policy(pam.Policy{ID: "recip-group", Scope: pam.RoleGroupScope("Recipient Management"), Approval: pam.Auto})
+	e.policy(pam.Policy{ID: "journal-role", Scope: pam.RoleScope("Journaling"), Approval: pam.Auto})
+	e.policy(pam.Policy{ID: "password-task", Scope: pam.TaskScope("Set-Password"), Approval: pam.Auto})
+	e.submit("alice", pam.RequestInput{PolicyID: "move-role"})
+	e.submit("alice", pam.RequestInput{PolicyID: "recip-group"})
+	e.submit("alice", pam.RequestInput{PolicyID: "journal-role"})
+	e.submit("alice", pam.RequestInput{PolicyID: "password-task"})
+	runs := func() map[string]bool {
+		out := map[string]bool{}
+		for _, task := range []string{"Remove-MoveRequest", "Set-JournalRule", "Set-Password"} {
+			out[task], _ = e.guard("alice", task, nil)
+		}
+		return out
+	}
+	if d := cmp.Diff(map[string]bool{"Remove-MoveRequest": true, "Set-JournalRule": true, "Set-Password": true}, runs()); d != "" {
+		t.Fatalf("before (-want +got):\n%s", d)
+	}
+	before := e.lastSeq()
+
+	// Refused, nothing written: no actor, a non-admin, removing a used
+	// role, emptying one.
+	widened := testCatalog.Roles["Move Mailboxes"]
+	cat := testCatalog
+	cat.Roles = maps.Clone(testCatalog.Roles)
+	cat.Roles["Move Mailboxes"] = append(slices.Clone(widened), "Drop-Database")
+	if err := e.m.SetCatalog(context.Background(), cat); !errors.Is(err, pam.ErrNoActor) {
+		t.Errorf("no actor: %v", err)
+	}
+	if err := e.m.SetCatalog(e.as("bob"), cat); !errors.Is(err, pam.ErrForbidden) {
+		t.Errorf("non-admin: %v", err)
+	}
+	gone := cat
+	gone.Roles = maps.Clone(cat.Roles)
+	delete(gone.Roles, "Journaling")
+	gone.RoleGroups = map[string][]string{"Recipient Management": {"Mail Recipients", "Move Mailboxes"}, "Compliance": {"Retention"}}
+	if err := e.m.SetCatalog(e.admin(), gone); !errors.Is(err, pam.ErrInvalid) || !strings.Contains(err.Error(), "journal-role") {
+		t.Errorf("removing a used role: %v", err)
+	}
+	empty := cat
+	empty.Roles = maps.Clone(cat.Roles)
+	empty.Roles["Journaling"] = nil
+	if err := e.m.SetCatalog(e.admin(), empty); !errors.Is(err, pam.ErrInvalid) || !strings.Contains(err.Error(), "journal-role") {
+		t.Errorf("emptying a used role: %v", err)
+	}
+	if n := len(e.eventsSince(before)); n != 0 {
+		t.Fatalf("refused changes wrote %d events", n)
+	}
+
+	// Widening Move Mailboxes changes the tasks of move-role and of
+	// recip-group (through the role): both are cut, the others are not.
+	if err := e.m.SetCatalog(e.admin(), cat); err != nil {
+		t.Fatal(err)
+	}
+	evs := e.eventsSince(before)
+	if len(evs) != 3 || evs[0].Type != pam.EventCatalogSet {
+		t.Fatalf("events: %+v", evs)
+	}
+	want := map[string]string{"role:Move Mailboxes.tasks_added": "Drop-Database", "policies_cut": "move-role,recip-group"}
+	if d := cmp.Diff(want, evs[0].Detail); d != "" {
+		t.Errorf("catalog.set detail (-want +got):\n%s", d)
+	}
+	for i, id := range []string{"move-role", "recip-group"} {
+		if ev := evs[i+1]; ev.Type != pam.EventPolicyUpdated || ev.PolicyID != id || ev.Detail["cause"] != "catalog" {
+			t.Errorf("event %d: %+v", i+1, ev)
+		}
+	}
+	// The old grant does not run the new task, nor the old one.
+	if ran, _ := e.guard("alice", "Drop-Database", nil); ran {
+		t.Error("a grant approved before the role widened runs the task it gained")
+	}
+	if d := cmp.Diff(map[string]bool{"Remove-MoveRequest": false, "Set-JournalRule": true, "Set-Password": true}, runs()); d != "" {
+		t.Errorf("after widening (-want +got):\n%s", d)
+	}
+
+	// Narrowing Journaling is a change too; a task-scoped policy is
+	// never cut by the catalog.
+	e.submit("alice", pam.RequestInput{PolicyID: "move-role"})
+	e.submit("alice", pam.RequestInput{PolicyID: "recip-group"})
+	narrowed := cat
+	narrowed.Roles = maps.Clone(cat.Roles)
+	narrowed.Roles["Journaling"] = []string{"Set-JournalRule"}
+	narrowed.Roles["Reset Passwords"] = nil // no policy uses it
+	narrowed.Roles["Retention"] = []string{"Set-RetentionPolicy", "Set-JournalRule"}
+	before = e.lastSeq()
+	if err := e.m.SetCatalog(e.admin(), narrowed); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.eventsSince(before)[0].Detail["policies_cut"]; got != "" {
+		t.Errorf("policies cut by an unchanged role's neighbours: %q", got)
+	}
+	narrowed.Roles["Journaling"] = []string{"Set-JournalRule", "Set-Password"}
+	if err := e.m.SetCatalog(e.admin(), narrowed); err != nil {
+		t.Fatal(err)
+	}
+	narrowed.Roles["Journaling"] = []string{"Set-JournalRule"}
+	before = e.lastSeq()
+	if err := e.m.SetCatalog(e.admin(), narrowed); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.eventsSince(before)[0].Detail; got["policies_cut"] != "journal-role" || got["role:Journaling.tasks_removed"] != "Set-Password" {
+		t.Errorf("narrowing: %v", got)
+	}
+	if d := cmp.Diff(map[string]bool{"Remove-MoveRequest": true, "Set-JournalRule": false, "Set-Password": true}, runs()); d != "" {
+		t.Errorf("after narrowing (-want +got):\n%s", d)
 	}
 }

@@ -40,7 +40,8 @@ func newPolicyCache(store Store, onError func(error), cat *Catalog) (*policyCach
 	if err := pc.env.SetData(context.Background(), catalogData(cat)); err != nil {
 		return nil, invalid("Catalog.Data", "%v", err)
 	}
-	pc.snap.Store(&snapshot{rev: -1, catalog: indexCatalog(cat)})
+	c := cat.clone()
+	pc.snap.Store(&snapshot{rev: -1, cat: &c, catalog: indexCatalog(&c)})
 	return pc, nil
 }
 
@@ -53,26 +54,35 @@ func (pc *policyCache) written(ctx context.Context, p *Policy, c *compiled) erro
 	return err
 }
 
-// setCatalog replaces the catalog once commit succeeds. It fails with
-// ErrInvalid, changing nothing, if a live policy is scoped to a role or
-// role group cat lacks.
-func (pc *policyCache) setCatalog(ctx context.Context, cat *Catalog, commit func() error) error {
+// setCatalog replaces the catalog: plan computes, from the current
+// catalog and live policies, the write and the live policies after it;
+// commit writes it; the new snapshot is swapped in before setCatalog
+// returns, so this Manager never decides on the new catalog with the old
+// policies.
+func (pc *policyCache) setCatalog(ctx context.Context, cat *Catalog,
+	plan func(old *Catalog, policies map[string]*compiled) (*Tx, map[string]*compiled, error), commit func(*Tx) error) error {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	s := pc.snap.Load()
-	ix := indexCatalog(cat)
-	for _, c := range s.policies {
-		if !ix.known(c.Scope) {
-			return invalid("Catalog", "policy %s is scoped to %s, which the catalog no longer defines", c.ID, c.Scope)
-		}
+	tx, policies, err := plan(s.cat, s.policies)
+	if err != nil {
+		return err
 	}
 	if err := pc.env.SetData(ctx, catalogData(cat)); err != nil {
 		return invalid("Catalog.Data", "%v", err)
 	}
-	if err := commit(); err != nil {
+	if err := commit(tx); err != nil {
+		// Put the data back: the catalog did not change.
+		if derr := pc.env.SetData(context.WithoutCancel(ctx), catalogData(s.cat)); derr != nil {
+			pc.onError(fmt.Errorf("pam: restore the catalog's data after a failed change: %w", derr))
+		}
 		return err
 	}
-	pc.snap.Store(&snapshot{rev: s.rev, catalog: ix, policies: s.policies, byTask: buildIndex(s.policies, ix)})
+	for i := range tx.Policies {
+		pc.fresh.Store(compileKey(&tx.Policies[i]), policies[tx.Policies[i].ID])
+	}
+	ix := indexCatalog(cat)
+	pc.snap.Store(&snapshot{rev: s.rev, cat: cat, catalog: ix, policies: policies, byTask: buildIndex(policies, ix)})
 	return nil
 }
 
@@ -93,6 +103,7 @@ type compiled struct {
 // whole when either changes. Guard reads it without locks.
 type snapshot struct {
 	rev      int64
+	cat      *Catalog // as set; read-only
 	catalog  *catalogIndex
 	policies map[string]*compiled
 	byTask   map[string][]*compiled // task → policies whose scope includes it, by ID
@@ -241,7 +252,7 @@ func (pc *policyCache) refresh(ctx context.Context) (*snapshot, error) {
 			policies[changes[i].ID] = built[i]
 		}
 	}
-	ns := &snapshot{rev: rev, catalog: s.catalog, policies: policies, byTask: buildIndex(policies, s.catalog)}
+	ns := &snapshot{rev: rev, cat: s.cat, catalog: s.catalog, policies: policies, byTask: buildIndex(policies, s.catalog)}
 	pc.snap.Store(ns)
 	return ns, nil
 }
