@@ -14,8 +14,9 @@ import (
 	"github.com/zerostanding/pam/store/memory"
 )
 
-// newExampleManager is what a host does once at start-up.
-func newExampleManager(clk clock.Clock) *pam.Manager {
+// A host builds one Manager at start-up: a store, a directory that says
+// who is in which group, and the policies its admins create.
+func ExampleNew() {
 	dir, err := pam.NewStaticDirectory(map[string][]string{
 		"pam-admins":       {"admin@contoso.com"},
 		"mailbox-managers": {"bob@contoso.com", "carol@contoso.com"},
@@ -23,16 +24,14 @@ func newExampleManager(clk clock.Clock) *pam.Manager {
 	if err != nil {
 		log.Fatal(err)
 	}
-	m, err := pam.New(memory.New(), dir, &pam.Options{
-		Clock:          clk,
-		AdminGroup:     "pam-admins",
-		SystemAccounts: []string{"svc-backup@contoso.com"},
-	})
+	m, err := pam.New(memory.New(), dir, nil) // nil: the defaults (wall clock, admin group "pam-admins")
 	if err != nil {
 		log.Fatal(err)
 	}
+	defer m.Close(context.Background())
+
 	admin := pam.WithActor(context.Background(), "admin@contoso.com")
-	_, err = m.CreatePolicy(admin, pam.Policy{
+	p, err := m.CreatePolicy(admin, pam.Policy{
 		ID:             "move-mailboxes",
 		Scope:          pam.TaskScope("New-MoveRequest"),
 		Approval:       pam.Manual,
@@ -42,23 +41,21 @@ func newExampleManager(clk clock.Clock) *pam.Manager {
 	if err != nil {
 		log.Fatal(err)
 	}
-	return m
-}
-
-func ExampleNew() {
-	clk := clock.NewMock()
-	m := newExampleManager(clk)
-	p, err := m.Policy(context.Background(), "move-mailboxes")
-	if err != nil {
-		log.Fatal(err)
-	}
 	fmt.Println(p.ID, p.Scope, p.Approval, p.ApproverGroups[0].Group, "version", p.Version)
 	// Output: move-mailboxes task:New-MoveRequest manual mailbox-managers version 1
 }
 
 func ExampleManager_Submit() {
 	clk := clock.NewMock()
-	m := newExampleManager(clk)
+	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin@contoso.com"}, "mailbox-managers": {"bob@contoso.com"}})
+	m, _ := pam.New(memory.New(), dir, &pam.Options{Clock: clk})
+	_, err := m.CreatePolicy(pam.WithActor(context.Background(), "admin@contoso.com"), pam.Policy{
+		ID: "move-mailboxes", Scope: pam.TaskScope("New-MoveRequest"), Approval: pam.Manual,
+		ApproverGroups: []pam.ApproverGroup{{Group: "mailbox-managers"}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
 	alice := pam.WithActor(context.Background(), "alice@contoso.com")
 	bob := pam.WithActor(context.Background(), "Bob@Contoso.com") // any spelling: identities are canonicalised
 
@@ -89,7 +86,15 @@ func ExampleManager_Submit() {
 
 func ExampleManager_Guard() {
 	clk := clock.NewMock()
-	m := newExampleManager(clk)
+	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin@contoso.com"}, "mailbox-managers": {"carol@contoso.com"}})
+	m, _ := pam.New(memory.New(), dir, &pam.Options{Clock: clk})
+	_, err := m.CreatePolicy(pam.WithActor(context.Background(), "admin@contoso.com"), pam.Policy{
+		ID: "move-mailboxes", Scope: pam.TaskScope("New-MoveRequest"), Approval: pam.Manual,
+		ApproverGroups: []pam.ApproverGroup{{Group: "mailbox-managers"}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
 	alice := pam.WithActor(context.Background(), "alice@contoso.com")
 	op := pam.Op{Task: "New-MoveRequest", Params: map[string]any{"identity": "leaver@contoso.com", "target": "DB-Archive"}}
 	move := func(ctx context.Context) error {
@@ -98,14 +103,19 @@ func ExampleManager_Guard() {
 		return nil
 	}
 
-	err := m.Guard(alice, op, move)
+	err = m.Guard(alice, op, move)
 	var na *pam.NotApprovedError
 	if errors.As(err, &na) {
 		fmt.Printf("denied: request access to %s under policy %s\n", na.Task, na.PolicyID)
 	}
 
-	r, _ := m.Submit(alice, pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "leaver", Duration: time.Hour})
-	m.Approve(pam.WithActor(context.Background(), "carol@contoso.com"), r.ID, "")
+	r, err := m.Submit(alice, pam.RequestInput{Scope: pam.TaskScope(na.Task), Reason: "leaver", Duration: time.Hour})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := m.Approve(pam.WithActor(context.Background(), "carol@contoso.com"), r.ID, ""); err != nil {
+		log.Fatal(err)
+	}
 	if err := m.Guard(alice, op, move); err != nil {
 		log.Fatal(err)
 	}
@@ -119,9 +129,18 @@ func ExampleManager_Guard() {
 	// after the window: true
 }
 
+// Check answers what Guard would decide, without running anything: a
+// front end uses it to offer a request form before the user tries.
 func ExampleManager_Check() {
-	clk := clock.NewMock()
-	m := newExampleManager(clk)
+	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin@contoso.com"}, "mailbox-managers": {"bob@contoso.com"}})
+	m, _ := pam.New(memory.New(), dir, &pam.Options{SystemAccounts: []string{"svc-backup@contoso.com"}})
+	_, err := m.CreatePolicy(pam.WithActor(context.Background(), "admin@contoso.com"), pam.Policy{
+		ID: "move-mailboxes", Scope: pam.TaskScope("New-MoveRequest"), Approval: pam.Manual,
+		ApproverGroups: []pam.ApproverGroup{{Group: "mailbox-managers"}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
 	alice := pam.WithActor(context.Background(), "alice@contoso.com")
 
 	res, err := m.Check(alice, pam.Op{Task: "New-MoveRequest"})
@@ -147,7 +166,6 @@ func ExampleManager_Check() {
 func ExamplePolicy_condition() {
 	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}, "security": {"erin"}})
 	m, _ := pam.New(memory.New(), dir, &pam.Options{
-		Clock: clock.NewMock(), AdminGroup: "pam-admins",
 		Catalog: pam.Catalog{Data: map[string]any{"vip": []string{"ceo@contoso.com", "cfo@contoso.com"}}},
 	})
 	_, err := m.CreatePolicy(pam.WithActor(context.Background(), "admin"), pam.Policy{
@@ -174,7 +192,7 @@ func ExamplePolicy_condition() {
 func ExampleManager_Verify() {
 	pub, key, _ := ed25519.GenerateKey(nil)
 	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}})
-	m, err := pam.New(memory.New(), dir, &pam.Options{Clock: clock.NewMock(), AdminGroup: "pam-admins", CheckpointKey: key})
+	m, err := pam.New(memory.New(), dir, &pam.Options{CheckpointKey: key})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -205,22 +223,24 @@ func ExampleManager_Verify() {
 // Run delivers them in the background, Deliver makes one pass.
 func ExampleManager_Deliver() {
 	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}, "mailbox-managers": {"bob", "carol"}})
-	m, err := pam.New(memory.New(), dir, &pam.Options{Clock: clock.NewMock(), AdminGroup: "pam-admins",
+	m, err := pam.New(memory.New(), dir, &pam.Options{
 		Notifier: pam.NotifierFunc(func(_ context.Context, n pam.Notification) error {
 			fmt.Println("to", n.Recipients[0]+":", n.Type, n.Request.Scope)
 			return nil
-		})})
+		}),
+	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	if _, err := m.CreatePolicy(pam.WithActor(context.Background(), "admin"), pam.Policy{Scope: pam.TaskScope("New-MoveRequest"),
+	admin := pam.WithActor(context.Background(), "admin")
+	if _, err := m.CreatePolicy(admin, pam.Policy{Scope: pam.TaskScope("New-MoveRequest"),
 		Approval: pam.Manual, ApproverGroups: []pam.ApproverGroup{{Group: "mailbox-managers"}}}); err != nil {
 		log.Fatal(err)
 	}
 	if _, err := m.Submit(pam.WithActor(context.Background(), "alice"), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "leaver"}); err != nil {
 		log.Fatal(err)
 	}
-	msgs, _, err := m.Messages(pam.WithActor(context.Background(), "admin"), pam.MessageFilter{})
+	msgs, _, err := m.Messages(admin, pam.MessageFilter{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -235,4 +255,46 @@ func ExampleManager_Deliver() {
 	// to bob: request.submitted task:New-MoveRequest
 	// to carol: request.submitted task:New-MoveRequest
 	// 2 delivered
+}
+
+// Allows reads the lifecycle table: which actions a request's state
+// allows at a time, whoever takes them. A front end shows only those
+// buttons; the Manager still checks who acts.
+func ExampleRequest_Allows() {
+	clk := clock.NewMock()
+	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}, "mailbox-managers": {"bob"}})
+	m, _ := pam.New(memory.New(), dir, &pam.Options{Clock: clk})
+	_, err := m.CreatePolicy(pam.WithActor(context.Background(), "admin"), pam.Policy{
+		Scope: pam.TaskScope("New-MoveRequest"), Approval: pam.Manual,
+		ApproverGroups: []pam.ApproverGroup{{Group: "mailbox-managers"}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	alice := pam.WithActor(context.Background(), "alice")
+	show := func(id string) {
+		r, err := m.Request(alice, id) // the requester may read her request
+		if err != nil {
+			log.Fatal(err)
+		}
+		now := clk.Now()
+		fmt.Printf("%s: approve %v, cancel %v, revoke %v\n", r.StateAt(now),
+			r.Allows(pam.ActionApprove, now), r.Allows(pam.ActionCancel, now), r.Allows(pam.ActionRevoke, now))
+	}
+
+	r, err := m.Submit(alice, pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "leaver", Duration: time.Hour})
+	if err != nil {
+		log.Fatal(err)
+	}
+	show(r.ID)
+	if _, err := m.Approve(pam.WithActor(context.Background(), "bob"), r.ID, ""); err != nil {
+		log.Fatal(err)
+	}
+	show(r.ID)
+	clk.Add(time.Hour)
+	show(r.ID)
+	// Output:
+	// pending: approve true, cancel true, revoke false
+	// approved: approve false, cancel false, revoke true
+	// expired: approve false, cancel false, revoke false
 }
