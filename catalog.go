@@ -211,6 +211,15 @@ func (m *Manager) SetCatalog(ctx context.Context, cat Catalog) error {
 	return fmt.Errorf("%w: the policies kept changing while the catalog was set", ErrConflict)
 }
 
+// Catalog returns the catalog the Manager decides on.
+func (m *Manager) Catalog(ctx context.Context) (Catalog, error) {
+	s, err := m.cache.current(ctx)
+	if err != nil {
+		return Catalog{}, err
+	}
+	return s.cat.clone(), nil
+}
+
 // catalogTx is the write that replaces catalog old by next under the live
 // policies: the catalog.set event, and a new version of each policy whose
 // effective tasks change, with its MinGrantVersion raised. It also returns

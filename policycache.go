@@ -48,8 +48,18 @@ func newPolicyCache(store Store, onError func(error), cat *Catalog) (*policyCach
 // written makes a policy this Manager committed visible before the call
 // that wrote it returns, reusing its compilation.
 func (pc *policyCache) written(ctx context.Context, p *Policy, c *compiled) error {
-	c.Policy.Revision = p.Revision
-	pc.fresh.Store(compileKey(p), c)
+	return pc.writtenAll(ctx, []Policy{*p}, map[string]*compiled{p.ID: c})
+}
+
+// writtenAll is written for the policies of one commit; built holds the
+// compilations of the live ones, by ID.
+func (pc *policyCache) writtenAll(ctx context.Context, ps []Policy, built map[string]*compiled) error {
+	for i := range ps {
+		if c := built[ps[i].ID]; c != nil {
+			c.Policy.Revision = ps[i].Revision
+			pc.fresh.Store(compileKey(&ps[i]), c)
+		}
+	}
 	_, err := pc.refresh(ctx)
 	return err
 }
@@ -79,7 +89,9 @@ func (pc *policyCache) setCatalog(ctx context.Context, cat *Catalog,
 		return err
 	}
 	for i := range tx.Policies {
-		pc.fresh.Store(compileKey(&tx.Policies[i]), policies[tx.Policies[i].ID])
+		if c := policies[tx.Policies[i].ID]; c != nil && !tx.Policies[i].Deleted {
+			pc.fresh.Store(compileKey(&tx.Policies[i]), c)
+		}
 	}
 	ix := indexCatalog(cat)
 	pc.snap.Store(&snapshot{rev: s.rev, cat: cat, catalog: ix, policies: policies, byTask: buildIndex(policies, ix)})
