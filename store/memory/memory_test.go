@@ -27,3 +27,7 @@ func BenchmarkTrail(b *testing.B) {
 func BenchmarkOutbox(b *testing.B) {
 	storetest.BenchOutbox(b, func(testing.TB, *clock.Mock) pam.Store { return memory.New() })
 }
+
+func BenchmarkPolicies(b *testing.B) {
+	storetest.BenchPolicies(b, func(testing.TB, *clock.Mock) pam.Store { return memory.New() }, 1000, 10000)
+}

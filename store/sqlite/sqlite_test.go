@@ -172,3 +172,9 @@ func BenchmarkOutbox(b *testing.B) {
 		return open(t, filepath.Join(t.TempDir(), "pam.db"))
 	})
 }
+
+func BenchmarkPolicies(b *testing.B) {
+	storetest.BenchPolicies(b, func(t testing.TB, _ *clock.Mock) pam.Store {
+		return open(t, filepath.Join(t.TempDir(), "pam.db"))
+	}, 1000, 10000)
+}
