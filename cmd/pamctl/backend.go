@@ -165,16 +165,9 @@ func (l *local) UpdatePolicy(ctx context.Context, p pam.Policy) (pam.Policy, err
 }
 func (l *local) DeletePolicy(ctx context.Context, id string) error { return l.m.DeletePolicy(ctx, id) }
 func (l *local) Submit(ctx context.Context, s pamhttp.SubmitRequest) (pam.Request, error) {
-	n := pam.RequestInput{Scope: s.Scope, PolicyID: s.PolicyID, Reason: s.Reason, Ticket: s.Ticket}
+	n := s.RequestInput
 	if s.Task != "" {
 		n.Scope = pam.TaskScope(s.Task)
-	}
-	if s.Duration != "" {
-		d, err := parseHours(s.Duration)
-		if err != nil {
-			return pam.Request{}, err
-		}
-		n.Duration = d
 	}
 	return l.m.Submit(ctx, n)
 }

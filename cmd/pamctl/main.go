@@ -512,7 +512,7 @@ var commands = []command{
 			fs.StringVar(&o.ticket, "ticket", "", "change or incident ticket")
 		},
 		run: func(ctx context.Context, b backend, o *opts, _ []string, out io.Writer) error {
-			s := pamhttp.SubmitRequest{Task: o.task, PolicyID: o.policyID, Reason: o.reason, Ticket: o.ticket, Duration: hoursFlag(o.hours)}
+			s := pamhttp.SubmitRequest{Task: o.task, RequestInput: pam.RequestInput{PolicyID: o.policyID, Reason: o.reason, Ticket: o.ticket, Duration: time.Duration(o.hours * float64(time.Hour)).Round(time.Second)}}
 			if o.role != "" {
 				s.Scope = pam.RoleScope(o.role)
 			}
