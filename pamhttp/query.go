@@ -241,6 +241,3 @@ func timeParam(s string) (time.Time, error) {
 	}
 	return t, nil
 }
-
-// EventFilterFromQuery reads the query of GET /api/v1/audit.
-func EventFilterFromQuery(q url.Values) (pam.EventFilter, error) { return eventFilter(q) }
