@@ -51,15 +51,16 @@ type SinkResumer interface {
 
 // SinkStatus reports a sink's delivery.
 type SinkStatus struct {
-	Name     string
-	Required bool
+	Name     string `json:"name"`
+	Required bool   `json:"required"`
 	// Healthy is false from a failed write until the next successful one.
-	Healthy bool
+	Healthy bool `json:"healthy"`
 	// Cursor is the Seq of the last event delivered.
-	Cursor int64
+	Cursor int64 `json:"cursor"`
 	// Delivered counts events written; Failures counts failed writes.
-	Delivered, Failures int64
-	LastError           string
+	Delivered int64  `json:"delivered"`
+	Failures  int64  `json:"failures"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 // auditFeed delivers the committed trail to the audit sinks, one worker

@@ -187,9 +187,9 @@ const (
 // TamperError reports the first sequence number that failed
 // verification. It unwraps to ErrTampered.
 type TamperError struct {
-	Seq    int64
-	Reason TamperReason
-	Detail string
+	Seq    int64        `json:"seq"`
+	Reason TamperReason `json:"reason"`
+	Detail string       `json:"detail"`
 }
 
 func (e *TamperError) Error() string {

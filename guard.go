@@ -14,33 +14,33 @@ import (
 
 // Op is one concrete call of a task, passed to Guard and Check.
 type Op struct {
-	Task string
+	Task string `json:"task"`
 	// Params are the operation's parameters, visible to policy conditions
 	// as input.op.params. Values should be JSON-like: strings, numbers,
 	// booleans, nil, []any, map[string]any.
-	Params map[string]any
+	Params map[string]any `json:"params,omitempty"`
 }
 
 // CheckResult is Guard's decision and why, as Check returns it.
 type CheckResult struct {
-	Allowed bool
-	Outcome Outcome
-	Actor   string
-	Task    string
+	Allowed bool    `json:"allowed"`
+	Outcome Outcome `json:"outcome"`
+	Actor   string  `json:"actor"`
+	Task    string  `json:"task"`
 	// Policies lists the candidate policies for the task and what each
 	// contributed.
-	Policies []PolicyCheck
+	Policies []PolicyCheck `json:"policies"`
 	// At is the time of the decision.
-	At time.Time
+	At time.Time `json:"at"`
 	// Deadline is when the earliest grant used ends: Guard's fn runs with
 	// this context deadline.
-	Deadline time.Time
+	Deadline time.Time `json:"deadline,omitzero"`
 	// Err is the error Guard returns when not allowed.
-	Err error
+	Err error `json:"-"`
 	// ParamsError, when set, says how the operation's parameters fail
 	// its task's declaration in the Catalog: no condition ran, and every
 	// conditional policy on the task covers the operation.
-	ParamsError string
+	ParamsError string `json:"params_error,omitempty"`
 
 	params map[string]any // the operation's, for the audit trail
 	audits []*ParamAudit  // of the covering policies
@@ -48,18 +48,18 @@ type CheckResult struct {
 
 // PolicyCheck explains one candidate policy.
 type PolicyCheck struct {
-	PolicyID string
+	PolicyID string `json:"policy_id"`
 	// Condition is "" when the policy has none, else its outcome: "true",
 	// "false", "undefined", "not boolean" or "error".
-	Condition      string
-	ConditionError string
-	Covered        bool
+	Condition      string `json:"condition,omitempty"`
+	ConditionError string `json:"condition_error,omitempty"`
+	Covered        bool   `json:"covered"`
 	// Grant is the request that satisfies the policy, if any.
-	Grant        string
+	Grant        string `json:"grant,omitempty"`
 	grantVersion int64
-	ExpiresAt    time.Time
+	ExpiresAt    time.Time `json:"expires_at,omitzero"`
 	// Missing says why no grant satisfies a covering policy.
-	Missing string
+	Missing string `json:"missing,omitempty"`
 }
 
 // Guard runs fn if the context's actor may perform op now, and audits it.

@@ -17,15 +17,15 @@ type Notification struct {
 	// ID identifies the message in the outbox; it stays the same on every
 	// attempt, so receivers can drop duplicates (delivery is at least
 	// once).
-	ID string
+	ID string `json:"id"`
 	// Type is the event that caused it: EventRequestSubmitted (to the
 	// approvers), EventRequestApproved, EventRequestDenied,
 	// EventRequestExpired or EventRequestRevoked (to the requester).
-	Type       EventType
-	Request    Request
-	Recipients []string // canonical identities; one per message
+	Type       EventType `json:"type"`
+	Request    Request   `json:"request"`
+	Recipients []string  `json:"recipients"` // canonical identities; one per message
 	// Attempt counts deliveries of this message, from 1.
-	Attempt int
+	Attempt int `json:"attempt"`
 }
 
 // Notifier delivers notifications (email, chat, webhooks). Notifications

@@ -42,17 +42,17 @@ func (s State) Terminal() bool {
 type RequestInput struct {
 	// Scope asks for a task, a role or a role group. It may be left empty
 	// when PolicyID is set; the policy's scope is then used.
-	Scope Scope
+	Scope Scope `json:"scope,omitzero"`
 	// PolicyID binds the request to one policy. Needed only when several
 	// policies cover Scope (Submit returns an *AmbiguousError).
-	PolicyID string
+	PolicyID string `json:"policy_id,omitempty"`
 	// Reason is required, at most MaxReasonLen bytes.
-	Reason string
+	Reason string `json:"reason"`
 	// Duration of the access window once approved; 0 means the policy's
 	// DefaultDuration. Longer than the policy's MaxDuration is rejected.
-	Duration time.Duration
+	Duration time.Duration `json:"duration,omitempty"`
 	// Ticket optionally names a change or incident ticket.
-	Ticket string
+	Ticket string `json:"ticket,omitempty"`
 }
 
 // Validate checks the fields on their own; Submit also checks them against

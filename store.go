@@ -91,13 +91,13 @@ type TimeSource interface {
 
 // Grant is the part of an approved request that Guard checks.
 type Grant struct {
-	RequestID     string
-	Version       int64 // the request's version
-	PolicyID      string
-	Scope         Scope
-	PolicyVersion int64
-	ApprovedAt    time.Time
-	ExpiresAt     time.Time
+	RequestID     string    `json:"request_id"`
+	Version       int64     `json:"version"` // the request's version
+	PolicyID      string    `json:"policy_id"`
+	Scope         Scope     `json:"scope"`
+	PolicyVersion int64     `json:"policy_version"`
+	ApprovedAt    time.Time `json:"approved_at"`
+	ExpiresAt     time.Time `json:"expires_at"`
 }
 
 // Grant returns r's grant fields.

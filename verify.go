@@ -27,10 +27,11 @@ type VerifyOptions struct {
 
 // VerifyResult describes a verified range.
 type VerifyResult struct {
-	From, To    int64
-	Events      int64  // events checked
-	Head        string // the hash of event To
-	Checkpoints int    // checkpoints checked
+	From        int64  `json:"from"`
+	To          int64  `json:"to"`
+	Events      int64  `json:"events"`      // events checked
+	Head        string `json:"head"`        // the hash of event To
+	Checkpoints int    `json:"checkpoints"` // checkpoints checked
 }
 
 // Verify checks the audit trail in s over a range: sequence numbers

@@ -5,376 +5,176 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"net/http"
-	"net/url"
-	"strconv"
+	"reflect"
+	"slices"
 	"strings"
-	"time"
 
 	"github.com/zerostanding/pam"
 )
 
-// apiFunc handles one API call for an authenticated actor and returns
-// the value to encode, with its status.
-type apiFunc func(ctx context.Context, r *http.Request) (any, int, error)
+// API is the engine as the JSON API offers it, with the Manager's method
+// signatures: *pam.Manager serves it in process, *Client over HTTP, so a
+// front end written against API runs either way (cmd/pamctl does).
+// Errors match the engine's sentinels both ways.
+type API interface {
+	Policies(ctx context.Context) ([]pam.Policy, error)
+	Policy(ctx context.Context, id string) (pam.Policy, error)
+	CreatePolicy(ctx context.Context, p pam.Policy) (pam.Policy, error)
+	UpdatePolicy(ctx context.Context, p pam.Policy) (pam.Policy, error)
+	DeletePolicy(ctx context.Context, id string) error
 
-func (h *Handler) api(f apiFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		ctx, err := h.actor(r)
-		if err != nil {
-			fail(w, err)
-			return
-		}
-		v, st, err := f(ctx, r)
-		if err != nil {
-			fail(w, err)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(st)
-		json.NewEncoder(w).Encode(v)
-	}
+	Submit(ctx context.Context, n pam.RequestInput) (pam.Request, error)
+	Request(ctx context.Context, id string) (pam.Request, error)
+	Requests(ctx context.Context, f pam.RequestFilter) (rs []pam.Request, next string, err error)
+	Reviewable(ctx context.Context) ([]pam.Request, error)
+	Approve(ctx context.Context, id, comment string) (pam.Request, error)
+	Deny(ctx context.Context, id, comment string) (pam.Request, error)
+	Cancel(ctx context.Context, id, comment string) (pam.Request, error)
+	Revoke(ctx context.Context, id, comment string) (pam.Request, error)
+
+	Check(ctx context.Context, op pam.Op) (pam.CheckResult, error)
+	IsAdmin(ctx context.Context) (bool, error)
+
+	Audit(ctx context.Context, f pam.EventFilter) (events []pam.Event, next int64, err error)
+	Verify(ctx context.Context, o pam.VerifyOptions) (pam.VerifyResult, error)
+	Messages(ctx context.Context, f pam.MessageFilter) (msgs []pam.Message, next string, err error)
 }
 
-// decode reads a JSON body into v, refusing unknown fields and trailing
-// data.
-func decode(r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		return fmt.Errorf("%w: Content-Type must be application/json", pam.ErrInvalid)
-	}
-	d := json.NewDecoder(r.Body)
-	d.DisallowUnknownFields()
-	if err := d.Decode(v); err != nil {
-		if _, ok := err.(interface{ Timeout() bool }); ok {
-			return err
-		}
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return err
-		}
-		return fmt.Errorf("%w: body: %v", pam.ErrInvalid, err)
-	}
-	if d.More() {
-		return fmt.Errorf("%w: body: more than one JSON value", pam.ErrInvalid)
-	}
-	return nil
+var (
+	_ API = (*pam.Manager)(nil)
+	_ API = (*Client)(nil)
+)
+
+// actions are the decisions on a request, by the word the API and the
+// page name them with.
+var actions = []struct {
+	word string
+	do   func(API, context.Context, string, string) (pam.Request, error)
+}{
+	{"approve", API.Approve},
+	{"deny", API.Deny},
+	{"cancel", API.Cancel},
+	{"revoke", API.Revoke},
 }
 
-func (h *Handler) routesAPI(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/v1/me", h.api(h.me))
-	mux.HandleFunc("GET /api/v1/policies", h.api(func(ctx context.Context, _ *http.Request) (any, int, error) {
-		ps, err := h.m.Policies(ctx)
-		return ps, http.StatusOK, err
-	}))
-	mux.HandleFunc("POST /api/v1/policies", h.api(func(ctx context.Context, r *http.Request) (any, int, error) {
-		var p pam.Policy
-		if err := decode(r, &p); err != nil {
-			return nil, 0, err
-		}
-		p, err := h.m.CreatePolicy(ctx, p)
-		return p, http.StatusCreated, err
-	}))
-	mux.HandleFunc("GET /api/v1/policies/{id}", h.api(func(ctx context.Context, r *http.Request) (any, int, error) {
-		p, err := h.m.Policy(ctx, r.PathValue("id"))
-		return p, http.StatusOK, err
-	}))
-	mux.HandleFunc("PUT /api/v1/policies/{id}", h.api(func(ctx context.Context, r *http.Request) (any, int, error) {
-		var p pam.Policy
-		if err := decode(r, &p); err != nil {
-			return nil, 0, err
-		}
-		if p.ID != r.PathValue("id") {
-			return nil, 0, fmt.Errorf("%w: the body's id %q is not the path's %q", pam.ErrInvalid, p.ID, r.PathValue("id"))
-		}
-		p, err := h.m.UpdatePolicy(ctx, p)
-		return p, http.StatusOK, err
-	}))
-	mux.HandleFunc("DELETE /api/v1/policies/{id}", h.api(func(ctx context.Context, r *http.Request) (any, int, error) {
-		return struct{}{}, http.StatusOK, h.m.DeletePolicy(ctx, r.PathValue("id"))
-	}))
-	mux.HandleFunc("GET /api/v1/requests", h.api(h.listRequests))
-	mux.HandleFunc("POST /api/v1/requests", h.api(func(ctx context.Context, r *http.Request) (any, int, error) {
-		var in SubmitRequest
-		if err := decode(r, &in); err != nil {
-			return nil, 0, err
-		}
-		n, err := in.newRequest()
-		if err != nil {
-			return nil, 0, err
-		}
-		req, err := h.m.Submit(ctx, n)
-		return req, http.StatusCreated, err
-	}))
-	mux.HandleFunc("GET /api/v1/requests/{id}", h.api(func(ctx context.Context, r *http.Request) (any, int, error) {
-		req, err := h.viewable(ctx, r.PathValue("id"))
-		return req, http.StatusOK, err
-	}))
-	mux.HandleFunc("POST /api/v1/requests/{id}/{action}", h.api(func(ctx context.Context, r *http.Request) (any, int, error) {
-		var in struct {
-			Comment string `json:"comment"`
-		}
-		if r.ContentLength != 0 {
-			if err := decode(r, &in); err != nil {
-				return nil, 0, err
-			}
-		}
-		req, err := h.act(ctx, r.PathValue("id"), r.PathValue("action"), in.Comment)
-		return req, http.StatusOK, err
-	}))
-	mux.HandleFunc("GET /api/v1/reviewable", h.api(func(ctx context.Context, _ *http.Request) (any, int, error) {
-		rs, err := h.m.Reviewable(ctx)
-		return nonNil(rs), http.StatusOK, err
-	}))
-	mux.HandleFunc("POST /api/v1/check", h.api(func(ctx context.Context, r *http.Request) (any, int, error) {
-		var op struct {
-			Task   string         `json:"task"`
-			Params map[string]any `json:"params"`
-		}
-		if err := decode(r, &op); err != nil {
-			return nil, 0, err
-		}
-		res, err := h.m.Check(ctx, pam.Op{Task: op.Task, Params: op.Params})
-		if err != nil {
-			return nil, 0, err
-		}
-		return NewCheckAnswer(res), http.StatusOK, nil
-	}))
-	mux.HandleFunc("GET /api/v1/audit", h.api(h.audit))
-	mux.HandleFunc("GET /api/v1/audit/verify", h.api(h.verify))
-	mux.HandleFunc("GET /api/v1/messages", h.api(h.messages))
-}
-
-// SubmitRequest is the body of POST /api/v1/requests. Give Task (or a
-// Scope) or a PolicyID; Duration is a Go duration ("2h"), empty for the
-// policy's default.
-type SubmitRequest struct {
-	Task     string    `json:"task,omitempty"`
-	Scope    pam.Scope `json:"scope,omitzero"`
-	PolicyID string    `json:"policy_id,omitempty"`
-	Reason   string    `json:"reason"`
-	Duration string    `json:"duration,omitempty"`
-	Ticket   string    `json:"ticket,omitempty"`
-}
-
-func (s *SubmitRequest) newRequest() (pam.RequestInput, error) {
-	n := pam.RequestInput{Scope: s.Scope, PolicyID: s.PolicyID, Reason: s.Reason, Ticket: s.Ticket}
-	if s.Task != "" {
-		if s.Scope != (pam.Scope{}) {
-			return n, fmt.Errorf("%w: give task or scope, not both", pam.ErrInvalid)
-		}
-		n.Scope = pam.TaskScope(s.Task)
+func actionWords() []string {
+	var out []string
+	for _, a := range actions {
+		out = append(out, a.word)
 	}
-	if s.Duration != "" {
-		d, err := time.ParseDuration(s.Duration)
-		if err != nil || d <= 0 {
-			return n, fmt.Errorf("%w: duration %q: want a positive Go duration such as 2h", pam.ErrInvalid, s.Duration)
-		}
-		n.Duration = d
-	}
-	return n, nil
-}
-
-// CheckAnswer is the body of POST /api/v1/check.
-type CheckAnswer struct {
-	Allowed  bool              `json:"allowed"`
-	Outcome  string            `json:"outcome"`
-	Task     string            `json:"task"`
-	At       time.Time         `json:"at"`
-	Deadline time.Time         `json:"deadline,omitzero"`
-	Policies []pam.PolicyCheck `json:"policies"`
-	Error    string            `json:"error,omitempty"`
-}
-
-// NewCheckAnswer is the answer for res.
-func NewCheckAnswer(res pam.CheckResult) CheckAnswer {
-	a := CheckAnswer{Allowed: res.Allowed, Outcome: string(res.Outcome), Task: res.Task, At: res.At, Deadline: res.Deadline, Policies: res.Policies}
-	if res.Err != nil {
-		a.Error = res.Err.Error()
-	}
-	return a
-}
-
-func (h *Handler) me(ctx context.Context, _ *http.Request) (any, int, error) {
-	who, _ := pam.ActorFrom(ctx)
-	admin, err := h.m.IsAdmin(ctx)
-	return map[string]any{"actor": who, "admin": admin}, http.StatusOK, err
-}
-
-// viewable returns request id if the actor may see it, and ErrNotFound
-// otherwise: whether it exists is not told to others.
-func (h *Handler) viewable(ctx context.Context, id string) (pam.Request, error) {
-	req, err := h.m.Request(ctx, id)
-	if err != nil {
-		return req, err
-	}
-	ok, err := h.m.MayView(ctx, req)
-	if err != nil {
-		return pam.Request{}, err
-	}
-	if !ok {
-		return pam.Request{}, fmt.Errorf("%w: request %q", pam.ErrNotFound, id)
-	}
-	return req, nil
-}
-
-func (h *Handler) act(ctx context.Context, id, action, comment string) (pam.Request, error) {
-	if _, err := h.viewable(ctx, id); err != nil {
-		return pam.Request{}, err
-	}
-	return Act(ctx, h.m, id, action, comment)
+	return out
 }
 
 // Act carries out a decision named by its word, as the API's
 // /requests/{id}/{action} does: approve, deny, cancel or revoke. Another
 // word is ErrNotFound.
-func Act(ctx context.Context, m *pam.Manager, id, action, comment string) (pam.Request, error) {
-	switch action {
-	case "approve":
-		return m.Approve(ctx, id, comment)
-	case "deny":
-		return m.Deny(ctx, id, comment)
-	case "cancel":
-		return m.Cancel(ctx, id, comment)
-	case "revoke":
-		return m.Revoke(ctx, id, comment)
+func Act(ctx context.Context, e API, id, action, comment string) (pam.Request, error) {
+	for _, a := range actions {
+		if a.word == action {
+			return a.do(e, ctx, id, comment)
+		}
 	}
-	return pam.Request{}, fmt.Errorf("%w: no action %q (approve, deny, cancel, revoke)", pam.ErrNotFound, action)
+	return pam.Request{}, fmt.Errorf("%w: no action %q (%s)", pam.ErrNotFound, action, strings.Join(actionWords(), ", "))
 }
 
-// requireAdmin answers ErrForbidden to non-admins: the trail, the
-// outbox and everyone's requests are for admins.
-func (h *Handler) requireAdmin(ctx context.Context) error {
-	ok, err := h.m.IsAdmin(ctx)
-	if err != nil {
+// Me is the body of GET /api/v1/me.
+type Me struct {
+	Actor string `json:"actor"`
+	Admin bool   `json:"admin"`
+}
+
+// SubmitRequest is the body of POST /api/v1/requests: a pam.RequestInput,
+// or instead of its scope a task ("task":"New-MoveRequest"). Duration is
+// a Go duration ("2h"), absent for the policy's default.
+type SubmitRequest struct {
+	Task string `json:"task,omitempty"`
+	pam.RequestInput
+}
+
+// MarshalJSON writes the input's members and task.
+func (s SubmitRequest) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(s.RequestInput)
+	if err != nil || s.Task == "" {
+		return b, err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	m["task"], _ = json.Marshal(s.Task)
+	return json.Marshal(m)
+}
+
+// UnmarshalJSON reads the input's members and task.
+func (s *SubmitRequest) UnmarshalJSON(b []byte) error {
+	var t struct {
+		Task *string `json:"task"`
+	}
+	if err := json.Unmarshal(b, &t); err != nil {
 		return err
 	}
-	if !ok {
-		return fmt.Errorf("%w: admins only", pam.ErrForbidden)
+	if t.Task != nil {
+		s.Task = *t.Task
 	}
-	return nil
+	return json.Unmarshal(b, &s.RequestInput)
 }
 
-// listRequests lists the actor's own requests; admins may ask for
-// everyone's (?requester=all) or someone's (?requester=NAME).
-func (h *Handler) listRequests(ctx context.Context, r *http.Request) (any, int, error) {
-	q := r.URL.Query()
-	me, _ := pam.ActorFrom(ctx)
-	f := pam.RequestFilter{Requester: me, After: q.Get("after")}
-	if who := q.Get("requester"); who != "" && who != "me" {
-		if err := h.requireAdmin(ctx); err != nil {
-			return nil, 0, err
+func (s *SubmitRequest) input() (pam.RequestInput, error) {
+	n := s.RequestInput
+	if s.Task != "" {
+		if n.Scope != (pam.Scope{}) {
+			return n, fmt.Errorf("%w: give task or scope, not both", pam.ErrInvalid)
 		}
-		f.Requester = who
-		if who == "all" {
-			f.Requester = ""
-		}
-	}
-	for _, s := range q["state"] {
-		f.States = append(f.States, pam.State(s))
-	}
-	var err error
-	if f.Limit, err = intParam(q.Get("limit")); err != nil {
-		return nil, 0, err
-	}
-	rs, next, err := h.m.Requests(ctx, f)
-	p := Page[pam.Request]{Items: nonNil(rs)}
-	if next != "" {
-		p.Next = next
-	}
-	return p, http.StatusOK, err
-}
-
-// Page is a page of a list and the cursor of the next ("" or 0 at the
-// end).
-type Page[T any] struct {
-	Items []T `json:"items"`
-	Next  any `json:"next,omitempty"`
-}
-
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
-}
-
-func intParam(s string) (int, error) {
-	if s == "" {
-		return 0, nil
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%w: %q is not a count", pam.ErrInvalid, s)
+		n.Scope = pam.TaskScope(s.Task)
 	}
 	return n, nil
 }
 
-func int64Param(s string) (int64, error) {
-	if s == "" {
-		return 0, nil
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%w: %q is not a sequence number", pam.ErrInvalid, s)
-	}
-	return n, nil
+// Comment is the body of POST /api/v1/requests/{id}/{action}, which may
+// also be empty.
+type Comment struct {
+	Comment string `json:"comment,omitempty"`
 }
 
-func timeParam(s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return t, fmt.Errorf("%w: %q is not an RFC 3339 time", pam.ErrInvalid, s)
-	}
-	return t, nil
+// CheckAnswer is the body of POST /api/v1/check: the CheckResult, with
+// its error as text and as a problem code.
+type CheckAnswer struct {
+	pam.CheckResult
+	Error     string `json:"error,omitempty"`
+	ErrorCode string `json:"error_code,omitempty"`
 }
 
-func (h *Handler) audit(ctx context.Context, r *http.Request) (any, int, error) {
-	if err := h.requireAdmin(ctx); err != nil {
-		return nil, 0, err
+// NewCheckAnswer is the answer for res.
+func NewCheckAnswer(res pam.CheckResult) CheckAnswer {
+	a := CheckAnswer{CheckResult: res}
+	if a.Policies == nil {
+		a.Policies = []pam.PolicyCheck{}
 	}
-	f, err := EventFilterFromQuery(r.URL.Query())
-	if err != nil {
-		return nil, 0, err
+	if res.Err != nil {
+		a.Error = res.Err.Error()
+		_, a.ErrorCode = status(res.Err)
 	}
-	events, next, err := h.m.Audit(ctx, f)
-	p := Page[pam.Event]{Items: nonNil(events)}
-	if next != 0 {
-		p.Next = next
-	}
-	return p, http.StatusOK, err
+	return a
 }
 
-// EventFilterFromQuery reads the query of GET /api/v1/audit: actor,
-// task, type (repeated), request_id, policy_id, outcome, since and until
-// (RFC 3339), after and before (sequence numbers), limit, and
-// order=desc.
-func EventFilterFromQuery(q url.Values) (pam.EventFilter, error) {
-	f := pam.EventFilter{Actor: q.Get("actor"), Task: q.Get("task"), RequestID: q.Get("request_id"), PolicyID: q.Get("policy_id"),
-		Outcome: pam.Outcome(q.Get("outcome")), Descending: q.Get("order") == "desc"}
-	for _, t := range q["type"] {
-		f.Types = append(f.Types, pam.EventType(t))
+// Result returns the CheckResult, its Err a *Problem that matches the
+// engine's sentinel.
+func (a *CheckAnswer) Result() pam.CheckResult {
+	res := a.CheckResult
+	if a.Error != "" || a.ErrorCode != "" {
+		st := http.StatusInternalServerError
+		for _, s := range statuses {
+			if s.code == a.ErrorCode {
+				st = s.status
+				break
+			}
+		}
+		res.Err = &Problem{Title: http.StatusText(st), Status: st, Code: a.ErrorCode, Detail: a.Error}
 	}
-	var err error
-	if f.After, err = int64Param(q.Get("after")); err != nil {
-		return f, err
-	}
-	if f.Before, err = int64Param(q.Get("before")); err != nil {
-		return f, err
-	}
-	if f.Limit, err = intParam(q.Get("limit")); err != nil {
-		return f, err
-	}
-	if f.Since, err = timeParam(q.Get("since")); err != nil {
-		return f, err
-	}
-	if f.Until, err = timeParam(q.Get("until")); err != nil {
-		return f, err
-	}
-	return f, nil
+	return res
 }
 
 // VerifyAnswer is the body of GET /api/v1/audit/verify: the range
@@ -385,44 +185,353 @@ type VerifyAnswer struct {
 	Failure *pam.TamperError `json:"failure,omitempty"`
 }
 
-func (h *Handler) verify(ctx context.Context, r *http.Request) (any, int, error) {
-	if err := h.requireAdmin(ctx); err != nil {
-		return nil, 0, err
-	}
-	q := r.URL.Query()
-	var o pam.VerifyOptions
-	var err error
-	if o.From, err = int64Param(q.Get("from")); err != nil {
-		return nil, 0, err
-	}
-	if o.To, err = int64Param(q.Get("to")); err != nil {
-		return nil, 0, err
-	}
-	res, err := h.m.Verify(ctx, o)
+// NewVerifyAnswer is the answer for Verify's res and err: a failed
+// verification is an answer, any other error is returned.
+func NewVerifyAnswer(res pam.VerifyResult, err error) (VerifyAnswer, error) {
 	var te *pam.TamperError
 	if errors.As(err, &te) {
-		return VerifyAnswer{Result: res, Failure: te}, http.StatusOK, nil
+		return VerifyAnswer{Result: res, Failure: te}, nil
 	}
-	return VerifyAnswer{OK: err == nil, Result: res}, http.StatusOK, err
+	return VerifyAnswer{OK: err == nil, Result: res}, err
 }
 
-func (h *Handler) messages(ctx context.Context, r *http.Request) (any, int, error) {
-	if err := h.requireAdmin(ctx); err != nil {
-		return nil, 0, err
+// Page is a page of a list and the cursor of the next (absent at the
+// end): an ID for requests and messages, a sequence number for events.
+type Page[T, C any] struct {
+	Items []T `json:"items"`
+	Next  C   `json:"next,omitempty"`
+}
+
+func page[T, C any](items []T, next C) Page[T, C] {
+	return Page[T, C]{Items: nonNil(items), Next: next}
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
 	}
-	q := r.URL.Query()
-	f := pam.MessageFilter{RequestID: q.Get("request_id"), After: q.Get("after")}
-	for _, s := range q["state"] {
-		f.States = append(f.States, pam.MessageState(s))
+	return s
+}
+
+// route is one call of the API: how it is served, and how the OpenAPI
+// document describes it. The table below is the one list of both.
+type route struct {
+	method, path string // path below /api/v1, in ServeMux syntax
+	id, summary  string // operationId and summary
+	desc         string
+	params       []param
+	body         reflect.Type // nil: none
+	optionalBody bool
+	status       int          // of success
+	answer       reflect.Type // of success
+	public       bool         // served without authentication
+	serve        func(ctx context.Context, r *http.Request, body any) (any, error)
+}
+
+// call documents and serves a route that takes no body.
+func call[A any](method, path, id, summary, desc string, params []param, f func(ctx context.Context, r *http.Request) (A, error)) route {
+	return route{method: method, path: path, id: id, summary: summary, desc: desc, params: params, status: http.StatusOK,
+		answer: reflect.TypeFor[A](), serve: func(ctx context.Context, r *http.Request, _ any) (any, error) { return f(ctx, r) }}
+}
+
+// send documents and serves a route that takes a JSON body of type B.
+func send[B, A any](method, path, id, summary, desc string, status int, f func(ctx context.Context, r *http.Request, body *B) (A, error)) route {
+	return route{method: method, path: path, id: id, summary: summary, desc: desc, status: status, body: reflect.TypeFor[B](),
+		answer: reflect.TypeFor[A](), serve: func(ctx context.Context, r *http.Request, body any) (any, error) { return f(ctx, r, body.(*B)) }}
+}
+
+// apiRoutes lists the API.
+func (h *Handler) apiRoutes() []route {
+	m := h.m
+	open := call("GET", "/openapi.json", "openapi", "This document", "OpenAPI 3.1, built from the handler's route table.", nil,
+		func(context.Context, *http.Request) (json.RawMessage, error) { return h.openapi, nil })
+	open.public = true
+	act := send("POST", "/requests/{id}/{action}", "actOnRequest", "Approve, deny, cancel or revoke a request",
+		"Approve-/Deny-ElevatedAccessRequest, cancel a pending request of one's own, or revoke an approved one. Those who may not see the request get 404.",
+		http.StatusOK, func(ctx context.Context, r *http.Request, c *Comment) (pam.Request, error) {
+			return Act(ctx, m, r.PathValue("id"), r.PathValue("action"), c.Comment)
+		})
+	act.optionalBody = true
+	act.params = []param{{name: "action", in: "path", typ: "string", desc: "what to do", enum: actionWords()}}
+	return []route{
+		open,
+		call("GET", "/me", "me", "Who is signed in", "The actor the host authenticated, and whether they are an admin.", nil,
+			func(ctx context.Context, _ *http.Request) (Me, error) {
+				who, _ := pam.ActorFrom(ctx)
+				admin, err := m.IsAdmin(ctx)
+				return Me{Actor: who, Admin: admin}, err
+			}),
+		call("GET", "/policies", "listPolicies", "List the live policies", "Get-ElevatedAccessApprovalPolicy.", nil,
+			func(ctx context.Context, _ *http.Request) ([]pam.Policy, error) {
+				ps, err := m.Policies(ctx)
+				return nonNil(ps), err
+			}),
+		send("POST", "/policies", "createPolicy", "Create a policy", "New-ElevatedAccessApprovalPolicy. Admins only.", http.StatusCreated,
+			func(ctx context.Context, _ *http.Request, p *pam.Policy) (pam.Policy, error) {
+				return m.CreatePolicy(ctx, *p)
+			}),
+		call("GET", "/policies/{id}", "getPolicy", "Get a policy", "", nil,
+			func(ctx context.Context, r *http.Request) (pam.Policy, error) {
+				return m.Policy(ctx, r.PathValue("id"))
+			}),
+		send("PUT", "/policies/{id}", "updatePolicy", "Change a policy",
+			"Set-ElevatedAccessApprovalPolicy. Admins only. The body is the whole policy at the version it was read at; its id must be the path's.", http.StatusOK,
+			func(ctx context.Context, r *http.Request, p *pam.Policy) (pam.Policy, error) {
+				if p.ID != r.PathValue("id") {
+					return pam.Policy{}, fmt.Errorf("%w: the body's id %q is not the path's %q", pam.ErrInvalid, p.ID, r.PathValue("id"))
+				}
+				return m.UpdatePolicy(ctx, *p)
+			}),
+		call("DELETE", "/policies/{id}", "deletePolicy", "Delete a policy", "Remove-ElevatedAccessApprovalPolicy. Admins only.", nil,
+			func(ctx context.Context, r *http.Request) (struct{}, error) {
+				return struct{}{}, m.DeletePolicy(ctx, r.PathValue("id"))
+			}),
+		call("GET", "/requests", "listRequests", "List requests", "Get-ElevatedAccessRequest: one's own, or with requester=all everyone's (admins).", requestParams,
+			func(ctx context.Context, r *http.Request) (Page[pam.Request, string], error) {
+				me, _ := pam.ActorFrom(ctx)
+				f, err := requestFilter(r.URL.Query(), me)
+				if err != nil {
+					return Page[pam.Request, string]{}, err
+				}
+				rs, next, err := m.Requests(ctx, f)
+				return page(rs, next), err
+			}),
+		send("POST", "/requests", "submitRequest", "Request access", "New-ElevatedAccessRequest.", http.StatusCreated,
+			func(ctx context.Context, _ *http.Request, s *SubmitRequest) (pam.Request, error) {
+				n, err := s.input()
+				if err != nil {
+					return pam.Request{}, err
+				}
+				return m.Submit(ctx, n)
+			}),
+		call("GET", "/requests/{id}", "getRequest", "Get a request", "With its decisions. Those who may not see it get 404.", nil,
+			func(ctx context.Context, r *http.Request) (pam.Request, error) {
+				return m.Request(ctx, r.PathValue("id"))
+			}),
+		act,
+		call("GET", "/reviewable", "listReviewable", "Requests waiting for me", "Pending, not one's own, not yet decided by one, under a policy whose approver group one is in. Oldest first.", nil,
+			func(ctx context.Context, _ *http.Request) ([]pam.Request, error) {
+				rs, err := m.Reviewable(ctx)
+				return nonNil(rs), err
+			}),
+		send("POST", "/check", "check", "What-if", "Would Guard let me run this operation now, and why. Runs nothing.", http.StatusOK,
+			func(ctx context.Context, _ *http.Request, op *pam.Op) (CheckAnswer, error) {
+				res, err := m.Check(ctx, *op)
+				return NewCheckAnswer(res), err
+			}),
+		call("GET", "/audit", "searchAudit", "Search the audit trail", "Admins only.", eventParams,
+			func(ctx context.Context, r *http.Request) (Page[pam.Event, int64], error) {
+				f, err := eventFilter(r.URL.Query())
+				if err != nil {
+					return Page[pam.Event, int64]{}, err
+				}
+				events, next, err := m.Audit(ctx, f)
+				return page(events, next), err
+			}),
+		call("GET", "/audit/verify", "verifyAudit", "Verify the audit trail's hash chain", "Admins only. A trail that does not verify is an answer (ok false, with the failure), not an error.", verifyParams,
+			func(ctx context.Context, r *http.Request) (VerifyAnswer, error) {
+				o, err := verifyOptions(r.URL.Query())
+				if err != nil {
+					return VerifyAnswer{}, err
+				}
+				return NewVerifyAnswer(m.Verify(ctx, o))
+			}),
+		call("GET", "/messages", "listMessages", "List the notification outbox", "Admins only. Failed messages are the ones to look at.", messageParams,
+			func(ctx context.Context, r *http.Request) (Page[pam.Message, string], error) {
+				f, err := messageFilter(r.URL.Query())
+				if err != nil {
+					return Page[pam.Message, string]{}, err
+				}
+				msgs, next, err := m.Messages(ctx, f)
+				return page(msgs, next), err
+			}),
 	}
-	var err error
-	if f.Limit, err = intParam(q.Get("limit")); err != nil {
-		return nil, 0, err
+}
+
+// apiPrefix is where the API is mounted in the handler.
+const apiPrefix = "/api/v1"
+
+func (h *Handler) routesAPI(mux *recordingMux) error {
+	routes := h.apiRoutes()
+	doc, err := openAPI(routes)
+	if err != nil {
+		return err
 	}
-	msgs, next, err := h.m.Messages(ctx, f)
-	p := Page[pam.Message]{Items: nonNil(msgs)}
-	if next != "" {
-		p.Next = next
+	h.openapi = doc
+	for _, rt := range routes {
+		mux.HandleFunc(rt.method+" "+apiPrefix+rt.path, h.serveAPI(rt))
 	}
-	return p, http.StatusOK, err
+	return nil
+}
+
+// serveAPI authenticates the caller (unless the route is public), reads
+// the body, and answers the route's value or the error as a problem.
+func (h *Handler) serveAPI(rt route) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		if !rt.public {
+			var err error
+			if ctx, err = h.actor(r); err != nil {
+				fail(w, err)
+				return
+			}
+		}
+		var body any
+		if rt.body != nil {
+			body = reflect.New(rt.body).Interface()
+			if !rt.optionalBody || r.ContentLength != 0 {
+				if err := decode(r, body); err != nil {
+					fail(w, err)
+					return
+				}
+			}
+		}
+		v, err := rt.serve(ctx, r, body)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(rt.status)
+		json.NewEncoder(w).Encode(v)
+	}
+}
+
+// decode reads one JSON value from r's body into v, refusing members v
+// has no field for.
+func decode(r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		return fmt.Errorf("%w: Content-Type must be application/json", pam.ErrInvalid)
+	}
+	d := json.NewDecoder(r.Body)
+	var raw json.RawMessage
+	if err := d.Decode(&raw); err != nil {
+		if _, ok := err.(interface{ Timeout() bool }); ok {
+			return err
+		}
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		return fmt.Errorf("%w: body: %v", pam.ErrInvalid, err)
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return fmt.Errorf("%w: body: more than one JSON value", pam.ErrInvalid)
+	}
+	if err := knownMembers(raw, reflect.TypeOf(v)); err != nil {
+		return fmt.Errorf("%w: body: %v", pam.ErrInvalid, err)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		if errors.Is(err, pam.ErrInvalid) {
+			return err
+		}
+		return fmt.Errorf("%w: body: %v", pam.ErrInvalid, err)
+	}
+	return nil
+}
+
+// knownMembers returns an error naming the first member of an object in
+// b that t has no field for, as json.Decoder.DisallowUnknownFields does
+// for types without their own UnmarshalJSON (pam.Policy has one). What
+// is not an object of a struct is left to json.Unmarshal to judge.
+func knownMembers(b []byte, t reflect.Type) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if t == timeType {
+			return nil
+		}
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(b, &obj) != nil {
+			return nil
+		}
+		fields := jsonFields(t)
+		for _, k := range slices.Sorted(maps.Keys(obj)) {
+			f, ok := fieldNamed(fields, k)
+			if !ok {
+				return fmt.Errorf("json: unknown field %q", k)
+			}
+			if err := knownMembers(obj[k], f.typ); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return nil
+		}
+		var items []json.RawMessage
+		if json.Unmarshal(b, &items) != nil {
+			return nil
+		}
+		for _, it := range items {
+			if err := knownMembers(it, t.Elem()); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		var m map[string]json.RawMessage
+		if json.Unmarshal(b, &m) != nil {
+			return nil
+		}
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			if err := knownMembers(m[k], t.Elem()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// jsonField is a struct field as encoding/json names it.
+type jsonField struct {
+	name      string
+	typ       reflect.Type
+	omitempty bool
+}
+
+// jsonFields lists t's fields as encoding/json sees them: exported, not
+// "-", embedded structs without a name flattened into their container.
+func jsonFields(t reflect.Type) []jsonField {
+	var out []jsonField
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		name, opts, _ := strings.Cut(tag, ",")
+		if name == "-" && opts == "" {
+			continue
+		}
+		ft := f.Type
+		for ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if f.Anonymous && name == "" && ft.Kind() == reflect.Struct {
+			out = append(out, jsonFields(ft)...)
+			continue
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out = append(out, jsonField{name: name, typ: f.Type, omitempty: strings.Contains(opts, "omitempty") || strings.Contains(opts, "omitzero")})
+	}
+	return out
+}
+
+func fieldNamed(fields []jsonField, name string) (jsonField, bool) {
+	for _, f := range fields {
+		if f.name == name {
+			return f, true
+		}
+	}
+	for _, f := range fields {
+		if strings.EqualFold(f.name, name) {
+			return f, true
+		}
+	}
+	return jsonField{}, false
 }

@@ -1,14 +1,3 @@
-// Package pamhttp serves the engine over HTTP: a JSON API for everything
-// the Manager does, and a server-rendered approver page that works
-// without JavaScript. Mount the handler under any prefix with
-// http.StripPrefix.
-//
-// The host authenticates: Options.Authenticate maps each request to an
-// actor (its sessions, OIDC, mTLS…). The handler never takes identity
-// from a header of its own. Every state-changing call is checked by
-// net/http's CrossOriginProtection (Sec-Fetch-Site and Origin), request
-// bodies are capped, and user text is escaped by html/template on the
-// page and by encoding/json in the API.
 package pamhttp
 
 import (
@@ -39,9 +28,11 @@ type Options struct {
 
 // Handler serves the API under /api/v1/ and the page under /.
 type Handler struct {
-	m    *pam.Manager
-	opts Options
-	h    http.Handler
+	m       checkedReads
+	opts    Options
+	h       http.Handler
+	openapi []byte   // the OpenAPI document, built from the route table
+	routes  []string // every pattern the mux serves, in order
 }
 
 // New returns the handler for m.
@@ -58,10 +49,13 @@ func New(m *pam.Manager, opts Options) (*Handler, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	h := &Handler{m: m, opts: opts}
-	mux := http.NewServeMux()
-	h.routesAPI(mux)
+	h := &Handler{m: checkedReads{m}, opts: opts}
+	mux := &recordingMux{ServeMux: http.NewServeMux()}
+	if err := h.routesAPI(mux); err != nil {
+		return nil, err
+	}
 	h.routesPage(mux)
+	h.routes = mux.patterns
 	cop := http.NewCrossOriginProtection()
 	for _, o := range opts.TrustedOrigins {
 		if err := cop.AddTrustedOrigin(o); err != nil {
@@ -73,6 +67,23 @@ func New(m *pam.Manager, opts Options) (*Handler, error) {
 	}))
 	h.h = cop.Handler(mux)
 	return h, nil
+}
+
+// recordingMux is a ServeMux that remembers its patterns, so a test can
+// hold every route served against the OpenAPI document.
+type recordingMux struct {
+	*http.ServeMux
+	patterns []string
+}
+
+func (m *recordingMux) HandleFunc(pattern string, f func(http.ResponseWriter, *http.Request)) {
+	m.patterns = append(m.patterns, pattern)
+	m.ServeMux.HandleFunc(pattern, f)
+}
+
+func (m *recordingMux) Handle(pattern string, h http.Handler) {
+	m.patterns = append(m.patterns, pattern)
+	m.ServeMux.Handle(pattern, h)
 }
 
 // ServeHTTP implements http.Handler.
@@ -96,8 +107,13 @@ func (h *Handler) actor(r *http.Request) (context.Context, error) {
 	return ctx, nil
 }
 
-// statuses maps the engine's sentinels to HTTP statuses, first match
-// wins: the one table of the package.
+// statuses maps the engine's sentinels to HTTP statuses and problem
+// codes, and back: the one table of the package. The handler answers an
+// error with the first row whose sentinel it matches; the Client turns a
+// problem back into the sentinel of the first row with its code. The
+// last rows name codes the handler answers without a sentinel (a
+// cross-origin refusal, an oversized body), so that the Client maps them
+// too.
 var statuses = []struct {
 	err    error
 	status int
@@ -119,6 +135,9 @@ var statuses = []struct {
 	{pam.ErrInvalid, http.StatusBadRequest, "invalid"},
 	{pam.ErrTampered, http.StatusConflict, "tampered"},
 	{pam.ErrAudit, http.StatusServiceUnavailable, "audit_unavailable"},
+
+	{pam.ErrForbidden, http.StatusForbidden, "cross_origin"},
+	{pam.ErrInvalid, http.StatusRequestEntityTooLarge, "too_large"},
 }
 
 // status returns the HTTP status and problem code of err.
@@ -135,14 +154,37 @@ func status(err error) (int, string) {
 	return http.StatusInternalServerError, "internal"
 }
 
+// sentinel returns the engine's sentinel for a problem code, nil for a
+// code it does not know.
+func sentinel(code string) error {
+	for _, s := range statuses {
+		if s.code == code {
+			return s.err
+		}
+	}
+	return nil
+}
+
 // Problem is the JSON body of an error answer (RFC 9457 members, plus
-// code: a stable name of the engine's sentinel).
+// code: a stable name of the engine's sentinel). As an error, which the
+// Client returns, it unwraps to that sentinel, so errors.Is(err,
+// pam.ErrForbidden) holds across HTTP as it does in process.
 type Problem struct {
 	Title  string `json:"title"`
 	Status int    `json:"status"`
 	Code   string `json:"code"`
 	Detail string `json:"detail,omitempty"`
 }
+
+func (p *Problem) Error() string {
+	if p.Detail != "" {
+		return p.Detail
+	}
+	return fmt.Sprintf("%d %s", p.Status, p.Title)
+}
+
+// Unwrap returns the sentinel of p.Code, nil for an unknown code.
+func (p *Problem) Unwrap() error { return sentinel(p.Code) }
 
 func problem(w http.ResponseWriter, st int, code, detail string) {
 	w.Header().Set("Content-Type", "application/problem+json")

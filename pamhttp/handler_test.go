@@ -24,6 +24,8 @@ var epoch = time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
 type env struct {
 	t   *testing.T
 	m   *pam.Manager
+	h   *pamhttp.Handler
+	clk *clock.Mock
 	srv *httptest.Server
 }
 
@@ -40,6 +42,12 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	h, err := pamhttp.New(m, pamhttp.Options{Now: clk.Now, MaxBodyBytes: 4096, Authenticate: func(r *http.Request) (string, error) {
+		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			if u, ok := strings.CutPrefix(tok, "token-"); ok {
+				return u, nil
+			}
+			return "", errors.New("unknown token")
+		}
 		c, err := r.Cookie("user")
 		if err != nil {
 			return "", err
@@ -53,7 +61,7 @@ func newEnv(t *testing.T) *env {
 	mux.Handle("/pam/", http.StripPrefix("/pam", h))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	e := &env{t: t, m: m, srv: srv}
+	e := &env{t: t, m: m, h: h, clk: clk, srv: srv}
 	if _, err := m.CreatePolicy(pam.WithActor(context.Background(), "admin"), pam.Policy{ID: "move", Name: "Mailbox moves",
 		Scope: pam.TaskScope("New-MoveRequest"), Approval: pam.Manual, ApproverGroups: []pam.ApproverGroup{{Group: "approvers"}}, MaxDuration: 8 * time.Hour}); err != nil {
 		t.Fatal(err)
@@ -116,7 +124,13 @@ func TestAPI(t *testing.T) {
 		{name: "policies are for admins", user: "alice", method: "POST", path: "/api/v1/policies", body: `{"scope":{"kind":"task","name":"X"},"approval":"auto"}`, status: 403, code: "forbidden"},
 		{name: "policy with an unknown field", user: "admin", method: "POST", path: "/api/v1/policies", body: `{"scope":{"kind":"task","name":"X"},"approval":"auto","nope":1}`, status: 400, code: "invalid"},
 		{name: "policy with bad Rego", user: "admin", method: "POST", path: "/api/v1/policies", body: `{"scope":{"kind":"task","name":"X"},"approval":"auto","condition":"input.op ==="}`, status: 400, code: "invalid"},
-		{name: "create policy", user: "admin", method: "POST", path: "/api/v1/policies", body: `{"id":"x","scope":{"kind":"task","name":"X"},"approval":"auto"}`, status: 201},
+		{name: "policy with an unknown field inside", user: "admin", method: "POST", path: "/api/v1/policies", body: `{"scope":{"kind":"task","name":"X","nope":1},"approval":"auto"}`, status: 400, code: "invalid"},
+		{name: "policy with a bad duration", user: "admin", method: "POST", path: "/api/v1/policies", body: `{"scope":{"kind":"task","name":"X"},"approval":"auto","max_duration":"a while"}`, status: 400, code: "invalid"},
+		{name: "create policy", user: "admin", method: "POST", path: "/api/v1/policies", body: `{"id":"x","scope":{"kind":"task","name":"X"},"approval":"auto","max_duration":"90m","default_duration":3600000000000}`, status: 201, then: func(b string) {
+			if !strings.Contains(b, `"max_duration":"1h30m0s"`) || !strings.Contains(b, `"default_duration":"1h0m0s"`) || !strings.Contains(b, `"created_by":"admin"`) {
+				t.Errorf("created %s", b)
+			}
+		}},
 		{name: "the same id again", user: "admin", method: "POST", path: "/api/v1/policies", body: `{"id":"x","scope":{"kind":"task","name":"X"},"approval":"auto"}`, status: 409, code: "exists"},
 		{name: "update with another id", user: "admin", method: "PUT", path: "/api/v1/policies/x", body: `{"id":"y","scope":{"kind":"task","name":"X"},"approval":"auto"}`, status: 400, code: "invalid"},
 		{name: "delete policy", user: "admin", method: "DELETE", path: "/api/v1/policies/x", status: 200},
@@ -125,6 +139,12 @@ func TestAPI(t *testing.T) {
 		{name: "submit too long", user: "alice", method: "POST", path: "/api/v1/requests", body: `{"task":"New-MoveRequest","reason":"r","duration":"9h"}`, status: 422, code: "duration_too_long"},
 		{name: "submit a bad duration", user: "alice", method: "POST", path: "/api/v1/requests", body: `{"task":"New-MoveRequest","reason":"r","duration":"soon"}`, status: 400, code: "invalid"},
 		{name: "submit for nothing covered", user: "alice", method: "POST", path: "/api/v1/requests", body: `{"task":"Other","reason":"r"}`, status: 422, code: "no_policy"},
+		{name: "submit with task and scope", user: "alice", method: "POST", path: "/api/v1/requests", body: `{"task":"New-MoveRequest","scope":{"kind":"task","name":"New-MoveRequest"},"reason":"r"}`, status: 400, code: "invalid"},
+		{name: "submit, duration in nanoseconds", user: "alice", method: "POST", path: "/api/v1/requests", body: `{"scope":{"kind":"task","name":"New-MoveRequest"},"reason":"r","duration":5400000000000}`, status: 201, then: func(b string) {
+			if !strings.Contains(b, `"duration":"1h30m0s"`) {
+				t.Errorf("submitted %s", b)
+			}
+		}},
 		{name: "submit", user: "alice", method: "POST", path: "/api/v1/requests", body: `{"task":"New-MoveRequest","reason":"<script>alert(1)</script>","duration":"2h"}`, status: 201, then: func(b string) {
 			json.Unmarshal([]byte(b), &req)
 			if req.State != pam.Pending || req.Duration != 2*time.Hour || strings.Contains(b, "<script>") {

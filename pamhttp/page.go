@@ -35,7 +35,7 @@ type view struct {
 	Bare               bool // an error page: no lists, no form
 }
 
-func (h *Handler) routesPage(mux *http.ServeMux) {
+func (h *Handler) routesPage(mux *recordingMux) {
 	funcs := template.FuncMap{
 		"age": func(t time.Time) string { return short(h.opts.Now().Sub(t)) },
 		"remaining": func(r pam.Request) string {
@@ -68,7 +68,7 @@ func (h *Handler) routesPage(mux *http.ServeMux) {
 			h.pageError(w, r, page, err)
 			return
 		}
-		req, err := h.viewable(ctx, r.PathValue("id"))
+		req, err := h.m.Request(ctx, r.PathValue("id"))
 		if err != nil {
 			h.pageError(w, r, page, err)
 			return
@@ -95,7 +95,7 @@ func (h *Handler) routesPage(mux *http.ServeMux) {
 			if _, ok := notices[verdict]; !ok || verdict == "submitted" {
 				err = fmt.Errorf("%w: no action %q", pam.ErrInvalid, verdict)
 			} else {
-				_, err = h.act(ctx, r.PathValue("id"), verdict, r.PostFormValue("comment"))
+				_, err = Act(ctx, h.m, r.PathValue("id"), verdict, r.PostFormValue("comment"))
 			}
 		}
 		if err != nil {

@@ -3,7 +3,11 @@ package main
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -11,6 +15,7 @@ import (
 	"time"
 
 	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/pamhttp"
 )
 
 // startServer builds and starts examples/server, and returns its base URL.
@@ -61,9 +66,14 @@ func TestAgainstLiveServer(t *testing.T) {
 	}
 
 	var r pam.Request
-	json.Unmarshal([]byte(pamctl("alice", exitOK, "request", "new", "--task", "New-MoveRequest", "--reason", "INC-1: leaver", "--hours", "2", "--json")), &r)
-	if r.State != pam.Pending || r.Duration != 2*time.Hour || r.Requester != "alice" {
-		t.Fatalf("request new: %+v", r)
+	out := pamctl("alice", exitOK, "request", "new", "--task", "New-MoveRequest", "--reason", "INC-1: leaver", "--hours", "2", "--json")
+	json.Unmarshal([]byte(out), &r)
+	if r.State != pam.Pending || r.Duration != 2*time.Hour || r.Requester != "alice" || !strings.Contains(out, `"duration": "2h0m0s"`) {
+		t.Fatalf("request new: %+v\n%s", r, out)
+	}
+	var mine []pam.Request
+	if err := json.Unmarshal([]byte(pamctl("alice", exitOK, "request", "list", "--json")), &mine); err != nil || len(mine) != 1 || mine[0].ID != r.ID {
+		t.Errorf("request list --json: %v %+v", err, mine)
 	}
 	pamctl("alice", exitNotAllowed, "check", "New-MoveRequest", "--param", "identity=x")
 	pamctl("alice", exitForbidden, "request", "approve", r.ID)
@@ -110,9 +120,36 @@ func TestAgainstLiveServer(t *testing.T) {
 	pamctl("admin", exitOK, "request", "revoke", r.ID, "--comment", "done")
 	pamctl("alice", exitNotAllowed, "check", "New-MoveRequest")
 	// The server's own database, opened directly while it runs.
-	var out, errOut strings.Builder
-	if got := run(context.Background(), []string{"audit", "verify", "--sqlite", db, "--as", "auditor"}, &out, &errOut, func(string) string { return "" }); got != exitOK {
-		t.Errorf("direct verify of the live database: exit %d\n%s", got, errOut.String())
+	direct := func(want int, args ...string) string {
+		t.Helper()
+		var out, errOut strings.Builder
+		if got := run(context.Background(), append(args, "--sqlite", db, "--as", "auditor"), &out, &errOut, func(string) string { return "" }); got != want {
+			t.Fatalf("direct %v on the live database: exit %d, want %d\n%s%s", args, got, want, out.String(), errOut.String())
+		}
+		return out.String()
+	}
+	direct(exitOK, "audit", "verify")
+	// Someone with write access to the database rewrites the first event
+	// (the SQLite store's table, as its tamper test does): both ways,
+	// verify says where, with exit code 7.
+	sqlDB, err := sql.Open("sqlite", "file:"+db+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sqlDB.Close()
+	if _, err := sqlDB.Exec(`UPDATE pam_events SET actor = 'mallory' WHERE seq = 1`); err != nil {
+		t.Fatal(err)
+	}
+	if out := pamctl("admin", exitTampered, "audit", "verify"); !strings.Contains(out, "the trail does NOT verify at event 1: altered") {
+		t.Errorf("remote verify of a rewritten trail:\n%s", out)
+	}
+	var a pamhttp.VerifyAnswer
+	json.Unmarshal([]byte(pamctl("admin", exitTampered, "audit", "verify", "--json")), &a)
+	if a.OK || a.Failure == nil || a.Failure.Seq != 1 || a.Failure.Reason != pam.ReasonAltered {
+		t.Errorf("remote verify --json: %+v", a)
+	}
+	if out := direct(exitTampered, "audit", "verify"); !strings.Contains(out, "the trail does NOT verify at event 1: altered") {
+		t.Errorf("direct verify of a rewritten trail:\n%s", out)
 	}
 }
 
@@ -148,5 +185,79 @@ func TestUsageAndDirectDatabase(t *testing.T) {
 	direct(exitOK, "request", "new", "--task", "New-MoveRequest", "--reason", "r")
 	if s := direct(exitOK, "audit", "verify"); !strings.Contains(s, "the trail verifies: events 1..2") {
 		t.Errorf("verify: %s", s)
+	}
+	// Each command has its own flags.
+	direct(exitUsage, "policy", "list", "--state", "pending")
+	direct(exitUsage, "request", "approve", "x", "--max-hours", "2")
+	// A policy file, durations as Go durations (or nanoseconds, as before).
+	file := filepath.Join(t.TempDir(), "drop.json")
+	os.WriteFile(file, []byte(`{"id":"drop","scope":{"kind":"task","name":"Drop-Table"},"approver_groups":[{"group":"dba"}],"max_duration":"2h","default_duration":1800000000000}`), 0o600)
+	var p pam.Policy
+	js := direct(exitOK, "policy", "new", "--file", file, "--json")
+	if err := json.Unmarshal([]byte(js), &p); err != nil || p.MaxDuration != 2*time.Hour || p.DefaultDuration != 30*time.Minute || p.Approval != pam.Manual ||
+		!strings.Contains(js, `"max_duration": "2h0m0s"`) {
+		t.Errorf("policy new --file: %v %+v\n%s", err, p, js)
+	}
+	os.WriteFile(file, []byte(`{"max_duration":"soon"}`), 0o600)
+	direct(exitInvalid, "policy", "set", "drop", "--file", file)
+	// Acting as someone else: root's request, approved by bob, is
+	// root's grant; the list is root's own.
+	var r pam.Request
+	json.Unmarshal([]byte(direct(exitOK, "request", "new", "--policy", "drop", "--reason", "CHG-1", "--hours", "1.5", "--json")), &r)
+	if r.Duration != 90*time.Minute || r.Requester != "root" {
+		t.Fatalf("request new: %+v", r)
+	}
+	direct(exitForbidden, "request", "approve", r.ID)
+	asBob := func(want int, args ...string) {
+		t.Helper()
+		out.Reset()
+		errOut.Reset()
+		if got := run(context.Background(), append(args, "--sqlite", db, "--as", "Bob"), &out, &errOut, none); got != want {
+			t.Fatalf("pamctl %v as bob: exit %d, want %d\n%s%s", args, got, want, out.String(), errOut.String())
+		}
+	}
+	asBob(exitOK, "request", "approve", r.ID, "--comment", "ok")
+	asBob(exitOK, "request", "list")
+	if strings.Contains(out.String(), r.ID) {
+		t.Errorf("bob's list holds root's request:\n%s", out.String())
+	}
+	direct(exitNotAllowed, "check", "New-MoveRequest")
+	if s := direct(exitOK, "check", "Drop-Table"); !strings.Contains(s, "granted") {
+		t.Errorf("check after approval: %s", s)
+	}
+	if s := direct(exitOK, "request", "list", "--state", "approved"); !strings.Contains(s, r.ID) || !strings.Contains(s, "1h30m0s") {
+		t.Errorf("request list: %s", s)
+	}
+	if s := direct(exitOK, "audit", "search", "--request", r.ID, "--type", "request.approved", "--since", "2000-01-01T00:00:00Z"); !strings.Contains(s, "request.approved") {
+		t.Errorf("audit search: %s", s)
+	}
+	direct(exitInvalid, "audit", "search", "--since", "yesterday")
+	direct(exitConflict, "request", "cancel", r.ID)
+	direct(exitNotFound, "request", "cancel", r.ID+"x")
+}
+
+// TestExitCodes: one mapping, from the engine's errors and from a
+// server's problems alike.
+func TestExitCodes(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want int
+	}{
+		{usagef("x"), exitUsage},
+		{fmt.Errorf("x: %w", pam.ErrSelfApproval), exitForbidden},
+		{&pamhttp.Problem{Status: 403, Code: "cross_origin"}, exitForbidden},
+		{&pamhttp.Problem{Status: 401, Code: "no_actor"}, exitForbidden},
+		{&pamhttp.Problem{Status: 404, Code: "not_found"}, exitNotFound},
+		{&pamhttp.Problem{Status: 409, Code: "exists"}, exitConflict},
+		{&pamhttp.Problem{Status: 413, Code: "too_large"}, exitInvalid},
+		{&pamhttp.Problem{Status: 422, Code: "no_policy"}, exitInvalid},
+		{&pamhttp.Problem{Status: 409, Code: "tampered"}, exitTampered},
+		{&pamhttp.Problem{Status: 502, Title: "Bad Gateway"}, exitError},
+		{fmt.Errorf("T is %w", errNotAllowed), exitNotAllowed},
+		{errors.New("boom"), exitError},
+	} {
+		if got := exitCode(c.err); got != c.want {
+			t.Errorf("exitCode(%v) = %d, want %d", c.err, got, c.want)
+		}
 	}
 }

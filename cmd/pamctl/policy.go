@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/zerostanding/pam"
+)
+
+var policyCommands = []command{
+	{noun: "policy", verb: "new", summary: "Create a policy (New-ElevatedAccessApprovalPolicy). Admins only.",
+		examples: "  pamctl policy new --id move --task New-MoveRequest --group mailbox-managers --max-hours 8\n  pamctl policy new --file drop-table.json\n",
+		flags: func(fs *flag.FlagSet) action {
+			pf := definePolicyFlags(fs)
+			return func(ctx context.Context, c *cli, _ []string) error {
+				var p pam.Policy
+				if err := pf.apply(&p); err != nil {
+					return err
+				}
+				p, err := c.api.CreatePolicy(ctx, p)
+				if err != nil {
+					return err
+				}
+				return c.printPolicy(p)
+			}
+		}},
+	{noun: "policy", verb: "list", summary: "List the live policies (Get-ElevatedAccessApprovalPolicy).",
+		examples: "  pamctl policy list\n  pamctl policy list --json\n",
+		flags: noFlags(func(ctx context.Context, c *cli, _ []string) error {
+			ps, err := c.api.Policies(ctx)
+			if err != nil {
+				return err
+			}
+			return c.printPolicies(ps)
+		})},
+	{noun: "policy", verb: "get", args: "ID", summary: "Show one policy.", examples: "  pamctl policy get move --json\n",
+		flags: noFlags(func(ctx context.Context, c *cli, args []string) error {
+			id, err := one(args, "policy ID")
+			if err != nil {
+				return err
+			}
+			p, err := c.api.Policy(ctx, id)
+			if err != nil {
+				return err
+			}
+			return c.printPolicy(p)
+		})},
+	{noun: "policy", verb: "set", args: "ID", summary: "Change a policy (Set-ElevatedAccessApprovalPolicy): only the flags given change. Admins only.",
+		examples: "  pamctl policy set move --max-hours 4\n  pamctl policy set drop --group dba:2 --group security\n",
+		flags: func(fs *flag.FlagSet) action {
+			pf := definePolicyFlags(fs)
+			return func(ctx context.Context, c *cli, args []string) error {
+				id, err := one(args, "policy ID")
+				if err != nil {
+					return err
+				}
+				p, err := c.api.Policy(ctx, id)
+				if err != nil {
+					return err
+				}
+				if err := pf.apply(&p); err != nil {
+					return err
+				}
+				p.ID = id
+				if p, err = c.api.UpdatePolicy(ctx, p); err != nil {
+					return err
+				}
+				return c.printPolicy(p)
+			}
+		}},
+	{noun: "policy", verb: "remove", args: "ID", summary: "Delete a policy (Remove-ElevatedAccessApprovalPolicy). Admins only.",
+		examples: "  pamctl policy remove move\n",
+		flags: noFlags(func(ctx context.Context, c *cli, args []string) error {
+			id, err := one(args, "policy ID")
+			if err != nil {
+				return err
+			}
+			if err := c.api.DeletePolicy(ctx, id); err != nil {
+				return err
+			}
+			if c.json {
+				return c.printJSON(map[string]string{"deleted": id})
+			}
+			_, err = fmt.Fprintf(c.out, "policy %s removed\n", id)
+			return err
+		})},
+}
+
+// policyFlags are the flags of policy new and policy set.
+type policyFlags struct {
+	id, name, task, role, roleGroup, approval, condition, file string
+	groups                                                     multi
+	maxHours, defaultHours                                     float64
+}
+
+func definePolicyFlags(fs *flag.FlagSet) *policyFlags {
+	f := &policyFlags{}
+	fs.StringVar(&f.id, "id", "", "policy ID (default: generated)")
+	fs.StringVar(&f.name, "name", "", "display name")
+	fs.StringVar(&f.task, "task", "", "scope: one task")
+	fs.StringVar(&f.role, "role", "", "scope: a role of the catalog")
+	fs.StringVar(&f.roleGroup, "role-group", "", "scope: a role group of the catalog")
+	fs.StringVar(&f.approval, "approval", "", "manual (default) or auto")
+	fs.Var(&f.groups, "group", "approver group, GROUP or GROUP:MIN (repeat for several)")
+	fs.Float64Var(&f.maxHours, "max-hours", 0, "longest access a request may ask for")
+	fs.Float64Var(&f.defaultHours, "default-hours", 0, "access when a request names no duration")
+	fs.StringVar(&f.condition, "condition", "", "Rego condition over input.op")
+	fs.StringVar(&f.file, "file", "", `read the policy as JSON from this file (- for stdin); durations as "8h"`)
+	return f
+}
+
+// apply changes p by the flags given: the file first, then each flag.
+func (f *policyFlags) apply(p *pam.Policy) error {
+	if f.file != "" {
+		var b []byte
+		var err error
+		if f.file == "-" {
+			b, err = io.ReadAll(os.Stdin)
+		} else {
+			b, err = os.ReadFile(f.file)
+		}
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(b, p); err != nil {
+			return fmt.Errorf("%w: %s: %v", pam.ErrInvalid, f.file, err)
+		}
+	}
+	if f.id != "" {
+		p.ID = f.id
+	}
+	if f.name != "" {
+		p.Name = f.name
+	}
+	switch {
+	case f.task != "":
+		p.Scope = pam.TaskScope(f.task)
+	case f.role != "":
+		p.Scope = pam.RoleScope(f.role)
+	case f.roleGroup != "":
+		p.Scope = pam.RoleGroupScope(f.roleGroup)
+	}
+	if f.approval != "" {
+		p.Approval = pam.Approval(f.approval)
+	}
+	if p.Approval == "" {
+		p.Approval = pam.Manual
+	}
+	if len(f.groups) > 0 {
+		p.ApproverGroups = nil
+		for _, g := range f.groups {
+			name, min, _ := strings.Cut(g, ":")
+			ag := pam.ApproverGroup{Group: name}
+			if min != "" {
+				n, err := strconv.Atoi(min)
+				if err != nil {
+					return usagef("--group %q: the minimum after : is a number", g)
+				}
+				ag.MinApprovals = n
+			}
+			p.ApproverGroups = append(p.ApproverGroups, ag)
+		}
+	}
+	if f.maxHours != 0 {
+		p.MaxDuration = hours(f.maxHours)
+	}
+	if f.defaultHours != 0 {
+		p.DefaultDuration = hours(f.defaultHours)
+	}
+	if f.condition != "" {
+		p.Condition = f.condition
+	}
+	return nil
+}
+
+// hours is h hours, to the second.
+func hours(h float64) time.Duration {
+	return time.Duration(h * float64(time.Hour)).Round(time.Second)
+}
+
+// printPolicy writes one policy: a table of one row, or a JSON object.
+func (c *cli) printPolicy(p pam.Policy) error {
+	if c.json {
+		return c.printJSON(p)
+	}
+	return c.printPolicies([]pam.Policy{p})
+}
+
+// printPolicies writes a table, or a JSON array.
+func (c *cli) printPolicies(ps []pam.Policy) error {
+	if c.json {
+		return c.printJSON(nonNil(ps))
+	}
+	var rows [][]string
+	for _, p := range ps {
+		var gs []string
+		for _, g := range p.ApproverGroups {
+			gs = append(gs, fmt.Sprintf("%s:%d", g.Group, max(g.MinApprovals, 1)))
+		}
+		rows = append(rows, []string{p.ID, p.Scope.String(), string(p.Approval), strings.Join(gs, ","), p.MaxDuration.String(), strconv.FormatInt(p.Version, 10), p.Name})
+	}
+	return c.table("ID\tSCOPE\tAPPROVAL\tAPPROVERS\tMAX\tVERSION\tNAME", rows)
+}

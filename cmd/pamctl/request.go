@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/pamhttp"
+)
+
+var requestCommands = []command{
+	{noun: "request", verb: "new", summary: "Request access (New-ElevatedAccessRequest).",
+		examples: "  pamctl request new --task New-MoveRequest --reason \"INC-4711: leaver\" --hours 2\n  pamctl request new --policy drop --reason \"CHG-12\" --ticket CHG-12\n",
+		flags: func(fs *flag.FlagSet) action {
+			var task, role string
+			var n pam.RequestInput
+			var h float64
+			fs.StringVar(&task, "task", "", "the task to run")
+			fs.StringVar(&role, "role", "", "or a role")
+			fs.StringVar(&n.PolicyID, "policy", "", "or a policy ID")
+			fs.StringVar(&n.Reason, "reason", "", "why (required)")
+			fs.Float64Var(&h, "hours", 0, "how long (default: the policy's)")
+			fs.StringVar(&n.Ticket, "ticket", "", "change or incident ticket")
+			return func(ctx context.Context, c *cli, _ []string) error {
+				switch {
+				case task != "":
+					n.Scope = pam.TaskScope(task)
+				case role != "":
+					n.Scope = pam.RoleScope(role)
+				case n.PolicyID == "":
+					return usagef("give --task, --role or --policy")
+				}
+				n.Duration = hours(h)
+				r, err := c.api.Submit(ctx, n)
+				if err != nil {
+					return err
+				}
+				return c.printRequest(r)
+			}
+		}},
+	{noun: "request", verb: "list", summary: "List requests (Get-ElevatedAccessRequest): yours, or with --all everyone's (admins).",
+		examples: "  pamctl request list\n  pamctl request list --all --state pending --state approved --json\n",
+		flags: func(fs *flag.FlagSet) action {
+			var all bool
+			var requester string
+			var states multi
+			fs.BoolVar(&all, "all", false, "everyone's requests (admins)")
+			fs.StringVar(&requester, "requester", "", "someone's requests (admins)")
+			fs.Var(&states, "state", "pending, approved, denied, canceled, revoked or expired (repeat for several)")
+			return func(ctx context.Context, c *cli, _ []string) error {
+				f := pam.RequestFilter{Requester: requester, Limit: pam.MaxPageSize}
+				switch {
+				case all:
+					f.Requester = ""
+				case requester == "":
+					me, err := c.me(ctx)
+					if err != nil {
+						return err
+					}
+					f.Requester = me
+				}
+				for _, s := range states {
+					f.States = append(f.States, pam.State(s))
+				}
+				var rs []pam.Request
+				for {
+					page, next, err := c.api.Requests(ctx, f)
+					if err != nil {
+						return err
+					}
+					rs = append(rs, page...)
+					if next == "" {
+						break
+					}
+					f.After = next
+				}
+				sort.SliceStable(rs, func(i, j int) bool { return rs[i].CreatedAt.Before(rs[j].CreatedAt) })
+				return c.printRequests(rs)
+			}
+		}},
+	{noun: "request", verb: "get", args: "ID", summary: "Show one request with its decisions.", examples: "  pamctl request get req_06h1... --json\n",
+		flags: noFlags(func(ctx context.Context, c *cli, args []string) error {
+			id, err := one(args, "request ID")
+			if err != nil {
+				return err
+			}
+			r, err := c.api.Request(ctx, id)
+			if err != nil {
+				return err
+			}
+			if err := c.printRequest(r); err != nil || c.json {
+				return err
+			}
+			for _, d := range r.Decisions {
+				fmt.Fprintf(c.out, "  %s %s at %s: %s\n", d.Approver, d.Verdict, d.At.UTC().Format(time.RFC3339), d.Comment)
+			}
+			return nil
+		})},
+	decision("approve", "Approve a request (Approve-ElevatedAccessRequest).", "  pamctl request approve req_06h1... --comment \"ticket checked\"\n"),
+	decision("deny", "Deny a request (Deny-ElevatedAccessRequest).", "  pamctl request deny req_06h1... --comment \"no ticket\"\n"),
+	decision("revoke", "End an approved request's access now.", "  pamctl request revoke req_06h1... --comment \"done early\"\n"),
+	decision("cancel", "Withdraw your pending request.", "  pamctl request cancel req_06h1...\n"),
+}
+
+// decision is the command of an action on a request, named by its word
+// as in the API (pamhttp.Act).
+func decision(verb, summary, example string) command {
+	return command{noun: "request", verb: verb, args: "ID", summary: summary, examples: example,
+		flags: func(fs *flag.FlagSet) action {
+			var comment string
+			fs.StringVar(&comment, "comment", "", "comment recorded with the decision")
+			return func(ctx context.Context, c *cli, args []string) error {
+				id, err := one(args, "request ID")
+				if err != nil {
+					return err
+				}
+				r, err := pamhttp.Act(ctx, c.api, id, verb, comment)
+				if err != nil {
+					return err
+				}
+				return c.printRequest(r)
+			}
+		}}
+}
+
+// printRequest writes one request: a table of one row, or a JSON object.
+func (c *cli) printRequest(r pam.Request) error {
+	if c.json {
+		return c.printJSON(r)
+	}
+	return c.printRequests([]pam.Request{r})
+}
+
+// printRequests writes a table, or a JSON array.
+func (c *cli) printRequests(rs []pam.Request) error {
+	if c.json {
+		return c.printJSON(nonNil(rs))
+	}
+	var rows [][]string
+	for _, r := range rs {
+		until := ""
+		switch r.State {
+		case pam.Pending:
+			until = r.PendingUntil.UTC().Format(time.RFC3339)
+		case pam.Approved:
+			until = r.ExpiresAt.UTC().Format(time.RFC3339)
+		}
+		rows = append(rows, []string{r.ID, r.Requester, r.Scope.String(), string(r.State), r.Duration.String(), until, r.Reason})
+	}
+	return c.table("ID\tREQUESTER\tSCOPE\tSTATE\tDURATION\tUNTIL\tREASON", rows)
+}

@@ -1,0 +1,38 @@
+// Package pamhttp serves the engine over HTTP: a JSON API for what the
+// Manager does, described by an OpenAPI 3.1 document, a Go client of that
+// API, and a server-rendered approver page that works without
+// JavaScript. Mount the handler under any prefix with http.StripPrefix.
+//
+// # Security
+//
+// The host authenticates: Options.Authenticate maps each request to an
+// actor (its sessions, OIDC, mTLS, bearer tokens…). The handler never
+// takes identity from a header of its own. Every state-changing call is
+// checked by net/http's CrossOriginProtection (Sec-Fetch-Site and
+// Origin), request bodies are capped, and user text is escaped by
+// html/template on the page and by encoding/json in the API.
+//
+// # API
+//
+// The API is below /api/v1/. GET /api/v1/openapi.json returns its OpenAPI
+// 3.1 document, built from the same route table the handler serves, with
+// the bodies' schemas read from the Go types. Bodies are the root
+// package's types in JSON: snake_case names, times in RFC 3339,
+// durations as Go duration strings ("2h0m0s"; "2h" and integer
+// nanoseconds are accepted on input). Unknown members of a request body
+// are refused. Errors are problem details (RFC 9457, Problem) whose code
+// names the engine's sentinel, from one table both ways.
+//
+// # Client
+//
+// Client calls the API with the Manager's method signatures: both
+// *pam.Manager and *Client implement API, so a front end written
+// against API runs in process or over HTTP, and errors.Is(err,
+// pam.ErrForbidden) and the like hold either way. cmd/pamctl is one.
+//
+// # Approver page
+//
+// The page under / lists the requests waiting for the actor and their
+// own, with forms to request, approve, deny and cancel; every link is
+// relative, so it works under any prefix.
+package pamhttp
