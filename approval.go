@@ -123,6 +123,13 @@ func (m *Manager) transition(ctx context.Context, id string, a Action, actor, co
 			return Request{}, err
 		}
 		next, events, err := apply(cur, a, f)
+		if errors.Is(err, ErrForbidden) && !errors.Is(err, ErrSelfApproval) && actor != "" {
+			// No one who may not see a request may act on it: tell them
+			// what Request tells them.
+			if vf, verr := m.viewFacts(ctx, actor, &cur); verr == nil && !mayView(&cur, vf) {
+				return Request{}, fmt.Errorf("%w: request %q", ErrNotFound, id)
+			}
+		}
 		if err != nil {
 			return Request{}, err
 		}

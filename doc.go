@@ -161,11 +161,14 @@
 // # Front ends
 //
 // Optional packages serve people: pamhttp is an http.Handler with a JSON
-// API and a server-rendered approver page, behind the host's own
-// authentication; cmd/pamctl is the command line; examples/server wires
+// API (described by an OpenAPI 3.1 document it serves, with a Go client,
+// pamhttp.Client, that has the Manager's method signatures and maps
+// problem answers back to these sentinels) and a server-rendered approver
+// page, behind the host's own authentication; cmd/pamctl is the command line; examples/server wires
 // them together. The engine authorises reads as it does writes: a request
 // and its events are visible to its requester, to admins and to members
-// of its policy's approver groups (others are told it does not exist);
+// of its policy's approver groups (others are told it does not exist,
+// when they read it and when they try to act on it);
 // lists of everyone's requests, the whole trail, the outbox and Verify
 // are for admins. Reviewable, IsAdmin, MayView and Request.Allows are
 // hints for what a front end shows.

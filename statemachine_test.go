@@ -162,8 +162,11 @@ func (m *machine) decide(t *rapid.T, v pam.Verdict) {
 		for _, g := range p.groups {
 			eligible = eligible || m.member(g.Group, who)
 		}
-		if !eligible {
+		switch {
+		case !eligible && who == "admin":
 			want = pam.ErrForbidden
+		case !eligible:
+			want = pam.ErrNotFound // who may not see it may not learn it exists
 		}
 	}
 	var err error
@@ -190,6 +193,16 @@ func (m *machine) decide(t *rapid.T, v pam.Verdict) {
 		return
 	}
 	m.expectEvents(t, pam.EventRequestDecision)
+}
+
+// mayView is the engine's read rule: the requester, an admin, or a member
+// of an approver group of the request's policy.
+func (m *machine) mayView(r *modelRequest, who string) bool {
+	ok := who == r.requester || who == "admin"
+	for _, g := range policyOf(r.policy).groups {
+		ok = ok || m.member(g.Group, who)
+	}
+	return ok
 }
 
 func (m *machine) Submit(t *rapid.T) {
@@ -221,8 +234,10 @@ func (m *machine) Cancel(t *rapid.T) {
 	switch {
 	case r.stateAt(m.e.clk.Now()) != pam.Pending:
 		want = pam.ErrWrongState
-	case who != r.requester:
+	case who != r.requester && m.mayView(r, who):
 		want = pam.ErrForbidden
+	case who != r.requester:
+		want = pam.ErrNotFound
 	}
 	_, err := m.e.m.Cancel(m.e.as(who), r.id, "")
 	m.check(t, err, want)
@@ -246,7 +261,7 @@ func (m *machine) Revoke(t *rapid.T) {
 	case r.stateAt(m.e.clk.Now()) != pam.Approved:
 		want = pam.ErrWrongState
 	case !allowed:
-		want = pam.ErrForbidden
+		want = pam.ErrNotFound // those who may revoke are those who may see it
 	}
 	_, err := m.e.m.Revoke(m.e.as(who), r.id, "")
 	m.check(t, err, want)

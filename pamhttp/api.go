@@ -319,7 +319,7 @@ func (h *Handler) apiRoutes() []route {
 				res, err := m.Check(ctx, *op)
 				return NewCheckAnswer(res), err
 			}),
-		call("GET", "/audit", "searchAudit", "Search the audit trail", "Admins only.", eventParams,
+		call("GET", "/audit", "searchAudit", "Search the audit trail", "Admins search the whole trail; others the events they caused (actor set to themselves) or of a request they may see (request_id).", eventParams,
 			func(ctx context.Context, r *http.Request) (Page[pam.Event, int64], error) {
 				f, err := eventFilter(r.URL.Query())
 				if err != nil {

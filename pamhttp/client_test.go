@@ -240,8 +240,8 @@ func scenario(t *testing.T, as func(user string) (context.Context, pamhttp.API))
 	}
 }
 
-// TestClientReadChecks: until the engine checks reads, the handler does,
-// and the Client reports them as the engine's errors.
+// TestClientReadChecks: the engine checks reads, and the Client reports
+// them as the engine's errors.
 func TestClientReadChecks(t *testing.T) {
 	e := newEnv(t)
 	r, err := e.m.Submit(pam.WithActor(context.Background(), "alice"), pam.RequestInput{PolicyID: "move", Reason: "r"})

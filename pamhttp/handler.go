@@ -28,7 +28,7 @@ type Options struct {
 
 // Handler serves the API under /api/v1/ and the page under /.
 type Handler struct {
-	m       checkedReads
+	m       *pam.Manager
 	opts    Options
 	h       http.Handler
 	openapi []byte   // the OpenAPI document, built from the route table
@@ -49,7 +49,7 @@ func New(m *pam.Manager, opts Options) (*Handler, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	h := &Handler{m: checkedReads{m}, opts: opts}
+	h := &Handler{m: m, opts: opts}
 	mux := &recordingMux{ServeMux: http.NewServeMux()}
 	if err := h.routesAPI(mux); err != nil {
 		return nil, err
