@@ -2,15 +2,15 @@
 // store for SQLite, and the reads and the migration runner for PostgreSQL
 // (whose Commit is its own, one pgx batch). The SQL is written in the
 // dialect both understand ($n placeholders, ON CONFLICT, RETURNING); what
-// differs (the schema, how migrations lock, which errors mean a unique
-// violation) comes from a Dialect.
+// differs (the schema, how migrations lock, which errors are transient)
+// comes from a Dialect.
 //
 // Commit relies on the write lock being taken when its transaction begins
 // (SQLite's BEGIN IMMEDIATE on a single writer connection): sequence
 // numbers continue from the last stored event without gaps, and every
 // version check reads the latest committed state. The checks are still
-// compare-and-swap writes (UPDATE ... WHERE version = $prev), and one
-// decision per approver is a primary key as well as an engine rule.
+// compare-and-swap writes (UPDATE ... WHERE version = $prev). Requests
+// are stored as given, their decisions in the request's data.
 package sqlstore
 
 import (
@@ -31,9 +31,6 @@ import (
 
 // Dialect is what differs between databases.
 type Dialect struct {
-	// UniqueViolation reports whether err is a unique or primary key
-	// violation.
-	UniqueViolation func(err error) bool
 	// Retryable reports whether err is a transient conflict between
 	// concurrent transactions (serialisation failure, deadlock); Commit
 	// returns it as pam.ErrConflict.
@@ -161,13 +158,11 @@ const (
 	sqlUpdatePolicy   = `UPDATE pam_policies SET version = $1, revision = $2, deleted = $3, data = $4 WHERE id = $5 AND version = $6`
 	sqlInsertRequest  = `INSERT INTO pam_requests (id, requester, policy_id, state, due, version, data) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`
 	sqlUpdateRequest  = `UPDATE pam_requests SET requester = $1, policy_id = $2, state = $3, due = $4, version = $5, data = $6 WHERE id = $7 AND version = $8`
-	sqlCountDecisions = `SELECT count(*) FROM pam_decisions WHERE request_id = $1`
-	sqlInsertDecision = `INSERT INTO pam_decisions (request_id, approver, verdict, position) VALUES ($1, $2, $3, $4)`
 	SQLInsertMessage  = `INSERT INTO pam_outbox (id, request_id, state, next_attempt, version, data) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`
 	SQLUpdateMessage  = `UPDATE pam_outbox SET state = $1, next_attempt = $2, lease_owner = '', lease_until = 0, version = $3, data = $4 WHERE id = $5 AND version = $6`
 )
 
-var writeStatements = []string{SQLInsertMessage, SQLUpdateMessage, sqlHead, sqlBumpRevision, sqlRequestVersion, sqlInsertPolicy, sqlUpdatePolicy, sqlInsertRequest, sqlUpdateRequest, sqlCountDecisions, sqlInsertDecision}
+var writeStatements = []string{SQLInsertMessage, SQLUpdateMessage, sqlHead, sqlBumpRevision, sqlRequestVersion, sqlInsertPolicy, sqlUpdatePolicy, sqlInsertRequest, sqlUpdateRequest}
 
 // eventInsert is the INSERT of n events.
 func eventInsert(n int) string {
@@ -534,29 +529,7 @@ func (s *Store) putRequest(ctx context.Context, t *sql.Tx, r *pam.Request) error
 	if err != nil {
 		return err
 	}
-	if err := conflict(res, "request", r.ID, r.Version); err != nil {
-		return err
-	}
-	// Decisions are append-only; the primary key (request_id, approver)
-	// refuses a second decision by the same approver.
-	var stored int
-	if err := s.tqueryRow(ctx, t, sqlCountDecisions, r.ID).Scan(&stored); err != nil {
-		return err
-	}
-	if stored > len(r.Decisions) {
-		return fmt.Errorf("%w: request %s would lose decisions", pam.ErrConflict, r.ID)
-	}
-	for i, d := range r.Decisions[stored:] {
-		_, err := s.texec(ctx, t, sqlInsertDecision,
-			r.ID, d.Approver, string(d.Verdict), stored+i)
-		if err != nil {
-			if s.d.UniqueViolation != nil && s.d.UniqueViolation(err) {
-				return fmt.Errorf("%w: %s already decided request %s", pam.ErrConflict, d.Approver, r.ID)
-			}
-			return err
-		}
-	}
-	return nil
+	return conflict(res, "request", r.ID, r.Version)
 }
 
 // Due is when the recorded state of r times out, in Unix nanoseconds; nil

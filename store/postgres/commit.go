@@ -62,13 +62,6 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 			b.Queue(`WITH w AS (UPDATE pam_requests SET requester = $1, policy_id = $2, state = $3, due = $4, version = $5, data = $6 WHERE id = $7 AND version = $8 RETURNING 1) SELECT pam_check(count(*) = 1, $9) FROM w`,
 				r.Requester, r.PolicyID, string(r.State), due, r.Version, string(data), r.ID, r.Version-1, what)
 		}
-		// Decisions are append-only: those past the stored ones are
-		// inserted, and the primary key (request_id, approver) refuses a
-		// second decision by the same approver.
-		for pos, d := range r.Decisions {
-			b.Queue(`INSERT INTO pam_decisions (request_id, approver, verdict, position) SELECT $1, $2, $3, $4::integer WHERE $4::integer >= (SELECT count(*) FROM pam_decisions WHERE request_id = $1)`,
-				r.ID, d.Approver, string(d.Verdict), pos)
-		}
 	}
 	for i := range tx.Messages {
 		msg := &tx.Messages[i]

@@ -5,11 +5,11 @@
 // Every commit takes the row lock of one counters row first, so commits
 // from all replicas are serialised: audit sequence numbers are gapless
 // and ordered across replicas, and every compare-and-swap on a version
-// sees the latest committed state. One decision per (request, approver)
-// is a primary key as well as an engine rule. Guard reads the policy
-// revision and the actor's grants from the database on every call, so a
-// policy change or a revocation through any replica is seen by every
-// replica's next Guard.
+// sees the latest committed state. Requests are stored as given, their
+// decisions in the request's data; the rules of a request's contents are
+// the engine's. Guard reads the policy revision and the actor's grants
+// from the database on every call, so a policy change or a revocation
+// through any replica is seen by every replica's next Guard.
 //
 // The Store is a pam.TimeSource: decisions are made on the database
 // server's clock (SELECT now()), so replicas whose own clocks drift still

@@ -109,10 +109,6 @@ func (s *Store) IntegrityCheck(ctx context.Context) error {
 
 var dialect = sqlstore.Dialect{
 	Prepare: true,
-	UniqueViolation: func(err error) bool {
-		var e *sqlite.Error
-		return errors.As(err, &e) && (e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE)
-	},
 	Retryable: func(err error) bool {
 		var e *sqlite.Error
 		return errors.As(err, &e) && (e.Code()&0xff == sqlite3.SQLITE_BUSY || e.Code()&0xff == sqlite3.SQLITE_LOCKED)
