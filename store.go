@@ -7,14 +7,22 @@ import (
 
 // Store persists policies, requests and the audit trail. It makes no
 // decisions: the engine validates, computes each transition and hands the
-// store one Tx to write atomically, with the versions it read.
+// store one Tx to write atomically, with the versions it read. A store
+// stores what it is given: the rules of a request's contents, such as one
+// decision per approver and decisions that are only ever added, are the
+// engine's, and a store checks none of them.
 //
 // Every method returns ctx.Err() once ctx is done, and ErrNotFound,
 // ErrConflict or another error as documented. Values passed in and
 // returned are copies: neither side keeps the other's slices or maps.
-// store/storetest is the contract; every Store must pass it.
+// store/storetest is the contract; every Store must pass it. What every
+// store must do alike is written once, for store authors, in this
+// package: Tx.Validate, ChainHead.Chain, Request.Due,
+// Message.ClaimableAt and SortClaims.
 type Store interface {
-	// Commit writes tx atomically: all of it or nothing. Each policy and
+	// Commit writes tx atomically: all of it or nothing. A tx that
+	// names one policy, request or message twice is refused with
+	// ErrConflict (Tx.Validate) and nothing is written. Each policy and
 	// request in tx must carry a Version one higher than the stored one
 	// (1 for a new one); otherwise Commit returns ErrConflict and writes
 	// nothing. Likewise every request named in tx.Unchanged must still be
@@ -23,8 +31,10 @@ type Store interface {
 	// sequence numbers following the last committed event, each chained
 	// to the one before it (Event.Chain) inside the same serialised write,
 	// so the stored trail is one hash chain however many writers share
-	// the store. On success Commit sets Seq, PrevHash and Hash on
-	// tx.Events and Revision on tx.Policies.
+	// the store (ChainHead.Chain). Requests are stored exactly as given,
+	// their Decisions included, however many there are and whoever made
+	// them. On success Commit sets Seq, PrevHash and Hash on tx.Events
+	// and Revision on tx.Policies.
 	Commit(ctx context.Context, tx *Tx) error
 
 	// Policy returns the policy with id, deleted or not, or ErrNotFound.
@@ -44,7 +54,8 @@ type Store interface {
 	// Request returns the request with id, or ErrNotFound.
 	Request(ctx context.Context, id string) (Request, error)
 
-	// Requests returns the requests that match f, ordered by ID.
+	// Requests returns the requests that match f (RequestFilter.Matches),
+	// ordered by ID.
 	Requests(ctx context.Context, f RequestFilter) ([]Request, error)
 
 	// Grants returns the grants of requester's requests whose recorded
@@ -67,8 +78,9 @@ type OutboxStore interface {
 
 	// ClaimMessages leases to owner, until until, up to limit outbox
 	// messages that are MessagePending with NextAttempt and LeaseUntil at
-	// or before now, oldest NextAttempt first, adding one to each one's
-	// Version, and returns them with LeaseOwner and LeaseUntil set. A
+	// or before now (Message.ClaimableAt), oldest NextAttempt first, then
+	// by ID (SortClaims), adding one to each one's Version, and returns
+	// them in that order with LeaseOwner and LeaseUntil set. A
 	// message is leased to one claimer at a time, however many Managers
 	// share the store.
 	ClaimMessages(ctx context.Context, owner string, now, until time.Time, limit int) ([]Message, error)
@@ -140,8 +152,8 @@ type RequestFilter struct {
 	PolicyIDs []string // any of
 	States    []State  // any of, as recorded
 	// DueBy, when set, keeps requests whose recorded state times out at or
-	// before it: Pending with PendingUntil <= DueBy, Approved with
-	// ExpiresAt <= DueBy. The sweeper uses it.
+	// before it (Request.Due): Pending with PendingUntil <= DueBy,
+	// Approved with ExpiresAt <= DueBy. The sweeper uses it.
 	DueBy time.Time
 	After string // ID > After
 	Limit int    // 0: no limit
@@ -159,7 +171,7 @@ func (f *RequestFilter) Matches(r *Request) bool {
 		return false
 	}
 	if !f.DueBy.IsZero() {
-		d := r.deadline()
+		d := r.Due()
 		if d.IsZero() || d.After(f.DueBy) {
 			return false
 		}

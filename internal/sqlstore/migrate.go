@@ -3,12 +3,15 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/zerostanding/pam"
 )
 
 // ErrSchemaTooNew is returned when the database was written by a newer
@@ -122,4 +125,46 @@ func statements(script string) []string {
 		out = append(out, stmt)
 	}
 	return out
+}
+
+// ChainExisting is the data migration that chains the events stored
+// before the hash chain existed (hash IS NULL), in sequence order,
+// continuing from the last chained event. Each event is chained at the
+// sequence number it carries, so a gap left in those events stays for
+// pam.Verify to report.
+//
+// The hashes it writes protect those events from the migration on; they
+// cannot vouch for what happened to them before.
+func ChainExisting(ctx context.Context, t *sql.Tx) error {
+	for {
+		rows, err := t.QueryContext(ctx, `SELECT `+eventColumns+` FROM pam_events WHERE hash IS NULL ORDER BY seq LIMIT 10000`)
+		events, err := collect(rows, err, scanEvent)
+		if err != nil {
+			return err
+		}
+		if len(events) == 0 {
+			return nil
+		}
+		var last []byte
+		err = t.QueryRowContext(ctx, `SELECT hash FROM pam_events WHERE seq = $1`, events[0].Seq-1).Scan(&last)
+		switch {
+		case errors.Is(err, sql.ErrNoRows) && events[0].Seq == 1:
+			last = make([]byte, pam.HashSize)
+		case err != nil:
+			return fmt.Errorf("the event before %d: %w", events[0].Seq, err)
+		}
+		head := pam.ChainHead{Hash: hex.EncodeToString(last)}
+		for i := range events {
+			e := &events[i]
+			head.Seq = e.Seq - 1 // the number it carries, gap or not
+			if head, err = head.Chain(events[i:i+1], nil); err != nil {
+				return err
+			}
+			prev, _ := pam.ParseHash(e.PrevHash)
+			hash, _ := pam.ParseHash(e.Hash)
+			if _, err := t.ExecContext(ctx, `UPDATE pam_events SET prev_hash = $1, hash = $2 WHERE seq = $3`, prev[:], hash[:], e.Seq); err != nil {
+				return err
+			}
+		}
+	}
 }

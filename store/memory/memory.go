@@ -4,7 +4,6 @@ package memory
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"maps"
 	"slices"
@@ -26,7 +25,7 @@ type Store struct {
 	unsorted bool
 	grants   map[string]map[string]struct{} // requester → IDs of requests recorded Approved
 	events   eventLog
-	head     [pam.HashSize]byte // the last event's hash
+	head     pam.ChainHead // where the trail ends
 	messages map[string]pam.Message
 	pending  map[string]struct{} // IDs of messages in MessagePending
 }
@@ -73,6 +72,9 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := tx.Validate(); err != nil {
+		return err
+	}
 	// Content digests do not depend on the trail: compute them before
 	// taking the lock.
 	var one [1][pam.HashSize]byte
@@ -85,40 +87,29 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, p := range tx.Policies {
+	for _, p := range tx.Policies {
 		if p.Version != s.policies[p.ID].Version+1 {
 			return fmt.Errorf("%w: policy %s is at version %d, write is for %d", pam.ErrConflict, p.ID, s.policies[p.ID].Version, p.Version-1)
 		}
-		for _, q := range tx.Policies[:i] {
-			if q.ID == p.ID {
-				return fmt.Errorf("%w: policy %s twice in one commit", pam.ErrConflict, p.ID)
-			}
-		}
 	}
-	for i, r := range tx.Requests {
+	for _, r := range tx.Requests {
 		if r.Version != s.requests[r.ID].Version+1 {
 			return fmt.Errorf("%w: request %s is at version %d, write is for %d", pam.ErrConflict, r.ID, s.requests[r.ID].Version, r.Version-1)
 		}
-		for _, q := range tx.Requests[:i] {
-			if q.ID == r.ID {
-				return fmt.Errorf("%w: request %s twice in one commit", pam.ErrConflict, r.ID)
-			}
-		}
 	}
-	for i, msg := range tx.Messages {
+	for _, msg := range tx.Messages {
 		if msg.Version != s.messages[msg.ID].Version+1 {
 			return fmt.Errorf("%w: message %s is at version %d, write is for %d", pam.ErrConflict, msg.ID, s.messages[msg.ID].Version, msg.Version-1)
-		}
-		for _, q := range tx.Messages[:i] {
-			if q.ID == msg.ID {
-				return fmt.Errorf("%w: message %s twice in one commit", pam.ErrConflict, msg.ID)
-			}
 		}
 	}
 	for _, u := range tx.Unchanged {
 		if s.requests[u.ID].Version != u.Version {
 			return fmt.Errorf("%w: request %s is at version %d, not %d", pam.ErrConflict, u.ID, s.requests[u.ID].Version, u.Version)
 		}
+	}
+	head, err := s.head.Chain(tx.Events, digests)
+	if err != nil {
+		return err
 	}
 	for i := range tx.Policies {
 		p := clonePolicy(tx.Policies[i])
@@ -155,18 +146,10 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 			delete(s.pending, msg.ID)
 		}
 	}
-	prev := pam.GenesisHash
-	if s.events.n > 0 {
-		prev = s.events.at(s.events.n).Hash
-	}
-	for i := range tx.Events {
-		e := &tx.Events[i]
-		s.head = pam.ChainHash(s.events.n+1, s.head, digests[i])
-		e.Seq, e.PrevHash, e.Hash = s.events.n+1, prev, hex.EncodeToString(s.head[:])
-		stored := *e
-		stored.Detail = maps.Clone(e.Detail)
-		s.events.append(stored)
-		prev = e.Hash
+	s.head = head
+	for _, e := range tx.Events {
+		e.Detail = maps.Clone(e.Detail)
+		s.events.append(e)
 	}
 	return nil
 }
@@ -331,17 +314,11 @@ func (s *Store) ClaimMessages(ctx context.Context, owner string, now, until time
 	defer s.mu.Unlock()
 	var due []pam.Message
 	for id := range s.pending {
-		m := s.messages[id]
-		if !m.NextAttempt.After(now) && !m.LeaseUntil.After(now) {
+		if m := s.messages[id]; m.ClaimableAt(now) {
 			due = append(due, m)
 		}
 	}
-	sort.Slice(due, func(i, j int) bool {
-		if !due[i].NextAttempt.Equal(due[j].NextAttempt) {
-			return due[i].NextAttempt.Before(due[j].NextAttempt)
-		}
-		return due[i].ID < due[j].ID
-	})
+	pam.SortClaims(due)
 	if limit > 0 && len(due) > limit {
 		due = due[:limit]
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -22,7 +24,7 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := sqlstore.CheckDuplicates(tx); err != nil {
+	if err := tx.Validate(); err != nil {
 		return err
 	}
 	b := &pgx.Batch{}
@@ -49,59 +51,35 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 	}
 	for i := range tx.Requests {
 		r := &tx.Requests[i]
-		data, err := json.Marshal(r)
+		q, args, err := sqlstore.RequestWrite(r)
 		if err != nil {
 			return err
 		}
-		what := fmt.Sprintf("request %s is not at version %d", r.ID, r.Version-1)
-		due := sqlstore.Due(r)
-		if r.Version == 1 {
-			b.Queue(`WITH w AS (INSERT INTO pam_requests (id, requester, policy_id, state, due, version, data) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING RETURNING 1) SELECT pam_check(count(*) = 1, $8) FROM w`,
-				r.ID, r.Requester, r.PolicyID, string(r.State), due, r.Version, string(data), what)
-		} else {
-			b.Queue(`WITH w AS (UPDATE pam_requests SET requester = $1, policy_id = $2, state = $3, due = $4, version = $5, data = $6 WHERE id = $7 AND version = $8 RETURNING 1) SELECT pam_check(count(*) = 1, $9) FROM w`,
-				r.Requester, r.PolicyID, string(r.State), due, r.Version, string(data), r.ID, r.Version-1, what)
-		}
-		// Decisions are append-only: those past the stored ones are
-		// inserted, and the primary key (request_id, approver) refuses a
-		// second decision by the same approver.
-		for pos, d := range r.Decisions {
-			b.Queue(`INSERT INTO pam_decisions (request_id, approver, verdict, position) SELECT $1, $2, $3, $4::integer WHERE $4::integer >= (SELECT count(*) FROM pam_decisions WHERE request_id = $1)`,
-				r.ID, d.Approver, string(d.Verdict), pos)
-		}
+		b.Queue(checked[q], append(args, fmt.Sprintf("request %s is not at version %d", r.ID, r.Version-1))...)
 	}
 	for i := range tx.Messages {
 		msg := &tx.Messages[i]
-		args, err := sqlstore.MessageArgs(msg)
+		q, args, err := sqlstore.MessageWrite(msg)
 		if err != nil {
 			return err
 		}
-		q := sqlstore.SQLUpdateMessage
-		if msg.Version == 1 {
-			q = sqlstore.SQLInsertMessage
-		}
-		b.Queue(`WITH w AS (`+q+` RETURNING 1) SELECT pam_check(count(*) = 1, $`+fmt.Sprint(len(args)+1)+`) FROM w`,
-			append(args, fmt.Sprintf("message %s is not at version %d", msg.ID, msg.Version-1))...)
+		b.Queue(checked[q], append(args, fmt.Sprintf("message %s is not at version %d", msg.ID, msg.Version-1))...)
 	}
 	digests := make([][pam.HashSize]byte, len(tx.Events))
 	for i := range tx.Events {
 		e := &tx.Events[i]
 		digests[i] = e.ContentDigest()
-		var detail any
-		if len(e.Detail) > 0 {
-			d, err := json.Marshal(e.Detail)
-			if err != nil {
-				return err
-			}
-			detail = string(d)
+		args, err := sqlstore.AppendEventContent(append(make([]any, 0, 9), digests[i][:]), e)
+		if err != nil {
+			return err
 		}
-		b.Queue(sqlAppendEvent, digests[i][:], e.Time.UnixNano(), string(e.Type), e.Actor, e.RequestID, e.PolicyID, e.Task, e.Outcome, detail)
+		b.Queue(sqlAppendEvent, args...)
 	}
 
 	br := s.pool.SendBatch(ctx, b)
 	var lastSeq, lastRev int64
-	var head []byte
-	err := br.QueryRow().Scan(&lastSeq, &lastRev, &head)
+	var hash []byte
+	err := br.QueryRow().Scan(&lastSeq, &lastRev, &hash)
 	for i := 1; err == nil && i < b.Len(); i++ {
 		_, err = br.Exec()
 	}
@@ -122,17 +100,24 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 		tx.Policies[i].Revision = lastRev - int64(len(tx.Policies)-1-i)
 	}
 	// The database chained the events from the head it held; the same
-	// computation here gives tx.Events their fields.
-	prev := [pam.HashSize]byte(head)
-	prevHex := hex.EncodeToString(head)
-	for i := range tx.Events {
-		e := &tx.Events[i]
-		h := pam.ChainHash(lastSeq+int64(i)+1, prev, digests[i])
-		e.Seq, e.PrevHash, e.Hash = lastSeq+int64(i)+1, prevHex, hex.EncodeToString(h[:])
-		prev, prevHex = h, e.Hash
+	// chaining here gives tx.Events their fields.
+	head := pam.ChainHead{Seq: lastSeq, Hash: hex.EncodeToString(hash)}
+	if _, err := head.Chain(tx.Events, digests); err != nil {
+		return fmt.Errorf("postgres: committed, but the head it was chained to is not a hash: %w", err)
 	}
 	return nil
 }
+
+// checked maps each of sqlstore's statements that write one row to the
+// same write checked by pam_check, with the text that names the conflict
+// as its last argument.
+var checked = func() map[string]string {
+	m := map[string]string{}
+	for _, q := range []string{sqlstore.SQLInsertRequest, sqlstore.SQLUpdateRequest, sqlstore.SQLInsertMessage, sqlstore.SQLUpdateMessage} {
+		m[q] = `WITH w AS (` + q + ` RETURNING 1) SELECT pam_check(count(*) = 1, $` + strconv.Itoa(strings.Count(q, "$")+1) + `) FROM w`
+	}
+	return m
+}()
 
 // sqlAppendEvent appends one event: it moves the head kept in pam_meta
 // (whose row lock the commit holds) by H(n) = SHA-256("pam.chain.v1" ‖

@@ -5,11 +5,11 @@
 // Every commit takes the row lock of one counters row first, so commits
 // from all replicas are serialised: audit sequence numbers are gapless
 // and ordered across replicas, and every compare-and-swap on a version
-// sees the latest committed state. One decision per (request, approver)
-// is a primary key as well as an engine rule. Guard reads the policy
-// revision and the actor's grants from the database on every call, so a
-// policy change or a revocation through any replica is seen by every
-// replica's next Guard.
+// sees the latest committed state. Requests are stored as given, their
+// decisions in the request's data; the rules of a request's contents are
+// the engine's. Guard reads the policy revision and the actor's grants
+// from the database on every call, so a policy change or a revocation
+// through any replica is seen by every replica's next Guard.
 //
 // The Store is a pam.TimeSource: decisions are made on the database
 // server's clock (SELECT now()), so replicas whose own clocks drift still
@@ -72,8 +72,8 @@ type Store struct {
 }
 
 var (
-	_ pam.Store      = (*Store)(nil)
-	_ pam.TimeSource = (*Store)(nil)
+	_ pam.OutboxStore = (*Store)(nil)
+	_ pam.TimeSource  = (*Store)(nil)
 )
 
 // Open connects to the database at dsn (a PostgreSQL URL or key=value
@@ -127,18 +127,22 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Store, error)
 	}
 	db := stdlib.OpenDBFromPool(pool)
 	files, _ := fs.Sub(migrations, "migrations")
-	if _, err := sqlstore.Migrate(ctx, db, files, migrationLock, map[int]func(context.Context, *sql.Tx) error{
-		3: sqlstore.ChainExisting(`UPDATE pam_meta SET prev_hash = $1, head_hash = $2 WHERE id = 1`),
-	}); err != nil {
+	if _, err := sqlstore.Migrate(ctx, db, files, migrationLock, map[int]func(context.Context, *sql.Tx) error{3: chainExisting}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	ss, err := sqlstore.New(ctx, db, db, dialect)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("postgres: %w", err)
+	return &Store{Store: sqlstore.New(db, db, dialect), db: db, pool: pool, clock: opts.Clock}, nil
+}
+
+// chainExisting chains the events stored before the hash chain existed
+// and moves the head kept in pam_meta to the last event.
+func chainExisting(ctx context.Context, t *sql.Tx) error {
+	if err := sqlstore.ChainExisting(ctx, t); err != nil {
+		return err
 	}
-	return &Store{Store: ss, db: db, pool: pool, clock: opts.Clock}, nil
+	_, err := t.ExecContext(ctx, `UPDATE pam_meta SET (prev_hash, head_hash) = (SELECT prev_hash, hash FROM pam_events ORDER BY seq DESC LIMIT 1)
+		WHERE id = 1 AND EXISTS (SELECT 1 FROM pam_events)`)
+	return err
 }
 
 // Now implements pam.TimeSource: the database server's time, or

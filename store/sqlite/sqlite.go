@@ -19,9 +19,6 @@ import (
 	"io/fs"
 	"strings"
 
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
-
 	"github.com/zerostanding/pam"
 	"github.com/zerostanding/pam/internal/sqlstore"
 )
@@ -36,7 +33,8 @@ var ErrSchemaTooNew = sqlstore.ErrSchemaTooNew
 // Store is a pam.Store in one SQLite file. Close it when done.
 type Store struct {
 	*sqlstore.Store
-	w, r *sql.DB
+	w, r  *sql.DB
+	stmts map[string]*sql.Stmt // Commit's, prepared on w
 }
 
 var _ pam.OutboxStore = (*Store)(nil)
@@ -57,7 +55,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	w.SetMaxOpenConns(1)
 	files, _ := fs.Sub(migrations, "migrations")
-	if _, err := sqlstore.Migrate(ctx, w, files, "", map[int]func(context.Context, *sql.Tx) error{2: sqlstore.ChainExisting("")}); err != nil {
+	if _, err := sqlstore.Migrate(ctx, w, files, "", map[int]func(context.Context, *sql.Tx) error{2: sqlstore.ChainExisting}); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: %s: %w", path, err)
 	}
@@ -67,18 +65,21 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, err
 	}
 	r.SetMaxOpenConns(Readers)
-	ss, err := sqlstore.New(ctx, w, r, dialect)
-	if err != nil {
-		r.Close()
-		w.Close()
+	s := &Store{Store: sqlstore.New(w, r, sqlstore.Dialect{Prepare: true}), w: w, r: r}
+	if err := s.prepare(ctx); err != nil {
+		s.Close()
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
-	return &Store{Store: ss, w: w, r: r}, nil
+	return s, nil
 }
 
 // Close closes the database.
 func (s *Store) Close() error {
-	return errors.Join(s.Store.Close(), s.r.Close(), s.w.Close())
+	errs := []error{s.Store.Close()}
+	for _, st := range s.stmts {
+		errs = append(errs, st.Close())
+	}
+	return errors.Join(append(errs, s.r.Close(), s.w.Close())...)
 }
 
 // IntegrityCheck runs PRAGMA integrity_check and returns its complaints.
@@ -105,16 +106,4 @@ func (s *Store) IntegrityCheck(ctx context.Context) error {
 		return fmt.Errorf("sqlite: integrity check: %s", strings.Join(problems, "; "))
 	}
 	return nil
-}
-
-var dialect = sqlstore.Dialect{
-	Prepare: true,
-	UniqueViolation: func(err error) bool {
-		var e *sqlite.Error
-		return errors.As(err, &e) && (e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE)
-	},
-	Retryable: func(err error) bool {
-		var e *sqlite.Error
-		return errors.As(err, &e) && (e.Code()&0xff == sqlite3.SQLITE_BUSY || e.Code()&0xff == sqlite3.SQLITE_LOCKED)
-	},
 }

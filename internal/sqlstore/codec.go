@@ -1,0 +1,136 @@
+package sqlstore
+
+import (
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/zerostanding/pam"
+)
+
+// How requests, policies, outbox messages and events are kept in rows:
+// both stores write with these and read with the Store's methods, so
+// what one writes the other would read alike.
+
+// The statements that write one request or one outbox message, new
+// (Version 1) or at its next version. SQLite runs them as they are;
+// PostgreSQL wraps each in a check that it wrote its row.
+const (
+	SQLInsertRequest = `INSERT INTO pam_requests (id, requester, policy_id, state, due, version, data) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`
+	SQLUpdateRequest = `UPDATE pam_requests SET requester = $1, policy_id = $2, state = $3, due = $4, version = $5, data = $6 WHERE id = $7 AND version = $8`
+	SQLInsertMessage = `INSERT INTO pam_outbox (id, request_id, state, next_attempt, version, data) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`
+	SQLUpdateMessage = `UPDATE pam_outbox SET state = $1, next_attempt = $2, lease_owner = '', lease_until = 0, version = $3, data = $4 WHERE id = $5 AND version = $6`
+)
+
+// RequestWrite returns the statement that writes r, SQLInsertRequest or
+// SQLUpdateRequest, and its arguments. The request is stored as given,
+// as JSON; the columns beside it are what the reads select on, due
+// among them (pam.Request.Due in Unix nanoseconds, NULL when zero).
+func RequestWrite(r *pam.Request) (string, []any, error) {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return "", nil, err
+	}
+	var due any
+	if d := r.Due(); !d.IsZero() {
+		due = d.UnixNano()
+	}
+	if r.Version == 1 {
+		return SQLInsertRequest, []any{r.ID, r.Requester, r.PolicyID, string(r.State), due, r.Version, string(data)}, nil
+	}
+	return SQLUpdateRequest, []any{r.Requester, r.PolicyID, string(r.State), due, r.Version, string(data), r.ID, r.Version - 1}, nil
+}
+
+// DecodeRequest decodes a request stored by RequestWrite.
+func DecodeRequest(data []byte) (pam.Request, error) {
+	var r pam.Request
+	if err := json.Unmarshal(data, &r); err != nil {
+		return pam.Request{}, fmt.Errorf("sqlstore: decode request: %w", err)
+	}
+	return r, nil
+}
+
+// MessageWrite returns the statement that writes m, SQLInsertMessage or
+// SQLUpdateMessage (which clears the lease), and its arguments.
+func MessageWrite(m *pam.Message) (string, []any, error) {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return "", nil, err
+	}
+	if m.Version == 1 {
+		return SQLInsertMessage, []any{m.ID, m.Request.ID, string(m.State), m.NextAttempt.UnixNano(), m.Version, string(data)}, nil
+	}
+	return SQLUpdateMessage, []any{string(m.State), m.NextAttempt.UnixNano(), m.Version, string(data), m.ID, m.Version - 1}, nil
+}
+
+// messageColumns are the columns scanMessage reads, in order.
+const messageColumns = `lease_owner, lease_until, version, data`
+
+func scanMessage(rows *sql.Rows) (pam.Message, error) {
+	var m pam.Message
+	var until int64
+	var data string
+	if err := rows.Scan(&m.LeaseOwner, &until, &m.Version, &data); err != nil {
+		return m, err
+	}
+	owner, version := m.LeaseOwner, m.Version
+	if err := json.Unmarshal([]byte(data), &m); err != nil {
+		return m, fmt.Errorf("sqlstore: decode message: %w", err)
+	}
+	m.LeaseOwner, m.Version = owner, version
+	if until != 0 {
+		m.LeaseUntil = time.Unix(0, until).UTC()
+	}
+	return m, nil
+}
+
+func decodePolicy(data string, rev int64) (pam.Policy, error) {
+	var p pam.Policy
+	if err := json.Unmarshal([]byte(data), &p); err != nil {
+		return pam.Policy{}, fmt.Errorf("sqlstore: decode policy: %w", err)
+	}
+	p.Revision = rev
+	return p, nil
+}
+
+// AppendEventContent appends to args the columns of e that its content
+// digest covers, in this order: time, type, actor, request_id,
+// policy_id, task, outcome, detail. The sequence number and the hashes
+// are the committing store's to add.
+func AppendEventContent(args []any, e *pam.Event) ([]any, error) {
+	var detail any
+	if len(e.Detail) > 0 {
+		b, err := json.Marshal(e.Detail)
+		if err != nil {
+			return nil, err
+		}
+		detail = string(b)
+	}
+	return append(args, e.Time.UnixNano(), string(e.Type), e.Actor, e.RequestID, e.PolicyID, e.Task, string(e.Outcome), detail), nil
+}
+
+// eventColumns are the columns scanEvent reads, in order.
+const eventColumns = `seq, time, type, actor, request_id, policy_id, task, outcome, detail, prev_hash, hash`
+
+// scanEvent decodes a row of eventColumns. Events stored before the hash
+// chain existed have no hashes until their migration chains them.
+func scanEvent(rows *sql.Rows) (pam.Event, error) {
+	var e pam.Event
+	var ns int64
+	var typ string
+	var detail sql.NullString
+	var prev, hash []byte
+	if err := rows.Scan(&e.Seq, &ns, &typ, &e.Actor, &e.RequestID, &e.PolicyID, &e.Task, &e.Outcome, &detail, &prev, &hash); err != nil {
+		return e, err
+	}
+	e.Time, e.Type = time.Unix(0, ns).UTC(), pam.EventType(typ)
+	if detail.Valid {
+		if err := json.Unmarshal([]byte(detail.String), &e.Detail); err != nil {
+			return e, fmt.Errorf("sqlstore: decode event %d: %w", e.Seq, err)
+		}
+	}
+	e.PrevHash, e.Hash = hex.EncodeToString(prev), hex.EncodeToString(hash)
+	return e, nil
+}

@@ -1,0 +1,146 @@
+package pam
+
+import (
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// This file is for store authors: what every Store must do the same way,
+// written once so that the stores cannot drift apart. store/storetest
+// checks that they use it.
+
+// Validate refuses a Tx that writes one policy, request or outbox message
+// twice: which of the two writes would win is not defined, so no store
+// may pick one. It returns an error wrapping ErrConflict, as Commit does
+// for it.
+//
+// For store authors: Commit calls it before writing anything.
+func (tx *Tx) Validate() error {
+	if id, ok := repeated(tx.Policies, func(p *Policy) string { return p.ID }); ok {
+		return fmt.Errorf("%w: policy %s twice in one commit", ErrConflict, id)
+	}
+	if id, ok := repeated(tx.Requests, func(r *Request) string { return r.ID }); ok {
+		return fmt.Errorf("%w: request %s twice in one commit", ErrConflict, id)
+	}
+	if id, ok := repeated(tx.Messages, func(m *Message) string { return m.ID }); ok {
+		return fmt.Errorf("%w: message %s twice in one commit", ErrConflict, id)
+	}
+	return nil
+}
+
+// repeated returns the first ID that occurs twice in s. A commit writes a
+// handful of items, mostly one: comparing pairs allocates nothing; a map
+// takes over for the sweeper's large ones.
+func repeated[T any](s []T, id func(*T) string) (string, bool) {
+	if len(s) <= 16 {
+		for i := range s {
+			for j := range i {
+				if id(&s[i]) == id(&s[j]) {
+					return id(&s[i]), true
+				}
+			}
+		}
+		return "", false
+	}
+	seen := make(map[string]struct{}, len(s))
+	for i := range s {
+		k := id(&s[i])
+		if _, ok := seen[k]; ok {
+			return k, true
+		}
+		seen[k] = struct{}{}
+	}
+	return "", false
+}
+
+// ChainHead is where a stored audit trail ends: the sequence number and
+// the hash (64 hexadecimal digits) of its last event. The zero value is
+// the empty trail, whose hash is GenesisHash.
+type ChainHead struct {
+	Seq  int64
+	Hash string
+}
+
+// Chain links events to the trail that ends at h, in order: event i gets
+// Seq h.Seq+i+1, the hash before it as PrevHash, and Hash as specified
+// in chain.go. digests, when not nil, holds the events' content digests
+// (Event.ContentDigest), computed beforehand, outside the store's lock;
+// nil computes them here. Chain returns the trail's new head, or an error
+// wrapping ErrInvalid, with events untouched, when h.Hash is not a hash.
+//
+// For store authors: Commit calls it inside its serialised write, with
+// the head of the stored trail, so that however many writers share the
+// store the trail stays one chain. A store that chains in its database
+// (store/postgres) calls it to fill in the fields of tx.Events.
+func (h ChainHead) Chain(events []Event, digests [][HashSize]byte) (ChainHead, error) {
+	if digests != nil && len(digests) != len(events) {
+		return h, fmt.Errorf("%w: %d digests for %d events", ErrInvalid, len(digests), len(events))
+	}
+	if h.Seq == 0 && h.Hash == "" {
+		h.Hash = GenesisHash
+	}
+	prev, err := ParseHash(h.Hash)
+	if err != nil {
+		return h, fmt.Errorf("the hash of event %d: %w", h.Seq, err)
+	}
+	for i := range events {
+		e := &events[i]
+		var d [HashSize]byte
+		if digests != nil {
+			d = digests[i]
+		} else {
+			d = e.ContentDigest()
+		}
+		seq := h.Seq + 1
+		prev = ChainHash(seq, prev, d)
+		e.Seq, e.PrevHash, e.Hash = seq, h.Hash, hex.EncodeToString(prev[:])
+		h = ChainHead{Seq: seq, Hash: e.Hash}
+	}
+	return h, nil
+}
+
+// Due returns when r's recorded state times out: PendingUntil for a
+// Pending request, ExpiresAt for an Approved one, the zero time for the
+// others, which never time out.
+//
+// For store authors: RequestFilter.DueBy selects on it (a request is due
+// by t when Due is not zero and not after t); a store that indexes due
+// requests stores it when it writes the request.
+func (r *Request) Due() time.Time {
+	switch r.State {
+	case Pending:
+		return r.PendingUntil
+	case Approved:
+		return r.ExpiresAt
+	}
+	return time.Time{}
+}
+
+// ClaimableAt reports whether ClaimMessages may lease msg at now: it is
+// MessagePending, its next attempt has come and no lease holds it.
+//
+// For store authors: the SQL stores select state = 'pending' AND
+// next_attempt <= now AND lease_until <= now (0 when there is no lease).
+func (msg *Message) ClaimableAt(now time.Time) bool {
+	return msg.State == MessagePending && !msg.NextAttempt.After(now) && !msg.LeaseUntil.After(now)
+}
+
+// SortClaims puts msgs in the order ClaimMessages claims them: oldest
+// NextAttempt first, then by ID in byte order.
+//
+// For store authors: a store sorts the claimable messages with it before
+// taking the first limit of them. The SQL stores select them with ORDER
+// BY next_attempt, id (next_attempt in Unix nanoseconds), the same order
+// for the IDs the engine makes whatever the collation, and sort the rows
+// the database returns with it.
+func SortClaims(msgs []Message) {
+	sort.Slice(msgs, func(i, j int) bool {
+		a, b := &msgs[i], &msgs[j]
+		if !a.NextAttempt.Equal(b.NextAttempt) {
+			return a.NextAttempt.Before(b.NextAttempt)
+		}
+		return a.ID < b.ID
+	})
+}
