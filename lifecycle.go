@@ -132,7 +132,7 @@ func apply(r Request, a Action, f facts) (Request, []Event, error) {
 		return r, []Event{requestEvent(EventRequestRevoked, &r, f.Actor, f.Now, commentDetail(f.Comment))}, nil
 	case ActionExpire:
 		from := r.State
-		r = closeRequest(r, Expired, "", r.deadline())
+		r = closeRequest(r, Expired, "", r.Due())
 		return r, []Event{requestEvent(EventRequestExpired, &r, "", f.Now, map[string]string{
 			"from": string(from), "expired_at": r.ClosedAt.UTC().Format(time.RFC3339Nano),
 		})}, nil

@@ -130,17 +130,6 @@ func (r *Request) StateAt(now time.Time) State {
 	return r.State
 }
 
-// deadline is when the recorded state times out (zero for terminal states).
-func (r *Request) deadline() time.Time {
-	switch r.State {
-	case Pending:
-		return r.PendingUntil
-	case Approved:
-		return r.ExpiresAt
-	}
-	return time.Time{}
-}
-
 func (r Request) clone() Request {
 	r.Decisions = append([]Decision(nil), r.Decisions...)
 	return r

@@ -22,7 +22,7 @@ import (
 type Store interface {
 	// Commit writes tx atomically: all of it or nothing. A tx that
 	// names one policy, request or message twice is refused with
-	// ErrConflict (Tx.Validate) and nothing is written. Each policy and
+	// ErrInvalid (Tx.Validate) and nothing is written. Each policy and
 	// request in tx must carry a Version one higher than the stored one
 	// (1 for a new one); otherwise Commit returns ErrConflict and writes
 	// nothing. Likewise every request named in tx.Unchanged must still be

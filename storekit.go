@@ -13,19 +13,19 @@ import (
 
 // Validate refuses a Tx that writes one policy, request or outbox message
 // twice: which of the two writes would win is not defined, so no store
-// may pick one. It returns an error wrapping ErrConflict, as Commit does
-// for it.
+// may pick one. It returns an error wrapping ErrInvalid, as Commit does
+// for it: the Tx is malformed, and no retry would help.
 //
 // For store authors: Commit calls it before writing anything.
 func (tx *Tx) Validate() error {
 	if id, ok := repeated(tx.Policies, func(p *Policy) string { return p.ID }); ok {
-		return fmt.Errorf("%w: policy %s twice in one commit", ErrConflict, id)
+		return fmt.Errorf("%w: policy %s twice in one commit", ErrInvalid, id)
 	}
 	if id, ok := repeated(tx.Requests, func(r *Request) string { return r.ID }); ok {
-		return fmt.Errorf("%w: request %s twice in one commit", ErrConflict, id)
+		return fmt.Errorf("%w: request %s twice in one commit", ErrInvalid, id)
 	}
 	if id, ok := repeated(tx.Messages, func(m *Message) string { return m.ID }); ok {
-		return fmt.Errorf("%w: message %s twice in one commit", ErrConflict, id)
+		return fmt.Errorf("%w: message %s twice in one commit", ErrInvalid, id)
 	}
 	return nil
 }

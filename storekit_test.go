@@ -27,10 +27,10 @@ func TestTxValidateRefusesDuplicates(t *testing.T) {
 		"distinct":              {pam.Tx{Policies: []pam.Policy{{ID: "a"}, {ID: "b"}}, Requests: many(3), Messages: []pam.Message{{ID: "a"}}}, nil},
 		"same ID, two kinds":    {pam.Tx{Policies: []pam.Policy{{ID: "x"}}, Requests: []pam.Request{{ID: "x"}}, Messages: []pam.Message{{ID: "x"}}}, nil},
 		"many distinct":         {pam.Tx{Requests: many(100)}, nil},
-		"policy twice":          {pam.Tx{Policies: []pam.Policy{{ID: "a"}, {ID: "b"}, {ID: "a"}}}, pam.ErrConflict},
-		"request twice":         {pam.Tx{Requests: append(many(3), pam.Request{ID: "r1"})}, pam.ErrConflict},
-		"request twice of many": {pam.Tx{Requests: append(many(100), pam.Request{ID: "r99"})}, pam.ErrConflict},
-		"message twice":         {pam.Tx{Messages: []pam.Message{{ID: "m"}, {ID: "m"}}}, pam.ErrConflict},
+		"policy twice":          {pam.Tx{Policies: []pam.Policy{{ID: "a"}, {ID: "b"}, {ID: "a"}}}, pam.ErrInvalid},
+		"request twice":         {pam.Tx{Requests: append(many(3), pam.Request{ID: "r1"})}, pam.ErrInvalid},
+		"request twice of many": {pam.Tx{Requests: append(many(100), pam.Request{ID: "r99"})}, pam.ErrInvalid},
+		"message twice":         {pam.Tx{Messages: []pam.Message{{ID: "m"}, {ID: "m"}}}, pam.ErrInvalid},
 	} {
 		if err := tc.tx.Validate(); !errors.Is(err, tc.want) || (err == nil) != (tc.want == nil) {
 			t.Errorf("%s: Validate = %v, want %v", name, err, tc.want)

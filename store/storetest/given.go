@@ -123,7 +123,7 @@ func testDueBoundary(t *testing.T, s pam.Store) {
 }
 
 // testDuplicatesInTx: a Tx that names one policy, request or message
-// twice is refused by every store alike (Tx.Validate: ErrConflict), and
+// twice is refused by every store alike (Tx.Validate: ErrInvalid), and
 // nothing of it is written, not even what it names once.
 func testDuplicatesInTx(t *testing.T, s pam.Store) {
 	commit(t, s, &pam.Tx{Policies: []pam.Policy{policy("p1", 1)}, Requests: []pam.Request{request("r1", "alice", "p1", pam.Pending, 1)},
@@ -150,11 +150,11 @@ func testDuplicatesInTx(t *testing.T, s pam.Store) {
 	for name, tx := range cases {
 		t.Run(name, func(t *testing.T) {
 			tx.Events = []pam.Event{event(pam.EventRequestSubmitted, "bob", "r2"), event(pam.EventPolicyCreated, "admin", "")}
-			if err := tx.Validate(); !errors.Is(err, pam.ErrConflict) {
-				t.Fatalf("Tx.Validate = %v, want ErrConflict", err)
+			if err := tx.Validate(); !errors.Is(err, pam.ErrInvalid) {
+				t.Fatalf("Tx.Validate = %v, want ErrInvalid", err)
 			}
-			if err := s.Commit(ctx, &tx); !errors.Is(err, pam.ErrConflict) {
-				t.Fatalf("Commit = %v, want ErrConflict", err)
+			if err := s.Commit(ctx, &tx); !errors.Is(err, pam.ErrInvalid) {
+				t.Fatalf("Commit = %v, want ErrInvalid", err)
 			}
 			for _, e := range tx.Events {
 				if e.Seq != 0 || e.Hash != "" {
