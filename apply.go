@@ -121,16 +121,12 @@ func (m *Manager) Apply(ctx context.Context, cfg Config, opts ApplyOptions) (Pla
 		if cfg.Catalog != nil {
 			// The new catalog and the policies written with it are
 			// swapped in together.
-			after := maps.Clone(s.policies)
+			changed := make(map[string]*compiled, len(tx.Policies))
 			for _, p := range tx.Policies {
-				if p.Deleted {
-					delete(after, p.ID)
-				} else {
-					after[p.ID] = built[p.ID]
-				}
+				changed[p.ID] = built[p.ID] // nil for the deleted
 			}
-			err = m.cache.setCatalog(ctx, cat, func(*Catalog, map[string]*compiled) (*Tx, map[string]*compiled, error) {
-				return tx, after, nil
+			err = m.cache.setCatalog(ctx, cat, func(*Catalog, *snapshot) (*Tx, map[string]*compiled, error) {
+				return tx, changed, nil
 			}, commit)
 		} else {
 			err = commit(tx)
@@ -229,8 +225,8 @@ func (m *Manager) plan(ctx context.Context, s *snapshot, cat *Catalog, catalogGi
 	var cut []string
 	for _, id := range slices.Sorted(maps.Keys(want)) {
 		p := want[id]
-		cur, live := s.policies[id]
-		if !live {
+		cur := s.policy(id)
+		if cur == nil {
 			if err := m.policyIDFree(ctx, id); err != nil {
 				return plan, nil, err
 			}
@@ -267,11 +263,11 @@ func (m *Manager) plan(ctx context.Context, s *snapshot, cat *Catalog, catalogGi
 		tx.Events = append(tx.Events, e)
 		plan.Policies = append(plan.Policies, pc)
 	}
-	for _, id := range slices.Sorted(maps.Keys(s.policies)) {
+	for _, id := range slices.Sorted(maps.Keys(maps.Collect(s.policies.all()))) {
 		if _, ok := want[id]; ok {
 			continue
 		}
-		next := s.policies[id].Policy
+		next := s.policy(id).Policy
 		next.Deleted, next.Version, next.UpdatedAt, next.UpdatedBy = true, next.Version+1, now, actor
 		tx.Policies = append(tx.Policies, next)
 		tx.Events = append(tx.Events, policyEvent(EventPolicyDeleted, &next, actor, now))
@@ -336,7 +332,7 @@ func (m *Manager) activeGrants(ctx context.Context, s *snapshot, policyIDs []str
 	}
 	out := map[string]int{}
 	for i := range rs {
-		if g, p := rs[i].Grant(), s.policies[rs[i].PolicyID]; p != nil && g.ActiveAt(now) && g.PolicyVersion >= p.MinGrantVersion {
+		if g, p := rs[i].Grant(), s.policy(rs[i].PolicyID); p != nil && g.ActiveAt(now) && g.PolicyVersion >= p.MinGrantVersion {
 			out[rs[i].PolicyID]++
 		}
 	}

@@ -117,7 +117,7 @@ func (m *Manager) transition(ctx context.Context, id string, a Action, actor, co
 		if err != nil {
 			return Request{}, err
 		}
-		p := s.policies[cur.PolicyID]
+		p := s.policy(cur.PolicyID)
 		f, err := m.gather(ctx, &cur, a, actor, comment, p, now)
 		if err != nil {
 			return Request{}, err
@@ -237,7 +237,7 @@ func (m *Manager) Reviewable(ctx context.Context) ([]Request, error) {
 			return nil, err
 		}
 		for _, r := range page {
-			p := s.policies[r.PolicyID]
+			p := s.policy(r.PolicyID)
 			if p == nil || r.Requester == actor || r.StateAt(now) != Pending || contains(approvers(r.Decisions), actor) {
 				continue
 			}

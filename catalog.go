@@ -194,10 +194,10 @@ func (m *Manager) SetCatalog(ctx context.Context, cat Catalog) error {
 			return err
 		}
 		var tx *Tx
-		err = m.cache.setCatalog(ctx, &cat, func(old *Catalog, policies map[string]*compiled) (*Tx, map[string]*compiled, error) {
-			var next map[string]*compiled
-			tx, next, err = catalogTx(old, &cat, policies, actor, now)
-			return tx, next, err
+		err = m.cache.setCatalog(ctx, &cat, func(old *Catalog, s *snapshot) (*Tx, map[string]*compiled, error) {
+			var changed map[string]*compiled
+			tx, changed, err = catalogTx(old, &cat, s, actor, now)
+			return tx, changed, err
 		}, func(tx *Tx) error { return m.commit(ctx, tx) })
 		if errors.Is(err, ErrConflict) {
 			continue // a policy changed meanwhile: decide again on what is there now
@@ -221,14 +221,14 @@ func (m *Manager) Catalog(ctx context.Context) (Catalog, error) {
 }
 
 // catalogTx is the write that replaces catalog old by next under the live
-// policies: the catalog.set event, and a new version of each policy whose
-// effective tasks change, with its MinGrantVersion raised. It also returns
-// the live policies as they will be once it commits.
-func catalogTx(old, next *Catalog, policies map[string]*compiled, actor string, now time.Time) (*Tx, map[string]*compiled, error) {
-	oldIx, nextIx := indexCatalog(old), indexCatalog(next)
+// policies of s: the catalog.set event, and a new version of each policy
+// whose effective tasks change, with its MinGrantVersion raised. It also
+// returns those policies as they will be once it commits.
+func catalogTx(old, next *Catalog, s *snapshot, actor string, now time.Time) (*Tx, map[string]*compiled, error) {
+	oldIx, nextIx := s.catalog, indexCatalog(next)
 	var lost []string
 	var cut []*compiled
-	for _, c := range policies {
+	for _, c := range s.policies.all() {
 		if c.Scope.Kind == KindTask {
 			continue
 		}
@@ -254,10 +254,7 @@ func catalogTx(old, next *Catalog, policies map[string]*compiled, actor string, 
 		detail["policies_cut"] = strings.Join(ids, ",")
 	}
 	tx := &Tx{Events: []Event{{Time: now, Type: EventCatalogSet, Actor: actor, Detail: detail}}}
-	after := policies
-	if len(cut) > 0 {
-		after = maps.Clone(policies)
-	}
+	changed := make(map[string]*compiled, len(cut))
 	for _, c := range cut {
 		p := c.Policy
 		p.Version, p.MinGrantVersion, p.UpdatedAt, p.UpdatedBy = p.Version+1, p.Version+1, now, actor
@@ -268,9 +265,9 @@ func catalogTx(old, next *Catalog, policies map[string]*compiled, actor string, 
 		tx.Events = append(tx.Events, e)
 		nc := *c
 		nc.Policy = p
-		after[c.ID] = &nc
+		changed[c.ID] = &nc
 	}
-	return tx, after, nil
+	return tx, changed, nil
 }
 
 // catalogDiff describes the change from old to next as event detail.

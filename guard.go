@@ -95,7 +95,7 @@ func (m *Manager) Guard(ctx context.Context, op Op, fn func(ctx context.Context)
 	if err != nil {
 		return err
 	}
-	cands := s.byTask[op.Task]
+	cands := s.candidates(op.Task)
 	actor, aerr := actorOf(ctx)
 	if len(cands) == 0 && !m.denyUncov {
 		if aerr != nil {
@@ -113,7 +113,7 @@ func (m *Manager) Guard(ctx context.Context, op Op, fn func(ctx context.Context)
 		if s, err = m.cache.current(ctx); err != nil {
 			return err
 		}
-		cands = s.byTask[op.Task]
+		cands = s.candidates(op.Task)
 	}
 	return fmt.Errorf("%w: the grants for %q kept changing", ErrConflict, op.Task)
 }
@@ -132,7 +132,7 @@ func (m *Manager) Check(ctx context.Context, op Op) (CheckResult, error) {
 		return CheckResult{}, err
 	}
 	actor, aerr := actorOf(ctx)
-	return m.decide(ctx, s, actor, aerr, op, s.byTask[op.Task]), nil
+	return m.decide(ctx, s, actor, aerr, op, s.candidates(op.Task)), nil
 }
 
 // guardFacts is everything Guard's decision depends on, gathered before

@@ -489,8 +489,8 @@ func (m *Manager) Policy(ctx context.Context, id string) (Policy, error) {
 	if err != nil {
 		return Policy{}, err
 	}
-	c, ok := s.policies[id]
-	if !ok {
+	c := s.policy(id)
+	if c == nil {
 		return Policy{}, fmt.Errorf("%w: policy %q", ErrNotFound, id)
 	}
 	return c.Policy, nil
@@ -502,8 +502,8 @@ func (m *Manager) Policies(ctx context.Context) ([]Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Policy, 0, len(s.policies))
-	for _, c := range s.policies {
+	var out []Policy
+	for _, c := range s.policies.all() {
 		out = append(out, c.Policy)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })

@@ -3,6 +3,7 @@ package pam_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"pgregory.net/rapid"
 
 	"github.com/zerostanding/pam"
 )
@@ -402,4 +404,80 @@ func TestCatalogChangesCutGrants(t *testing.T) {
 	if d := cmp.Diff(map[string]bool{"Remove-MoveRequest": true, "Set-JournalRule": false, "Set-Password": true}, runs()); d != "" {
 		t.Errorf("after narrowing (-want +got):\n%s", d)
 	}
+}
+
+// TestPolicyIndexFollowsWrites: through many creates, updates and deletes
+// (enough to fold the index's overlay into its base several times), the
+// policies Check finds for each task are exactly those whose scope covers
+// it.
+func TestPolicyIndexFollowsWrites(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		e := newEnv(rt)
+		tasks := []string{"Set-Mailbox", "New-MoveRequest", "Remove-MoveRequest", "Set-JournalRule", "Set-Password", "T1", "T2"}
+		scopes := []pam.Scope{pam.RoleScope("Mail Recipients"), pam.RoleScope("Move Mailboxes"), pam.RoleGroupScope("Recipient Management"),
+			pam.RoleScope("Journaling"), pam.TaskScope("Set-Password"), pam.TaskScope("T1"), pam.TaskScope("T2")}
+		live := map[string]pam.Policy{}
+		n := 0
+		for range rapid.IntRange(50, 150).Draw(rt, "steps") {
+			ids := slices.Sorted(maps.Keys(live))
+			switch op := rapid.IntRange(0, 2).Draw(rt, "op"); {
+			case op == 0 || len(ids) == 0:
+				n++
+				p, err := e.m.CreatePolicy(e.admin(), pam.Policy{ID: fmt.Sprint("p", n), Scope: rapid.SampledFrom(scopes).Draw(rt, "scope"),
+					Approval: pam.Auto, Condition: fmt.Sprintf("input.op.params.n != %d", n)})
+				if err != nil {
+					rt.Fatal(err)
+				}
+				live[p.ID] = p
+			case op == 1:
+				p := live[rapid.SampledFrom(ids).Draw(rt, "update")]
+				p.Scope = rapid.SampledFrom(scopes).Draw(rt, "new scope")
+				p, err := e.m.UpdatePolicy(e.admin(), p)
+				if err != nil {
+					rt.Fatal(err)
+				}
+				live[p.ID] = p
+			default:
+				id := rapid.SampledFrom(ids).Draw(rt, "delete")
+				if err := e.m.DeletePolicy(e.admin(), id); err != nil {
+					rt.Fatal(err)
+				}
+				delete(live, id)
+			}
+			task := rapid.SampledFrom(tasks).Draw(rt, "task")
+			res, err := e.m.Check(e.as("alice"), pam.Op{Task: task})
+			if err != nil {
+				rt.Fatal(err)
+			}
+			var got, want []string
+			for _, pc := range res.Policies {
+				got = append(got, pc.PolicyID)
+			}
+			for id, p := range live {
+				if covers(p.Scope, task) {
+					want = append(want, id)
+				}
+			}
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				rt.Fatalf("candidates of %s: %v, want %v", task, got, want)
+			}
+		}
+	})
+}
+
+// covers is the test's own reading of testCatalog.
+func covers(s pam.Scope, task string) bool {
+	switch s.Kind {
+	case pam.KindTask:
+		return s.Name == task
+	case pam.KindRole:
+		return slices.Contains(testCatalog.Roles[s.Name], task)
+	}
+	for _, r := range testCatalog.RoleGroups[s.Name] {
+		if slices.Contains(testCatalog.Roles[r], task) {
+			return true
+		}
+	}
+	return false
 }

@@ -5,11 +5,10 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"maps"
 	"runtime"
-	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
@@ -26,11 +25,37 @@ type policyCache struct {
 	env     *rules.Env
 	onError func(error)
 
-	snap     atomic.Pointer[snapshot]
-	mu       sync.Mutex         // serialises reloads and catalog changes
-	compiles singleflight.Group // one compilation per policy version
-	fresh    sync.Map           // compileKey → *compiled, policies this Manager just wrote
+	snap      atomic.Pointer[snapshot]
+	mu        sync.Mutex         // serialises reloads and catalog changes
+	compiles  singleflight.Group // one compilation per policy version
+	fresh     sync.Map           // compileKey → *compiled, policies this Manager just wrote
+	folded    time.Time          // when the snapshot's overlays were last folded, under mu
+	foldTimer *time.Timer        // a fold scheduled after a burst, under mu
+	lastWrite time.Time          // when refresh last applied changes, under mu
 }
+
+// fold folds the snapshot's overlays into its bases, unless writes keep
+// coming (then it waits for them to pause).
+func (pc *policyCache) fold() {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	pc.foldTimer = nil
+	s := pc.snap.Load()
+	if !s.layered() {
+		return
+	}
+	if wait := foldAfter - time.Since(pc.lastWrite); wait > 0 {
+		pc.foldTimer = time.AfterFunc(wait, pc.fold)
+		return
+	}
+	pc.snap.Store(s.with(s.rev, nil, true))
+	pc.folded = time.Now()
+}
+
+// foldAfter is the pause in policy writes after which the next write folds
+// the snapshot's overlays (see layered): writes closer together than this
+// are a burst, each copying only the small overlays.
+const foldAfter = 100 * time.Millisecond
 
 func newPolicyCache(store Store, onError func(error), cat *Catalog) (*policyCache, error) {
 	pc := &policyCache{store: store, env: rules.NewEnv(), onError: onError}
@@ -41,7 +66,7 @@ func newPolicyCache(store Store, onError func(error), cat *Catalog) (*policyCach
 		return nil, invalid("Catalog.Data", "%v", err)
 	}
 	c := cat.clone()
-	pc.snap.Store(&snapshot{rev: -1, cat: &c, catalog: indexCatalog(&c)})
+	pc.snap.Store(newSnapshot(-1, &c, indexCatalog(&c), nil))
 	return pc, nil
 }
 
@@ -65,16 +90,16 @@ func (pc *policyCache) writtenAll(ctx context.Context, ps []Policy, built map[st
 }
 
 // setCatalog replaces the catalog: plan computes, from the current
-// catalog and live policies, the write and the live policies after it;
-// commit writes it; the new snapshot is swapped in before setCatalog
-// returns, so this Manager never decides on the new catalog with the old
-// policies.
+// catalog and snapshot, the write and the policies it changes (nil:
+// deleted); commit writes it; the new snapshot is swapped in before
+// setCatalog returns, so this Manager never decides on the new catalog
+// with the old policies.
 func (pc *policyCache) setCatalog(ctx context.Context, cat *Catalog,
-	plan func(old *Catalog, policies map[string]*compiled) (*Tx, map[string]*compiled, error), commit func(*Tx) error) error {
+	plan func(old *Catalog, s *snapshot) (*Tx, map[string]*compiled, error), commit func(*Tx) error) error {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	s := pc.snap.Load()
-	tx, policies, err := plan(s.cat, s.policies)
+	tx, changed, err := plan(s.cat, s)
 	if err != nil {
 		return err
 	}
@@ -88,13 +113,23 @@ func (pc *policyCache) setCatalog(ctx context.Context, cat *Catalog,
 		}
 		return err
 	}
-	for i := range tx.Policies {
-		if c := policies[tx.Policies[i].ID]; c != nil && !tx.Policies[i].Deleted {
-			pc.fresh.Store(compileKey(&tx.Policies[i]), c)
+	all := make(map[string]*compiled, len(s.policies.base)+len(changed))
+	for id, c := range s.policies.all() {
+		all[id] = c
+	}
+	for id, c := range changed {
+		if c == nil {
+			delete(all, id)
+			continue
+		}
+		all[id] = c
+		for i := range tx.Policies {
+			if tx.Policies[i].ID == id {
+				pc.fresh.Store(compileKey(&tx.Policies[i]), c)
+			}
 		}
 	}
-	ix := indexCatalog(cat)
-	pc.snap.Store(&snapshot{rev: s.rev, cat: cat, catalog: ix, policies: policies, byTask: buildIndex(policies, ix)})
+	pc.snap.Store(newSnapshot(s.rev, cat, indexCatalog(cat), all))
 	return nil
 }
 
@@ -117,23 +152,8 @@ type snapshot struct {
 	rev      int64
 	cat      *Catalog // as set; read-only
 	catalog  *catalogIndex
-	policies map[string]*compiled
-	byTask   map[string][]*compiled // task → policies whose scope includes it, by ID
-}
-
-func buildIndex(policies map[string]*compiled, cat *catalogIndex) map[string][]*compiled {
-	idx := make(map[string][]*compiled, len(policies))
-	for _, c := range policies {
-		for _, t := range cat.tasks(c.Scope) {
-			idx[t] = append(idx[t], c)
-		}
-	}
-	for _, cs := range idx {
-		if len(cs) > 1 {
-			sort.Slice(cs, func(i, j int) bool { return cs[i].ID < cs[j].ID })
-		}
-	}
-	return idx
+	policies layered[*compiled]   // live policies by ID
+	byTask   layered[[]*compiled] // task → policies whose scope includes it, by ID
 }
 
 // compileKey names a policy version and the Rego it carries: two writers
@@ -211,19 +231,15 @@ func (pc *policyCache) refresh(ctx context.Context) (*snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	policies := s.policies
+	base := s
 	if rev < s.rev {
 		// The store went back (restored from a backup): load everything.
 		if changes, rev, err = pc.store.PolicyChanges(ctx, 0); err != nil {
 			return nil, err
 		}
-		policies = nil
+		base = newSnapshot(-1, s.cat, s.catalog, nil)
 	} else if rev == s.rev {
 		return s, nil
-	}
-	policies = maps.Clone(policies)
-	if policies == nil {
-		policies = make(map[string]*compiled, len(changes))
 	}
 	built := make([]*compiled, len(changes))
 	g, gctx := errgroup.WithContext(ctx)
@@ -256,15 +272,29 @@ func (pc *policyCache) refresh(ctx context.Context) (*snapshot, error) {
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	changed := make(map[string]*compiled, len(changes))
 	for i := range changes {
 		if changes[i].Deleted {
-			delete(policies, changes[i].ID)
+			changed[changes[i].ID] = nil
 		} else {
 			built[i].ids = []string{changes[i].ID}
-			policies[changes[i].ID] = built[i]
+			changed[changes[i].ID] = built[i]
 		}
 	}
-	ns := &snapshot{rev: rev, cat: s.cat, catalog: s.catalog, policies: policies, byTask: buildIndex(policies, s.catalog)}
+	// Fold the overlay unless writes come in a burst: one write after a
+	// pause leaves Guard a single map to read. This paces work, like the
+	// audit feed's polling, so it runs on real time, not Options.Clock.
+	pc.lastWrite = time.Now()
+	fold := pc.lastWrite.Sub(pc.folded) > foldAfter
+	ns := base.with(rev, changed, fold)
+	if ns.layered() {
+		// The burst may be over: fold once it has paused.
+		if pc.foldTimer == nil {
+			pc.foldTimer = time.AfterFunc(foldAfter, pc.fold)
+		}
+	} else {
+		pc.folded = time.Now()
+	}
 	pc.snap.Store(ns)
 	return ns, nil
 }

@@ -198,9 +198,9 @@ func (m *Manager) Submit(ctx context.Context, n RequestInput) (Request, error) {
 // empty.
 func (s *snapshot) bind(n *RequestInput) (*compiled, error) {
 	if n.PolicyID != "" {
-		c, ok := s.policies[n.PolicyID]
+		c := s.policy(n.PolicyID)
 		switch {
-		case !ok:
+		case c == nil:
 			return nil, fmt.Errorf("%w: policy %q does not exist", ErrNoPolicy, n.PolicyID)
 		case n.Scope == Scope{}:
 			n.Scope = c.Scope
@@ -211,9 +211,9 @@ func (s *snapshot) bind(n *RequestInput) (*compiled, error) {
 	}
 	var found []*compiled
 	if n.Scope.Kind == KindTask {
-		found = s.byTask[n.Scope.Name]
+		found = s.candidates(n.Scope.Name)
 	} else {
-		for _, c := range s.policies {
+		for _, c := range s.policies.all() {
 			if s.catalog.coversScope(c.Scope, n.Scope) {
 				found = append(found, c)
 			}
@@ -364,7 +364,7 @@ func (m *Manager) viewFacts(ctx context.Context, actor string, r *Request) (fact
 	if err != nil {
 		return f, err
 	}
-	if p := s.policies[r.PolicyID]; p != nil {
+	if p := s.policy(r.PolicyID); p != nil {
 		f.MemberOf, err = m.memberships(ctx, &p.Policy, []string{actor})
 	}
 	return f, err

@@ -248,10 +248,6 @@ func testAtomicity(t *testing.T, s pam.Store) {
 			Requests: []pam.Request{request("r3", "bob", "p1", pam.Pending, 1)},
 			Events:   []pam.Event{event(pam.EventPolicyCreated, "bob", "")},
 		},
-		"same request twice": {
-			Requests: []pam.Request{request("r4", "bob", "p1", pam.Pending, 1), request("r4", "bob", "p1", pam.Pending, 1)},
-			Events:   []pam.Event{event(pam.EventRequestSubmitted, "bob", "r4")},
-		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			mustConflict(t, s, tx)
