@@ -154,7 +154,7 @@ func (m *Manager) validateConfig(ctx context.Context, cfg *Config) (map[string]P
 		if err := cfg.Catalog.Validate(); err != nil {
 			return nil, err
 		}
-		c := cfg.Catalog.clone()
+		c := cfg.Catalog.Clone()
 		cfg.Catalog = &c
 	}
 	want := make(map[string]Policy, len(cfg.Policies))

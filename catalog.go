@@ -16,6 +16,14 @@ import (
 // see it under data.pam: data.pam.roles, data.pam.role_groups, and every
 // key of Data (data.pam.vip_mailboxes, say).
 type Catalog struct {
+	// Version counts the catalog's writes; stores compare it, as for
+	// policies. 0: no catalog was ever stored.
+	Version int64 `json:"version"`
+	// Revision is set by the store on every write, on the same counter
+	// as Policy.Revision, so that every Manager sees the change on its
+	// next call.
+	Revision int64 `json:"revision"`
+
 	Roles      map[string][]string `json:"roles,omitempty"`       // role → tasks
 	RoleGroups map[string][]string `json:"role_groups,omitempty"` // role group → roles
 	// Tasks declare the parameters of a task's operations (see TaskSpec);
@@ -184,7 +192,7 @@ func (m *Manager) SetCatalog(ctx context.Context, cat Catalog) error {
 	if err := cat.Validate(); err != nil {
 		return err
 	}
-	cat = cat.clone()
+	cat = cat.Clone()
 	for range maxAttempts {
 		if _, err := m.cache.current(ctx); err != nil {
 			return err
@@ -217,7 +225,7 @@ func (m *Manager) Catalog(ctx context.Context) (Catalog, error) {
 	if err != nil {
 		return Catalog{}, err
 	}
-	return s.cat.clone(), nil
+	return s.cat.Clone(), nil
 }
 
 // catalogTx is the write that replaces catalog old by next under the live
@@ -336,9 +344,9 @@ func union[V any](a, b map[string]V) []string {
 	return keys
 }
 
-// clone copies the catalog's maps and slices (Data is copied one level
-// deep: the engine never changes it).
-func (c Catalog) clone() Catalog {
+// Clone returns a copy of the catalog that shares no map or slice with it
+// (Data is copied one level deep: the engine never changes it).
+func (c Catalog) Clone() Catalog {
 	out := c
 	out.Roles = make(map[string][]string, len(c.Roles))
 	for k, v := range c.Roles {

@@ -65,7 +65,7 @@ func newPolicyCache(store Store, onError func(error), cat *Catalog) (*policyCach
 	if err := pc.env.SetData(context.Background(), catalogData(cat)); err != nil {
 		return nil, invalid("Catalog.Data", "%v", err)
 	}
-	c := cat.clone()
+	c := cat.Clone()
 	pc.snap.Store(newSnapshot(-1, &c, indexCatalog(&c), nil))
 	return pc, nil
 }

@@ -43,10 +43,11 @@ type Store interface {
 	// PolicyChanges returns the current state of every policy written
 	// after revision since (deleted ones included), in Revision order, and
 	// the store's policy revision as of the same read.
+	// The catalog is not among them (see Catalog).
 	PolicyChanges(ctx context.Context, since int64) ([]Policy, int64, error)
 
-	// PolicyRevision returns the Revision of the latest policy write, 0
-	// when there is none. Guard calls it on every covered or uncovered
+	// PolicyRevision returns the Revision of the latest policy or catalog
+	// write, 0 when there is none. Guard calls it on every covered or uncovered
 	// operation to see policy changes made through other replicas, so it
 	// must be cheap.
 	PolicyRevision(ctx context.Context) (int64, error)
@@ -62,6 +63,10 @@ type Store interface {
 	// state is Approved and whose PolicyID is in policyIDs, in any order.
 	// Guard calls it for covered operations.
 	Grants(ctx context.Context, requester string, policyIDs []string) ([]Grant, error)
+
+	// Catalog returns the stored catalog; one with Version 0 when none
+	// was ever written.
+	Catalog(ctx context.Context) (Catalog, error)
 
 	// Events returns the audit events that match f, in Seq order
 	// (descending with f.Descending), at most f.Limit of them when it is
@@ -125,6 +130,11 @@ func (g *Grant) ActiveAt(now time.Time) bool {
 // Tx is one atomic write: new versions of policies and requests together
 // with the audit events that record them.
 type Tx struct {
+	// Catalog, when set, replaces the stored catalog. Its Version must be
+	// one higher than the stored one (1 for the first), or Commit returns
+	// ErrConflict; the write takes the next policy revision (Commit sets
+	// Catalog.Revision), so PolicyRevision moves and every Manager reloads.
+	Catalog  *Catalog
 	Policies []Policy
 	Requests []Request
 	Events   []Event

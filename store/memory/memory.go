@@ -19,7 +19,8 @@ import (
 type Store struct {
 	mu       sync.RWMutex
 	policies map[string]pam.Policy
-	polLog   []string // polLog[i] is the policy written at revision i+1
+	polLog   []string // polLog[i] is the policy written at revision i+1, "" for the catalog
+	catalog  pam.Catalog
 	requests map[string]pam.Request
 	ids      []string // request IDs, sorted unless unsorted
 	unsorted bool
@@ -102,6 +103,9 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 			return fmt.Errorf("%w: message %s is at version %d, write is for %d", pam.ErrConflict, msg.ID, s.messages[msg.ID].Version, msg.Version-1)
 		}
 	}
+	if c := tx.Catalog; c != nil && c.Version != s.catalog.Version+1 {
+		return fmt.Errorf("%w: the catalog is at version %d, write is for %d", pam.ErrConflict, s.catalog.Version, c.Version-1)
+	}
 	for _, u := range tx.Unchanged {
 		if s.requests[u.ID].Version != u.Version {
 			return fmt.Errorf("%w: request %s is at version %d, not %d", pam.ErrConflict, u.ID, s.requests[u.ID].Version, u.Version)
@@ -110,6 +114,12 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 	head, err := s.head.Chain(tx.Events, digests)
 	if err != nil {
 		return err
+	}
+	if tx.Catalog != nil {
+		s.polLog = append(s.polLog, "") // the catalog's revision: no policy
+		s.catalog = tx.Catalog.Clone()
+		s.catalog.Revision = int64(len(s.polLog))
+		tx.Catalog.Revision = s.catalog.Revision
 	}
 	for i := range tx.Policies {
 		p := clonePolicy(tx.Policies[i])
@@ -183,7 +193,7 @@ func (s *Store) PolicyChanges(ctx context.Context, since int64) ([]pam.Policy, i
 	seen := map[string]bool{}
 	for i := rev - 1; i >= since; i-- {
 		id := s.polLog[i]
-		if seen[id] {
+		if seen[id] || id == "" {
 			continue
 		}
 		seen[id] = true
@@ -191,6 +201,16 @@ func (s *Store) PolicyChanges(ctx context.Context, since int64) ([]pam.Policy, i
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Revision < out[j].Revision })
 	return out, rev, nil
+}
+
+// Catalog implements pam.Store.
+func (s *Store) Catalog(ctx context.Context) (pam.Catalog, error) {
+	if err := ctx.Err(); err != nil {
+		return pam.Catalog{}, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.catalog.Clone(), nil
 }
 
 // PolicyRevision implements pam.Store.
