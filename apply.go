@@ -285,6 +285,9 @@ func (m *Manager) plan(ctx context.Context, s *snapshot, cat *Catalog, catalogGi
 	}
 	sortedChanges(plan.Policies)
 	if plan.Catalog != nil {
+		stored := cat.Clone()
+		stored.Version, stored.Revision = s.cat.Version+1, 0
+		tx.Catalog = &stored
 		e := Event{Time: now, Type: EventCatalogSet, Actor: actor, Detail: maps.Clone(plan.Catalog)}
 		if len(cut) > 0 {
 			e.Detail["policies_cut"] = strings.Join(cut, ",")

@@ -171,8 +171,9 @@ func (ix *catalogIndex) coversScope(p, s Scope) bool {
 	return false
 }
 
-// SetCatalog replaces the catalog of roles, role groups and task
-// declarations. Only members of Options.AdminGroup may (ErrForbidden;
+// SetCatalog replaces the stored catalog of roles, role groups and task
+// declarations; every Manager sharing the store decides on it from its
+// next call. Only members of Options.AdminGroup may (ErrForbidden;
 // ErrNoActor without an actor). It fails with ErrInvalid, changing
 // nothing, when it would remove or empty a role or role group that a live
 // policy is scoped to: that would silently unguard its tasks (the error
@@ -219,7 +220,8 @@ func (m *Manager) SetCatalog(ctx context.Context, cat Catalog) error {
 	return fmt.Errorf("%w: the policies kept changing while the catalog was set", ErrConflict)
 }
 
-// Catalog returns the catalog the Manager decides on.
+// Catalog returns the stored catalog, which every Manager sharing the
+// store decides on.
 func (m *Manager) Catalog(ctx context.Context) (Catalog, error) {
 	s, err := m.cache.current(ctx)
 	if err != nil {
@@ -261,7 +263,9 @@ func catalogTx(old, next *Catalog, s *snapshot, actor string, now time.Time) (*T
 		}
 		detail["policies_cut"] = strings.Join(ids, ",")
 	}
-	tx := &Tx{Events: []Event{{Time: now, Type: EventCatalogSet, Actor: actor, Detail: detail}}}
+	stored := next.Clone()
+	stored.Version, stored.Revision = old.Version+1, 0
+	tx := &Tx{Catalog: &stored, Events: []Event{{Time: now, Type: EventCatalogSet, Actor: actor, Detail: detail}}}
 	changed := make(map[string]*compiled, len(cut))
 	for _, c := range cut {
 		p := c.Policy
@@ -371,4 +375,30 @@ func catalogData(c *Catalog) map[string]any {
 	d["role_groups"] = c.RoleGroups
 	d["tasks"] = c.Tasks
 	return d
+}
+
+// empty reports whether the catalog defines nothing.
+func (c *Catalog) empty() bool {
+	return len(c.Roles) == 0 && len(c.RoleGroups) == 0 && len(c.Tasks) == 0 && len(c.Data) == 0
+}
+
+// seedCatalog returns the write of Options.Catalog to a store that holds
+// no catalog (see policyCache.seed).
+func (m *Manager) seedCatalog(cat Catalog) func(context.Context) error {
+	return func(ctx context.Context) error {
+		now, err := m.now(ctx)
+		if err != nil {
+			return err
+		}
+		c := cat.Clone()
+		c.Version, c.Revision = 1, 0
+		d := catalogDiff(&Catalog{}, &c)
+		d["seeded_from"] = "Options.Catalog"
+		tx := &Tx{Catalog: &c, Events: []Event{{Time: now, Type: EventCatalogSet, Detail: d}}}
+		if err := m.commit(ctx, tx); err != nil {
+			return err
+		}
+		m.feed.published(tx.Events)
+		return nil
+	}
 }

@@ -62,6 +62,25 @@
 // raises its MinGrantVersion: grants approved before no longer satisfy
 // Guard. Other changes leave them valid.
 //
+// # Catalog and policies as code
+//
+// The Catalog (roles, role groups, task parameter declarations, extra
+// data for Rego) gives role- and role-group-scoped policies their meaning,
+// so it lives in the store with them, versioned on the same revision
+// counter: every Manager sharing the store decides on the stored catalog
+// and sees a change on its next call. Options.Catalog only seeds a store
+// that has none. SetCatalog (admins only) refuses to remove or empty a
+// role a live policy uses, and raises MinGrantVersion of every policy
+// whose effective tasks change, narrowed or widened. A stored policy whose
+// scope the catalog cannot resolve fails closed on every task and is
+// reported to OnError.
+//
+// Apply makes the catalog and the policies what a Config says, in one
+// commit: it returns a Plan (what it creates, updates and deletes, which
+// updates cut grants and how many active grants they cut), has a dry run,
+// and is idempotent, so a config kept under version control can be
+// applied on every deploy (pamctl apply -f pam.yaml).
+//
 // # Lifecycle
 //
 //	          submit

@@ -24,8 +24,11 @@ type Options struct {
 	// Clock is the only time source of the engine. Default: the wall
 	// clock. Tests pass clock.NewMock().
 	Clock clock.Clock
-	// Catalog defines roles and role groups. Change it at run time with
-	// SetCatalog.
+	// Catalog seeds a store that holds no catalog yet: the first Manager
+	// to use such a store writes it (audited as catalog.set). A store
+	// that holds one keeps it, and every Manager decides on the stored
+	// catalog; a different Options.Catalog is then reported to OnError and
+	// ignored. Change the stored catalog with SetCatalog or Apply.
 	Catalog Catalog
 	// Notifier, when set, is told about new requests and decisions: it is
 	// the notifier named "default". Notifiers adds others; each gets its
@@ -172,6 +175,10 @@ func New(store Store, dir Directory, opts *Options) (*Manager, error) {
 	}
 	if m.cache, err = newPolicyCache(store, m.onError, &opts.Catalog); err != nil {
 		return nil, err
+	}
+	if !opts.Catalog.empty() {
+		seed := opts.Catalog.Clone()
+		m.cache.seed, m.cache.seedCat = m.seedCatalog(seed), &seed
 	}
 	m.feed.start()
 	return m, nil

@@ -20,7 +20,7 @@ func TestCreatePolicy(t *testing.T) {
 	e := newEnv(t)
 	p := e.policy(movePolicy())
 	want := movePolicy()
-	want.Version, want.MinGrantVersion, want.Revision = 1, 1, 1
+	want.Version, want.MinGrantVersion, want.Revision = 1, 1, 2 // the catalog's write took revision 1
 	want.CreatedAt, want.UpdatedAt, want.CreatedBy, want.UpdatedBy = epoch, epoch, "admin", "admin"
 	if d := cmp.Diff(want, p); d != "" {
 		t.Errorf("CreatePolicy (-want +got):\n%s", d)

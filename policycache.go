@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +26,11 @@ type policyCache struct {
 	store   Store
 	env     *rules.Env
 	onError func(error)
+	// seed writes Options.Catalog to a store that has no catalog yet; nil
+	// once done, or when there is nothing to seed. seedCat is that
+	// catalog.
+	seed    func(context.Context) error
+	seedCat *Catalog
 
 	snap      atomic.Pointer[snapshot]
 	mu        sync.Mutex         // serialises reloads and catalog changes
@@ -32,6 +39,16 @@ type policyCache struct {
 	folded    time.Time          // when the snapshot's overlays were last folded, under mu
 	foldTimer *time.Timer        // a fold scheduled after a burst, under mu
 	lastWrite time.Time          // when refresh last applied changes, under mu
+}
+
+// reportUnresolved tells OnError about policies the catalog of ns does not
+// resolve that s resolved.
+func (pc *policyCache) reportUnresolved(s, ns *snapshot) {
+	for _, c := range ns.unresolved {
+		if !slices.ContainsFunc(s.unresolved, func(o *compiled) bool { return o.ID == c.ID && o.Version == c.Version }) {
+			pc.onError(fmt.Errorf("pam: policy %s fails closed on every task: %w", c.ID, c.broken))
+		}
+	}
 }
 
 // fold folds the snapshot's overlays into its bases, unless writes keep
@@ -129,6 +146,9 @@ func (pc *policyCache) setCatalog(ctx context.Context, cat *Catalog,
 			}
 		}
 	}
+	if tx.Catalog != nil {
+		cat = tx.Catalog // with the Revision the commit gave it
+	}
 	pc.snap.Store(newSnapshot(s.rev, cat, indexCatalog(cat), all))
 	return nil
 }
@@ -154,6 +174,9 @@ type snapshot struct {
 	catalog  *catalogIndex
 	policies layered[*compiled]   // live policies by ID
 	byTask   layered[[]*compiled] // task → policies whose scope includes it, by ID
+	// unresolved are the live policies whose scope the catalog does not
+	// define, marked broken: candidates of every task (fail closed).
+	unresolved []*compiled
 }
 
 // compileKey names a policy version and the Rego it carries: two writers
@@ -226,10 +249,32 @@ func (pc *policyCache) refresh(ctx context.Context) (*snapshot, error) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	s := pc.snap.Load()
+again:
 	since := max(s.rev, 0)
 	changes, rev, err := pc.store.PolicyChanges(ctx, since)
 	if err != nil {
 		return nil, err
+	}
+	stored, err := pc.store.Catalog(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if stored.Version == 0 && pc.seed != nil {
+		// An empty store takes Options.Catalog, once, before anyone
+		// decides on it; a Manager that lost the race reads the winner's.
+		seed := pc.seed
+		pc.seed = nil
+		if err := seed(ctx); err != nil && !errors.Is(err, ErrConflict) {
+			pc.seed = seed
+			return nil, fmt.Errorf("pam: store Options.Catalog: %w", err)
+		}
+		goto again
+	}
+	if pc.seed != nil && stored.Version > 0 {
+		if d := catalogDiff(pc.seedCat, &stored); d["unchanged"] == "" {
+			pc.onError(fmt.Errorf("pam: Options.Catalog is ignored: the store holds catalog version %d, which differs (change it with SetCatalog or Apply)", stored.Version))
+		}
+		pc.seed = nil
 	}
 	base := s
 	if rev < s.rev {
@@ -238,7 +283,7 @@ func (pc *policyCache) refresh(ctx context.Context) (*snapshot, error) {
 			return nil, err
 		}
 		base = newSnapshot(-1, s.cat, s.catalog, nil)
-	} else if rev == s.rev {
+	} else if rev == s.rev && stored.Revision == s.cat.Revision {
 		return s, nil
 	}
 	built := make([]*compiled, len(changes))
@@ -284,9 +329,28 @@ func (pc *policyCache) refresh(ctx context.Context) (*snapshot, error) {
 	// Fold the overlay unless writes come in a burst: one write after a
 	// pause leaves Guard a single map to read. This paces work, like the
 	// audit feed's polling, so it runs on real time, not Options.Clock.
+	if stored.Revision != base.cat.Revision {
+		// The catalog changed: every task list may have.
+		if err := pc.env.SetData(ctx, catalogData(&stored)); err != nil {
+			pc.onError(fmt.Errorf("pam: the stored catalog's data: %w", err))
+		}
+		all := maps.Collect(base.policies.all())
+		for id, c := range changed {
+			if c == nil {
+				delete(all, id)
+			} else {
+				all[id] = c
+			}
+		}
+		ns := newSnapshot(rev, &stored, indexCatalog(&stored), all)
+		pc.reportUnresolved(s, ns)
+		pc.snap.Store(ns)
+		return ns, nil
+	}
 	pc.lastWrite = time.Now()
 	fold := pc.lastWrite.Sub(pc.folded) > foldAfter
 	ns := base.with(rev, changed, fold)
+	pc.reportUnresolved(s, ns)
 	if ns.layered() {
 		// The burst may be over: fold once it has paused.
 		if pc.foldTimer == nil {

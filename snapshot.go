@@ -1,9 +1,11 @@
 package pam
 
 import (
+	"fmt"
 	"iter"
 	"maps"
 	"math"
+	"slices"
 	"sort"
 )
 
@@ -79,10 +81,20 @@ func newPolicies(m map[string]*compiled) layered[*compiled] {
 	return layered[*compiled]{base: m, live: livePolicy}
 }
 
-// newSnapshot indexes policies under the catalog.
+// newSnapshot indexes policies under the catalog. A policy whose scope
+// the catalog does not define (the store was written around the engine)
+// cannot be indexed by task: it is kept aside, failing closed, as a
+// candidate of every task.
 func newSnapshot(rev int64, cat *Catalog, ix *catalogIndex, policies map[string]*compiled) *snapshot {
 	idx := make(map[string][]*compiled, len(policies))
+	var unresolved []*compiled
 	for _, c := range policies {
+		if !ix.known(c.Scope) {
+			u := *c
+			u.broken = fmt.Errorf("its scope %s is not in the catalog", c.Scope)
+			unresolved = append(unresolved, &u)
+			continue
+		}
 		for _, t := range ix.tasks(c.Scope) {
 			idx[t] = append(idx[t], c)
 		}
@@ -92,8 +104,9 @@ func newSnapshot(rev int64, cat *Catalog, ix *catalogIndex, policies map[string]
 			byID(cs)
 		}
 	}
+	byID(unresolved)
 	return &snapshot{rev: rev, cat: cat, catalog: ix, policies: newPolicies(policies),
-		byTask: layered[[]*compiled]{base: idx, live: liveList}}
+		byTask: layered[[]*compiled]{base: idx, live: liveList}, unresolved: unresolved}
 }
 
 // with returns s at revision rev with the changed policies (nil: deleted)
@@ -101,7 +114,10 @@ func newSnapshot(rev int64, cat *Catalog, ix *catalogIndex, policies map[string]
 // large), only the lists of the tasks the changed policies had or have
 // are rebuilt, into the overlays.
 func (s *snapshot) with(rev int64, changed map[string]*compiled, fold bool) *snapshot {
-	if fold || len(changed) > overlayLimit(len(s.policies.base)) {
+	for _, c := range changed {
+		fold = fold || c != nil && !s.catalog.known(c.Scope)
+	}
+	if fold || len(s.unresolved) > 0 || len(changed) > overlayLimit(len(s.policies.base)) {
 		all := make(map[string]*compiled, len(s.policies.base)+len(changed))
 		for id, c := range s.policies.all() {
 			all[id] = c
@@ -155,6 +171,9 @@ func (s *snapshot) policy(id string) *compiled { return s.policies.get(id) }
 // candidates returns the policies whose scope includes task, by ID.
 // Guard's hot path: written out rather than through the generic get.
 func (s *snapshot) candidates(task string) []*compiled {
+	if len(s.unresolved) != 0 {
+		return append(slices.Clone(s.byTask.get(task)), s.unresolved...)
+	}
 	if len(s.byTask.over) != 0 {
 		if cs, ok := s.byTask.over[task]; ok {
 			return cs
