@@ -346,6 +346,9 @@ func TestCatalogChangesCutGrants(t *testing.T) {
 	if n := len(e.eventsSince(before)); n != 0 {
 		t.Fatalf("refused changes wrote %d events", n)
 	}
+	if stored, err := e.m.Catalog(e.admin()); err != nil || stored.Version != 1 || len(stored.Roles["Move Mailboxes"]) != len(widened) {
+		t.Fatalf("refused changes changed the stored catalog: version %d, %v", stored.Version, err)
+	}
 
 	// Widening Move Mailboxes changes the tasks of move-role and of
 	// recip-group (through the role): both are cut, the others are not.
