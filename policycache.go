@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"maps"
 	"runtime"
 	"slices"
 	"sync"
@@ -130,20 +129,10 @@ func (pc *policyCache) setCatalog(ctx context.Context, cat *Catalog,
 		}
 		return err
 	}
-	all := make(map[string]*compiled, len(s.policies.base)+len(changed))
-	for id, c := range s.policies.all() {
-		all[id] = c
-	}
-	for id, c := range changed {
-		if c == nil {
-			delete(all, id)
-			continue
-		}
-		all[id] = c
-		for i := range tx.Policies {
-			if tx.Policies[i].ID == id {
-				pc.fresh.Store(compileKey(&tx.Policies[i]), c)
-			}
+	all := s.merged(changed)
+	for i := range tx.Policies {
+		if c := changed[tx.Policies[i].ID]; c != nil {
+			pc.fresh.Store(compileKey(&tx.Policies[i]), c)
 		}
 	}
 	if tx.Catalog != nil {
@@ -334,15 +323,7 @@ again:
 		if err := pc.env.SetData(ctx, catalogData(&stored)); err != nil {
 			pc.onError(fmt.Errorf("pam: the stored catalog's data: %w", err))
 		}
-		all := maps.Collect(base.policies.all())
-		for id, c := range changed {
-			if c == nil {
-				delete(all, id)
-			} else {
-				all[id] = c
-			}
-		}
-		ns := newSnapshot(rev, &stored, indexCatalog(&stored), all)
+		ns := newSnapshot(rev, &stored, indexCatalog(&stored), base.merged(changed))
 		pc.reportUnresolved(s, ns)
 		pc.snap.Store(ns)
 		return ns, nil

@@ -118,18 +118,7 @@ func (s *snapshot) with(rev int64, changed map[string]*compiled, fold bool) *sna
 		fold = fold || c != nil && !s.catalog.known(c.Scope)
 	}
 	if fold || len(s.unresolved) > 0 || len(changed) > overlayLimit(len(s.policies.base)) {
-		all := make(map[string]*compiled, len(s.policies.base)+len(changed))
-		for id, c := range s.policies.all() {
-			all[id] = c
-		}
-		for id, c := range changed {
-			if c == nil {
-				delete(all, id)
-			} else {
-				all[id] = c
-			}
-		}
-		return newSnapshot(rev, s.cat, s.catalog, all)
+		return newSnapshot(rev, s.cat, s.catalog, s.merged(changed))
 	}
 	lists := map[string][]*compiled{}
 	touch := func(c *compiled) {
@@ -184,3 +173,20 @@ func (s *snapshot) candidates(task string) []*compiled {
 
 // layered reports whether s has overlays to fold.
 func (s *snapshot) layered() bool { return len(s.policies.over) > 0 || len(s.byTask.over) > 0 }
+
+// merged returns the live policies of s with changed (nil: deleted)
+// applied, as one new map.
+func (s *snapshot) merged(changed map[string]*compiled) map[string]*compiled {
+	all := make(map[string]*compiled, len(s.policies.base)+len(changed))
+	for id, c := range s.policies.all() {
+		all[id] = c
+	}
+	for id, c := range changed {
+		if c == nil {
+			delete(all, id)
+		} else {
+			all[id] = c
+		}
+	}
+	return all
+}
