@@ -169,7 +169,7 @@ func (m *Manager) gather(ctx context.Context, r *Request, a Action, actor, comme
 		if actor == r.Requester {
 			break // the requester may always give up their own access
 		}
-		if f.Admin, err = m.isMember(ctx, m.admins, actor); err == nil {
+		if f.Admin, err = m.isAdmin(ctx, actor); err == nil {
 			f.MemberOf, err = m.memberships(ctx, f.Policy, []string{actor})
 		}
 	}

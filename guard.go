@@ -171,7 +171,7 @@ const conditionNotRun = "not run: parameters do not fit the declaration"
 // policy covers op and the actor is neither missing nor exempt: no other
 // decision reads them.
 func (m *Manager) gatherGuard(ctx context.Context, s *snapshot, actor string, aerr error, op Op, cands []*compiled) guardFacts {
-	f := guardFacts{actor: actor, actorErr: aerr, op: op, cands: cands, exempt: m.system[actor], denyUncovered: m.denyUncov, catalog: s.catalog}
+	f := guardFacts{actor: actor, actorErr: aerr, op: op, cands: cands, exempt: m.system[actor] && exactActor(ctx), denyUncovered: m.denyUncov, catalog: s.catalog}
 	if f.now, f.nowErr = m.now(ctx); f.nowErr != nil {
 		return f
 	}

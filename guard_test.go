@@ -610,3 +610,50 @@ func TestGuardDeclaredParameters(t *testing.T) {
 		t.Errorf("a parameter declared twice: %v", err)
 	}
 }
+
+// TestPrivilegedRolesNeedExactSpellings: a system account or an admin is
+// reached by its own spelling (ASCII case aside), never by a lookalike
+// that canonicalises to it; "auto:" names no person.
+func TestPrivilegedRolesNeedExactSpellings(t *testing.T) {
+	e := newEnv(t)
+	e.policy(movePolicy())
+	for _, tc := range []struct {
+		who    string
+		exempt bool
+	}{
+		{"svc-backup", true},
+		{"SVC-Backup", true},
+		{"ＳＶＣ-ＢＡＣＫＵＰ", false},       // full-width
+		{"svc-bac\u212Aup", false},  // Kelvin sign
+		{"svc-backup\u0301", false}, // not the same identity at all
+	} {
+		err := e.m.Guard(e.as(tc.who), pam.Op{Task: "New-MoveRequest"}, nop)
+		if got := err == nil; got != tc.exempt {
+			t.Errorf("%q: exempt %v (%v), want %v", tc.who, got, err, tc.exempt)
+		}
+	}
+	for _, tc := range []struct {
+		who   string
+		admin bool
+	}{
+		{"admin", true},
+		{"ADMIN", true},
+		{"ＡＤＭＩＮ", false},
+		{"ａdmin", false},
+	} {
+		p := movePolicy()
+		p.ID = "p-" + strings.ToLower(fmt.Sprintf("%x", tc.who))
+		_, err := e.m.CreatePolicy(e.as(tc.who), p)
+		if tc.admin && err != nil && !errors.Is(err, pam.ErrExists) || !tc.admin && !errors.Is(err, pam.ErrForbidden) {
+			t.Errorf("%q creating a policy: %v, want admin=%v", tc.who, err, tc.admin)
+		}
+		if ok, err := e.m.IsAdmin(e.as(tc.who)); ok != tc.admin || err != nil {
+			t.Errorf("%q: IsAdmin %v, %v", tc.who, ok, err)
+		}
+	}
+	for _, who := range []string{"auto:policy", "AUTO:rule", "auto:"} {
+		if _, err := e.m.Submit(e.as(who), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "r"}); !errors.Is(err, pam.ErrNoActor) {
+			t.Errorf("%q submitting: %v, want ErrNoActor", who, err)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/benbjohnson/clock"
@@ -190,14 +191,55 @@ type actorKey struct{}
 type actor struct {
 	id  string // canonical
 	err error
+	// exact: the spelling given differs from the canonical form at most
+	// in ASCII case. Only exact spellings act as an admin or a system
+	// account: full-width letters, compatibility characters such as the
+	// Kelvin sign, and non-ASCII case folding all reach a privileged
+	// identity's canonical form, and a privileged role must not be
+	// reachable by a lookalike.
+	exact bool
 }
+
+// reservedPrefix starts the names of automatic reviewers in decisions
+// ("auto:policy", "auto:rule", "auto:NAME"); no person may act under it.
+const reservedPrefix = "auto:"
 
 // WithActor returns a context that acts as id (any spelling; it is
 // canonicalised here, once). Every engine call takes its actor from the
-// context; a context without one is denied with ErrNoActor.
+// context; a context without one, or with an identity that does not
+// canonicalise or starts with "auto:" (reserved for automatic reviewers),
+// is denied with ErrNoActor.
 func WithActor(ctx context.Context, id string) context.Context {
 	c, err := ident.Canonical(id)
-	return context.WithValue(ctx, actorKey{}, &actor{id: c, err: err})
+	if err == nil && strings.HasPrefix(c, reservedPrefix) {
+		err = fmt.Errorf("%q is reserved for automatic reviewers", reservedPrefix)
+	}
+	return context.WithValue(ctx, actorKey{}, &actor{id: c, err: err, exact: err == nil && asciiLower(id) == c})
+}
+
+// asciiLower lower-cases the ASCII letters of s and nothing else.
+func asciiLower(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, s)
+}
+
+// exactActor reports whether ctx's actor was spelt exactly (see actor).
+func exactActor(ctx context.Context) bool {
+	a, ok := ctx.Value(actorKey{}).(*actor)
+	return ok && a.exact
+}
+
+// isAdmin reports whether ctx's actor, a, is in the admin group: an exact
+// spelling of a member's identity.
+func (m *Manager) isAdmin(ctx context.Context, a string) (bool, error) {
+	if !exactActor(ctx) {
+		return false, nil
+	}
+	return m.isMember(ctx, m.admins, a)
 }
 
 // ActorFrom returns the canonical actor of ctx, if it has a valid one.
@@ -257,12 +299,12 @@ func (m *Manager) requireAdmin(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	ok, err := m.isMember(ctx, m.admins, a)
+	ok, err := m.isAdmin(ctx, a)
 	if err != nil {
 		return "", err
 	}
 	if !ok {
-		return "", fmt.Errorf("%w: %s is not in the admin group %s", ErrForbidden, a, m.admins)
+		return "", fmt.Errorf("%w: %s is not in the admin group %s (or not spelt as its member is)", ErrForbidden, a, m.admins)
 	}
 	return a, nil
 }

@@ -357,7 +357,7 @@ func (m *Manager) viewFacts(ctx context.Context, actor string, r *Request) (fact
 		return f, nil
 	}
 	var err error
-	if f.Admin, err = m.isMember(ctx, m.admins, actor); err != nil || f.Admin {
+	if f.Admin, err = m.isAdmin(ctx, actor); err != nil || f.Admin {
 		return f, err
 	}
 	s, err := m.cache.current(ctx)
