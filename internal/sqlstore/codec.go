@@ -10,9 +10,9 @@ import (
 	"github.com/zerostanding/pam"
 )
 
-// How requests, policies, outbox messages and events are kept in rows:
-// both stores write with these and read with the Store's methods, so
-// what one writes the other would read alike.
+// How requests, policies, the catalog, outbox messages and events are
+// kept in rows: both stores write with these and read with the Store's
+// methods, so what one writes the other would read alike.
 
 // The statements that write one request or one outbox message, new
 // (Version 1) or at its next version. SQLite runs them as they are;
@@ -93,6 +93,30 @@ func decodePolicy(data string, rev int64) (pam.Policy, error) {
 	}
 	p.Revision = rev
 	return p, nil
+}
+
+// CatalogData encodes c for the data column of pam_catalog. Its Version
+// and Revision are left out (written as 0): they are kept in their own
+// columns, which DecodeCatalog puts back.
+func CatalogData(c *pam.Catalog) (string, error) {
+	stored := *c
+	stored.Version, stored.Revision = 0, 0
+	data, err := json.Marshal(&stored)
+	if err != nil {
+		return "", fmt.Errorf("sqlstore: encode catalog: %w", err)
+	}
+	return string(data), nil
+}
+
+// DecodeCatalog decodes a catalog stored by CatalogData at version and
+// revision.
+func DecodeCatalog(data string, version, rev int64) (pam.Catalog, error) {
+	var c pam.Catalog
+	if err := json.Unmarshal([]byte(data), &c); err != nil {
+		return pam.Catalog{}, fmt.Errorf("sqlstore: decode catalog: %w", err)
+	}
+	c.Version, c.Revision = version, rev
+	return c, nil
 }
 
 // AppendEventContent appends to args the columns of e that its content

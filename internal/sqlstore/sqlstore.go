@@ -181,7 +181,9 @@ func (s *Store) Policy(ctx context.Context, id string) (pam.Policy, error) {
 }
 
 // PolicyChanges implements pam.Store. One statement reads the changes and
-// the revision, so they agree.
+// the revision, so they agree. The revision counts catalog writes too
+// (they take theirs from the same counter), but the catalog is kept in
+// pam_catalog, so none of its writes is among the changes.
 func (s *Store) PolicyChanges(ctx context.Context, since int64) ([]pam.Policy, int64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
@@ -209,6 +211,24 @@ func (s *Store) PolicyChanges(ctx context.Context, since int64) ([]pam.Policy, i
 		out = append(out, p)
 	}
 	return out, rev, rows.Err()
+}
+
+// Catalog implements pam.Store: the one row of pam_catalog, or a zero
+// Catalog when none was ever written.
+func (s *Store) Catalog(ctx context.Context) (pam.Catalog, error) {
+	if err := ctx.Err(); err != nil {
+		return pam.Catalog{}, err
+	}
+	var data string
+	var version, rev int64
+	err := s.rqueryRow(ctx, `SELECT version, revision, data FROM pam_catalog WHERE id = 1`).Scan(&version, &rev, &data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return pam.Catalog{}, nil
+	}
+	if err != nil {
+		return pam.Catalog{}, err
+	}
+	return DecodeCatalog(data, version, rev)
 }
 
 // PolicyRevision implements pam.Store.

@@ -18,8 +18,8 @@ import (
 // one pgx batch, which PostgreSQL runs as one implicit transaction. The
 // first statement bumps the counters row, taking its lock, so commits are
 // serialised across replicas and sequence numbers stay gapless; each
-// compare-and-swap is checked in the database by pam_check, which aborts
-// the whole transaction on a mismatch.
+// compare-and-swap, the catalog's included, is checked in the database by
+// pam_check, which aborts the whole transaction on a mismatch.
 func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -27,11 +27,32 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 	if err := tx.Validate(); err != nil {
 		return err
 	}
+	// The catalog and the policies take consecutive revisions from
+	// pam_meta, the catalog first.
+	revs := len(tx.Policies)
+	if tx.Catalog != nil {
+		revs++
+	}
 	b := &pgx.Batch{}
-	b.Queue(`UPDATE pam_meta SET policy_revision = policy_revision + $1 WHERE id = 1 RETURNING last_seq, policy_revision, head_hash`, len(tx.Policies))
+	b.Queue(`UPDATE pam_meta SET policy_revision = policy_revision + $1 WHERE id = 1 RETURNING last_seq, policy_revision, head_hash`, revs)
 	for _, u := range tx.Unchanged {
 		b.Queue(`SELECT pam_check(coalesce((SELECT version FROM pam_requests WHERE id = $1), 0) = $2, $3)`,
 			u.ID, u.Version, fmt.Sprintf("request %s is not at version %d", u.ID, u.Version))
+	}
+	if c := tx.Catalog; c != nil {
+		data, err := sqlstore.CatalogData(c)
+		if err != nil {
+			return err
+		}
+		back := len(tx.Policies) // its revision is the new counter minus back
+		what := fmt.Sprintf("the catalog is not at version %d", c.Version-1)
+		if c.Version == 1 {
+			b.Queue(`WITH w AS (INSERT INTO pam_catalog (id, version, revision, data) VALUES (1, $1, (SELECT policy_revision FROM pam_meta WHERE id = 1) - $2, $3) ON CONFLICT (id) DO NOTHING RETURNING 1) SELECT pam_check(count(*) = 1, $4) FROM w`,
+				c.Version, back, data, what)
+		} else {
+			b.Queue(`WITH w AS (UPDATE pam_catalog SET version = $1, revision = (SELECT policy_revision FROM pam_meta WHERE id = 1) - $2, data = $3 WHERE id = 1 AND version = $4 RETURNING 1) SELECT pam_check(count(*) = 1, $5) FROM w`,
+				c.Version, back, data, c.Version-1, what)
+		}
 	}
 	for i := range tx.Policies {
 		p := &tx.Policies[i]
@@ -95,6 +116,9 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 			return cerr
 		}
 		return err
+	}
+	if tx.Catalog != nil {
+		tx.Catalog.Revision = lastRev - int64(len(tx.Policies))
 	}
 	for i := range tx.Policies {
 		tx.Policies[i].Revision = lastRev - int64(len(tx.Policies)-1-i)

@@ -174,9 +174,15 @@ func TestUpgradeChainsExistingEvents(t *testing.T) {
 	if res, err := pam.Verify(ctx, s, pam.VerifyOptions{}); err != nil || res.Events != 250 {
 		t.Fatalf("after the upgrade: Verify = %+v, %v", res, err)
 	}
-	tx := &pam.Tx{Events: []pam.Event{{Type: pam.EventCatalogSet, Actor: "admin"}, {Type: pam.EventCatalogSet, Actor: "admin2"}}}
+	if c, err := s.Catalog(ctx); err != nil || c.Version != 0 {
+		t.Fatalf("after the upgrade: Catalog = %+v, %v; want none", c, err)
+	}
+	tx := &pam.Tx{Catalog: &pam.Catalog{Version: 1}, Events: []pam.Event{{Type: pam.EventCatalogSet, Actor: "admin"}, {Type: pam.EventCatalogSet, Actor: "admin2"}}}
 	if err := s.Commit(ctx, tx); err != nil {
 		t.Fatal(err)
+	}
+	if tx.Catalog.Revision != 1 {
+		t.Fatalf("first catalog after the upgrade at revision %d, want 1", tx.Catalog.Revision)
 	}
 	if res, err := pam.Verify(ctx, s, pam.VerifyOptions{}); err != nil || res.Events != 252 || tx.Events[1].Seq != 252 {
 		t.Fatalf("after a commit: Verify = %+v, %v", res, err)

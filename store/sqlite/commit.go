@@ -94,13 +94,23 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) (err error) {
 	if _, err := head.Chain(events, nil); err != nil {
 		return err
 	}
+	// The catalog and the policies take consecutive revisions from
+	// pam_meta, the catalog first.
+	revs := int64(len(tx.Policies))
+	if tx.Catalog != nil {
+		revs++
+	}
 	var firstRev int64
-	if len(tx.Policies) > 0 {
+	if revs > 0 {
 		var last int64
-		if err := s.queryRow(ctx, t, sqlBumpRevision, len(tx.Policies)).Scan(&last); err != nil {
+		if err := s.queryRow(ctx, t, sqlBumpRevision, revs).Scan(&last); err != nil {
 			return err
 		}
-		firstRev = last - int64(len(tx.Policies)) + 1
+		firstRev = last - revs + 1
+	}
+	policyRev := firstRev
+	if tx.Catalog != nil {
+		policyRev++
 	}
 	for _, u := range tx.Unchanged {
 		var v int64
@@ -112,8 +122,13 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) (err error) {
 			return fmt.Errorf("%w: request %s is at version %d, not %d", pam.ErrConflict, u.ID, v, u.Version)
 		}
 	}
+	if tx.Catalog != nil {
+		if err := s.putCatalog(ctx, t, tx.Catalog, firstRev); err != nil {
+			return err
+		}
+	}
 	for i := range tx.Policies {
-		if err := s.putPolicy(ctx, t, &tx.Policies[i], firstRev+int64(i)); err != nil {
+		if err := s.putPolicy(ctx, t, &tx.Policies[i], policyRev+int64(i)); err != nil {
 			return err
 		}
 	}
@@ -135,8 +150,11 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) (err error) {
 	if err := t.Commit(); err != nil {
 		return err
 	}
+	if tx.Catalog != nil {
+		tx.Catalog.Revision = firstRev
+	}
 	for i := range tx.Policies {
-		tx.Policies[i].Revision = firstRev + int64(i)
+		tx.Policies[i].Revision = policyRev + int64(i)
 	}
 	for i := range tx.Events {
 		e := &tx.Events[i]
@@ -182,6 +200,26 @@ func (s *Store) putPolicy(ctx context.Context, t *sql.Tx, p *pam.Policy, rev int
 		q, args = sqlInsertPolicy, []any{p.ID, p.Version, rev, p.Deleted, string(data)}
 	}
 	return s.write(ctx, t, q, args, "policy", p.ID, p.Version)
+}
+
+// The writes of the catalog, new (Version 1) or at its next version.
+// They are rare, so they are not prepared.
+const (
+	sqlInsertCatalog = `INSERT INTO pam_catalog (id, version, revision, data) VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING`
+	sqlUpdateCatalog = `UPDATE pam_catalog SET version = $1, revision = $2, data = $3 WHERE id = 1 AND version = $4`
+)
+
+// putCatalog writes c at revision rev.
+func (s *Store) putCatalog(ctx context.Context, t *sql.Tx, c *pam.Catalog, rev int64) error {
+	data, err := sqlstore.CatalogData(c)
+	if err != nil {
+		return err
+	}
+	q, args := sqlUpdateCatalog, []any{c.Version, rev, data, c.Version - 1}
+	if c.Version == 1 {
+		q, args = sqlInsertCatalog, []any{c.Version, rev, data}
+	}
+	return s.write(ctx, t, q, args, "the", "catalog", c.Version)
 }
 
 // putMessages inserts the new messages with one statement and updates

@@ -37,7 +37,8 @@ func TestReopenKeepsState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tx := &pam.Tx{Events: []pam.Event{{Type: pam.EventCatalogSet, Actor: "admin"}}}
+	cat := &pam.Catalog{Version: 1, Roles: map[string][]string{"MailboxAdmin": {"New-MoveRequest"}}}
+	tx := &pam.Tx{Catalog: cat, Events: []pam.Event{{Type: pam.EventCatalogSet, Actor: "admin"}}}
 	if err := s.Commit(context.Background(), tx); err != nil {
 		t.Fatal(err)
 	}
@@ -46,6 +47,9 @@ func TestReopenKeepsState(t *testing.T) {
 	es, err := s.Events(context.Background(), pam.EventFilter{})
 	if err != nil || len(es) != 1 || es[0].Actor != "admin" {
 		t.Fatalf("after reopening: %+v, %v", es, err)
+	}
+	if c, err := s.Catalog(context.Background()); err != nil || c.Version != 1 || c.Revision != 1 || len(c.Roles["MailboxAdmin"]) != 1 {
+		t.Fatalf("catalog after reopening: %+v, %v", c, err)
 	}
 	if err := s.IntegrityCheck(context.Background()); err != nil {
 		t.Fatal(err)
@@ -150,9 +154,15 @@ func TestUpgradeChainsExistingEvents(t *testing.T) {
 	if res, err := pam.Verify(context.Background(), s, pam.VerifyOptions{}); err != nil || res.Events != 250 {
 		t.Fatalf("after the upgrade: Verify = %+v, %v", res, err)
 	}
-	tx := &pam.Tx{Events: []pam.Event{{Type: pam.EventCatalogSet, Actor: "admin"}}}
+	if c, err := s.Catalog(context.Background()); err != nil || c.Version != 0 {
+		t.Fatalf("after the upgrade: Catalog = %+v, %v; want none", c, err)
+	}
+	tx := &pam.Tx{Catalog: &pam.Catalog{Version: 1}, Events: []pam.Event{{Type: pam.EventCatalogSet, Actor: "admin"}}}
 	if err := s.Commit(context.Background(), tx); err != nil {
 		t.Fatal(err)
+	}
+	if tx.Catalog.Revision != 1 {
+		t.Fatalf("first catalog after the upgrade at revision %d, want 1", tx.Catalog.Revision)
 	}
 	if res, err := pam.Verify(context.Background(), s, pam.VerifyOptions{}); err != nil || res.Events != 251 || tx.Events[0].Seq != 251 {
 		t.Fatalf("after a commit: Verify = %+v, %v", res, err)

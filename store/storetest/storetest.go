@@ -56,6 +56,10 @@ func Run(t *testing.T, open Opener) {
 	t.Run("ConcurrentCommits", func(t *testing.T) { s, _ := fresh(t); testConcurrentCommits(t, s) })
 	t.Run("ConcurrentCAS", func(t *testing.T) { s, _ := fresh(t); testConcurrentCAS(t, s) })
 	t.Run("HashChain", func(t *testing.T) { s, _ := fresh(t); testHashChain(t, s) })
+	t.Run("Catalog", func(t *testing.T) { s, _ := fresh(t); testCatalog(t, s) })
+	t.Run("CatalogRevisions", func(t *testing.T) { s, _ := fresh(t); testCatalogRevisions(t, s) })
+	t.Run("CatalogAtomicity", func(t *testing.T) { s, _ := fresh(t); testCatalogAtomicity(t, s) })
+	t.Run("ConcurrentCatalog", func(t *testing.T) { s, _ := fresh(t); testConcurrentCatalog(t, s) })
 	t.Run("Outbox", func(t *testing.T) { s, _ := fresh(t); testOutbox(t, outboxOf(t, s)) })
 	t.Run("ConcurrentClaims", func(t *testing.T) { s, _ := fresh(t); testConcurrentClaims(t, outboxOf(t, s)) })
 	t.Run("Engine", func(t *testing.T) { runEngine(t, fresh) })
@@ -536,12 +540,17 @@ func testCanceled(t *testing.T, s pam.Store) {
 		"Commit": func() error {
 			return s.Commit(cctx, &pam.Tx{Requests: []pam.Request{request("r2", "alice", "p1", pam.Pending, 1)}, Events: []pam.Event{event(pam.EventRequestSubmitted, "alice", "r2")}})
 		},
+		"Commit of a catalog": func() error {
+			c := catalog(1)
+			return s.Commit(cctx, &pam.Tx{Catalog: &c, Events: []pam.Event{event(pam.EventCatalogSet, "admin", "")}})
+		},
 		"Policy":         func() error { _, err := s.Policy(cctx, "p1"); return err },
 		"PolicyChanges":  func() error { _, _, err := s.PolicyChanges(cctx, 0); return err },
 		"PolicyRevision": func() error { _, err := s.PolicyRevision(cctx); return err },
 		"Request":        func() error { _, err := s.Request(cctx, "r1"); return err },
 		"Requests":       func() error { _, err := s.Requests(cctx, pam.RequestFilter{}); return err },
 		"Grants":         func() error { _, err := s.Grants(cctx, "alice", []string{"p1"}); return err },
+		"Catalog":        func() error { _, err := s.Catalog(cctx); return err },
 		"Events":         func() error { _, err := s.Events(cctx, pam.EventFilter{}); return err },
 	}
 	for name, call := range calls {
@@ -554,6 +563,9 @@ func testCanceled(t *testing.T, s pam.Store) {
 	}
 	if seq := lastSeq(t, s); seq != 0 {
 		t.Errorf("Commit with a canceled context wrote events up to %d", seq)
+	}
+	if c, err := s.Catalog(ctx); err != nil || c.Version != 0 {
+		t.Errorf("Commit with a canceled context wrote the catalog (version %d, %v)", c.Version, err)
 	}
 }
 
