@@ -34,7 +34,7 @@ type Store interface {
 	// the store (ChainHead.Chain). Requests are stored exactly as given,
 	// their Decisions included, however many there are and whoever made
 	// them. On success Commit sets Seq, PrevHash and Hash on tx.Events
-	// and Revision on tx.Policies.
+	// and Revision on tx.Policies and tx.Catalog.
 	Commit(ctx context.Context, tx *Tx) error
 
 	// Policy returns the policy with id, deleted or not, or ErrNotFound.
@@ -132,8 +132,9 @@ func (g *Grant) ActiveAt(now time.Time) bool {
 type Tx struct {
 	// Catalog, when set, replaces the stored catalog. Its Version must be
 	// one higher than the stored one (1 for the first), or Commit returns
-	// ErrConflict; the write takes the next policy revision (Commit sets
-	// Catalog.Revision), so PolicyRevision moves and every Manager reloads.
+	// ErrConflict; the write takes the next policy revision, before the
+	// policies of the same Tx (Commit sets Catalog.Revision), so
+	// PolicyRevision moves and every Manager reloads.
 	Catalog  *Catalog
 	Policies []Policy
 	Requests []Request
