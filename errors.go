@@ -58,6 +58,10 @@ var (
 	// with RequestInput.PolicyID. A *AmbiguousError lists them.
 	ErrAmbiguous = errors.New("pam: several policies cover this scope")
 
+	// ErrLimit: the requester already has Options.MaxPending pending
+	// requests; one must be decided, canceled or expire first.
+	ErrLimit = errors.New("pam: too many pending requests")
+
 	// ErrDurationTooLong: the requested duration exceeds the policy's
 	// MaxDuration. Requests are rejected, never clipped.
 	ErrDurationTooLong = errors.New("pam: duration exceeds the policy's maximum")

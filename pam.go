@@ -19,6 +19,9 @@ import (
 // DefaultAdminGroup is the admin group when Options.AdminGroup is empty.
 const DefaultAdminGroup = "pam-admins"
 
+// DefaultMaxPending is Options.MaxPending's default.
+const DefaultMaxPending = 20
+
 // Options configure a Manager. Every field is optional; the zero value,
 // and a nil *Options, mean the documented defaults.
 type Options struct {
@@ -70,6 +73,11 @@ type Options struct {
 	// DenyUncovered makes Guard deny operations no policy covers, instead
 	// of running them.
 	DenyUncovered bool
+	// MaxPending bounds the pending requests one requester may have at a
+	// time (Submit returns ErrLimit beyond it), so that no one can bury
+	// the approvers. Default: 20; negative: no bound. Submissions racing
+	// each other may pass it by the number that race.
+	MaxPending int
 	// SweepInterval is how often Run records expiries. Default: 1 minute.
 	SweepInterval time.Duration
 	// NotifyTimeout bounds each call to a Notifier. Default: 30 seconds.
@@ -108,6 +116,7 @@ type Manager struct {
 	admins    string
 	system    map[string]bool // canonical system accounts
 	denyUncov bool
+	maxPend   int // 0: no bound
 	approvers []Approver
 	sweep     time.Duration
 	onError   func(error)
@@ -149,6 +158,12 @@ func New(store Store, dir Directory, opts *Options) (*Manager, error) {
 	}
 	if m.sweep == 0 {
 		m.sweep = time.Minute
+	}
+	switch m.maxPend = opts.MaxPending; {
+	case m.maxPend == 0:
+		m.maxPend = DefaultMaxPending
+	case m.maxPend < 0:
+		m.maxPend = 0
 	}
 	if m.onError == nil {
 		m.onError = func(error) {}

@@ -168,6 +168,9 @@ func (m *Manager) Submit(ctx context.Context, n RequestInput) (Request, error) {
 	if err != nil {
 		return Request{}, err
 	}
+	if err := m.checkPending(ctx, actor, now); err != nil {
+		return Request{}, err
+	}
 	r := Request{
 		ID: m.newID("req"), Requester: actor, Scope: n.Scope, PolicyID: p.ID, Reason: n.Reason, Ticket: n.Ticket,
 		Duration: d, State: Pending, PolicyVersion: p.Version, CreatedAt: now, PendingUntil: now.Add(p.pendingTTL()), Version: 1,
@@ -192,6 +195,28 @@ func (m *Manager) Submit(ctx context.Context, n RequestInput) (Request, error) {
 	}
 	m.after(tx)
 	return r, nil
+}
+
+// checkPending returns ErrLimit when actor has Options.MaxPending pending
+// requests at now.
+func (m *Manager) checkPending(ctx context.Context, actor string, now time.Time) error {
+	if m.maxPend == 0 {
+		return nil
+	}
+	rs, err := m.store.Requests(ctx, RequestFilter{Requester: actor, States: []State{Pending}})
+	if err != nil {
+		return err
+	}
+	n := 0
+	for i := range rs {
+		if rs[i].StateAt(now) == Pending {
+			n++
+		}
+	}
+	if n >= m.maxPend {
+		return fmt.Errorf("%w: %s has %d pending requests, the most allowed", ErrLimit, actor, n)
+	}
+	return nil
 }
 
 // bind finds the policy a new request is for, filling n.Scope from it when

@@ -519,3 +519,50 @@ func TestReadsAreAuthorised(t *testing.T) {
 		}
 	}
 }
+
+func TestPendingLimit(t *testing.T) {
+	e := newEnv(t, func(o *pam.Options) { o.MaxPending = 3 })
+	e.policy(movePolicy())
+	in := pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "r"}
+	var first pam.Request
+	for i := range 3 {
+		r := e.submit("alice", in)
+		if i == 0 {
+			first = r
+		}
+	}
+	seq := e.lastSeq()
+	if _, err := e.m.Submit(e.as("alice"), in); !errors.Is(err, pam.ErrLimit) {
+		t.Fatalf("fourth pending request: %v, want ErrLimit", err)
+	}
+	if e.lastSeq() != seq {
+		t.Error("a refused submission was audited")
+	}
+	if rs, _, _ := e.m.Requests(e.as("alice"), pam.RequestFilter{Requester: "alice"}); len(rs) != 3 {
+		t.Errorf("%d requests stored, want 3", len(rs))
+	}
+	e.submit("bob", in) // the bound is per requester
+	if _, err := e.m.Cancel(e.as("alice"), first.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	e.submit("alice", in)
+	// Expired requests count no more, recorded or not.
+	e.clk.Add(25 * time.Hour)
+	for range 3 {
+		e.submit("alice", in)
+	}
+
+	unbounded := newEnv(t, func(o *pam.Options) { o.MaxPending = -1 })
+	unbounded.policy(movePolicy())
+	for range pam.DefaultMaxPending + 5 {
+		unbounded.submit("alice", in)
+	}
+	bounded := newEnv(t)
+	bounded.policy(movePolicy())
+	for range pam.DefaultMaxPending {
+		bounded.submit("alice", in)
+	}
+	if _, err := bounded.m.Submit(bounded.as("alice"), in); !errors.Is(err, pam.ErrLimit) {
+		t.Errorf("past the default bound: %v", err)
+	}
+}
