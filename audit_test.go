@@ -468,3 +468,43 @@ func TestSinkOptionsAreValidated(t *testing.T) {
 		}
 	}
 }
+
+// stuckSink ignores its context: each Write blocks until release is
+// closed.
+type stuckSink struct{ release chan struct{} }
+
+func (s *stuckSink) Write(context.Context, []pam.Event) error { <-s.release; return nil }
+
+// TestRequiredSinkThatIgnoresItsContext: a required sink whose Write
+// never returns holds Guard for one audit timeout at most, then every
+// Guard is denied at once, and Close returns when its context ends.
+func TestRequiredSinkThatIgnoresItsContext(t *testing.T) {
+	stuck := &stuckSink{release: make(chan struct{})}
+	defer close(stuck.release)
+	timeout := 100 * time.Millisecond
+	e := newEnv(t, func(o *pam.Options) {
+		o.AuditSinks = []pam.SinkConfig{{Name: "stuck", Sink: stuck, Required: true}}
+		o.AuditTimeout = timeout
+	})
+	e.policy(movePolicy())
+	e.grant("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
+	eventually(t, "the sink to be marked failing", func() bool { return !e.m.SinkStatus()[0].Healthy })
+	for i := range 3 {
+		start := time.Now()
+		ran := false
+		err := e.m.Guard(e.as("alice"), pam.Op{Task: "New-MoveRequest"}, func(context.Context) error { ran = true; return nil })
+		if ran || !errors.Is(err, pam.ErrAudit) {
+			t.Fatalf("Guard %d with a stuck required sink: ran %v, %v", i, ran, err)
+		}
+		if took := time.Since(start); took > timeout/2 {
+			t.Errorf("Guard %d waited %v for a sink known to be failing", i, took)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := e.m.Close(ctx)
+	if took := time.Since(start); took > time.Second || err == nil {
+		t.Errorf("Close with a stuck sink: %v after %v", err, took)
+	}
+}

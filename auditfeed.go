@@ -181,9 +181,9 @@ func (w *sinkWorker) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		events, err := w.next(ctx)
 		if err == nil && len(events) > 0 {
-			wctx, cancel := context.WithTimeout(ctx, f.timeout)
-			err = w.sink.Write(wctx, events)
-			cancel()
+			if err = w.write(ctx, events); ctx.Err() != nil {
+				return
+			}
 			if err == nil {
 				backoff = w.min
 				last := events[len(events)-1].Seq
@@ -227,6 +227,41 @@ func (w *sinkWorker) run(ctx context.Context) {
 }
 
 func last(events []Event) int64 { return events[len(events)-1].Seq }
+
+// write writes events to the sink within the audit timeout. A sink that
+// ignores its context and does not return in time is marked failing at
+// once, so that Guard denies without waiting for it, and the write is
+// then awaited (the trail reaches a sink in order) until it returns or
+// the feed stops.
+func (w *sinkWorker) write(ctx context.Context, events []Event) error {
+	f := w.feed
+	wctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- w.sink.Write(wctx, events) }()
+	select {
+	case err := <-done:
+		return err
+	case <-wctx.Done():
+	}
+	hung := fmt.Errorf("pam: audit sink %s, events %d..%d: the write did not return within %s", w.name, events[0].Seq, last(events), f.timeout)
+	wasHealthy := false
+	w.update(func() { wasHealthy, w.healthy, w.lastErr = w.healthy, false, hung })
+	w.failures.Add(1)
+	f.onError(hung)
+	if wasHealthy {
+		f.recordSink(ctx, EventSinkFailed, w, hung)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			return nil
+		}
+		return fmt.Errorf("%w (it returned late: %w)", context.DeadlineExceeded, err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // next returns the events after the cursor, initialising it first.
 func (w *sinkWorker) next(ctx context.Context) ([]Event, error) {
@@ -444,7 +479,15 @@ func (f *auditFeed) close(ctx context.Context) error {
 			}
 		}
 		f.kill()
-		f.wg.Wait()
+		// A sink that ignores its context may hold its worker: wait for
+		// the workers no longer than ctx allows.
+		stopped := make(chan struct{})
+		go func() { f.wg.Wait(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("pam: audit sink workers still writing when Close's context ended: %w", ctx.Err()))
+		}
 		head := headSeq(context.WithoutCancel(ctx), f.store)
 		for _, w := range f.sinks {
 			if s := w.status(); s.Cursor < head {

@@ -328,9 +328,7 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 	}
 	start := m.guardEvent(res)
 	if !res.Allowed {
-		if _, err := m.record(ctx, start, nil); err != nil {
-			m.onError(fmt.Errorf("pam: record denial of %s to %s: %w", res.Task, res.Actor, err))
-		}
+		m.recordDenial(ctx, start)
 		return res.Err
 	}
 	if down := m.feed.requiredDown(); down != nil {
@@ -341,9 +339,7 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 			deny.Detail = map[string]string{}
 		}
 		deny.Detail["error"] = cleanText(down.Error())
-		if _, err := m.record(ctx, deny, nil); err != nil {
-			m.onError(fmt.Errorf("pam: record denial of %s to %s: %w", res.Task, res.Actor, err))
-		}
+		m.recordDenial(ctx, deny)
 		return fmt.Errorf("%w: %w", ErrAudit, down)
 	}
 	seq, err := m.record(ctx, start, res.Policies)
@@ -493,6 +489,17 @@ type oneEventTx struct {
 }
 
 var oneEventTxs = sync.Pool{New: func() any { return new(oneEventTx) }}
+
+// recordDenial records a guard.denied event. A denial is recorded even
+// when the caller's context ended while Guard decided: on a context
+// detached from the caller's, bounded by Options.AuditTimeout.
+func (m *Manager) recordDenial(ctx context.Context, e Event) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.feed.timeout)
+	defer cancel()
+	if _, err := m.record(dctx, e, nil); err != nil {
+		m.onError(fmt.Errorf("pam: record denial of %s to %s: %w", e.Task, e.Actor, err))
+	}
+}
 
 // uncanceled returns ctx without its cancellation, so an event still gets
 // written after fn's caller gave up; a context that cannot be canceled is

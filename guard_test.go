@@ -657,3 +657,38 @@ func TestPrivilegedRolesNeedExactSpellings(t *testing.T) {
 		}
 	}
 }
+
+// cancelingStore cancels the caller's context when Guard reads the grants:
+// the caller gives up while Guard decides.
+type cancelingStore struct {
+	pam.OutboxStore
+	cancel context.CancelFunc
+}
+
+func (s cancelingStore) Grants(ctx context.Context, requester string, policyIDs []string) ([]pam.Grant, error) {
+	s.cancel()
+	return s.OutboxStore.Grants(context.WithoutCancel(ctx), requester, policyIDs)
+}
+
+// TestDenialRecordedAfterTheCallerGaveUp: the denial is in the trail even
+// though the caller's context ended before it was written.
+func TestDenialRecordedAfterTheCallerGaveUp(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var store pam.OutboxStore = memory.New()
+	dir, _ := pam.NewStaticDirectory(testGroups)
+	m, err := pam.New(cancelingStore{store, cancel}, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.CreatePolicy(pam.WithActor(context.Background(), "admin"), movePolicy()); err != nil {
+		t.Fatal(err)
+	}
+	err = m.Guard(pam.WithActor(ctx, "alice"), pam.Op{Task: "New-MoveRequest"}, nop)
+	if !errors.Is(err, pam.ErrNotApproved) || ctx.Err() == nil {
+		t.Fatalf("Guard: %v (caller's context: %v)", err, ctx.Err())
+	}
+	evs, _, err := m.Audit(pam.WithActor(context.Background(), "admin"), pam.EventFilter{Types: []pam.EventType{pam.EventGuardDenied}})
+	if err != nil || len(evs) != 1 || evs[0].Actor != "alice" {
+		t.Errorf("denials in the trail: %+v, %v", evs, err)
+	}
+}
