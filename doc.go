@@ -215,6 +215,12 @@
 //	...
 //	clk.Add(4 * time.Hour) // the grant has ended
 //
+// A store that keeps its own time (a TimeSource: store/postgres uses the
+// database server's clock, so that replicas whose clocks drift decide
+// alike) decides expiries and windows on that clock, not on
+// Options.Clock; New reports a mock clock over such a store to OnError.
+// Tests that move time run on store/memory or store/sqlite.
+//
 // # Where things live
 //
 //	pam.go          Options, New, Run, Close, the actor, time, the commit path

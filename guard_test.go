@@ -487,9 +487,14 @@ func TestStoreTimeSource(t *testing.T) {
 	local.Set(epoch.Add(-10 * time.Minute)) // this replica's clock is 10 minutes behind
 	remote.Set(epoch)
 	dir, _ := pam.NewStaticDirectory(testGroups)
-	m, err := pam.New(fakes.TimedStore{OutboxStore: memory.New(), Clock: remote}, dir, &pam.Options{Clock: local, AdminGroup: "pam-admins"})
+	var said []error
+	m, err := pam.New(fakes.TimedStore{OutboxStore: memory.New(), Clock: remote}, dir, &pam.Options{Clock: local, AdminGroup: "pam-admins",
+		OnError: func(err error) { said = append(said, err) }})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(said) != 1 || !strings.Contains(said[0].Error(), "mock") {
+		t.Errorf("a mock clock over a store that keeps time: OnError heard %v", said)
 	}
 	ctx := func(who string) context.Context { return pam.WithActor(context.Background(), who) }
 	if _, err := m.CreatePolicy(ctx("admin"), movePolicy()); err != nil {

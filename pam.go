@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -167,6 +168,10 @@ func New(store Store, dir Directory, opts *Options) (*Manager, error) {
 	}
 	if m.onError == nil {
 		m.onError = func(error) {}
+	}
+	if _, mock := opts.Clock.(*clock.Mock); mock && m.times != nil {
+		// Correct in production, a trap in tests: say it once.
+		m.onError(errors.New("pam: Options.Clock is a mock, but the store keeps its own time (a TimeSource such as PostgreSQL): expiries and windows follow the store's clock, not the mock"))
 	}
 	m.system = make(map[string]bool, len(opts.SystemAccounts))
 	for _, a := range opts.SystemAccounts {
