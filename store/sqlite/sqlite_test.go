@@ -188,3 +188,22 @@ func BenchmarkPolicies(b *testing.B) {
 		return open(t, filepath.Join(t.TempDir(), "pam.db"))
 	}, 1000, 10000)
 }
+
+// TestFilesAreTheOwnersAlone: the database, its -wal and its -shm are
+// created readable and writable by their owner only.
+func TestFilesAreTheOwnersAlone(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pam.db")
+	s := open(t, path)
+	if err := s.Commit(context.Background(), &pam.Tx{Events: []pam.Event{{Type: pam.EventCatalogSet, Actor: "admin"}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			t.Errorf("%s is %v, want no access for group and others", filepath.Base(name), perm)
+		}
+	}
+}
