@@ -1,6 +1,7 @@
 package pamhttp
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,6 +38,10 @@ type API interface {
 
 	Check(ctx context.Context, op pam.Op) (pam.CheckResult, error)
 	IsAdmin(ctx context.Context) (bool, error)
+
+	Catalog(ctx context.Context) (pam.Catalog, error)
+	SetCatalog(ctx context.Context, cat pam.Catalog) error
+	Apply(ctx context.Context, cfg pam.Config, opts pam.ApplyOptions) (pam.Plan, error)
 
 	Audit(ctx context.Context, f pam.EventFilter) (events []pam.Event, next int64, err error)
 	Verify(ctx context.Context, o pam.VerifyOptions) (pam.VerifyResult, error)
@@ -195,6 +200,15 @@ func NewVerifyAnswer(res pam.VerifyResult, err error) (VerifyAnswer, error) {
 	return VerifyAnswer{OK: err == nil, Result: res}, err
 }
 
+// ApplyRequest is the body of POST /api/v1/apply: the catalog and the
+// policies as they should be, and whether only to plan. Config is
+// required: an absent config is refused rather than read as "no
+// policies", which would delete them all.
+type ApplyRequest struct {
+	Config *pam.Config `json:"config"`
+	DryRun bool        `json:"dry_run,omitempty"`
+}
+
 // Page is a page of a list and the cursor of the next (absent at the
 // end): an ID for requests and messages, a sequence number for events.
 type Page[T, C any] struct {
@@ -225,6 +239,7 @@ type route struct {
 	status       int          // of success
 	answer       reflect.Type // of success
 	public       bool         // served without authentication
+	config       bool         // the body is a whole catalog or config: capped by MaxConfigBytes
 	serve        func(ctx context.Context, r *http.Request, body any) (any, error)
 }
 
@@ -253,6 +268,25 @@ func (h *Handler) apiRoutes() []route {
 		})
 	act.optionalBody = true
 	act.params = []param{{name: "action", in: "path", typ: "string", desc: "what to do", enum: actionWords()}}
+	setCatalog := send("PUT", "/catalog", "setCatalog", "Replace the catalog",
+		"Admins only. Refused (invalid) when it would remove or empty a role or role group that a live policy is scoped to; "+
+			"every policy whose tasks change has the grants approved under its old meaning cut.", http.StatusOK,
+		func(ctx context.Context, _ *http.Request, c *pam.Catalog) (struct{}, error) {
+			return struct{}{}, m.SetCatalog(ctx, *c)
+		})
+	setCatalog.config = true
+	apply := send("POST", "/apply", "apply", "Apply policies as code",
+		"Admins only. Makes the catalog (when given) and the policies what config says, in one commit, and answers the plan carried out: "+
+			"policies created, updated (the fields changed, whether and how many active grants it cuts) and deleted (every live policy config does not name), "+
+			"and the catalog change. With dry_run it only plans. Applying the same config again plans nothing and writes nothing. "+
+			"A name a deleted policy had, or two policies with one scope and condition that same_scope does not name, is refused (exists).", http.StatusOK,
+		func(ctx context.Context, _ *http.Request, a *ApplyRequest) (pam.Plan, error) {
+			if a.Config == nil {
+				return pam.Plan{}, fmt.Errorf("%w: the body has no config (to delete every policy, send an empty one)", pam.ErrInvalid)
+			}
+			return m.Apply(ctx, *a.Config, pam.ApplyOptions{DryRun: a.DryRun})
+		})
+	apply.config = true
 	return []route{
 		open,
 		call("GET", "/me", "me", "Who is signed in", "The actor the host authenticated, and whether they are an admin.", nil,
@@ -286,6 +320,13 @@ func (h *Handler) apiRoutes() []route {
 			func(ctx context.Context, r *http.Request) (struct{}, error) {
 				return struct{}{}, m.DeletePolicy(ctx, r.PathValue("id"))
 			}),
+		call("GET", "/catalog", "getCatalog", "Get the catalog",
+			"The roles (role → tasks), role groups (role group → roles), task parameter declarations and data that policies and conditions read.", nil,
+			func(ctx context.Context, _ *http.Request) (pam.Catalog, error) {
+				return m.Catalog(ctx)
+			}),
+		setCatalog,
+		apply,
 		call("GET", "/requests", "listRequests", "List requests", "Get-ElevatedAccessRequest: one's own, or with requester=all everyone's (admins).", requestParams,
 			func(ctx context.Context, r *http.Request) (Page[pam.Request, string], error) {
 				me, _ := pam.ActorFrom(ctx)
@@ -359,7 +400,11 @@ func (h *Handler) routesAPI(mux *recordingMux) error {
 	}
 	h.openapi = doc
 	for _, rt := range routes {
-		mux.HandleFunc(rt.method+" "+apiPrefix+rt.path, h.serveAPI(rt))
+		limit := h.opts.MaxBodyBytes
+		if rt.config {
+			limit = h.opts.MaxConfigBytes
+		}
+		mux.handle(rt.method+" "+apiPrefix+rt.path, limit, h.serveAPI(rt))
 	}
 	return nil
 }
@@ -404,38 +449,59 @@ func decode(r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 		return fmt.Errorf("%w: Content-Type must be application/json", pam.ErrInvalid)
 	}
-	d := json.NewDecoder(r.Body)
-	var raw json.RawMessage
-	if err := d.Decode(&raw); err != nil {
-		if _, ok := err.(interface{ Timeout() bool }); ok {
-			return err
-		}
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		if _, ok := err.(interface{ Timeout() bool }); ok || errors.As(err, &mbe) {
 			return err
 		}
 		return fmt.Errorf("%w: body: %v", pam.ErrInvalid, err)
 	}
-	if _, err := d.Token(); err != io.EOF {
-		return fmt.Errorf("%w: body: more than one JSON value", pam.ErrInvalid)
-	}
-	if err := knownMembers(raw, reflect.TypeOf(v)); err != nil {
-		return fmt.Errorf("%w: body: %v", pam.ErrInvalid, err)
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
+	if err := unmarshal(b, v); err != nil {
 		if errors.Is(err, pam.ErrInvalid) {
 			return err
 		}
-		return fmt.Errorf("%w: body: %v", pam.ErrInvalid, err)
+		return fmt.Errorf("%w: body: %w", pam.ErrInvalid, err)
 	}
 	return nil
 }
 
+// Unmarshal reads one JSON value from b into v as the API reads request
+// bodies: a member v has no field for is refused, wherever it is (the
+// error names where), as is anything after the value. Every error
+// matches pam.ErrInvalid. Front ends that read the API's types from
+// files (pamctl's policy files) use it to be as strict as the server.
+func Unmarshal(b []byte, v any) error {
+	if err := unmarshal(b, v); err != nil {
+		if errors.Is(err, pam.ErrInvalid) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", pam.ErrInvalid, err)
+	}
+	return nil
+}
+
+func unmarshal(b []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	var raw json.RawMessage
+	if err := d.Decode(&raw); err != nil {
+		return err
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return errors.New("more than one JSON value")
+	}
+	if err := knownMembers(raw, reflect.TypeOf(v), ""); err != nil {
+		return err
+	}
+	return json.Unmarshal(raw, v)
+}
+
 // knownMembers returns an error naming the first member of an object in
-// b that t has no field for, as json.Decoder.DisallowUnknownFields does
-// for types without their own UnmarshalJSON (pam.Policy has one). What
-// is not an object of a struct is left to json.Unmarshal to judge.
-func knownMembers(b []byte, t reflect.Type) error {
+// b that t has no field for, and where it is (at is the path to b), as
+// json.Decoder.DisallowUnknownFields does for types without their own
+// UnmarshalJSON (pam.Policy has one). What is not an object of a struct
+// is left to json.Unmarshal to judge.
+func knownMembers(b []byte, t reflect.Type, at string) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -452,9 +518,12 @@ func knownMembers(b []byte, t reflect.Type) error {
 		for _, k := range slices.Sorted(maps.Keys(obj)) {
 			f, ok := fieldNamed(fields, k)
 			if !ok {
-				return fmt.Errorf("json: unknown field %q", k)
+				if at == "" {
+					return fmt.Errorf("json: unknown field %q", k)
+				}
+				return fmt.Errorf("json: unknown field %q in %s", k, at)
 			}
-			if err := knownMembers(obj[k], f.typ); err != nil {
+			if err := knownMembers(obj[k], f.typ, member(at, f.name)); err != nil {
 				return err
 			}
 		}
@@ -466,8 +535,8 @@ func knownMembers(b []byte, t reflect.Type) error {
 		if json.Unmarshal(b, &items) != nil {
 			return nil
 		}
-		for _, it := range items {
-			if err := knownMembers(it, t.Elem()); err != nil {
+		for i, it := range items {
+			if err := knownMembers(it, t.Elem(), fmt.Sprintf("%s[%d]", at, i)); err != nil {
 				return err
 			}
 		}
@@ -477,12 +546,31 @@ func knownMembers(b []byte, t reflect.Type) error {
 			return nil
 		}
 		for _, k := range slices.Sorted(maps.Keys(m)) {
-			if err := knownMembers(m[k], t.Elem()); err != nil {
+			if err := knownMembers(m[k], t.Elem(), member(at, k)); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// member is the path of member name of the value at path at: a.b, or
+// a["b c"] for a name that is not a plain word.
+func member(at, name string) string {
+	plain := name != ""
+	for _, r := range name {
+		if !(r == '_' || r == '-' || '0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z') {
+			plain = false
+			break
+		}
+	}
+	switch {
+	case !plain:
+		return fmt.Sprintf("%s[%q]", at, name)
+	case at == "":
+		return name
+	}
+	return at + "." + name
 }
 
 // jsonField is a struct field as encoding/json names it.

@@ -150,6 +150,24 @@ func (c *Client) DeletePolicy(ctx context.Context, id string) error {
 	return c.call(ctx, "DELETE", idPath("/policies", id), nil, nil, nil)
 }
 
+// Catalog returns the catalog the server decides on.
+func (c *Client) Catalog(ctx context.Context) (pam.Catalog, error) {
+	var cat pam.Catalog
+	return cat, c.call(ctx, "GET", "/catalog", nil, nil, &cat)
+}
+
+// SetCatalog replaces the catalog.
+func (c *Client) SetCatalog(ctx context.Context, cat pam.Catalog) error {
+	return c.call(ctx, "PUT", "/catalog", nil, cat, nil)
+}
+
+// Apply makes the catalog and the policies what cfg says, or with
+// opts.DryRun only plans it, and returns the plan.
+func (c *Client) Apply(ctx context.Context, cfg pam.Config, opts pam.ApplyOptions) (pam.Plan, error) {
+	var p pam.Plan
+	return p, c.call(ctx, "POST", "/apply", nil, ApplyRequest{Config: &cfg, DryRun: opts.DryRun}, &p)
+}
+
 // Submit asks for access.
 func (c *Client) Submit(ctx context.Context, n pam.RequestInput) (pam.Request, error) {
 	var r pam.Request

@@ -9,8 +9,9 @@
 // actor (its sessions, OIDC, mTLS, bearer tokens…). The handler never
 // takes identity from a header of its own. Every state-changing call is
 // checked by net/http's CrossOriginProtection (Sec-Fetch-Site and
-// Origin), request bodies are capped, and user text is escaped by
-// html/template on the page and by encoding/json in the API.
+// Origin), request bodies are capped (MaxBodyBytes; MaxConfigBytes for
+// the bodies that carry a whole catalog or config), and user text is
+// escaped by html/template on the page and by encoding/json in the API.
 //
 // # API
 //
@@ -22,6 +23,17 @@
 // nanoseconds are accepted on input). Unknown members of a request body
 // are refused. Errors are problem details (RFC 9457, Problem) whose code
 // names the engine's sentinel, from one table both ways.
+//
+// # Policies as code
+//
+// GET /api/v1/catalog returns the catalog to anyone signed in; PUT
+// replaces it (admins). POST /api/v1/apply takes {"config": pam.Config,
+// "dry_run": bool} (ApplyRequest) and answers the pam.Plan that
+// Manager.Apply carried out, or with dry_run would: admins only, one
+// commit, idempotent. A policy name that a deleted policy had, or two
+// policies with one scope and condition, is 409 with code "exists".
+// Unmarshal reads a config from a file as strictly as the handler reads
+// the body; pamctl apply -f uses it.
 //
 // # Client
 //

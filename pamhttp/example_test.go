@@ -56,3 +56,17 @@ func ExampleNewClient() {
 	// true true
 	// alice pending 2h0m0s
 }
+
+func ExampleUnmarshal() {
+	// A policy file, strictly: a misspelt member is an error that says
+	// where, not a default silently taken.
+	var cfg pam.Config
+	err := pamhttp.Unmarshal([]byte(`{"policies": {"move": {"scope": {"kind": "task", "name": "New-MoveRequest"}, "aproval": "auto"}}}`), &cfg)
+	fmt.Println(errors.Is(err, pam.ErrInvalid), err)
+
+	err = pamhttp.Unmarshal([]byte(`{"policies": {"move": {"scope": {"kind": "task", "name": "New-MoveRequest"}, "approval": "auto", "max_duration": "4h"}}}`), &cfg)
+	fmt.Println(err, cfg.Policies["move"].MaxDuration)
+	// Output:
+	// true pam: invalid input: json: unknown field "aproval" in policies.move
+	// <nil> 4h0m0s
+}

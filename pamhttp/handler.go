@@ -18,6 +18,10 @@ type Options struct {
 	Authenticate func(r *http.Request) (string, error)
 	// MaxBodyBytes caps request bodies. Default: 64 KiB.
 	MaxBodyBytes int64
+	// MaxConfigBytes caps the bodies that carry a whole catalog or config
+	// (PUT /api/v1/catalog, POST /api/v1/apply): thousands of policies
+	// are megabytes. Default: 16 MiB, and never less than MaxBodyBytes.
+	MaxConfigBytes int64
 	// TrustedOrigins may make cross-origin state-changing calls
 	// ("https://admin.example.com"). Default: none.
 	TrustedOrigins []string
@@ -40,17 +44,21 @@ func New(m *pam.Manager, opts Options) (*Handler, error) {
 	if m == nil || opts.Authenticate == nil {
 		return nil, fmt.Errorf("%w: pamhttp needs a Manager and Options.Authenticate", pam.ErrInvalid)
 	}
-	if opts.MaxBodyBytes < 0 {
-		return nil, fmt.Errorf("%w: Options.MaxBodyBytes must not be negative", pam.ErrInvalid)
+	if opts.MaxBodyBytes < 0 || opts.MaxConfigBytes < 0 {
+		return nil, fmt.Errorf("%w: Options.MaxBodyBytes and MaxConfigBytes must not be negative", pam.ErrInvalid)
 	}
 	if opts.MaxBodyBytes == 0 {
 		opts.MaxBodyBytes = 64 << 10
 	}
+	if opts.MaxConfigBytes == 0 {
+		opts.MaxConfigBytes = 16 << 20
+	}
+	opts.MaxConfigBytes = max(opts.MaxConfigBytes, opts.MaxBodyBytes)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	h := &Handler{m: m, opts: opts}
-	mux := &recordingMux{ServeMux: http.NewServeMux()}
+	mux := &recordingMux{ServeMux: http.NewServeMux(), maxBody: opts.MaxBodyBytes}
 	if err := h.routesAPI(mux); err != nil {
 		return nil, err
 	}
@@ -70,25 +78,33 @@ func New(m *pam.Manager, opts Options) (*Handler, error) {
 }
 
 // recordingMux is a ServeMux that remembers its patterns, so a test can
-// hold every route served against the OpenAPI document.
+// hold every route served against the OpenAPI document, and caps the
+// body of every request it routes: at maxBody unless the route says.
 type recordingMux struct {
 	*http.ServeMux
 	patterns []string
+	maxBody  int64
 }
 
 func (m *recordingMux) HandleFunc(pattern string, f func(http.ResponseWriter, *http.Request)) {
-	m.patterns = append(m.patterns, pattern)
-	m.ServeMux.HandleFunc(pattern, f)
+	m.handle(pattern, m.maxBody, http.HandlerFunc(f))
 }
 
 func (m *recordingMux) Handle(pattern string, h http.Handler) {
+	m.handle(pattern, m.maxBody, h)
+}
+
+// handle serves pattern with h, its request bodies capped at maxBody.
+func (m *recordingMux) handle(pattern string, maxBody int64, h http.Handler) {
 	m.patterns = append(m.patterns, pattern)
-	m.ServeMux.Handle(pattern, h)
+	m.ServeMux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		h.ServeHTTP(w, r)
+	})
 }
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Referrer-Policy", "same-origin")
 	h.h.ServeHTTP(w, r)

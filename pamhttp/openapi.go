@@ -30,6 +30,8 @@ var enums = map[reflect.Type][]string{
 	reflect.TypeFor[pam.Approval]():     {string(pam.Manual), string(pam.Auto)},
 	reflect.TypeFor[pam.ScopeKind]():    {string(pam.KindTask), string(pam.KindRole), string(pam.KindRoleGroup)},
 	reflect.TypeFor[pam.Verdict]():      {string(pam.Approve), string(pam.Deny)},
+	reflect.TypeFor[pam.PlanAction]():   {string(pam.PlanCreate), string(pam.PlanUpdate), string(pam.PlanDelete)},
+	reflect.TypeFor[pam.ParamType]():    {string(pam.ParamString), string(pam.ParamNumber), string(pam.ParamBoolean), string(pam.ParamArray), string(pam.ParamObject)},
 	reflect.TypeFor[pam.MessageState](): {string(pam.MessagePending), string(pam.MessageDelivered), string(pam.MessageFailed)},
 	reflect.TypeFor[pam.TamperReason](): {string(pam.ReasonAltered), string(pam.ReasonBrokenLink), string(pam.ReasonReordered), string(pam.ReasonGap),
 		string(pam.ReasonTruncated), string(pam.ReasonCheckpointMismatch), string(pam.ReasonBadSignature)},
@@ -87,7 +89,7 @@ func openAPI(routes []route) ([]byte, error) {
 		"info": object{
 			"title":   "zerostanding/pam",
 			"version": "v1",
-			"description": "Just-in-time privileged access: policies, requests and their approval, what-if checks, the audit trail and the notification outbox. " +
+			"description": "Just-in-time privileged access: policies (one by one, or as code with apply) and the catalog, requests and their approval, what-if checks, the audit trail and the notification outbox. " +
 				"Durations are Go duration strings (\"2h0m0s\"; \"2h\" and integer nanoseconds are accepted on input), times RFC 3339. " +
 				"Errors are problem details (RFC 9457) whose code names the engine's error.",
 		},

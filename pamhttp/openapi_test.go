@@ -166,7 +166,7 @@ func TestOpenAPIDocument(t *testing.T) {
 		}
 		t.Errorf("$ref %s does not resolve", ref)
 	}
-	for _, name := range []string{"Policy", "Request", "Decision", "Event", "Message", "CheckAnswer", "PolicyCheck", "VerifyAnswer", "VerifyResult", "TamperError", "Problem", "RequestPage", "EventPage", "MessagePage", "SubmitRequest", "Op"} {
+	for _, name := range []string{"Policy", "Request", "Decision", "Event", "Message", "CheckAnswer", "PolicyCheck", "VerifyAnswer", "VerifyResult", "TamperError", "Problem", "RequestPage", "EventPage", "MessagePage", "SubmitRequest", "Op", "Catalog", "TaskSpec", "ParamSpec", "ApplyRequest", "Config", "Plan", "PolicyChange"} {
 		if doc.Components.Schemas[name] == nil {
 			t.Errorf("no schema %s", name)
 		}

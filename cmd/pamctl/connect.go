@@ -24,6 +24,7 @@ var (
 type cli struct {
 	api  pamhttp.API
 	me   func(context.Context) (string, error) // the acting identity, canonical
+	in   io.Reader                             // for a file named -
 	out  io.Writer
 	json bool
 }

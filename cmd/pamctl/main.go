@@ -1,7 +1,9 @@
 // Pamctl manages privileged access from a terminal, in the terms of the
 // Purview cmdlets: policies (New-/Get-/Set-/Remove-ElevatedAccessApprovalPolicy),
 // requests (New-/Get-/Approve-/Deny-ElevatedAccessRequest, plus revoke and
-// cancel), the audit trail, and what-if checks.
+// cancel), the audit trail, and what-if checks; and policies as code:
+// apply -f FILE makes the catalog and the policies what a YAML or JSON
+// file says (examples/pam.yaml), showing the plan first.
 //
 // It talks to a pamhttp server (--url and --token, or PAM_URL and
 // PAM_TOKEN), or opens a SQLite file (--sqlite, PAM_SQLITE) or a
@@ -26,13 +28,14 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 )
 
 func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
 }
 
-// command is one noun-verb pair.
+// command is one noun-verb pair, or a noun alone (apply).
 type command struct {
 	noun, verb, args, summary, examples string
 	// flags defines the command's own flags on fs, and returns the
@@ -43,9 +46,12 @@ type command struct {
 // action runs a command with its arguments.
 type action func(ctx context.Context, c *cli, args []string) error
 
-// commands are every command, by noun (in policy.go, request.go,
-// audit.go and check.go).
-var commands = slices.Concat(policyCommands, requestCommands, auditCommands, checkCommands)
+// name is the command as typed: "policy new", "apply".
+func (c *command) name() string { return strings.TrimSpace(c.noun + " " + c.verb) }
+
+// commands are every command, by noun (in apply.go, catalog.go,
+// policy.go, request.go, audit.go and check.go).
+var commands = slices.Concat(applyCommands, catalogCommands, policyCommands, requestCommands, auditCommands, checkCommands)
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) string) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "--help" || args[0] == "-h" {
@@ -58,25 +64,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	if args[0] == "check" && (len(args) < 2 || args[1] != "task") {
 		args = append([]string{"check", "task"}, args[1:]...) // pamctl check TASK
 	}
-	if len(args) < 2 {
-		fmt.Fprintf(stderr, "pamctl: %s needs a verb; see pamctl --help\n", args[0])
-		return exitUsage
-	}
-	i := slices.IndexFunc(commands, func(c command) bool { return c.noun == args[0] && c.verb == args[1] })
-	if i < 0 {
-		fmt.Fprintf(stderr, "pamctl: no command %q; see pamctl --help\n", args[0]+" "+args[1])
-		return exitUsage
+	i := slices.IndexFunc(commands, func(c command) bool { return c.noun == args[0] && c.verb == "" })
+	if i >= 0 {
+		args = slices.Insert(args, 1, "") // a noun alone: its arguments follow it
+	} else {
+		if len(args) < 2 {
+			fmt.Fprintf(stderr, "pamctl: %s needs a verb; see pamctl --help\n", args[0])
+			return exitUsage
+		}
+		i = slices.IndexFunc(commands, func(c command) bool { return c.noun == args[0] && c.verb == args[1] })
+		if i < 0 {
+			fmt.Fprintf(stderr, "pamctl: no command %q; see pamctl --help\n", args[0]+" "+args[1])
+			return exitUsage
+		}
 	}
 	cmd := commands[i]
-	fs := flag.NewFlagSet("pamctl "+cmd.noun+" "+cmd.verb, flag.ContinueOnError)
+	fs := flag.NewFlagSet("pamctl "+cmd.name(), flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var conn connection
 	conn.define(fs, env)
-	c := &cli{out: stdout}
+	c := &cli{in: os.Stdin, out: stdout}
 	fs.BoolVar(&c.json, "json", false, "print JSON")
 	act := cmd.flags(fs)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: pamctl %s %s [flags] %s\n\n%s\n\nExamples:\n%s\nFlags:\n", cmd.noun, cmd.verb, cmd.args, cmd.summary, cmd.examples)
+		fmt.Fprintf(stderr, "usage: pamctl %s [flags] %s\n\n%s\n\nExamples:\n%s\nFlags:\n", cmd.name(), cmd.args, cmd.summary, cmd.examples)
 		fs.PrintDefaults()
 	}
 	// Flags may come before or after the arguments.
@@ -115,17 +126,18 @@ func noFlags(a action) func(*flag.FlagSet) action {
 func overview(out io.Writer) {
 	fmt.Fprint(out, `pamctl manages just-in-time privileged access (github.com/zerostanding/pam).
 
-Usage: pamctl <noun> <verb> [flags] [args]     pamctl <noun> <verb> --help for each
+Usage: pamctl <noun> [<verb>] [flags] [args]     pamctl <noun> [<verb>] --help for each
 
 `)
 	for _, c := range commands {
-		fmt.Fprintf(out, "  %-16s %-22s %s\n", c.noun+" "+c.verb, c.args, c.summary)
+		fmt.Fprintf(out, "  %-16s %-22s %s\n", c.name(), c.args, c.summary)
 	}
 	fmt.Fprint(out, `
 Connect with --url and --token (PAM_URL, PAM_TOKEN) to a pamhttp server, or
 open a database directly with --sqlite FILE or --postgres DSN, acting as --as.
 
 Examples:
+  pamctl apply -f examples/pam.yaml --dry-run
   pamctl request new --task New-MoveRequest --reason "INC-4711: leaver" --hours 2
   pamctl request list --state pending --json
   pamctl request approve req_06h1... --comment "ticket checked"

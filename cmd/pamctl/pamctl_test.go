@@ -166,8 +166,8 @@ func TestUsageAndDirectDatabase(t *testing.T) {
 	for _, c := range commands {
 		out.Reset()
 		errOut.Reset()
-		if got := run(context.Background(), []string{c.noun, c.verb, "--help"}, &out, &errOut, none); got != exitOK || !strings.Contains(errOut.String(), "Examples:\n  pamctl ") {
-			t.Errorf("%s %s --help: exit %d\n%s", c.noun, c.verb, got, errOut.String())
+		if got := run(context.Background(), append(strings.Fields(c.name()), "--help"), &out, &errOut, none); got != exitOK || !strings.Contains(errOut.String(), "Examples:\n  pamctl ") {
+			t.Errorf("%s --help: exit %d\n%s", c.name(), got, errOut.String())
 		}
 	}
 	// Directly on a SQLite file, acting as someone.

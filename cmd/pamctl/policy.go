@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -112,25 +110,15 @@ func definePolicyFlags(fs *flag.FlagSet) *policyFlags {
 	fs.Float64Var(&f.maxHours, "max-hours", 0, "longest access a request may ask for")
 	fs.Float64Var(&f.defaultHours, "default-hours", 0, "access when a request names no duration")
 	fs.StringVar(&f.condition, "condition", "", "Rego condition over input.op")
-	fs.StringVar(&f.file, "file", "", `read the policy as JSON from this file (- for stdin); durations as "8h"`)
+	fs.StringVar(&f.file, "file", "", `read the policy from this YAML or JSON file (- for stdin); durations as "8h"`)
 	return f
 }
 
 // apply changes p by the flags given: the file first, then each flag.
 func (f *policyFlags) apply(p *pam.Policy) error {
 	if f.file != "" {
-		var b []byte
-		var err error
-		if f.file == "-" {
-			b, err = io.ReadAll(os.Stdin)
-		} else {
-			b, err = os.ReadFile(f.file)
-		}
-		if err != nil {
+		if err := readFile(f.file, os.Stdin, p); err != nil {
 			return err
-		}
-		if err := json.Unmarshal(b, p); err != nil {
-			return fmt.Errorf("%w: %s: %v", pam.ErrInvalid, f.file, err)
 		}
 	}
 	if f.id != "" {

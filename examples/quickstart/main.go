@@ -1,7 +1,8 @@
 // Quickstart runs the whole just-in-time story in the terms Exchange
 // Online administrators know from Privileged Access Management:
 //
-//  1. An admin creates a policy on New-MoveRequest with an approver group
+//  1. An admin applies pam.yaml, policies as code: a policy on
+//     New-MoveRequest with an approver group
 //     (New-ElevatedAccessApprovalPolicy -Task 'Exchange\New-MoveRequest'
 //     -ApprovalType Manual -ApproverGroup 'mailbox-managers').
 //  2. Alice, with no standing rights, tries to move a mailbox: denied.
@@ -18,10 +19,14 @@
 // second run's audit trail still holds the first run's events. The clock
 // is a fake one started at the wall clock's time, so the two hours pass at
 // once.
+//
+// The policy is in pam.yaml beside this file, embedded in the program, so
+// it runs from any directory.
 package main
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,11 +38,17 @@ import (
 	"time"
 
 	"github.com/benbjohnson/clock"
+	"sigs.k8s.io/yaml"
 
 	"github.com/zerostanding/pam"
 	"github.com/zerostanding/pam/sinks"
 	"github.com/zerostanding/pam/store/sqlite"
 )
+
+// policyFile is the policies as code that the admin applies.
+//
+//go:embed pam.yaml
+var policyFile []byte
 
 func main() {
 	if err := run(); err != nil {
@@ -104,20 +115,22 @@ func run() error {
 	alice := pam.WithActor(ctx, "alice@contoso.com")
 	bob := pam.WithActor(ctx, "bob@contoso.com")
 
-	step("Admin creates a policy: New-MoveRequest needs approval from mailbox-managers")
-	p, err := m.CreatePolicy(admin, pam.Policy{
-		ID:             "mailbox-moves",
-		Name:           "Mailbox moves",
-		Scope:          pam.TaskScope("New-MoveRequest"),
-		Approval:       pam.Manual,
-		ApproverGroups: []pam.ApproverGroup{{Group: "mailbox-managers"}},
-		MaxDuration:    8 * time.Hour,
-	})
-	if errors.Is(err, pam.ErrConflict) {
-		// An earlier run created it.
-		p, err = m.Policy(ctx, "mailbox-moves")
-		fmt.Print("  (already there from an earlier run)\n")
+	step("Admin applies pam.yaml: New-MoveRequest needs approval from mailbox-managers")
+	var cfg pam.Config
+	if err := yaml.UnmarshalStrict(policyFile, &cfg); err != nil {
+		return fmt.Errorf("pam.yaml: %w", err)
 	}
+	plan, err := m.Apply(admin, cfg, pam.ApplyOptions{})
+	if err != nil {
+		return fmt.Errorf("pam.yaml: %w", err)
+	}
+	for _, c := range plan.Policies {
+		fmt.Printf("  plan: %s %s\n", c.Action, c.PolicyID)
+	}
+	if plan.Empty() {
+		fmt.Print("  plan: no changes (an earlier run applied it)\n")
+	}
+	p, err := m.Policy(admin, "mailbox-moves")
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,9 @@
 // Sign in as alice and request "Move mailbox"; sign in as bob (another
 // browser, or sign out) and approve it; back as alice, run it. "Drop
 // table" needs two approvers, bob and carol. admin manages policies
-// through the API. The demo login stands in for the host's own sign-on:
+// through the API or pamctl. The policies are in pam.yaml beside this
+// file, embedded in the program and applied at every start (policies as
+// code, Manager.Apply). The demo login stands in for the host's own sign-on:
 // it trusts whoever picks a name, and must not be used as it is.
 //
 // The API also takes demo bearer tokens, printed at start, for pamctl:
@@ -17,6 +19,7 @@ package main
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,6 +32,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"sigs.k8s.io/yaml"
 
 	"github.com/zerostanding/pam"
 	"github.com/zerostanding/pam/pamhttp"
@@ -93,6 +98,11 @@ type Server struct {
 	done   chan struct{}
 }
 
+// policyFile is the demo's policies as code, applied at every start.
+//
+//go:embed pam.yaml
+var policyFile []byte
+
 // ops are the guarded demo operations.
 var ops = []struct{ Task, Title string }{
 	{"New-MoveRequest", "Move mailbox"},
@@ -123,19 +133,9 @@ func New(ctx context.Context, db string, log *slog.Logger) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
-	admin := pam.WithActor(ctx, "admin")
-	for _, p := range []pam.Policy{
-		{ID: "move", Name: "Move a mailbox", Scope: pam.TaskScope("New-MoveRequest"), Approval: pam.Manual,
-			ApproverGroups: []pam.ApproverGroup{{Group: "approvers"}}, MaxDuration: 8 * time.Hour},
-		{ID: "drop", Name: "Drop a table (two approvers)", Scope: pam.TaskScope("Drop-Table"), Approval: pam.Manual,
-			ApproverGroups: []pam.ApproverGroup{{Group: "approvers", MinApprovals: 2}}, DefaultDuration: time.Hour, MaxDuration: 2 * time.Hour},
-	} {
-		if _, err := m.Policy(admin, p.ID); errors.Is(err, pam.ErrNotFound) {
-			if _, err := m.CreatePolicy(admin, p); err != nil {
-				store.Close()
-				return nil, err
-			}
-		}
+	if err := applyPolicies(pam.WithActor(ctx, "admin"), m, log); err != nil {
+		store.Close()
+		return nil, err
 	}
 	api, err := pamhttp.New(m, pamhttp.Options{Authenticate: authenticate})
 	if err != nil {
@@ -189,6 +189,25 @@ func New(ctx context.Context, db string, log *slog.Logger) (*Server, error) {
 	})
 	s.Handler = http.NewCrossOriginProtection().Handler(mux)
 	return s, nil
+}
+
+// applyPolicies makes the policies what pam.yaml says, and logs the plan.
+func applyPolicies(ctx context.Context, m *pam.Manager, log *slog.Logger) error {
+	var cfg pam.Config
+	if err := yaml.UnmarshalStrict(policyFile, &cfg); err != nil {
+		return fmt.Errorf("pam.yaml: %w", err)
+	}
+	plan, err := m.Apply(ctx, cfg, pam.ApplyOptions{})
+	if err != nil {
+		return fmt.Errorf("pam.yaml: %w", err)
+	}
+	for _, c := range plan.Policies {
+		log.Info("policy applied", "action", c.Action, "policy", c.PolicyID, "changed", strings.Join(c.Changed, ","), "active_grants_cut", c.ActiveGrants)
+	}
+	if plan.Empty() {
+		log.Info("policies as in pam.yaml: no changes")
+	}
+	return nil
 }
 
 // Close stops the background work and closes the store.
