@@ -108,14 +108,18 @@ func (m *Manager) Apply(ctx context.Context, cfg Config, opts ApplyOptions) (Pla
 			cat = cfg.Catalog
 		}
 		plan, tx, err := m.plan(ctx, s, cat, cfg.Catalog != nil, want, actor, now)
-		if err != nil || opts.DryRun || plan.Empty() {
+		if err != nil || plan.Empty() {
 			return plan, err
 		}
-		// Compile what is new before writing: Rego errors are the
-		// caller's, and Guard then finds the compilations ready.
+		// Compile what is new before writing, dry run or not: Rego
+		// errors are the caller's, and Guard then finds the compilations
+		// ready.
 		built, err := m.compileAll(ctx, tx.Policies)
 		if err != nil {
 			return Plan{}, err
+		}
+		if opts.DryRun {
+			return plan, nil
 		}
 		commit := func(tx *Tx) error { return m.commit(ctx, tx) }
 		if cfg.Catalog != nil {

@@ -18,11 +18,11 @@ import (
 type Catalog struct {
 	// Version counts the catalog's writes; stores compare it, as for
 	// policies. 0: no catalog was ever stored.
-	Version int64 `json:"version"`
+	Version int64 `json:"version,omitempty"`
 	// Revision is set by the store on every write, on the same counter
 	// as Policy.Revision, so that every Manager sees the change on its
 	// next call.
-	Revision int64 `json:"revision"`
+	Revision int64 `json:"revision,omitempty"`
 
 	Roles      map[string][]string `json:"roles,omitempty"`       // role → tasks
 	RoleGroups map[string][]string `json:"role_groups,omitempty"` // role group → roles

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/zerostanding/pam"
 	"github.com/zerostanding/pam/pamhttp"
@@ -56,12 +57,13 @@ func TestCatalogAndApplyRoutes(t *testing.T) {
 	}{
 		{name: "the catalog needs a sign-in", method: "GET", path: "/api/v1/catalog", status: 401, code: "no_actor"},
 		{name: "anyone signed in reads the catalog", user: "alice", method: "GET", path: "/api/v1/catalog", status: 200,
-			answer: `{"roles":{"Mail":["New-MoveRequest"]}}`},
+			answer: `{"version":1,"revision":1,"roles":{"Mail":["New-MoveRequest"]}}`},
 		{name: "setting it is for admins", user: "alice", method: "PUT", path: "/api/v1/catalog", body: catalog, status: 403, code: "forbidden"},
 		{name: "a catalog with an unknown field", user: "admin", method: "PUT", path: "/api/v1/catalog", body: `{"roles":{},"groups":{}}`, status: 400, code: "invalid"},
 		{name: "a catalog with a bad parameter type", user: "admin", method: "PUT", path: "/api/v1/catalog", body: `{"tasks":{"T":{"params":[{"name":"n","type":"text"}]}}}`, status: 400, code: "invalid"},
 		{name: "set the catalog", user: "admin", method: "PUT", path: "/api/v1/catalog", body: catalog, status: 200, answer: `{}`},
-		{name: "read it back", user: "alice", method: "GET", path: "/api/v1/catalog", status: 200, answer: catalog},
+		{name: "read it back, at the next version", user: "alice", method: "GET", path: "/api/v1/catalog", status: 200,
+			answer: `{"version":2,"revision":3,` + catalog[1:]},
 
 		{name: "apply is for admins", user: "alice", method: "POST", path: "/api/v1/apply", body: `{"config":{"policies":{` + move + `}}}`, status: 403, code: "forbidden"},
 		{name: "apply without a config", user: "admin", method: "POST", path: "/api/v1/apply", body: `{"dry_run":true}`, status: 400, code: "invalid", policies: "move@1"},
@@ -164,7 +166,7 @@ func TestCatalogAndApplyBothWays(t *testing.T) {
 
 			cat, err := alice.Catalog(aliceCtx)
 			ok(t, "catalog", err)
-			if diff := cmp.Diff(pam.Catalog{Roles: map[string][]string{"Mail": {"New-MoveRequest"}}}, cat, emptyMaps); diff != "" {
+			if diff := cmp.Diff(pam.Catalog{Version: 1, Roles: map[string][]string{"Mail": {"New-MoveRequest"}}}, cat, emptyMaps, cmpopts.IgnoreFields(pam.Catalog{}, "Revision")); diff != "" {
 				t.Errorf("catalog (-want +got):\n%s", diff)
 			}
 			next := pam.Catalog{
@@ -178,7 +180,8 @@ func TestCatalogAndApplyBothWays(t *testing.T) {
 			ok(t, "set", admin.SetCatalog(adminCtx, next))
 			cat, err = alice.Catalog(aliceCtx)
 			ok(t, "catalog", err)
-			if diff := cmp.Diff(next, cat, emptyMaps); diff != "" {
+			next.Version = 2
+			if diff := cmp.Diff(next, cat, emptyMaps, cmpopts.IgnoreFields(pam.Catalog{}, "Revision")); diff != "" {
 				t.Errorf("catalog as set (-want +got):\n%s", diff)
 			}
 

@@ -144,6 +144,7 @@ var statuses = []struct {
 	{pam.ErrWrongState, http.StatusConflict, "wrong_state"},
 	{pam.ErrConflict, http.StatusConflict, "conflict"},
 	{pam.ErrExists, http.StatusConflict, "exists"},
+	{pam.ErrLimit, http.StatusTooManyRequests, "limit"},
 	{pam.ErrAmbiguous, http.StatusConflict, "ambiguous"},
 	{pam.ErrDurationTooLong, http.StatusUnprocessableEntity, "duration_too_long"},
 	{pam.ErrRejected, http.StatusUnprocessableEntity, "rejected"},

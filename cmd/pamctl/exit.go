@@ -38,7 +38,7 @@ var exits = []struct {
 }{
 	{pam.ErrNoActor, exitForbidden}, {pam.ErrForbidden, exitForbidden}, {pam.ErrNotApproved, exitForbidden},
 	{pam.ErrNotFound, exitNotFound},
-	{pam.ErrConflict, exitConflict}, {pam.ErrExists, exitConflict}, {pam.ErrWrongState, exitConflict}, {pam.ErrAlreadyDecided, exitConflict}, {pam.ErrAmbiguous, exitConflict},
+	{pam.ErrConflict, exitConflict}, {pam.ErrExists, exitConflict}, {pam.ErrLimit, exitConflict}, {pam.ErrWrongState, exitConflict}, {pam.ErrAlreadyDecided, exitConflict}, {pam.ErrAmbiguous, exitConflict},
 	{pam.ErrInvalid, exitInvalid}, {pam.ErrDurationTooLong, exitInvalid}, {pam.ErrRejected, exitInvalid}, {pam.ErrNoPolicy, exitInvalid},
 	{pam.ErrTampered, exitTampered},
 	{errNotAllowed, exitNotAllowed},
