@@ -3,6 +3,7 @@ package pam
 import (
 	"context"
 	"errors"
+	"maps"
 	"time"
 )
 
@@ -169,7 +170,9 @@ const (
 //
 // Admins read the whole trail. Anyone else reads the events they caused
 // (f.Actor set to themselves) and the events of a request they may see
-// (f.RequestID; see Request); other searches are ErrForbidden.
+// (f.RequestID; see Request); other searches are ErrForbidden. In events
+// read that way, a guard event's condition error text ("condition_error")
+// reads ConditionErrorHidden unless the reader is an admin.
 func (m *Manager) Audit(ctx context.Context, f EventFilter) (events []Event, next int64, err error) {
 	actor, err := actorOf(ctx)
 	if err != nil {
@@ -204,7 +207,35 @@ func (m *Manager) Audit(ctx context.Context, f EventFilter) (events []Event, nex
 	if len(events) == f.Limit {
 		next = events[len(events)-1].Seq
 	}
+	if own {
+		m.hideConditionDetail(ctx, events)
+	}
 	return events, next, nil
+}
+
+// hideConditionDetail replaces the condition errors that guard events
+// record by ConditionErrorHidden, unless ctx's actor is an admin: the
+// events an actor may read of their own are no way around Check's rule.
+// The stored events keep the text (and their hashes cover it).
+func (m *Manager) hideConditionDetail(ctx context.Context, events []Event) {
+	admin := 0 // unknown; 1 yes; -1 no
+	for i := range events {
+		e := &events[i]
+		if _, ok := e.Detail[detailConditionError]; !ok {
+			continue
+		}
+		if admin == 0 {
+			admin = -1
+			if ok, err := m.IsAdmin(ctx); err == nil && ok {
+				admin = 1
+			}
+		}
+		if admin == 1 {
+			return
+		}
+		e.Detail = maps.Clone(e.Detail)
+		e.Detail[detailConditionError] = ConditionErrorHidden
+	}
 }
 
 func (f *EventFilter) validate() error {

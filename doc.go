@@ -48,8 +48,40 @@
 // fails closed. A RequestRule can reject submissions with its own
 // messages; an AutoApproveRule can approve them at once. All Rego is
 // compiled when the policy is created or changed (errors come back as a
-// *RegoError with line and column), never on the Guard path, with
-// http.send, net.* and opa.runtime removed and strict built-in errors on.
+// *RegoError with line and column), never on the Guard path, with strict
+// built-in errors on.
+//
+// Policy Rego runs in a sandbox: it may call only built-ins that are pure
+// and bounded, from an explicit list: operators, numbers, aggregates,
+// arrays, sets and objects, strings, regular expressions and globs,
+// types, encodings (base64, hex, JSON, YAML, URL query, URI), hashes and
+// HMACs, time (time.now_ns is the engine's clock, the instant of
+// input.now), CIDR arithmetic, graph.reachable and walk, semver, units
+// and UUID parsing. A call to anything else fails to compile, with a
+// RegoError that names the built-in and says it is not allowed: the
+// network (http.send, net.lookup_ip_addr), the host (opa.runtime),
+// schema loading (json.match_schema and json.verify_schema, whose $ref
+// opens files and URLs), randomness (rand.intn, uuid.rfc4122), side
+// effects (trace, print), tokens, keys and certificates (io.jwt.*,
+// crypto.x509.*, crypto.parse_private_keys, providers.aws.sign_req),
+// single calls whose cost has no bound (bits.lsh, graph.reachable_paths,
+// json.marshal_with_options, regex.globs_match, strings.render_template),
+// GraphQL, Rego introspection (rego.*) and deprecated built-ins. A
+// built-in a newer OPA adds is refused until it is put on the list. A
+// stored policy that uses a refused built-in (written by an older
+// version) fails closed on every operation of its scope and is reported
+// to OnError.
+//
+// Each evaluation has a time budget, Options.ConditionTimeout (50 ms by
+// default, real time): past it OPA stops the evaluation and it counts as
+// an error, so the condition covers the operation (fail closed), a request
+// rule rejects the submission and an auto-approval rule does not
+// approve. A guard event whose condition failed records why, the timeout
+// included ("condition_error"). That text can quote what the condition
+// read, so it is for admins: Check gives it to members of
+// Options.AdminGroup only (others read ConditionErrorHidden), Guard's
+// error never carries it, and Audit hides it in events read by anyone
+// else.
 //
 // A task may declare its parameters in the Catalog (TaskSpec: name, JSON
 // type, required or not). Guard then checks an operation's parameters

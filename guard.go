@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -50,8 +51,13 @@ type CheckResult struct {
 type PolicyCheck struct {
 	PolicyID string `json:"policy_id"`
 	// Condition is "" when the policy has none, else its outcome: "true",
-	// "false", "undefined", "not boolean" or "error".
-	Condition      string `json:"condition,omitempty"`
+	// "false", "undefined", "not boolean" or "error" (a condition that
+	// ran past Options.ConditionTimeout is an error).
+	Condition string `json:"condition,omitempty"`
+	// ConditionError says why the condition could not be evaluated. Check
+	// gives the text to admins only; other actors get
+	// ConditionErrorHidden. Guard events keep the text for admins
+	// ("condition_error").
 	ConditionError string `json:"condition_error,omitempty"`
 	Covered        bool   `json:"covered"`
 	// Grant is the request that satisfies the policy, if any.
@@ -122,7 +128,9 @@ func (m *Manager) Guard(ctx context.Context, op Op, fn func(ctx context.Context)
 var errGrantChanged = errors.New("pam: grant changed while recording")
 
 // Check returns what Guard would decide for op now, and why, without
-// running anything or writing to the audit trail.
+// running anything or writing to the audit trail. A condition's error text
+// (PolicyCheck.ConditionError) is for admins: other actors get
+// ConditionErrorHidden in its place.
 func (m *Manager) Check(ctx context.Context, op Op) (CheckResult, error) {
 	if err := checkName("Op.Task", op.Task); err != nil {
 		return CheckResult{}, err
@@ -132,7 +140,31 @@ func (m *Manager) Check(ctx context.Context, op Op) (CheckResult, error) {
 		return CheckResult{}, err
 	}
 	actor, aerr := actorOf(ctx)
-	return m.decide(ctx, s, actor, aerr, op, s.candidates(op.Task)), nil
+	res := m.decide(ctx, s, actor, aerr, op, s.candidates(op.Task))
+	m.hideConditionErrors(ctx, res.Policies)
+	return res, nil
+}
+
+// ConditionErrorHidden is what actors outside Options.AdminGroup read in
+// place of a condition's error text: the text can quote the condition,
+// the catalog's data and what the built-ins said about the host.
+const ConditionErrorHidden = "the condition could not be evaluated"
+
+// hideConditionErrors replaces the condition errors in pcs by
+// ConditionErrorHidden unless ctx's actor is an admin. The directory is
+// asked only when there is something to hide.
+func (m *Manager) hideConditionErrors(ctx context.Context, pcs []PolicyCheck) {
+	if !slices.ContainsFunc(pcs, func(pc PolicyCheck) bool { return pc.ConditionError != "" }) {
+		return
+	}
+	if admin, err := m.IsAdmin(ctx); err == nil && admin {
+		return
+	}
+	for i := range pcs {
+		if pcs[i].ConditionError != "" {
+			pcs[i].ConditionError = ConditionErrorHidden
+		}
+	}
 }
 
 // guardFacts is everything Guard's decision depends on, gathered before
@@ -160,6 +192,15 @@ type guardFacts struct {
 	// (checked only when a candidate has a condition).
 	paramsErr error
 }
+
+// conditionFailed is PolicyCheck.Condition for a condition whose
+// evaluation failed (an error, or past the time budget) or that does not
+// compile.
+var conditionFailed = rules.Failed.String()
+
+// detailConditionError is the guard event's detail that holds, for each
+// covering policy whose condition failed, "policy: error".
+const detailConditionError = "condition_error"
 
 // conditionNotRun is PolicyCheck.Condition for a condition that was not
 // evaluated because the operation's parameters do not fit its task's
@@ -395,10 +436,13 @@ func (m *Manager) guardEvent(res *CheckResult) Event {
 		e.Type = EventGuardDenied
 		e.Detail = map[string]string{"error": cleanText(res.Err.Error())}
 	}
-	var pols, grants []string
+	var pols, grants, condErrs []string
 	for _, pc := range res.Policies {
 		if pc.Covered {
 			pols = append(pols, pc.PolicyID)
+			if pc.Condition == conditionFailed && pc.ConditionError != "" {
+				condErrs = append(condErrs, pc.PolicyID+": "+pc.ConditionError)
+			}
 		}
 		if pc.Grant != "" {
 			grants = append(grants, pc.Grant)
@@ -422,6 +466,14 @@ func (m *Manager) guardEvent(res *CheckResult) Event {
 			e.Detail = map[string]string{}
 		}
 		e.Detail["params_error"] = cleanText(res.ParamsError)
+	}
+	if len(condErrs) > 0 {
+		// The admin's record of why a condition covered the operation
+		// (readers outside the admin group get ConditionErrorHidden).
+		if e.Detail == nil {
+			e.Detail = map[string]string{}
+		}
+		e.Detail[detailConditionError] = cleanText(strings.Join(condErrs, "\n"))
 	}
 	if len(res.params) > 0 {
 		if e.Detail == nil {

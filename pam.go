@@ -88,6 +88,15 @@ type Options struct {
 	// restarted) takes the message over once the lease ends. Default:
 	// NotifyTimeout plus 30 seconds; it must exceed NotifyTimeout.
 	OutboxLease time.Duration
+	// ConditionTimeout bounds each evaluation of a policy's Rego: a
+	// condition (on every Guard and Check that reaches it), a request
+	// rule and an auto-approval rule. Past it the evaluation is stopped
+	// and counts as an error: the condition covers the operation, the
+	// request rule rejects the submission, the auto-approval rule does not
+	// approve; a guard event records that the condition ran out of time.
+	// It runs on real time, not on Clock. Default:
+	// DefaultConditionTimeout.
+	ConditionTimeout time.Duration
 	// ParamAudit says how operation parameters are recorded in the audit
 	// trail where a policy does not say; by default they are redacted.
 	ParamAudit ParamAudit
@@ -194,7 +203,7 @@ func New(store Store, dir Directory, opts *Options) (*Manager, error) {
 	if m.feed, err = newAuditFeed(store, opts, m.onError, m.recordOperational); err != nil {
 		return nil, err
 	}
-	if m.cache, err = newPolicyCache(store, m.onError, &opts.Catalog); err != nil {
+	if m.cache, err = newPolicyCache(store, m.onError, &opts.Catalog, opts.ConditionTimeout); err != nil {
 		return nil, err
 	}
 	if !opts.Catalog.empty() {

@@ -73,8 +73,20 @@ func (pc *policyCache) fold() {
 // are a burst, each copying only the small overlays.
 const foldAfter = 100 * time.Millisecond
 
-func newPolicyCache(store Store, onError func(error), cat *Catalog) (*policyCache, error) {
-	pc := &policyCache{store: store, env: rules.NewEnv(), onError: onError}
+// DefaultConditionTimeout is Options.ConditionTimeout's default: enough
+// for conditions over an operation's parameters and the catalog, which
+// take microseconds, and short enough that no call of Guard or Check
+// waits noticeably on a runaway one.
+const DefaultConditionTimeout = 50 * time.Millisecond
+
+func newPolicyCache(store Store, onError func(error), cat *Catalog, timeout time.Duration) (*policyCache, error) {
+	switch {
+	case timeout < 0:
+		return nil, invalid("Options.ConditionTimeout", "must not be negative")
+	case timeout == 0:
+		timeout = DefaultConditionTimeout
+	}
+	pc := &policyCache{store: store, env: rules.NewEnv(timeout), onError: onError}
 	if err := cat.Validate(); err != nil {
 		return nil, err
 	}

@@ -2,11 +2,11 @@
 // conditions over an operation, request rules and auto-approval rules.
 //
 // Every piece of Rego is compiled on its own when its policy is created or
-// changed, with restricted capabilities (no http.send, no net.*, no
-// opa.runtime) and strict built-in errors, and evaluated with the engine's
-// clock through EvalTime. Host data (the catalog) lives in one in-memory OPA
-// store under data.pam, shared by every compiled query and replaced whole
-// when the catalog changes.
+// changed, in a sandbox (an explicit list of pure, bounded built-ins; see
+// sandbox.go) with strict built-in errors, and evaluated with the engine's
+// clock through EvalTime, within a time budget. Host data (the catalog)
+// lives in one in-memory OPA store under data.pam, shared by every
+// compiled query and replaced whole when the catalog changes.
 package rules
 
 import (
@@ -15,7 +15,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -39,40 +39,79 @@ func (e *Error) Error() string {
 	return e.Msg
 }
 
-// Env holds what all compiled Rego shares: the capabilities and the store
-// behind data.pam.
+// Env holds what all compiled Rego shares: the sandbox, the time budget
+// and the store behind data.pam.
 type Env struct {
+	sandbox  *sandbox
 	caps     *ast.Capabilities
+	budget   time.Duration
 	store    storage.Store
 	compiler *ast.Compiler // holds no modules; shared by every condition
 }
 
-// NewEnv returns an environment whose data.pam is empty.
-func NewEnv() *Env {
-	caps := restrictedCapabilities()
+// NewEnv returns an environment whose data.pam is empty. budget bounds
+// each evaluation of what it compiles (real time, not the engine's
+// clock); zero means no bound.
+func NewEnv(budget time.Duration) *Env {
+	sb := newSandbox()
+	caps := sb.capabilities()
 	c := ast.NewCompiler().WithCapabilities(caps).WithEnablePrintStatements(false)
 	c.Compile(nil)
 	return &Env{
+		sandbox:  sb,
 		caps:     caps,
+		budget:   max(budget, 0),
 		store:    inmem.NewFromObject(map[string]any{"pam": map[string]any{}}),
 		compiler: c,
 	}
 }
 
-// restrictedCapabilities removes the built-ins that reach outside the
-// process or reveal its environment.
-func restrictedCapabilities() *ast.Capabilities {
-	c := ast.CapabilitiesForThisVersion()
-	kept := c.Builtins[:0]
-	for _, b := range c.Builtins {
-		if b.Name == "http.send" || b.Name == "opa.runtime" || strings.HasPrefix(b.Name, "net.") {
-			continue
-		}
-		kept = append(kept, b)
+// ErrTimeout is what Eval's error wraps when an evaluation ran past the
+// time budget: the evaluation was stopped and its outcome is an error.
+var ErrTimeout = errors.New("ran out of time")
+
+// TimeoutError is an evaluation stopped at its budget. It wraps
+// ErrTimeout.
+type TimeoutError struct {
+	What   string // "condition" or "rule"
+	Budget time.Duration
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("the %s ran out of time: evaluation stopped at its budget of %v", e.What, e.Budget)
+}
+
+func (e *TimeoutError) Unwrap() error { return ErrTimeout }
+
+// stopper is the cancellation OPA checks during an evaluation, between
+// expressions and inside the built-ins that loop (numbers.range, say): it
+// trips when the caller's context ends or the budget runs out.
+type stopper struct {
+	stopped, timedOut atomic.Bool
+}
+
+func (s *stopper) Cancel()         { s.stopped.Store(true) }
+func (s *stopper) Cancelled() bool { return s.stopped.Load() }
+func (s *stopper) timeout()        { s.timedOut.Store(true); s.stopped.Store(true) }
+
+// eval evaluates pq on input at now within budget. A timer and, for a
+// context that can end, a context callback trip one stopper: no goroutine
+// per evaluation.
+func eval(ctx context.Context, pq *rego.PreparedEvalQuery, input ast.Value, now time.Time, budget time.Duration, what string) (rego.ResultSet, error) {
+	s := &stopper{}
+	if budget > 0 {
+		t := time.AfterFunc(budget, s.timeout)
+		defer t.Stop()
 	}
-	c.Builtins = kept
-	c.AllowNet = []string{}
-	return c
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, s.Cancel)
+		defer stop()
+	}
+	rs, err := pq.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(now), rego.EvalExternalCancel(s))
+	if err != nil && s.timedOut.Load() {
+		return nil, &TimeoutError{What: what, Budget: budget}
+	}
+	return rs, err
 }
 
 // SetData replaces data.pam. Queries compiled earlier see the new data on
@@ -177,8 +216,9 @@ func (o Outcome) Covered() bool { return o != False }
 
 // Condition is a compiled policy condition.
 type Condition struct {
-	pq   rego.PreparedEvalQuery
-	vars []string
+	pq     rego.PreparedEvalQuery
+	budget time.Duration
+	vars   []string
 	// What the condition reads of the input; only that is built per call.
 	allInput, allOp, allParams, actor, now, task bool
 	params                                       []string
@@ -206,13 +246,16 @@ func (e *Env) CompileCondition(ctx context.Context, src string) (*Condition, err
 		assign.Location = expr.Location
 		query = append(query, assign)
 	}
+	if err := e.sandbox.checkCalls(body, "conditions", 0); err != nil {
+		return nil, err
+	}
 	c.analyse(body)
 	opts := append(e.options(), rego.ParsedQuery(query), rego.Compiler(e.compiler))
 	pq, err := rego.New(opts...).PrepareForEval(ctx)
 	if err != nil {
 		return nil, located(err, 0)
 	}
-	c.pq = pq
+	c.pq, c.budget = pq, e.budget
 	return c, nil
 }
 
@@ -353,13 +396,13 @@ func toValue(v any) (ast.Value, error) {
 }
 
 // Eval evaluates the condition for one operation. The error, when not nil,
-// explains a Failed outcome.
+// explains a Failed outcome; past the time budget it is a *TimeoutError.
 func (c *Condition) Eval(ctx context.Context, in *Input) (Outcome, error) {
 	v, err := c.input(in)
 	if err != nil {
 		return Failed, err
 	}
-	rs, err := c.pq.Eval(ctx, rego.EvalParsedInput(v), rego.EvalTime(in.Now))
+	rs, err := eval(ctx, &c.pq, v, in.Now, c.budget, "condition")
 	if err != nil {
 		return Failed, err
 	}
@@ -389,7 +432,8 @@ func (c *Condition) Eval(ctx context.Context, in *Input) (Outcome, error) {
 
 // Module is a compiled rule module: request rules and auto-approval rules.
 type Module struct {
-	pq rego.PreparedEvalQuery
+	pq     rego.PreparedEvalQuery
+	budget time.Duration
 }
 
 // Package is the package that rule modules are compiled in; the host's
@@ -413,22 +457,25 @@ func (e *Env) CompileModule(ctx context.Context, src, rule string) (*Module, err
 	if !defined {
 		return nil, &Error{Msg: fmt.Sprintf("the rules must define %q", rule)}
 	}
+	if err := e.sandbox.checkCalls(m, "rules", 1); err != nil {
+		return nil, err
+	}
 	opts := append(e.options(), rego.ParsedModule(m), rego.Query("data."+Package+"."+rule))
 	pq, err := rego.New(opts...).PrepareForEval(ctx)
 	if err != nil {
 		return nil, located(err, 1)
 	}
-	return &Module{pq: pq}, nil
+	return &Module{pq: pq, budget: e.budget}, nil
 }
 
 // Eval evaluates the module's rule with input and returns its value (nil
-// when undefined).
+// when undefined). Past the time budget the error is a *TimeoutError.
 func (m *Module) Eval(ctx context.Context, input map[string]any, now time.Time) (any, error) {
 	v, err := ast.InterfaceToValue(input)
 	if err != nil {
 		return nil, err
 	}
-	rs, err := m.pq.Eval(ctx, rego.EvalParsedInput(v), rego.EvalTime(now))
+	rs, err := eval(ctx, &m.pq, v, now, m.budget, "rule")
 	if err != nil {
 		return nil, err
 	}

@@ -14,7 +14,7 @@ var now = time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC) // a Friday
 
 func TestConditionOutcomes(t *testing.T) {
 	ctx := context.Background()
-	env := rules.NewEnv()
+	env := rules.NewEnv(0)
 	if err := env.SetData(ctx, map[string]any{"vip": []any{"ceo@contoso.com", "cfo@contoso.com"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestConditionOutcomes(t *testing.T) {
 
 func TestConditionSeesNewData(t *testing.T) {
 	ctx := context.Background()
-	env := rules.NewEnv()
+	env := rules.NewEnv(0)
 	c, err := env.CompileCondition(ctx, "input.op.params.mailbox in data.pam.vip")
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +80,7 @@ func TestConditionSeesNewData(t *testing.T) {
 
 func TestCompileErrorsCarryPosition(t *testing.T) {
 	ctx := context.Background()
-	env := rules.NewEnv()
+	env := rules.NewEnv(0)
 	for _, tc := range []struct {
 		name, src string
 		module    bool
@@ -118,7 +118,7 @@ func TestCompileErrorsCarryPosition(t *testing.T) {
 
 func TestModule(t *testing.T) {
 	ctx := context.Background()
-	env := rules.NewEnv()
+	env := rules.NewEnv(0)
 	m, err := env.CompileModule(ctx, `
 deny contains "reason must name a ticket like INC-1234" if not regex.match(`+"`INC-[0-9]+`"+`, input.request.reason)
 deny contains "only on weekdays" if time.weekday(input.now) in {"Saturday", "Sunday"}
@@ -157,7 +157,7 @@ deny contains "only on weekdays" if time.weekday(input.now) in {"Saturday", "Sun
 // and evaluating from many goroutines must be race-free.
 func TestConcurrentCompileAndEval(t *testing.T) {
 	ctx := context.Background()
-	env := rules.NewEnv()
+	env := rules.NewEnv(0)
 	if err := env.SetData(ctx, map[string]any{"vip": []any{"a"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,31 @@
+package rules
+
+import "slices"
+
+// The sandbox's lists, for the tests of package rules_test.
+var AllowedBuiltins = allowedBuiltins
+
+// RefusedFamily is a refused family in exported form.
+type RefusedFamily struct {
+	Family, Reason string
+	Builtins       []string
+}
+
+// RefusedBuiltins returns the refused families.
+func RefusedBuiltins() []RefusedFamily {
+	out := make([]RefusedFamily, len(refusedBuiltins))
+	for i, r := range refusedBuiltins {
+		out[i] = RefusedFamily{r.family, r.reason, r.builtins}
+	}
+	return out
+}
+
+// Builtins returns the names of the built-ins in e's capabilities, sorted.
+func (e *Env) Builtins() []string {
+	names := make([]string, len(e.caps.Builtins))
+	for i, b := range e.caps.Builtins {
+		names[i] = b.Name
+	}
+	slices.Sort(names)
+	return names
+}
