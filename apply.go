@@ -144,7 +144,7 @@ func (m *Manager) Apply(ctx context.Context, cfg Config, opts ApplyOptions) (Pla
 		if err := m.cache.writtenAll(ctx, tx.Policies, built); err != nil {
 			m.onError(fmt.Errorf("pam: reload policies after Apply: %w", err))
 		}
-		m.feed.published(tx.Events)
+		m.published(tx.Events)
 		plan.Applied = true
 		return plan, nil
 	}

@@ -8,6 +8,9 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -17,6 +20,7 @@ import (
 
 	"github.com/zerostanding/pam"
 	"github.com/zerostanding/pam/internal/fakes"
+	"github.com/zerostanding/pam/sinks"
 	"github.com/zerostanding/pam/store/memory"
 )
 
@@ -506,5 +510,102 @@ func TestRequiredSinkThatIgnoresItsContext(t *testing.T) {
 	err := e.m.Close(ctx)
 	if took := time.Since(start); took > time.Second || err == nil {
 		t.Errorf("Close with a stuck sink: %v after %v", err, took)
+	}
+}
+
+// TestRunMakesCheckpointsEveryNEvents: with CheckpointEvery, Run makes a
+// checkpoint once that many events were committed, whatever the clock.
+func TestRunMakesCheckpointsEveryNEvents(t *testing.T) {
+	ckpts := &fakes.Checkpoints{}
+	e := newEnv(t, func(o *pam.Options) {
+		o.CheckpointSinks, o.CheckpointEvery, o.SweepInterval = []pam.CheckpointSink{ckpts}, 5, 24*time.Hour
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- e.m.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for i := range 12 {
+		p := movePolicy()
+		p.ID, p.Scope = fmt.Sprint("p", i), pam.TaskScope(fmt.Sprint("T", i))
+		e.policy(p)
+	}
+	// Fewer than 5 events are left after the last checkpoint.
+	eventually(t, "a checkpoint near the head", func() bool {
+		all := ckpts.All()
+		return len(all) > 0 && e.lastSeq()-all[len(all)-1].Seq < 5
+	})
+	for _, c := range ckpts.All() {
+		if c.Seq < 5 {
+			t.Errorf("a checkpoint after %d events, want 5 or more", c.Seq)
+		}
+	}
+}
+
+// rewritten shows the trail as someone who can write the database would
+// leave it: event 2 altered, and every hash from there recomputed.
+type rewritten struct{ pam.OutboxStore }
+
+func (s rewritten) Events(ctx context.Context, f pam.EventFilter) ([]pam.Event, error) {
+	all, err := s.OutboxStore.Events(ctx, pam.EventFilter{})
+	if err != nil {
+		return nil, err
+	}
+	for i := range all {
+		if all[i].Seq == 2 {
+			all[i].Actor = "mallory"
+		}
+	}
+	if _, err := (pam.ChainHead{}).Chain(all, nil); err != nil {
+		return nil, err
+	}
+	var out []pam.Event
+	for _, e := range all {
+		if e.Seq > f.After && (f.Before == 0 || e.Seq < f.Before) {
+			out = append(out, e)
+		}
+	}
+	if f.Descending {
+		slices.Reverse(out)
+	}
+	if f.Limit > 0 && len(out) > f.Limit {
+		out = out[:f.Limit]
+	}
+	return out, nil
+}
+
+// TestVerifyUsesTheCheckpointSinks: Manager.Verify, with no checkpoints
+// given, checks the trail against those its checkpoint sinks keep, so a
+// trail rewritten and re-hashed to its head does not verify.
+func TestVerifyUsesTheCheckpointSinks(t *testing.T) {
+	file := sinks.NewCheckpointFile(filepath.Join(t.TempDir(), "checkpoints.jsonl"))
+	store := memory.New()
+	dir, _ := pam.NewStaticDirectory(testGroups)
+	m, err := pam.New(store, dir, &pam.Options{CheckpointSinks: []pam.CheckpointSink{file}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := pam.WithActor(context.Background(), "admin")
+	for _, id := range []string{"a", "b", "c"} {
+		if _, err := m.CreatePolicy(admin, pam.Policy{ID: id, Scope: pam.TaskScope(id), Approval: pam.Auto}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := m.Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Verify(admin, pam.VerifyOptions{}); err != nil {
+		t.Fatalf("the untouched trail: %v", err)
+	}
+	forged, err := pam.New(rewritten{store}, dir, &pam.Options{CheckpointSinks: []pam.CheckpointSink{file}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pam.Verify(context.Background(), rewritten{store}, pam.VerifyOptions{}); err != nil {
+		t.Fatalf("the rewritten trail is a valid chain on its own: %v", err)
+	}
+	_, err = forged.Verify(admin, pam.VerifyOptions{})
+	var te *pam.TamperError
+	if !errors.As(err, &te) || te.Reason != pam.ReasonCheckpointMismatch {
+		t.Errorf("the rewritten trail against the kept checkpoints: %v, want checkpoint_mismatch", err)
 	}
 }

@@ -214,7 +214,7 @@ func (m *Manager) SetCatalog(ctx context.Context, cat Catalog) error {
 		if err != nil {
 			return err
 		}
-		m.feed.published(tx.Events)
+		m.published(tx.Events)
 		return nil
 	}
 	return fmt.Errorf("%w: the policies kept changing while the catalog was set", ErrConflict)
@@ -398,7 +398,7 @@ func (m *Manager) seedCatalog(cat Catalog) func(context.Context) error {
 		if err := m.commit(ctx, tx); err != nil {
 			return err
 		}
-		m.feed.published(tx.Events)
+		m.published(tx.Events)
 		return nil
 	}
 }

@@ -49,6 +49,18 @@ type CheckpointSink interface {
 	WriteCheckpoint(ctx context.Context, c Checkpoint) error
 }
 
+// CheckpointReader is an optional interface of a CheckpointSink that can
+// read back what it keeps: Manager.Verify then checks the trail against
+// it.
+type CheckpointReader interface {
+	// ReadCheckpoints returns the checkpoints kept, oldest first.
+	ReadCheckpoints(ctx context.Context) ([]Checkpoint, error)
+}
+
+// DefaultCheckpointInterval is Options.CheckpointInterval's default: the
+// tail a database writer could cut undetected is at most this old.
+const DefaultCheckpointInterval = 5 * time.Minute
+
 // Message returns the bytes a checkpoint's signature covers (notation as
 // for the hash chain, see ChainHash):
 //
@@ -128,17 +140,35 @@ type checkpointer struct {
 	key     ed25519.PrivateKey // nil: unsigned
 	sinks   []CheckpointSink
 	every   time.Duration // Options.CheckpointInterval
+	events  int           // Options.CheckpointEvery; 0: by time only
 	timeout time.Duration // Options.AuditTimeout, per sink write
 	last    atomic.Int64  // the Seq of the last checkpoint made
+	wake    chan struct{} // CheckpointEvery events were committed
+}
+
+// published wakes Run once the trail has grown by CheckpointEvery events
+// since the last checkpoint, as the Seq of events just committed shows
+// (other Managers' events included).
+func (cp *checkpointer) published(events []Event) {
+	if cp.events <= 0 || len(cp.sinks) == 0 || len(events) == 0 {
+		return
+	}
+	if events[len(events)-1].Seq-cp.last.Load() >= int64(cp.events) {
+		select {
+		case cp.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // newCheckpointer validates the checkpoint options and applies their
 // defaults.
 func newCheckpointer(opts *Options) (*checkpointer, error) {
-	if opts.CheckpointInterval < 0 || opts.AuditTimeout < 0 {
-		return nil, invalid("Options", "CheckpointInterval and AuditTimeout must not be negative")
+	if opts.CheckpointInterval < 0 || opts.AuditTimeout < 0 || opts.CheckpointEvery < 0 {
+		return nil, invalid("Options", "CheckpointInterval, CheckpointEvery and AuditTimeout must not be negative")
 	}
-	c := &checkpointer{sinks: slices.Clone(opts.CheckpointSinks), every: opts.CheckpointInterval, timeout: opts.AuditTimeout}
+	c := &checkpointer{sinks: slices.Clone(opts.CheckpointSinks), every: opts.CheckpointInterval, events: opts.CheckpointEvery,
+		timeout: opts.AuditTimeout, wake: make(chan struct{}, 1)}
 	if opts.CheckpointKey != nil {
 		if len(opts.CheckpointKey) != ed25519.PrivateKeySize {
 			return nil, invalid("Options.CheckpointKey", "is not an Ed25519 private key")
@@ -146,12 +176,31 @@ func newCheckpointer(opts *Options) (*checkpointer, error) {
 		c.key = opts.CheckpointKey
 	}
 	if c.every == 0 {
-		c.every = time.Hour
+		c.every = DefaultCheckpointInterval
 	}
 	if c.timeout == 0 {
 		c.timeout = 5 * time.Second
 	}
 	return c, nil
+}
+
+// read returns the checkpoints the sinks that can read back hold.
+func (cp *checkpointer) read(ctx context.Context) ([]Checkpoint, error) {
+	var out []Checkpoint
+	for i, s := range cp.sinks {
+		r, ok := s.(CheckpointReader)
+		if !ok {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, cp.timeout)
+		cps, err := r.ReadCheckpoints(rctx)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("pam: read checkpoint sink %d: %w", i, err)
+		}
+		out = append(out, cps...)
+	}
+	return out, nil
 }
 
 // make checkpoints head (none: the empty trail) at now.

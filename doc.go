@@ -175,7 +175,9 @@
 // that fails and why: altered, broken link, reordered, gap, truncated.
 // Checkpoint signs the head (Ed25519, Options.CheckpointKey) and hands it
 // to CheckpointSinks kept outside the database; Run makes one every
-// CheckpointInterval. With checkpoints, Verify also catches history that
+// CheckpointInterval (default 5 minutes) and, with CheckpointEvery, every
+// N events; Manager.Verify checks against the checkpoints its sinks read
+// back. With checkpoints, Verify also catches history that
 // was rewritten and re-hashed up to the head, and a trail cut short.
 //
 // Audit sinks (package sinks: a JSON Lines file, slog, a webhook) are fed

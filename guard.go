@@ -525,7 +525,7 @@ func (m *Manager) record(ctx context.Context, e Event, checks []PolicyCheck) (in
 	err := m.commit(ctx, &one.tx)
 	seq := one.ev[0].Seq
 	if err == nil {
-		m.feed.published(one.ev[:])
+		m.published(one.ev[:])
 	}
 	// Stores keep no reference to a Tx (see Store), so it can be reused.
 	*one = oneEventTx{}

@@ -304,7 +304,7 @@ func (m *Manager) deliver(ctx context.Context, msg Message) {
 		}
 		return // another Manager took the message over after the lease ended
 	}
-	m.feed.published(tx.Events)
+	m.published(tx.Events)
 }
 
 func attemptsOf(n *notifier) int {

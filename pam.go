@@ -57,10 +57,19 @@ type Options struct {
 	CheckpointKey ed25519.PrivateKey
 	// CheckpointSinks keep checkpoints outside the store. With any, Run
 	// makes a checkpoint every CheckpointInterval when the trail has
-	// grown since the last one.
+	// grown since the last one, and after every CheckpointEvery events.
+	// The tail of the trail after the last checkpoint is what someone
+	// who can write the database could cut undetected: these two bound
+	// it. Manager.Verify checks the trail against the checkpoints of the
+	// sinks that can read them back (CheckpointReader).
 	CheckpointSinks []CheckpointSink
-	// CheckpointInterval defaults to 1 hour.
+	// CheckpointInterval defaults to 5 minutes.
 	CheckpointInterval time.Duration
+	// CheckpointEvery, when above 0, also makes a checkpoint once the
+	// trail has grown by this many events since the last one (noticed
+	// when this Manager commits; other Managers' commits are noticed with
+	// its next one, or at the interval).
+	CheckpointEvery int
 	// Approvers are automatic reviewers consulted on submission to a
 	// Manual policy.
 	Approvers []Approver
@@ -352,10 +361,11 @@ func (m *Manager) Run(ctx context.Context) error {
 	t := m.clock.Ticker(m.sweep)
 	defer t.Stop()
 	var ckpt <-chan time.Time
+	var ckptWake <-chan struct{}
 	if len(m.ckpt.sinks) > 0 {
 		c := m.clock.Ticker(m.ckpt.every)
 		defer c.Stop()
-		ckpt = c.C
+		ckpt, ckptWake = c.C, m.ckpt.wake
 	}
 	for {
 		if _, err := m.Sweep(ctx); err != nil && ctx.Err() == nil {
@@ -367,11 +377,10 @@ func (m *Manager) Run(ctx context.Context) error {
 			return ctx.Err()
 		case <-t.C:
 		case <-ckpt:
-			if headSeq(ctx, m.store) > m.ckpt.last.Load() {
-				if _, err := m.Checkpoint(ctx); err != nil && ctx.Err() == nil {
-					m.onError(err)
-				}
-			}
+			m.checkpointIfGrown(ctx, 1)
+			goto wait
+		case <-ckptWake:
+			m.checkpointIfGrown(ctx, int64(m.ckpt.events))
 			goto wait
 		}
 	}
@@ -392,9 +401,27 @@ func (m *Manager) commit(ctx context.Context, tx *Tx) error {
 // after wakes the sink workers and the outbox dispatcher for what a
 // request transition committed.
 func (m *Manager) after(tx *Tx) {
-	m.feed.published(tx.Events)
+	m.published(tx.Events)
 	if len(tx.Messages) > 0 {
 		m.outbox.wakeUp()
+	}
+}
+
+// published tells the audit feed and the checkpointer that events were
+// committed.
+func (m *Manager) published(events []Event) {
+	m.feed.published(events)
+	m.ckpt.published(events)
+}
+
+// checkpointIfGrown makes a checkpoint when the trail has grown by at
+// least n events since the last one.
+func (m *Manager) checkpointIfGrown(ctx context.Context, n int64) {
+	if headSeq(ctx, m.store)-m.ckpt.last.Load() < max(n, 1) {
+		return
+	}
+	if _, err := m.Checkpoint(ctx); err != nil && ctx.Err() == nil {
+		m.onError(err)
 	}
 }
 
@@ -411,7 +438,7 @@ func (m *Manager) recordOperational(ctx context.Context, e Event) {
 		m.onError(fmt.Errorf("pam: record %s: %w", e.Type, err))
 		return
 	}
-	m.feed.published(tx.Events)
+	m.published(tx.Events)
 }
 
 // Close stops the audit sink workers once they have delivered the trail

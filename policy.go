@@ -479,7 +479,7 @@ func (m *Manager) policyWritten(ctx context.Context, tx *Tx, c *compiled) Policy
 		// The write is committed; the next call's freshness check loads it.
 		m.onError(fmt.Errorf("pam: reload policies after writing %s: %w", p.ID, err))
 	}
-	m.feed.published(tx.Events)
+	m.published(tx.Events)
 	return p
 }
 

@@ -143,12 +143,22 @@ func Verify(ctx context.Context, s Store, o VerifyOptions) (VerifyResult, error)
 	return res, nil
 }
 
-// Verify checks the Manager's store: see the package-level Verify. Only
-// admins may (ErrForbidden); an auditor without a Manager calls Verify on
-// the store.
+// Verify checks the Manager's store: see the package-level Verify. When
+// o.Checkpoints is nil, it checks against the checkpoints that the
+// Manager's checkpoint sinks read back (CheckpointReader). Only admins may
+// (ErrForbidden); an auditor without a Manager calls Verify on the store.
 func (m *Manager) Verify(ctx context.Context, o VerifyOptions) (VerifyResult, error) {
 	if _, err := m.requireAdmin(ctx); err != nil {
 		return VerifyResult{}, err
+	}
+	if o.Checkpoints == nil {
+		// What is kept outside the store is what catches a trail
+		// rewritten to its head, or cut short.
+		cps, err := m.ckpt.read(ctx)
+		if err != nil {
+			return VerifyResult{}, err
+		}
+		o.Checkpoints = cps
 	}
 	return Verify(ctx, m.store, o)
 }

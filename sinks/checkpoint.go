@@ -20,7 +20,18 @@ type CheckpointFile struct {
 	path string
 }
 
-var _ pam.CheckpointSink = (*CheckpointFile)(nil)
+var (
+	_ pam.CheckpointSink   = (*CheckpointFile)(nil)
+	_ pam.CheckpointReader = (*CheckpointFile)(nil)
+)
+
+// ReadCheckpoints implements pam.CheckpointReader: the file's checkpoints,
+// in the order written.
+func (s *CheckpointFile) ReadCheckpoints(context.Context) ([]pam.Checkpoint, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return ReadCheckpoints(s.path)
+}
 
 // NewCheckpointFile returns a sink appending to the file at path, created
 // (mode 0600) on the first checkpoint.
