@@ -3,6 +3,7 @@ package pamhttp
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -182,6 +183,15 @@ func (a *CheckAnswer) Result() pam.CheckResult {
 	return res
 }
 
+// VerifyRequest is the body of POST /api/v1/audit/verify: what the caller
+// keeps outside the store. Public keys are base64 in JSON.
+type VerifyRequest struct {
+	From        int64            `json:"from,omitempty"`
+	To          int64            `json:"to,omitempty"`
+	Checkpoints []pam.Checkpoint `json:"checkpoints"`
+	PublicKeys  [][]byte         `json:"public_keys,omitempty"`
+}
+
 // VerifyAnswer is the body of GET /api/v1/audit/verify: the range
 // checked, and the first failure if any.
 type VerifyAnswer struct {
@@ -275,6 +285,24 @@ func (h *Handler) apiRoutes() []route {
 			return struct{}{}, m.SetCatalog(ctx, *c)
 		})
 	setCatalog.config = true
+	verifyWith := send("POST", "/audit/verify", "verifyAuditWith", "Verify the audit trail against the caller's checkpoints",
+		"Admins only. As GET /audit/verify, with the checkpoints (and the Ed25519 public keys that must have signed them) given in the body "+
+			"instead of those the server's checkpoint sinks keep: a trail rewritten and re-hashed to its head answers checkpoint_mismatch, "+
+			"one cut short answers truncated.", http.StatusOK,
+		func(ctx context.Context, _ *http.Request, v *VerifyRequest) (VerifyAnswer, error) {
+			o := pam.VerifyOptions{From: v.From, To: v.To, Checkpoints: v.Checkpoints}
+			if o.Checkpoints == nil {
+				o.Checkpoints = []pam.Checkpoint{}
+			}
+			for i, k := range v.PublicKeys {
+				if len(k) != ed25519.PublicKeySize {
+					return VerifyAnswer{}, fmt.Errorf("%w: public_keys[%d] is not an Ed25519 public key", pam.ErrInvalid, i)
+				}
+				o.PublicKeys = append(o.PublicKeys, ed25519.PublicKey(k))
+			}
+			return NewVerifyAnswer(m.Verify(ctx, o))
+		})
+	verifyWith.config = true
 	apply := send("POST", "/apply", "apply", "Apply policies as code",
 		"Admins only. Makes the catalog (when given) and the policies what config says, in one commit, and answers the plan carried out: "+
 			"policies created, updated (the fields changed, whether and how many active grants it cuts) and deleted (every live policy config does not name), "+
@@ -377,6 +405,7 @@ func (h *Handler) apiRoutes() []route {
 				}
 				return NewVerifyAnswer(m.Verify(ctx, o))
 			}),
+		verifyWith,
 		call("GET", "/messages", "listMessages", "List the notification outbox", "Admins only. Failed messages are the ones to look at.", messageParams,
 			func(ctx context.Context, r *http.Request) (Page[pam.Message, string], error) {
 				f, err := messageFilter(r.URL.Query())

@@ -245,13 +245,24 @@ func (c *Client) Audit(ctx context.Context, f pam.EventFilter) ([]pam.Event, int
 // the Manager does. Checkpoints and public keys are not sent (ErrInvalid):
 // check those with pam.Verify where the store can be read.
 func (c *Client) Verify(ctx context.Context, o pam.VerifyOptions) (pam.VerifyResult, error) {
-	q, err := verifyQuery(o)
-	if err != nil {
-		return pam.VerifyResult{}, err
-	}
 	var a VerifyAnswer
-	if err := c.call(ctx, "GET", "/audit/verify", q, nil, &a); err != nil {
-		return pam.VerifyResult{}, err
+	if o.Checkpoints != nil || len(o.PublicKeys) > 0 {
+		// The caller's own checkpoints: POST them.
+		v := VerifyRequest{From: o.From, To: o.To, Checkpoints: o.Checkpoints}
+		for _, k := range o.PublicKeys {
+			v.PublicKeys = append(v.PublicKeys, []byte(k))
+		}
+		if err := c.call(ctx, "POST", "/audit/verify", nil, &v, &a); err != nil {
+			return pam.VerifyResult{}, err
+		}
+	} else {
+		q, err := verifyQuery(o)
+		if err != nil {
+			return pam.VerifyResult{}, err
+		}
+		if err := c.call(ctx, "GET", "/audit/verify", q, nil, &a); err != nil {
+			return pam.VerifyResult{}, err
+		}
 	}
 	if a.Failure != nil {
 		return a.Result, a.Failure

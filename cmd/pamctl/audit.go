@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"flag"
 	"fmt"
 	"strconv"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/zerostanding/pam"
 	"github.com/zerostanding/pam/pamhttp"
+	"github.com/zerostanding/pam/sinks"
 )
 
 var auditCommands = []command{
@@ -54,25 +57,84 @@ var auditCommands = []command{
 				return c.table("SEQ\tTIME\tTYPE\tACTOR\tTASK\tOUTCOME\tREQUEST", rows)
 			}
 		}},
-	{noun: "audit", verb: "verify", summary: "Check the audit trail's hash chain. Exit code 7 when it does not verify. Admins only.",
-		examples: "  pamctl audit verify\n  pamctl audit verify --sqlite pam.db --json\n",
-		flags: noFlags(func(ctx context.Context, c *cli, _ []string) error {
-			a, err := pamhttp.NewVerifyAnswer(c.api.Verify(ctx, pam.VerifyOptions{}))
-			if err != nil {
+	{noun: "audit", verb: "verify", summary: "Check the audit trail's hash chain, against checkpoints and a sink's copy when given. Exit code 7 when it does not verify. Admins only.",
+		examples: "  pamctl audit verify\n" +
+			"  pamctl audit verify --sqlite pam.db --checkpoints pam.db.checkpoints.jsonl --public-key MCowBQYDK2VwAyEA...\n" +
+			"  pamctl audit verify --sink-file audit.jsonl --json\n",
+		flags: func(fs *flag.FlagSet) action {
+			var checkpoints, sinkFile string
+			var keys multi
+			fs.StringVar(&checkpoints, "checkpoints", "", "a checkpoint file (JSON Lines, as sinks.CheckpointFile writes): the trail must reach each and match its hash")
+			fs.Var(&keys, "public-key", "an Ed25519 public key, base64, that must have signed the checkpoints (repeat for several)")
+			fs.StringVar(&sinkFile, "sink-file", "", "a JSON Lines audit sink file: every event in it must be in the store, with its hash (a store cut short answers truncated)")
+			return func(ctx context.Context, c *cli, _ []string) error {
+				runs, err := verifyRuns(checkpoints, sinkFile, keys)
+				if err != nil {
+					return err
+				}
+				var a pamhttp.VerifyAnswer
+				for _, o := range runs {
+					if a, err = pamhttp.NewVerifyAnswer(c.api.Verify(ctx, o)); err != nil || !a.OK {
+						break
+					}
+				}
+				if err != nil {
+					return err
+				}
+				if c.json {
+					err = c.printJSON(a)
+				} else if a.OK {
+					_, err = fmt.Fprintf(c.out, "the trail verifies: events %d..%d, head %s, %d checkpoints\n", a.Result.From, a.Result.To, a.Result.Head, a.Result.Checkpoints)
+				} else {
+					_, err = fmt.Fprintf(c.out, "the trail does NOT verify at event %d: %s: %s\n", a.Failure.Seq, a.Failure.Reason, a.Failure.Detail)
+				}
+				if err == nil && !a.OK {
+					return fmt.Errorf("%w at event %d", pam.ErrTampered, a.Failure.Seq)
+				}
 				return err
 			}
-			if c.json {
-				err = c.printJSON(a)
-			} else if a.OK {
-				_, err = fmt.Fprintf(c.out, "the trail verifies: events %d..%d, head %s\n", a.Result.From, a.Result.To, a.Result.Head)
-			} else {
-				_, err = fmt.Fprintf(c.out, "the trail does NOT verify at event %d: %s: %s\n", a.Failure.Seq, a.Failure.Reason, a.Failure.Detail)
+		}},
+}
+
+// verifyRuns returns the verifications audit verify makes: against the
+// checkpoint file (with the keys), and against the sink file's events,
+// each of which vouches for its own hash; with neither, one plain run
+// (the server checks against the checkpoints its sinks keep).
+func verifyRuns(checkpoints, sinkFile string, keys []string) ([]pam.VerifyOptions, error) {
+	var runs []pam.VerifyOptions
+	if checkpoints != "" || len(keys) > 0 {
+		o := pam.VerifyOptions{Checkpoints: []pam.Checkpoint{}}
+		if checkpoints != "" {
+			cps, err := sinks.ReadCheckpoints(checkpoints)
+			if err != nil {
+				return nil, usagef("--checkpoints: %v", err)
 			}
-			if err == nil && !a.OK {
-				return fmt.Errorf("%w at event %d", pam.ErrTampered, a.Failure.Seq)
+			o.Checkpoints = append(o.Checkpoints, cps...)
+		}
+		for _, k := range keys {
+			b, err := base64.StdEncoding.DecodeString(k)
+			if err != nil || len(b) != ed25519.PublicKeySize {
+				return nil, usagef("--public-key %q is not a base64 Ed25519 public key", k)
 			}
-			return err
-		})},
+			o.PublicKeys = append(o.PublicKeys, ed25519.PublicKey(b))
+		}
+		runs = append(runs, o)
+	}
+	if sinkFile != "" {
+		events, err := sinks.ReadFile(sinkFile)
+		if err != nil {
+			return nil, usagef("--sink-file: %v", err)
+		}
+		o := pam.VerifyOptions{Checkpoints: make([]pam.Checkpoint, 0, len(events))}
+		for _, e := range events {
+			o.Checkpoints = append(o.Checkpoints, pam.Checkpoint{Seq: e.Seq, Hash: e.Hash, Time: e.Time})
+		}
+		runs = append(runs, o)
+	}
+	if len(runs) == 0 {
+		runs = append(runs, pam.VerifyOptions{})
+	}
+	return runs, nil
 }
 
 // rfc3339 reads flag's time, zero when empty.
