@@ -298,8 +298,10 @@ func TestClientRefuses(t *testing.T) {
 	ctx := context.Background()
 	_, _, err = c.Requests(ctx, pam.RequestFilter{DueBy: epoch})
 	is(t, "DueBy", err, pam.ErrInvalid)
+	// The caller's checkpoints reach the server, which checks the trail
+	// against them.
 	_, err = c.Verify(ctx, pam.VerifyOptions{Checkpoints: []pam.Checkpoint{{Seq: 1}}})
-	is(t, "checkpoints", err, pam.ErrInvalid)
+	is(t, "a checkpoint the trail does not match", err, pam.ErrTampered)
 	// An answer that is no problem of the API matches no sentinel.
 	wrong, _ := pamhttp.NewClient(e.srv.URL+"/elsewhere", nil)
 	_, err = wrong.Policies(ctx)
