@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -541,38 +540,6 @@ func TestRunMakesCheckpointsEveryNEvents(t *testing.T) {
 	}
 }
 
-// rewritten shows the trail as someone who can write the database would
-// leave it: event 2 altered, and every hash from there recomputed.
-type rewritten struct{ pam.OutboxStore }
-
-func (s rewritten) Events(ctx context.Context, f pam.EventFilter) ([]pam.Event, error) {
-	all, err := s.OutboxStore.Events(ctx, pam.EventFilter{})
-	if err != nil {
-		return nil, err
-	}
-	for i := range all {
-		if all[i].Seq == 2 {
-			all[i].Actor = "mallory"
-		}
-	}
-	if _, err := (pam.ChainHead{}).Chain(all, nil); err != nil {
-		return nil, err
-	}
-	var out []pam.Event
-	for _, e := range all {
-		if e.Seq > f.After && (f.Before == 0 || e.Seq < f.Before) {
-			out = append(out, e)
-		}
-	}
-	if f.Descending {
-		slices.Reverse(out)
-	}
-	if f.Limit > 0 && len(out) > f.Limit {
-		out = out[:f.Limit]
-	}
-	return out, nil
-}
-
 // TestVerifyUsesTheCheckpointSinks: Manager.Verify, with no checkpoints
 // given, checks the trail against those its checkpoint sinks keep, so a
 // trail rewritten and re-hashed to its head does not verify.
@@ -596,11 +563,11 @@ func TestVerifyUsesTheCheckpointSinks(t *testing.T) {
 	if _, err := m.Verify(admin, pam.VerifyOptions{}); err != nil {
 		t.Fatalf("the untouched trail: %v", err)
 	}
-	forged, err := pam.New(rewritten{store}, dir, &pam.Options{CheckpointSinks: []pam.CheckpointSink{file}})
+	forged, err := pam.New(fakes.Rewritten{OutboxStore: store}, dir, &pam.Options{CheckpointSinks: []pam.CheckpointSink{file}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pam.Verify(context.Background(), rewritten{store}, pam.VerifyOptions{}); err != nil {
+	if _, err := pam.Verify(context.Background(), fakes.Rewritten{OutboxStore: store}, pam.VerifyOptions{}); err != nil {
 		t.Fatalf("the rewritten trail is a valid chain on its own: %v", err)
 	}
 	_, err = forged.Verify(admin, pam.VerifyOptions{})

@@ -7,43 +7,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
 	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/internal/fakes"
 	"github.com/zerostanding/pam/pamhttp"
 	"github.com/zerostanding/pam/sinks"
 	"github.com/zerostanding/pam/store/memory"
 )
-
-// rewritten shows the trail as someone who can write the database would
-// leave it: event 2 altered, and every hash from there recomputed.
-type rewritten struct{ pam.OutboxStore }
-
-func (s rewritten) Events(ctx context.Context, f pam.EventFilter) ([]pam.Event, error) {
-	all, err := s.OutboxStore.Events(ctx, pam.EventFilter{})
-	if err != nil {
-		return nil, err
-	}
-	all[1].Actor = "mallory"
-	if _, err := (pam.ChainHead{}).Chain(all, nil); err != nil {
-		return nil, err
-	}
-	var out []pam.Event
-	for _, e := range all {
-		if e.Seq > f.After && (f.Before == 0 || e.Seq < f.Before) {
-			out = append(out, e)
-		}
-	}
-	if f.Descending {
-		slices.Reverse(out)
-	}
-	if f.Limit > 0 && len(out) > f.Limit {
-		out = out[:f.Limit]
-	}
-	return out, nil
-}
 
 // TestVerifyUsesCheckpoints: over HTTP, a trail rewritten and re-hashed
 // to its head fails against the server's checkpoint sinks (GET) and
@@ -66,7 +38,7 @@ func TestVerifyUsesCheckpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := pam.New(rewritten{store}, dir, &pam.Options{CheckpointSinks: []pam.CheckpointSink{file}})
+	m, err := pam.New(fakes.Rewritten{OutboxStore: store}, dir, &pam.Options{CheckpointSinks: []pam.CheckpointSink{file}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"maps"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -319,4 +320,37 @@ func (s *FaultySink) Events() map[int64]pam.Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return maps.Clone(s.bySeq)
+}
+
+// Rewritten shows the trail as someone who can write the database would
+// leave it: event 2 altered (its actor is "mallory"), and every hash from
+// there recomputed, so that the chain holds on its own. Only a checkpoint
+// or a copy kept elsewhere tells.
+type Rewritten struct{ pam.OutboxStore }
+
+// Events implements pam.Store.
+func (s Rewritten) Events(ctx context.Context, f pam.EventFilter) ([]pam.Event, error) {
+	all, err := s.OutboxStore.Events(ctx, pam.EventFilter{})
+	if err != nil {
+		return nil, err
+	}
+	if len(all) > 1 {
+		all[1].Actor = "mallory"
+	}
+	if _, err := (pam.ChainHead{}).Chain(all, nil); err != nil {
+		return nil, err
+	}
+	var out []pam.Event
+	for _, e := range all {
+		if e.Seq > f.After && (f.Before == 0 || e.Seq < f.Before) {
+			out = append(out, e)
+		}
+	}
+	if f.Descending {
+		slices.Reverse(out)
+	}
+	if f.Limit > 0 && len(out) > f.Limit {
+		out = out[:f.Limit]
+	}
+	return out, nil
 }
