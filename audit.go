@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"math"
 	"time"
 )
 
@@ -58,6 +59,13 @@ type Event struct {
 	// ChainHash for the encoding); the store sets them with Seq.
 	PrevHash string `json:"prev_hash"`
 	Hash     string `json:"hash"`
+	// Malformed is set by a store when the stored row does not decode
+	// strictly, and says how; the other fields hold what could be read.
+	// Only a write around the library makes such a row: Verify reports
+	// it as tampering (ReasonMalformed), while Audit and the audit sinks
+	// pass the event on, flagged, in its place in the trail. It is not
+	// part of the hash chain, and the engine never sets it.
+	Malformed string `json:"malformed,omitempty"`
 }
 
 // Outcome summarises a Guard decision (CheckResult.Outcome) or an audit
@@ -110,6 +118,13 @@ const (
 // itself. The store remains the record; see SinkConfig for delivery,
 // retries and fail-closed sinks. Write may be retried with the same events
 // after a failure or a restart, so it should be idempotent by Seq.
+//
+// A stored event that does not decode strictly is delivered in its place
+// as the store read it, with Malformed set: the trail reaches the sink in
+// order and nothing stalls, and the receiver sees the tampering (its
+// hash does not check either). Events stored with a number below 1 are
+// not delivered: delivery follows the numbers up from the sink's cursor.
+// Verify reports both.
 type AuditSink interface {
 	// Write delivers committed events. It returns an error when they
 	// could not be delivered; they are then retried.
@@ -118,7 +133,9 @@ type AuditSink interface {
 
 // EventFilter selects audit events. Zero fields match everything.
 // Results are in sequence order (descending with Descending); page with
-// After (ascending) or Before (descending) set to the last Seq seen.
+// After (ascending) or Before (descending) set to the last Seq seen,
+// which is negative only among events stored with a number below 1
+// (tampering; see Manager.Audit).
 type EventFilter struct {
 	Actor     string      // any spelling; the Manager canonicalises it
 	Task      string      // task name ("role:NAME" for role-scoped requests)
@@ -173,6 +190,14 @@ const (
 // (f.RequestID; see Request); other searches are ErrForbidden. In events
 // read that way, a guard event's condition error text ("condition_error")
 // reads ConditionErrorHidden unless the reader is an admin.
+//
+// Events are returned as the store holds them: one that does not decode
+// strictly comes flagged (Event.Malformed), not as an error. Without
+// After, a search reaches down to the lowest stored number, so that
+// events stored with a number below 1 (tampering too) show, first or
+// last; the cursors through them are negative. Since 0 means there is no
+// next page, a page that would end at an event numbered 0 ends before
+// it, unless it is all the page holds.
 func (m *Manager) Audit(ctx context.Context, f EventFilter) (events []Event, next int64, err error) {
 	actor, err := actorOf(ctx)
 	if err != nil {
@@ -200,11 +225,17 @@ func (m *Manager) Audit(ctx context.Context, f EventFilter) (events []Event, nex
 	if f.Limit == 0 {
 		f.Limit = DefaultPageSize
 	}
+	if f.After == 0 {
+		f.After = math.MinInt64
+	}
 	events, err = m.store.Events(ctx, f)
 	if err != nil {
 		return nil, 0, err
 	}
 	if len(events) == f.Limit {
+		if len(events) > 1 && events[len(events)-1].Seq == 0 {
+			events = events[:len(events)-1]
+		}
 		next = events[len(events)-1].Seq
 	}
 	if own {
@@ -242,8 +273,6 @@ func (f *EventFilter) validate() error {
 	switch {
 	case f.Limit < 0 || f.Limit > MaxPageSize:
 		return invalid("Limit", "must be between 0 and %d", MaxPageSize)
-	case f.After < 0 || f.Before < 0:
-		return invalid("After", "cursors are not negative")
 	}
 	for field, s := range map[string]string{"Actor": f.Actor, "Task": f.Task, "RequestID": f.RequestID, "PolicyID": f.PolicyID, "Outcome": string(f.Outcome)} {
 		if s != "" {

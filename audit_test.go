@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -213,6 +214,26 @@ func TestVerifyReportsHowTheTrailWasChanged(t *testing.T) {
 			all[6].Seq, all[7].Seq = 7, 8
 			return all
 		}, seq: 7, reason: pam.ReasonReordered},
+		{name: "malformed", edit: func(all []pam.Event) []pam.Event {
+			all[3].Malformed = "detail: key \"a\" twice"
+			return all
+		}, seq: 4, reason: pam.ReasonMalformed},
+		{name: "malformed before its hash is checked", edit: func(all []pam.Event) []pam.Event {
+			all[3].Malformed, all[3].PrevHash, all[3].Hash = "hash is 16 bytes, not 32", "", all[3].Hash[:32]
+			return all
+		}, seq: 4, reason: pam.ReasonMalformed},
+		{name: "a malformed anchor", edit: func(all []pam.Event) []pam.Event {
+			all[3].Malformed = "time is a text"
+			return all
+		}, opts: pam.VerifyOptions{From: 5}, seq: 4, reason: pam.ReasonMalformed},
+		{name: "numbered 0", edit: func(all []pam.Event) []pam.Event {
+			all[4].Seq = 0
+			return append([]pam.Event{all[4]}, append(all[:4:4], all[5:]...)...)
+		}, seq: 0, reason: pam.ReasonMalformed},
+		{name: "numbered 0, outside the range", edit: func(all []pam.Event) []pam.Event {
+			all[4].Seq = 0
+			return append([]pam.Event{all[4]}, append(all[:4:4], all[5:]...)...)
+		}, opts: pam.VerifyOptions{From: 7}},
 		{name: "truncated after a checkpoint", edit: func(all []pam.Event) []pam.Event { return all[:head-2] },
 			opts: pam.VerifyOptions{Checkpoints: []pam.Checkpoint{cp}}, seq: head - 1, reason: pam.ReasonTruncated},
 		{name: "a checkpoint past the head", opts: pam.VerifyOptions{Checkpoints: []pam.Checkpoint{beyond}}, seq: head + 1, reason: pam.ReasonTruncated},
@@ -574,5 +595,125 @@ func TestVerifyUsesTheCheckpointSinks(t *testing.T) {
 	var te *pam.TamperError
 	if !errors.As(err, &te) || te.Reason != pam.ReasonCheckpointMismatch {
 		t.Errorf("the rewritten trail against the kept checkpoints: %v, want checkpoint_mismatch", err)
+	}
+}
+
+// TestRequiredSinkWhoseReadsFailDeniesAtOnce: a sink worker that cannot
+// read the trail cannot deliver it, so it is failing, and with a
+// required sink Guard denies at once instead of waiting AuditTimeout for
+// each call. When reads work again the sink catches up and recovers,
+// and the trail records the outage.
+func TestRequiredSinkWhoseReadsFailDeniesAtOnce(t *testing.T) {
+	sink := &fakes.Sink{}
+	e := newEnv(t, func(o *pam.Options) {
+		o.AuditSinks = []pam.SinkConfig{fastRetry(pam.SinkConfig{Name: "vault", Sink: sink, Required: true})}
+		o.AuditTimeout = time.Minute
+	})
+	e.policy(movePolicy())
+	e.grant("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
+	if ran, err := e.guard("alice", "New-MoveRequest", nil); !ran || err != nil {
+		t.Fatalf("Guard with a healthy sink: ran %v, %v", ran, err)
+	}
+	eventually(t, "the sink", func() bool { return len(sink.Events()) == len(e.events()) })
+
+	e.store.FailEvents(errors.New("disk I/O error"))
+	for i := range 3 {
+		started := time.Now()
+		ran, err := e.guard("alice", "New-MoveRequest", nil)
+		if ran || !errors.Is(err, pam.ErrAudit) || !strings.Contains(err.Error(), "disk I/O error") {
+			t.Fatalf("call %d while the trail cannot be read: ran %v, %v", i, ran, err)
+		}
+		if took := time.Since(started); took > 10*time.Second {
+			t.Fatalf("call %d was denied after %v, not at once", i, took)
+		}
+	}
+	st := e.m.SinkStatus()[0]
+	if st.Healthy || st.Failures == 0 || !strings.Contains(st.LastError, "read the trail") || !strings.Contains(st.LastError, "disk I/O error") {
+		t.Errorf("status while the trail cannot be read: %+v", st)
+	}
+
+	e.store.FailEvents(nil)
+	eventually(t, "recovery", func() bool { return e.m.SinkStatus()[0].Healthy })
+	if ran, err := e.guard("alice", "New-MoveRequest", nil); !ran || err != nil {
+		t.Fatalf("Guard after recovery: ran %v, %v", ran, err)
+	}
+	eventually(t, "the sink", func() bool { return len(sink.Events()) == len(e.events()) })
+	var outages []string
+	for _, ev := range e.events() {
+		if strings.HasPrefix(string(ev.Type), "sink.") {
+			outages = append(outages, string(ev.Type)+"/"+string(ev.Outcome))
+			if ev.Type == pam.EventSinkFailed && !strings.Contains(ev.Detail["error"], "disk I/O error") {
+				t.Errorf("sink.failed says %q", ev.Detail["error"])
+			}
+		}
+	}
+	if d := cmp.Diff([]string{"sink.failed/required", "sink.recovered/required"}, outages); d != "" {
+		t.Errorf("sink events (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff(e.events(), sink.Events()); d != "" {
+		t.Errorf("sink (-store +sink):\n%s", d)
+	}
+}
+
+// TestEventsNumberedBelowOne: events stored with a number below 1, which
+// no store writes, are tampering that Verify reports, and Audit shows
+// them, paging through them with negative cursors in either direction.
+func TestEventsNumberedBelowOne(t *testing.T) {
+	e := newEnv(t)
+	e.policy(movePolicy())
+	for range 3 {
+		e.grant("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
+		e.guard("alice", "New-MoveRequest", nil)
+	}
+	s := &tamperedStore{Store: e.store, edit: func(all []pam.Event) []pam.Event {
+		all[0].Seq, all[1].Seq, all[2].Seq = -2, -1, 0
+		return all
+	}}
+	var want []int64
+	for _, ev := range e.events() {
+		want = append(want, ev.Seq)
+	}
+	want[0], want[1], want[2] = -2, -1, 0
+
+	_, err := pam.Verify(context.Background(), s, pam.VerifyOptions{})
+	var te *pam.TamperError
+	if !errors.As(err, &te) || te.Seq != -2 || te.Reason != pam.ReasonMalformed {
+		t.Fatalf("Verify = %v; want %s at -2", err, pam.ReasonMalformed)
+	}
+
+	m, err := pam.New(s, e.dir, &pam.Options{Clock: e.clk, AdminGroup: "pam-admins"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	for _, desc := range []bool{false, true} {
+		for limit := 2; limit <= 4; limit++ {
+			var got []int64
+			f := pam.EventFilter{Descending: desc, Limit: limit}
+			for range 100 {
+				page, next, err := m.Audit(e.admin(), f)
+				if err != nil {
+					t.Fatalf("descending %t, limit %d: %v", desc, limit, err)
+				}
+				for _, ev := range page {
+					got = append(got, ev.Seq)
+				}
+				if next == 0 {
+					break
+				}
+				if desc {
+					f.Before = next
+				} else {
+					f.After = next
+				}
+			}
+			w := slices.Clone(want)
+			if desc {
+				slices.Reverse(w)
+			}
+			if d := cmp.Diff(w, got); d != "" {
+				t.Errorf("descending %t, limit %d: pages (-want +got):\n%s", desc, limit, d)
+			}
+		}
 	}
 }

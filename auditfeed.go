@@ -53,11 +53,13 @@ type SinkResumer interface {
 type SinkStatus struct {
 	Name     string `json:"name"`
 	Required bool   `json:"required"`
-	// Healthy is false from a failed write until the next successful one.
+	// Healthy is false from a failed write, or a failed read of the
+	// trail, until the sink holds the trail again.
 	Healthy bool `json:"healthy"`
 	// Cursor is the Seq of the last event delivered.
 	Cursor int64 `json:"cursor"`
-	// Delivered counts events written; Failures counts failed writes.
+	// Delivered counts events written; Failures counts failed writes
+	// and failed reads of the trail.
 	Delivered int64  `json:"delivered"`
 	Failures  int64  `json:"failures"`
 	LastError string `json:"last_error,omitempty"`
@@ -119,14 +121,15 @@ type sinkWorker struct {
 	min, max time.Duration
 	wake     chan struct{} // a commit or Close happened
 
-	mu        sync.Mutex
-	ready     bool  // cursor initialised
-	cursor    int64 // last Seq delivered
-	healthy   bool
-	lastErr   error
-	changed   chan struct{} // closed and replaced when the fields above change
-	delivered atomic.Int64
-	failures  atomic.Int64
+	mu          sync.Mutex
+	ready       bool  // cursor initialised
+	cursor      int64 // last Seq delivered
+	healthy     bool
+	lastErr     error
+	readFailing bool          // the last failure was a read of the trail
+	changed     chan struct{} // closed and replaced when the fields above change
+	delivered   atomic.Int64
+	failures    atomic.Int64
 }
 
 func newSinkWorker(f *auditFeed, i int, c SinkConfig) (*sinkWorker, error) {
@@ -180,7 +183,25 @@ func (w *sinkWorker) run(ctx context.Context) {
 	backoff := w.min
 	for ctx.Err() == nil {
 		events, err := w.next(ctx)
-		if err == nil && len(events) > 0 {
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			// The sink cannot get the trail: as failing as a sink that
+			// cannot take it.
+			err = fmt.Errorf("pam: audit sink %s: read the trail: %w", w.name, err)
+			w.fail(ctx, err, true)
+		case len(events) == 0:
+			// Read again after a failed read, with nothing to write: the
+			// sink holds the trail.
+			w.mu.Lock()
+			recovered := w.readFailing
+			w.mu.Unlock()
+			if recovered {
+				w.update(func() { w.healthy, w.lastErr, w.readFailing = true, nil, false })
+				f.recordSink(ctx, EventSinkRecovered, w, nil)
+			}
+		default:
 			if err = w.write(ctx, events); ctx.Err() != nil {
 				return
 			}
@@ -189,22 +210,13 @@ func (w *sinkWorker) run(ctx context.Context) {
 				last := events[len(events)-1].Seq
 				w.delivered.Add(int64(len(events)))
 				recovered := false
-				w.update(func() { w.cursor, recovered, w.healthy, w.lastErr = last, !w.healthy, true, nil })
+				w.update(func() { w.cursor, recovered, w.healthy, w.lastErr, w.readFailing = last, !w.healthy, true, nil, false })
 				if recovered {
 					f.recordSink(ctx, EventSinkRecovered, w, nil)
 				}
 				continue
 			}
-			w.failures.Add(1)
-			err = fmt.Errorf("pam: audit sink %s, events %d..%d: %w", w.name, events[0].Seq, last(events), err)
-			wasHealthy := false
-			w.update(func() { wasHealthy, w.healthy, w.lastErr = w.healthy, false, err })
-			f.onError(err)
-			if wasHealthy {
-				f.recordSink(ctx, EventSinkFailed, w, err)
-			}
-		} else if err != nil {
-			f.onError(fmt.Errorf("pam: audit sink %s: read the trail: %w", w.name, err))
+			w.fail(ctx, fmt.Errorf("pam: audit sink %s, events %d..%d: %w", w.name, events[0].Seq, last(events), err), false)
 		}
 		if err != nil {
 			// Jitter spreads the retries of many replicas.
@@ -228,6 +240,19 @@ func (w *sinkWorker) run(ctx context.Context) {
 
 func last(events []Event) int64 { return events[len(events)-1].Seq }
 
+// fail marks the worker failing with err, which a read of the trail
+// (read) or a write to the sink returned, and records the outage in the
+// trail when it begins. A failing required sink makes Guard deny at once.
+func (w *sinkWorker) fail(ctx context.Context, err error, read bool) {
+	w.failures.Add(1)
+	wasHealthy := false
+	w.update(func() { wasHealthy, w.healthy, w.lastErr, w.readFailing = w.healthy, false, err, read })
+	w.feed.onError(err)
+	if wasHealthy {
+		w.feed.recordSink(ctx, EventSinkFailed, w, err)
+	}
+}
+
 // write writes events to the sink within the audit timeout. A sink that
 // ignores its context and does not return in time is marked failing at
 // once, so that Guard denies without waiting for it, and the write is
@@ -244,14 +269,7 @@ func (w *sinkWorker) write(ctx context.Context, events []Event) error {
 		return err
 	case <-wctx.Done():
 	}
-	hung := fmt.Errorf("pam: audit sink %s, events %d..%d: the write did not return within %s", w.name, events[0].Seq, last(events), f.timeout)
-	wasHealthy := false
-	w.update(func() { wasHealthy, w.healthy, w.lastErr = w.healthy, false, hung })
-	w.failures.Add(1)
-	f.onError(hung)
-	if wasHealthy {
-		f.recordSink(ctx, EventSinkFailed, w, hung)
-	}
+	w.fail(ctx, fmt.Errorf("pam: audit sink %s, events %d..%d: the write did not return within %s", w.name, events[0].Seq, last(events), f.timeout), false)
 	select {
 	case err := <-done:
 		if err == nil {

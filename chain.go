@@ -35,6 +35,13 @@ import (
 // numbers run 1, 2, 3… without a gap, every PrevHash equals the Hash
 // before it, and every Hash is H(n) recomputed from the event's fields.
 //
+// The fields must read back exactly as they were written. A stored event
+// that does not (a Detail that is not a JSON object of strings with each
+// key once, a column of the wrong type, a hash that is not 32 bytes, a
+// sequence number below 1) is malformed: there is no one reading of it
+// to hash, so a verifier reports it as tampering before computing
+// anything (Event.Malformed, ReasonMalformed).
+//
 // A later version of the encoding would change both prefixes.
 const (
 	contentPrefix = "pam.event.v1"
@@ -77,6 +84,8 @@ func appendStr(b []byte, s string) []byte {
 }
 
 // ChainHash returns H(seq) from H(seq-1) and the event's content digest.
+// A malformed stored event (Event.Malformed) is not hashed: Verify
+// reports it as ReasonMalformed first.
 func ChainHash(seq int64, prev, content [HashSize]byte) [HashSize]byte {
 	var b [len(chainPrefix) + 8 + 2*HashSize]byte
 	n := copy(b[:], chainPrefix)

@@ -172,7 +172,14 @@
 // serialised commit (see ChainHash for the encoding, versioned and
 // written down so that anyone can check a trail without this library).
 // Verify recomputes the chain over a range and reports the first event
-// that fails and why: altered, broken link, reordered, gap, truncated.
+// that fails and why: altered, broken link, reordered, gap, truncated,
+// malformed. A malformed event is one whose stored row does not decode
+// strictly (a Detail that is not a JSON object of strings with each key
+// once, a cell of the wrong type, a hash of the wrong length, a number
+// below 1): stores return it flagged (Event.Malformed) instead of failing
+// the read, so such a row is tampering that Verify reports, not an
+// outage. Audit returns it flagged, and the audit sinks receive it
+// flagged, in its place in the trail.
 // Checkpoint signs the head (Ed25519, Options.CheckpointKey) and hands it
 // to CheckpointSinks kept outside the database; Run makes one every
 // CheckpointInterval (default 5 minutes) and, with CheckpointEvery, every
@@ -185,7 +192,8 @@
 // is lost to a sink that was down, a process that restarted or a commit
 // whose reply was lost. A required sink makes audit fail closed, as
 // Vault's audit devices do: Guard runs fn only once the operation's start
-// event reached it, and denies while it is failing. A best-effort sink is
+// event reached it, and denies while it is failing (a sink whose worker
+// cannot read the trail is failing too). A best-effort sink is
 // retried with backoff and never slows anything. Every failure goes to
 // Options.OnError, is counted in SinkStatus, and each outage is recorded
 // in the trail (sink.failed, sink.recovered).
@@ -277,7 +285,11 @@
 // A Store implementation needs Tx, RequestVersion, Grant, the filters'
 // Matches methods, Event.Chain (or ChainHash) and, optionally,
 // OutboxStore and TimeSource. store/storetest is the contract: a store
-// passes it with a few lines (see store/memory).
+// passes it with a few lines (see store/memory). A store that reads
+// events from a database others can write to decodes each row strictly
+// (DecodeDetail for the Detail) and returns a row that does not decode
+// as an event with Malformed set, never as an error of the read;
+// storetest.Malformed checks it.
 //
 // # Errors
 //

@@ -186,6 +186,12 @@ const (
 	// ReasonBadSignature: a checkpoint's signature does not verify with
 	// the given public key (or the checkpoint is unsigned).
 	ReasonBadSignature TamperReason = "bad_signature"
+	// ReasonMalformed: the stored event does not decode strictly
+	// (Event.Malformed says how: a Detail that is not a JSON object of
+	// strings, a column of the wrong type, a hash of the wrong length),
+	// or its sequence number is below 1. No store writes such an event:
+	// it was written around the library.
+	ReasonMalformed TamperReason = "malformed"
 )
 
 // TamperError reports the first sequence number that failed

@@ -13,6 +13,9 @@ var (
 	MayView = mayView
 )
 
+// DecodeDetailTokens is DecodeDetail's slow path alone.
+var DecodeDetailTokens = decodeDetail
+
 // GuardFacts are the facts of Guard's decision, in exported form.
 type GuardFacts struct {
 	Actor         string

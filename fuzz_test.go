@@ -1,7 +1,9 @@
 package pam_test
 
 import (
+	"encoding/json"
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -98,6 +100,39 @@ func FuzzSubmit(f *testing.F) {
 		}
 		if n := e.lastSeq() - before; n != 1 {
 			t.Fatalf("%d events for one submission", n)
+		}
+	})
+}
+
+// FuzzDecodeDetail: DecodeDetail's fast path and its token-by-token one
+// agree; what it accepts, encoding/json reads alike, and it survives a
+// round trip through json.Marshal.
+func FuzzDecodeDetail(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":"x","b":"y"}`, `{"a":"x","a":"y"}`, `{"a":1}`, `{"a":null}`, `{"a":"x"} {}`, `[]`, `null`,
+		`{"\u00e9":"\ud800","\u00e9":"\udfff"}`, `{"a\"":"x:,","b":"\\"}`, `{"\ud800":"a","\udfff":"b"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := pam.DecodeDetail(b)
+		if slow, serr := pam.DecodeDetailTokens(b); (err == nil) != (serr == nil) || !maps.Equal(m, slow) {
+			t.Fatalf("DecodeDetail(%q) = %v, %v; token by token %v, %v", b, m, err, slow, serr)
+		}
+		if err != nil {
+			if !errors.Is(err, pam.ErrInvalid) || m != nil {
+				t.Fatalf("DecodeDetail = %v, %v", m, err)
+			}
+			return
+		}
+		var lenient map[string]string
+		if err := json.Unmarshal(b, &lenient); err != nil || !maps.Equal(m, lenient) {
+			t.Fatalf("DecodeDetail(%q) = %v; json.Unmarshal = %v, %v", b, m, lenient, err)
+		}
+		out, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again, err := pam.DecodeDetail(out); err != nil || !maps.Equal(m, again) {
+			t.Fatalf("round trip of %q: %v, %v", out, again, err)
 		}
 	})
 }

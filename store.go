@@ -17,7 +17,7 @@ import (
 // returned are copies: neither side keeps the other's slices or maps.
 // store/storetest is the contract; every Store must pass it. What every
 // store must do alike is written once, for store authors, in this
-// package: Tx.Validate, ChainHead.Chain, Request.Due,
+// package: Tx.Validate, ChainHead.Chain, DecodeDetail, Request.Due,
 // Message.ClaimableAt and SortClaims.
 type Store interface {
 	// Commit writes tx atomically: all of it or nothing. A tx that
@@ -70,7 +70,12 @@ type Store interface {
 
 	// Events returns the audit events that match f, in Seq order
 	// (descending with f.Descending), at most f.Limit of them when it is
-	// above 0.
+	// above 0. f.After and f.Before may be negative: a stored event
+	// numbered below 1 is tampering, and Verify reads from
+	// math.MinInt64 to find it. A stored event that does not decode
+	// strictly is returned with Malformed set (DecodeDetail decodes its
+	// Detail), never as an error: one bad row must not make the trail
+	// unreadable.
 	Events(ctx context.Context, f EventFilter) ([]Event, error)
 }
 

@@ -1,10 +1,15 @@
 package pam
 
 import (
+	"bytes"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"time"
+	"unicode/utf8"
 )
 
 // This file is for store authors: what every Store must do the same way,
@@ -143,4 +148,106 @@ func SortClaims(msgs []Message) {
 		}
 		return a.ID < b.ID
 	})
+}
+
+// DecodeDetail decodes an event's Detail as a store keeps it: a JSON
+// object whose values are strings, each key once, and nothing after it.
+// Anything else is a *ValidationError (ErrInvalid): a stored Detail that
+// does not decode strictly was not written by a store (which encodes it
+// with encoding/json), and a lenient decoder would hide how: a repeated
+// key, for one, that encoding/json reads as its last value while SQLite's
+// json_extract reads the first.
+//
+// For store authors: an event whose Detail does not decode is still
+// returned by Events, with Malformed saying why (see Event.Malformed).
+func DecodeDetail(b []byte) (map[string]string, error) {
+	// The common case costs one json.Unmarshal and one pass over b.
+	// Outside its strings, an object of strings holds only braces,
+	// commas, whitespace and one colon per member: counting the colons
+	// finds a repeated key, and any other byte is a value that is not a
+	// string (null, which json.Unmarshal would take as ""). Whatever is
+	// left, decodeDetail judges token by token, and says why.
+	if members, ok := detailOutline(b); ok && utf8.Valid(b) {
+		var m map[string]string
+		if json.Unmarshal(b, &m) == nil && m != nil && len(m) == members {
+			return m, nil
+		}
+	}
+	return decodeDetail(b)
+}
+
+// detailOutline counts the colons outside the strings of b, and reports
+// whether every other byte there is a brace, a comma or whitespace.
+func detailOutline(b []byte) (colons int, ok bool) {
+	inString, escaped := false, false
+	for _, c := range b {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == ':':
+			colons++
+		case c == '{' || c == '}' || c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r':
+		default:
+			return 0, false
+		}
+	}
+	return colons, !inString
+}
+
+// decodeDetail is DecodeDetail token by token: slower, and it says what
+// is wrong.
+func decodeDetail(b []byte) (map[string]string, error) {
+	bad := func(format string, args ...any) error { return invalid("Detail", format, args...) }
+	if !utf8.Valid(b) {
+		return nil, bad("not UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	syntax := func(err error) error {
+		if errors.Is(err, io.EOF) {
+			return bad("the JSON ends early")
+		}
+		return bad("%v", err)
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, syntax(err)
+	}
+	if tok != json.Delim('{') {
+		return nil, bad("not an object")
+	}
+	m := map[string]string{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, syntax(err)
+		}
+		k := tok.(string) // inside an object, Token returns a key or fails
+		if tok, err = dec.Token(); err != nil {
+			return nil, syntax(err)
+		}
+		v, ok := tok.(string)
+		if !ok {
+			return nil, bad("the value of %q is not a string", k)
+		}
+		if _, dup := m[k]; dup {
+			return nil, bad("key %q twice", k)
+		}
+		m[k] = v
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return nil, syntax(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, bad("data after the object")
+	}
+	return m, nil
 }

@@ -145,3 +145,46 @@ func TestClaimOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeDetail: a stored Detail is a JSON object of strings, each key
+// once, with nothing after it; anything else is refused, not read
+// leniently.
+func TestDecodeDetail(t *testing.T) {
+	for in, want := range map[string]map[string]string{
+		`{}`:                            {},
+		`{"a":"x"}`:                     {"a": "x"},
+		` {"a" : "x", "b":""} `:         {"a": "x", "b": ""},
+		`{"ü":"ünïcode ✓","\u0000":""}`: {"ü": "ünïcode ✓", "\x00": ""},
+	} {
+		got, err := pam.DecodeDetail([]byte(in))
+		if err != nil || !cmp.Equal(want, got) {
+			t.Errorf("DecodeDetail(%s) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for name, in := range map[string]string{
+		"empty":                ``,
+		"cut short":            `{"a":"x"`,
+		"not JSON":             `{a:x}`,
+		"null":                 `null`,
+		"an array":             `["a","x"]`,
+		"a string":             `"a"`,
+		"a number value":       `{"a":1}`,
+		"a null value":         `{"a":null}`,
+		"a boolean value":      `{"a":true}`,
+		"an object value":      `{"a":{"b":"x"}}`,
+		"an array value":       `{"a":["x"]}`,
+		"a key twice":          `{"a":"x","a":"y"}`,
+		"a key twice, escaped": `{"a":"x","\u0061":"y"}`,
+		"trailing data":        `{"a":"x"} {}`,
+		"trailing garbage":     `{"a":"x"}x`,
+		"trailing comma":       `{"a":"x",}`,
+		"not UTF-8":            "{\"a\":\"\xff\"}",
+		"a bracket":            `{"a":"x"]`,
+	} {
+		got, err := pam.DecodeDetail([]byte(in))
+		var ve *pam.ValidationError
+		if !errors.Is(err, pam.ErrInvalid) || !errors.As(err, &ve) || ve.Field != "Detail" || got != nil {
+			t.Errorf("%s: DecodeDetail(%s) = %v, %v; want a *ValidationError", name, in, got, err)
+		}
+	}
+}

@@ -4,13 +4,15 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"math"
 	"sort"
 )
 
 // VerifyOptions select what Verify checks.
 type VerifyOptions struct {
-	// From and To bound the sequence numbers checked. From defaults to 1;
-	// a later From trusts the stored hash of event From-1 as its anchor.
+	// From and To bound the sequence numbers checked. From defaults to 1,
+	// which also looks for events stored with a number below 1; a later
+	// From trusts the stored hash of event From-1 as its anchor.
 	// To defaults to the trail's head.
 	From, To int64
 	// Checkpoints are compared with the trail: the event at each
@@ -40,6 +42,11 @@ type VerifyResult struct {
 // against checkpoints kept elsewhere. It stops at the first event that
 // fails and returns a *TamperError (matching ErrTampered) naming it and
 // the reason; other errors are the store's.
+//
+// A stored event that does not decode strictly (Event.Malformed) fails
+// as ReasonMalformed before its hash is checked, and so, when the range
+// starts at 1, does a stored event numbered below 1, which no store
+// writes: such events are tampering, not an error of the store.
 //
 // Verify works on any Store, without a Manager, so an auditor can run it
 // with nothing but read access and the checkpoints.
@@ -81,7 +88,7 @@ func Verify(ctx context.Context, s Store, o VerifyOptions) (VerifyResult, error)
 	sort.Slice(cps, func(i, j int) bool { return cps[i].Seq < cps[j].Seq })
 	res := VerifyResult{From: o.From, To: o.To, Checkpoints: len(cps)}
 
-	// The anchor: H(From-1).
+	// The anchor: H(From-1), or, from the start, no event before it.
 	prev := GenesisHash
 	if o.From > 1 {
 		ev, err := s.Events(ctx, EventFilter{After: o.From - 2, Limit: 1})
@@ -91,7 +98,12 @@ func Verify(ctx context.Context, s Store, o VerifyOptions) (VerifyResult, error)
 		if len(ev) == 0 || ev[0].Seq != o.From-1 {
 			return res, &TamperError{Seq: o.From - 1, Reason: ReasonGap, Detail: "the event before the range is missing"}
 		}
+		if ev[0].Malformed != "" {
+			return res, malformed(&ev[0])
+		}
 		prev = ev[0].Hash
+	} else if err := belowOne(ctx, s); err != nil {
+		return res, err
 	}
 	for len(cps) > 0 && cps[0].Seq == o.From-1 {
 		if cps[0].Hash != prev {
@@ -113,6 +125,9 @@ func Verify(ctx context.Context, s Store, o VerifyOptions) (VerifyResult, error)
 			e := &page[i]
 			if e.Seq != next {
 				return res, &TamperError{Seq: next, Reason: ReasonGap, Detail: fmt.Sprintf("event %d is missing; the next stored event is %d", next, e.Seq)}
+			}
+			if e.Malformed != "" {
+				return res, malformed(e)
 			}
 			if e.PrevHash != prev {
 				return res, diagnose(e, prev, page[i+1:], ReasonBrokenLink, "its prev_hash is not the hash of the event before it")
@@ -161,6 +176,27 @@ func (m *Manager) Verify(ctx context.Context, o VerifyOptions) (VerifyResult, er
 		o.Checkpoints = cps
 	}
 	return Verify(ctx, m.store, o)
+}
+
+// belowOne reports the first stored event numbered below 1, if there is
+// one, as ReasonMalformed. (An event numbered math.MinInt64 is not read:
+// moved there, it leaves a gap where it was.)
+func belowOne(ctx context.Context, s Store) error {
+	ev, err := s.Events(ctx, EventFilter{After: math.MinInt64, Before: 1, Limit: 1})
+	if err != nil || len(ev) == 0 {
+		return err
+	}
+	return malformed(&ev[0])
+}
+
+// malformed reports e, which does not decode strictly or is numbered
+// below 1, as tampering.
+func malformed(e *Event) error {
+	detail := e.Malformed
+	if detail == "" {
+		detail = fmt.Sprintf("sequence numbers start at 1, this event is numbered %d", e.Seq)
+	}
+	return &TamperError{Seq: e.Seq, Reason: ReasonMalformed, Detail: detail}
 }
 
 func mismatch(c *Checkpoint, got string) error {

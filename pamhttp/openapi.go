@@ -34,7 +34,7 @@ var enums = map[reflect.Type][]string{
 	reflect.TypeFor[pam.ParamType]():    {string(pam.ParamString), string(pam.ParamNumber), string(pam.ParamBoolean), string(pam.ParamArray), string(pam.ParamObject)},
 	reflect.TypeFor[pam.MessageState](): {string(pam.MessagePending), string(pam.MessageDelivered), string(pam.MessageFailed)},
 	reflect.TypeFor[pam.TamperReason](): {string(pam.ReasonAltered), string(pam.ReasonBrokenLink), string(pam.ReasonReordered), string(pam.ReasonGap),
-		string(pam.ReasonTruncated), string(pam.ReasonCheckpointMismatch), string(pam.ReasonBadSignature)},
+		string(pam.ReasonTruncated), string(pam.ReasonCheckpointMismatch), string(pam.ReasonBadSignature), string(pam.ReasonMalformed)},
 }
 
 type object = map[string]any

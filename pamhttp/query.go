@@ -95,10 +95,10 @@ func eventFilter(q url.Values) (pam.EventFilter, error) {
 		f.Types = append(f.Types, pam.EventType(t))
 	}
 	var err error
-	if f.After, err = int64Param(q.Get("after")); err != nil {
+	if f.After, err = cursorParam(q.Get("after")); err != nil {
 		return f, err
 	}
-	if f.Before, err = int64Param(q.Get("before")); err != nil {
+	if f.Before, err = cursorParam(q.Get("before")); err != nil {
 		return f, err
 	}
 	if f.Limit, err = intParam(q.Get("limit")); err != nil {
@@ -224,6 +224,19 @@ func int64Param(s string) (int64, error) {
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n < 0 {
 		return 0, fmt.Errorf("%w: %q is not a sequence number", pam.ErrInvalid, s)
+	}
+	return n, nil
+}
+
+// cursorParam reads a cursor of the audit trail: a sequence number,
+// negative through events stored with a number below 1 (see pam.Manager.Audit).
+func cursorParam(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %q is not a cursor", pam.ErrInvalid, s)
 	}
 	return n, nil
 }

@@ -10,7 +10,8 @@ import (
 // Slog is an AuditSink that writes each event as one log record through
 // a slog.Handler: message "pam audit event", the event's time, and
 // attributes seq, type, actor, request_id, policy_id, task, outcome,
-// detail (a group), prev_hash and hash. It calls the Handler directly, so
+// detail (a group), prev_hash and hash, and malformed for an event the
+// store could not read strictly (pam.Event.Malformed). It calls the Handler directly, so
 // the Handler's errors reach the engine (a slog.Logger would drop them).
 type Slog struct {
 	h     slog.Handler
@@ -41,6 +42,9 @@ func (s *Slog) Write(ctx context.Context, events []pam.Event) error {
 			r.AddAttrs(slog.Group("detail", attrs...))
 		}
 		r.AddAttrs(slog.String("prev_hash", e.PrevHash), slog.String("hash", e.Hash))
+		if e.Malformed != "" {
+			r.AddAttrs(slog.String("malformed", e.Malformed))
+		}
 		if err := s.h.Handle(ctx, r); err != nil {
 			return err
 		}

@@ -151,6 +151,21 @@ func TestAgainstLiveServer(t *testing.T) {
 	if out := direct(exitTampered, "audit", "verify"); !strings.Contains(out, "the trail does NOT verify at event 1: altered") {
 		t.Errorf("direct verify of a rewritten trail:\n%s", out)
 	}
+	// A detail that does not decode strictly is tampering too, not an
+	// error of the server, and the trail can still be searched.
+	if _, err := sqlDB.Exec(`UPDATE pam_events SET detail = '{"a":"x","a":"y"}' WHERE seq = 1`); err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{pamctl("admin", exitTampered, "audit", "verify"), direct(exitTampered, "audit", "verify")} {
+		if !strings.Contains(out, "the trail does NOT verify at event 1: malformed") || !strings.Contains(out, `key "a" twice`) {
+			t.Errorf("verify of a malformed trail:\n%s", out)
+		}
+	}
+	events = nil
+	json.Unmarshal([]byte(pamctl("admin", exitOK, "audit", "search", "--json")), &events)
+	if len(events) == 0 || events[0].Seq != 1 || events[0].Malformed == "" {
+		t.Errorf("audit search of a malformed trail: %+v", events)
+	}
 }
 
 func TestUsageAndDirectDatabase(t *testing.T) {

@@ -133,13 +133,33 @@ func (s *Sink) Events() []pam.Event {
 	return append([]pam.Event(nil), s.got...)
 }
 
-// Store wraps a pam.Store, fails commits that FailCommit picks and counts
-// calls to Requests.
+// Store wraps a pam.Store, fails commits that FailCommit picks, fails
+// reads of the trail while FailEvents has set an error, and counts calls
+// to Requests.
 type Store struct {
 	pam.OutboxStore
-	mu       sync.Mutex
-	pick     func(*pam.Tx) error
-	requests int
+	mu        sync.Mutex
+	pick      func(*pam.Tx) error
+	eventsErr error
+	requests  int
+}
+
+// FailEvents makes Events return err (nil: succeed again).
+func (s *Store) FailEvents(err error) {
+	s.mu.Lock()
+	s.eventsErr = err
+	s.mu.Unlock()
+}
+
+// Events implements pam.Store.
+func (s *Store) Events(ctx context.Context, f pam.EventFilter) ([]pam.Event, error) {
+	s.mu.Lock()
+	err := s.eventsErr
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return s.OutboxStore.Events(ctx, f)
 }
 
 // Requests implements pam.Store.

@@ -4,7 +4,10 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/zerostanding/pam"
@@ -138,23 +141,111 @@ func AppendEventContent(args []any, e *pam.Event) ([]any, error) {
 // eventColumns are the columns scanEvent reads, in order.
 const eventColumns = `seq, time, type, actor, request_id, policy_id, task, outcome, detail, prev_hash, hash`
 
-// scanEvent decodes a row of eventColumns. Events stored before the hash
-// chain existed have no hashes until their migration chains them.
+// scanEvent decodes a row of eventColumns. Every cell is read as it is
+// stored and converted strictly (SQLite keeps whatever type a writer
+// gave a cell), so that a row that does not decode strictly is returned
+// with pam.Event.Malformed saying why, rather than failing the read:
+// the trail stays readable and Verify reports the row as tampering.
+// Events stored before the hash chain existed have no hashes until
+// their migration chains them.
 func scanEvent(rows *sql.Rows) (pam.Event, error) {
-	var e pam.Event
-	var ns int64
-	var typ string
-	var detail sql.NullString
-	var prev, hash []byte
-	if err := rows.Scan(&e.Seq, &ns, &typ, &e.Actor, &e.RequestID, &e.PolicyID, &e.Task, &e.Outcome, &detail, &prev, &hash); err != nil {
-		return e, err
+	var c [11]any
+	if err := rows.Scan(&c[0], &c[1], &c[2], &c[3], &c[4], &c[5], &c[6], &c[7], &c[8], &c[9], &c[10]); err != nil {
+		return pam.Event{}, err
 	}
-	e.Time, e.Type = time.Unix(0, ns).UTC(), pam.EventType(typ)
-	if detail.Valid {
-		if err := json.Unmarshal([]byte(detail.String), &e.Detail); err != nil {
-			return e, fmt.Errorf("sqlstore: decode event %d: %w", e.Seq, err)
+	return decodeEvent(c), nil
+}
+
+// decodeEvent converts the cells of eventColumns. What does not convert
+// is named in Malformed, and the field holds what could be read.
+func decodeEvent(c [11]any) pam.Event {
+	var e pam.Event
+	var bad []string
+	var ok bool
+	if e.Seq, ok = c[0].(int64); !ok {
+		bad = append(bad, "seq is "+kind(c[0]))
+	} else if e.Seq < 1 {
+		bad = append(bad, fmt.Sprintf("seq %d: sequence numbers start at 1", e.Seq))
+	}
+	if ns, ok := c[1].(int64); ok {
+		e.Time = time.Unix(0, ns).UTC()
+	} else {
+		bad = append(bad, "time is "+kind(c[1]))
+	}
+	var typ, outcome string
+	for i, f := range [...]struct {
+		name string
+		to   *string
+	}{{"type", &typ}, {"actor", &e.Actor}, {"request_id", &e.RequestID}, {"policy_id", &e.PolicyID}, {"task", &e.Task}, {"outcome", &outcome}} {
+		switch v := c[2+i].(type) {
+		case string:
+			*f.to = v
+		case []byte:
+			*f.to = string(v)
+			bad = append(bad, f.name+" is a blob")
+		default:
+			bad = append(bad, f.name+" is "+kind(v))
 		}
 	}
-	e.PrevHash, e.Hash = hex.EncodeToString(prev), hex.EncodeToString(hash)
-	return e, nil
+	e.Type, e.Outcome = pam.EventType(typ), pam.Outcome(outcome)
+	switch v := c[8].(type) {
+	case nil:
+	case string:
+		var err error
+		if e.Detail, err = pam.DecodeDetail([]byte(v)); err != nil {
+			why := err.Error()
+			if ve := (*pam.ValidationError)(nil); errors.As(err, &ve) {
+				why = ve.Problem
+			}
+			bad = append(bad, fmt.Sprintf("detail %s: %s", quote(v), why))
+		}
+	default:
+		bad = append(bad, "detail is "+kind(v))
+	}
+	for i, f := range [...]struct {
+		name string
+		to   *string
+	}{{"prev_hash", &e.PrevHash}, {"hash", &e.Hash}} {
+		switch v := c[9+i].(type) {
+		case []byte:
+			*f.to = hex.EncodeToString(v)
+			if len(v) != pam.HashSize {
+				bad = append(bad, fmt.Sprintf("%s is %d bytes, not %d", f.name, len(v), pam.HashSize))
+			}
+		default:
+			bad = append(bad, f.name+" is "+kind(v))
+		}
+	}
+	if len(bad) > 0 {
+		e.Malformed = strings.Join(bad, "; ")
+	}
+	return e
+}
+
+// kind names the type of a cell as read through database/sql.
+func kind(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "NULL"
+	case int64:
+		return fmt.Sprintf("an integer (%d)", v)
+	case float64:
+		return fmt.Sprintf("a real (%g)", v)
+	case string:
+		return "a text " + quote(v)
+	case []byte:
+		return fmt.Sprintf("a blob of %d bytes", len(v))
+	case bool:
+		return fmt.Sprintf("a boolean (%t)", v)
+	default:
+		return fmt.Sprintf("a %T", v)
+	}
+}
+
+// quote quotes s for a Malformed message, cut to 200 bytes.
+func quote(s string) string {
+	if len(s) > 200 {
+		return strconv.Quote(s[:200]) + "…"
+	}
+	return strconv.Quote(s)
 }

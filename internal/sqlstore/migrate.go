@@ -134,7 +134,9 @@ func statements(script string) []string {
 // pam.Verify to report.
 //
 // The hashes it writes protect those events from the migration on; they
-// cannot vouch for what happened to them before.
+// cannot vouch for what happened to them before. An event that does not
+// decode strictly is chained as it reads; it stays malformed
+// (pam.Event.Malformed), for pam.Verify to report.
 func ChainExisting(ctx context.Context, t *sql.Tx) error {
 	for {
 		rows, err := t.QueryContext(ctx, `SELECT `+eventColumns+` FROM pam_events WHERE hash IS NULL ORDER BY seq LIMIT 10000`)

@@ -364,7 +364,7 @@ func (s *Store) Events(ctx context.Context, f pam.EventFilter) ([]pam.Event, err
 	}
 	var q query
 	q.sql.WriteString(`SELECT ` + eventColumns + ` FROM pam_events WHERE seq > ` + q.arg(f.After))
-	if f.Before > 0 {
+	if f.Before != 0 {
 		q.sql.WriteString(" AND seq < " + q.arg(f.Before))
 	}
 	q.eq("actor", f.Actor)

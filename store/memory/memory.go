@@ -292,8 +292,15 @@ func (s *Store) Events(ctx context.Context, f pam.EventFilter) ([]pam.Event, err
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	lo, hi := f.After+1, s.events.n // Seq range, inclusive
-	if f.Before > 0 && f.Before-1 < hi {
+	// The Seq range, inclusive: events here are numbered from 1.
+	lo, hi := int64(1), s.events.n
+	if f.After >= hi || f.Before != 0 && f.Before <= lo {
+		return nil, nil
+	}
+	if f.After >= lo {
+		lo = f.After + 1
+	}
+	if f.Before != 0 && f.Before <= hi {
 		hi = f.Before - 1
 	}
 	var out []pam.Event

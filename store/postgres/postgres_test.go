@@ -216,3 +216,32 @@ func BenchmarkBaselineCommit(b *testing.B) {
 		}
 	}
 }
+
+// TestMalformedEventsAreTampering stores events that do not decode
+// strictly, writing to the tables around the store, and checks that each
+// is reported as tampering rather than breaking the reads: see
+// storetest.Malformed. PostgreSQL keeps every column's type, so only a
+// column's content can be malformed.
+func TestMalformedEventsAreTampering(t *testing.T) {
+	url := dsn(t)
+	storetest.Malformed(t, func(t testing.TB, clk *clock.Mock) (pam.Store, storetest.Exec) {
+		schema := freshSchema(t)
+		s := open(t, schema, clk)
+		cfg, err := pgxpool.ParseConfig(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.ConnConfig.RuntimeParams["search_path"] = schema
+		pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pool.Close)
+		return s, func(t testing.TB, q string, args ...any) {
+			t.Helper()
+			if _, err := pool.Exec(context.Background(), q, args...); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+	}, storetest.SQLMalformedRows)
+}

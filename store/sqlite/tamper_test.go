@@ -10,8 +10,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/benbjohnson/clock"
 
 	"github.com/zerostanding/pam"
 	"github.com/zerostanding/pam/store/sqlite"
@@ -22,8 +25,9 @@ import (
 // checkpoint of its head, and then, in each trial, changes one copy of the
 // file the way someone with write access to the database could — alter
 // an event, re-hash it, rewrite history, delete, renumber, reorder,
-// insert, truncate — and checks that Verify reports the first bad
-// sequence number with the right reason. The untouched file verifies.
+// insert, truncate, store it malformed — and checks that Verify reports
+// the first bad sequence number with the right reason. The untouched
+// file verifies.
 func TestTamperingIsDetected(t *testing.T) {
 	trials := 1000
 	if testing.Short() {
@@ -142,6 +146,10 @@ func TestTamperingIsDetected(t *testing.T) {
 		{"truncate the tail", func(db *sql.DB, k int64) {
 			sqlExec(t, db, `DELETE FROM pam_events WHERE seq >= $1`, k)
 		}, at(0), always(pam.ReasonTruncated)},
+		{"malform an event", func(db *sql.DB, k int64) {
+			col := []string{`detail = '{"n":'`, `detail = '{"n":1}'`, `detail = '{"n":"1","n":"2"}'`, "hash = substr(hash, 1, 16)", "prev_hash = NULL"}[rng.IntN(5)]
+			sqlExec(t, db, `UPDATE pam_events SET `+col+` WHERE seq = $1`, k)
+		}, at(0), always(pam.ReasonMalformed)},
 	}
 
 	// Each trial tampers with the file through a connection of its own,
@@ -250,4 +258,54 @@ func (r *rawEvents) event(t *testing.T, seq int64) pam.Event {
 		}
 	}
 	return e
+}
+
+// TestMalformedEventsAreTampering stores events that do not decode
+// strictly, writing to the file around the store, and checks that each
+// is reported as tampering rather than breaking the reads: see
+// storetest.Malformed. SQLite keeps whatever type a writer gives a cell
+// once the table is no longer STRICT, which the file's owner can undo
+// (loosen); those rows are SQLite's own.
+func TestMalformedEventsAreTampering(t *testing.T) {
+	loose := func(name, assignment string) storetest.MalformedRow {
+		return storetest.MalformedRow{Name: name, Do: func(t testing.TB, exec storetest.Exec, seq int64) {
+			loosen(t, exec)
+			exec(t, `UPDATE pam_events SET `+assignment+` WHERE seq = $1`, seq)
+		}}
+	}
+	rows := append(slices.Clone(storetest.SQLMalformedRows),
+		loose("a text in the time column", `time = 'yesterday'`),
+		loose("a real in the time column", `time = 0.5`),
+		loose("a blob in the type column", `type = CAST(type AS BLOB)`),
+		loose("an integer hash", `hash = 7`),
+		loose("a blob detail", `detail = CAST(detail AS BLOB)`),
+		loose("a text hash", `hash = hex(hash)`),
+	)
+	storetest.Malformed(t, func(t testing.TB, _ *clock.Mock) (pam.Store, storetest.Exec) {
+		path := filepath.Join(t.TempDir(), "pam.db")
+		s := open(t, path)
+		db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.SetMaxOpenConns(1)
+		t.Cleanup(func() { db.Close() })
+		return s, func(t testing.TB, q string, args ...any) {
+			t.Helper()
+			if _, err := db.Exec(q, args...); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+	}, rows)
+}
+
+// loosen drops STRICT from pam_events, as the owner of the file can:
+// its cells then take any type.
+func loosen(t testing.TB, exec storetest.Exec) {
+	t.Helper()
+	exec(t, `PRAGMA writable_schema = ON`)
+	exec(t, `UPDATE sqlite_schema SET sql = replace(sql, ') STRICT', ')') WHERE name = 'pam_events'`)
+	// Other connections reload the schema when its version changes.
+	exec(t, `PRAGMA schema_version = 1000`)
+	exec(t, `PRAGMA writable_schema = OFF`)
 }

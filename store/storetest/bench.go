@@ -88,7 +88,7 @@ func Bench(b *testing.B, open Opener) {
 		f := pam.EventFilter{Descending: true, Limit: 100}
 		b.ReportAllocs()
 		for b.Loop() {
-			events, _, err := m.Audit(context.Background(), f)
+			events, _, err := m.Audit(As("admin"), f)
 			if err != nil || len(events) != 100 {
 				b.Fatalf("%d events, %v", len(events), err)
 			}

@@ -6,12 +6,15 @@
 //	}
 //
 // The suite hands each store a fake clock, for stores that keep time.
+// A store over a database that others can write to also runs Malformed,
+// with rows written around it that do not decode strictly.
 package storetest
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"sync"
 	"testing"
@@ -501,6 +504,14 @@ func testEventFilters(t *testing.T, s pam.Store) {
 	check("descending", pam.EventFilter{Descending: true, Limit: 5})
 	check("descending before", pam.EventFilter{Descending: true, Before: 20, Limit: 5, Actor: "carol"})
 	check("last 100 of few", pam.EventFilter{Descending: true, Limit: 100})
+	// Verify and Audit read from the lowest possible number, to see
+	// events stored with a number below 1; cursors may be negative.
+	check("from the lowest", pam.EventFilter{After: math.MinInt64})
+	check("from the lowest, descending", pam.EventFilter{After: math.MinInt64, Descending: true, Limit: 3})
+	check("after a negative", pam.EventFilter{After: -3, Limit: 2})
+	check("below 1", pam.EventFilter{After: math.MinInt64, Before: 1})
+	check("before a negative", pam.EventFilter{Descending: true, Before: -1})
+	check("past the last", pam.EventFilter{After: math.MaxInt64})
 	check("nothing", pam.EventFilter{Actor: "mallory"})
 }
 
