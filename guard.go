@@ -61,9 +61,10 @@ type PolicyCheck struct {
 	ConditionError string `json:"condition_error,omitempty"`
 	Covered        bool   `json:"covered"`
 	// Grant is the request that satisfies the policy, if any.
-	Grant        string `json:"grant,omitempty"`
-	grantVersion int64
-	ExpiresAt    time.Time `json:"expires_at,omitzero"`
+	Grant              string `json:"grant,omitempty"`
+	grantVersion       int64
+	grantPolicyVersion int64
+	ExpiresAt          time.Time `json:"expires_at,omitzero"`
 	// Missing says why no grant satisfies a covering policy.
 	Missing string `json:"missing,omitempty"`
 }
@@ -346,7 +347,7 @@ func decideGuard(f *guardFacts) CheckResult {
 			}
 			continue
 		}
-		pc.Grant, pc.grantVersion, pc.ExpiresAt = best.RequestID, best.Version, best.ExpiresAt
+		pc.Grant, pc.grantVersion, pc.grantPolicyVersion, pc.ExpiresAt = best.RequestID, best.Version, best.PolicyVersion, best.ExpiresAt
 		if res.Deadline.IsZero() || best.ExpiresAt.Before(res.Deadline) {
 			res.Deadline = best.ExpiresAt
 		}
@@ -383,6 +384,31 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 		m.recordDenial(ctx, deny)
 		return fmt.Errorf("%w: %w", ErrAudit, down)
 	}
+	runCtx := ctx
+	if !res.Deadline.IsZero() {
+		// The deadline is in the decision's time; the context counts on
+		// Options.Clock, which may differ from a store's TimeSource.
+		deadline := res.Deadline
+		if m.times != nil {
+			deadline = deadline.Add(m.clock.Now().Sub(res.At))
+		}
+		gc := newGrantContext(ctx, deadline, m.clock)
+		gc.grants = gc.grantBuf[:0]
+		for _, pc := range res.Policies {
+			if pc.Grant != "" {
+				gc.grants = append(gc.grants, runGrant{requestID: pc.Grant, policyID: pc.PolicyID, policyVersion: pc.grantPolicyVersion})
+			}
+		}
+		// Registered before the start event commits: a revocation
+		// committed after it finds the run, one committed before it
+		// fails the commit (the grants must be unchanged).
+		m.runs.add(gc)
+		defer func() {
+			m.runs.remove(gc)
+			gc.stop()
+		}()
+		runCtx = gc
+	}
 	seq, err := m.record(ctx, start, res.Policies)
 	if err != nil {
 		if errors.Is(err, ErrConflict) {
@@ -394,18 +420,6 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 	if err := m.feed.awaitRequired(ctx, seq); err != nil {
 		m.finish(ctx, res, start, started, OutcomeNotRun, err)
 		return fmt.Errorf("%w: %w", ErrAudit, err)
-	}
-	runCtx := ctx
-	if !res.Deadline.IsZero() {
-		// The deadline is in the decision's time; the context counts on
-		// Options.Clock, which may differ from a store's TimeSource.
-		deadline := res.Deadline
-		if m.times != nil {
-			deadline = deadline.Add(m.clock.Now().Sub(res.At))
-		}
-		gc := newGrantContext(ctx, deadline, m.clock)
-		defer gc.stop()
-		runCtx = gc
 	}
 	finished := false
 	defer func() {
