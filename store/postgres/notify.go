@@ -1,0 +1,80 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/zerostanding/pam"
+)
+
+// changesChannel is the NOTIFY channel of changes that can end a grant. It
+// is per database, not per schema: a store in another schema of the same
+// database only causes an extra check.
+const changesChannel = "pam_changes"
+
+// sqlNotify is queued in a Commit's batch, so the notification is sent
+// when, and only if, the commit does.
+const sqlNotify = `SELECT pg_notify('` + changesChannel + `', '')`
+
+// notifies reports whether tx can end a grant: it writes a policy or the
+// catalog, or closes a request.
+func notifies(tx *pam.Tx) bool {
+	if tx.Catalog != nil || len(tx.Policies) > 0 {
+		return true
+	}
+	for i := range tx.Requests {
+		if tx.Requests[i].State.Terminal() {
+			return true
+		}
+	}
+	return false
+}
+
+// Changes implements pam.ChangeNotifier with LISTEN on a connection taken
+// from the pool for as long as the listening lasts: until ctx is done, the
+// connection fails, or Close. Every Commit that writes a policy or the
+// catalog, or closes a request, sends a NOTIFY in its own transaction,
+// which PostgreSQL delivers to every listener when it commits.
+func (s *Store) Changes(ctx context.Context) (<-chan struct{}, error) {
+	if err := s.listening.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: listen: the store is closed")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.listening, cancel)
+	conn, err := s.pool.Acquire(ctx)
+	if err == nil {
+		if _, err = conn.Exec(ctx, "LISTEN "+changesChannel); err != nil {
+			conn.Release()
+		}
+	}
+	if err != nil {
+		stop()
+		cancel()
+		return nil, fmt.Errorf("postgres: listen: %w", err)
+	}
+	ch := make(chan struct{}, 1)
+	s.listeners.Add(1)
+	go func() {
+		defer s.listeners.Done()
+		defer close(ch)
+		defer cancel()
+		defer stop()
+		for {
+			if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+				// A wait cut short leaves the connection unusable, and it
+				// is still listening: close it rather than return it.
+				c := conn.Hijack()
+				cctx, ccancel := context.WithTimeout(context.Background(), time.Second)
+				c.Close(cctx)
+				ccancel()
+				return
+			}
+			select {
+			case ch <- struct{}{}:
+			default: // one pending value stands for all
+			}
+		}
+	}()
+	return ch, nil
+}
