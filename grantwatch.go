@@ -122,12 +122,14 @@ func (g *runGrant) ended(reason GrantEndReason) *GrantEndedError {
 // change signal, until none runs or close.
 func (r *runs) watch() {
 	defer r.wg.Done()
-	ctx := r.ctx
+	// The listening lasts as long as this watcher.
+	ctx, stop := context.WithCancel(r.ctx)
 	// Polling is I/O pacing: real time, not Options.Clock.
 	t := time.NewTicker(r.poll)
 	defer t.Stop()
 	var changes <-chan struct{}
 	defer func() {
+		stop()
 		// The notifier closes the channel once it stops listening: wait
 		// for it, so that nothing outlives Close.
 		if changes != nil {

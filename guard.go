@@ -87,7 +87,18 @@ type PolicyCheck struct {
 //  6. A guard.allowed event is stored before fn runs; if it cannot be,
 //     fn does not run and Guard returns ErrAudit.
 //  7. fn runs with a context whose deadline is the end of the earliest
-//     grant used.
+//     grant used, and that ends with any grant it runs under: at its
+//     expiry, on its revocation, or when a policy change cuts it
+//     (MinGrantVersion raised above the grant's version: UpdatePolicy,
+//     SetCatalog, Apply; or the policy deleted). context.Cause then
+//     returns a *GrantEndedError (ErrGrantEnded) that says which and why,
+//     and ctx.Err() is context.DeadlineExceeded for an expiry,
+//     context.Canceled otherwise. A change made through this Manager ends
+//     the context before the call that made it returns; one made through
+//     another Manager sharing the store, within Options.AuditPollInterval
+//     (within milliseconds on a store that is a ChangeNotifier, such as
+//     PostgreSQL). fn decides what to do when its context ends: Guard
+//     does not stop it.
 //  8. A guard.finished event records fn's outcome.
 //
 // Guard returns fn's error, or the reason fn did not run.

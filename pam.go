@@ -125,7 +125,7 @@ type Options struct {
 // Manager is the engine: policies, requests, approvals and Guard. It is
 // safe for concurrent use. Several Managers (in several processes) may
 // share one Store; each sees the others' policy changes and revocations on
-// its next call.
+// its next call, and ends the guarded fns they affect (see Guard).
 //
 // A Manager is wiring: the rules live in the lifecycle (lifecycle.go) and
 // Guard's decision (guard.go), and each concern with state of its own is

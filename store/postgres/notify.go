@@ -2,8 +2,11 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/zerostanding/pam"
 )
@@ -31,21 +34,23 @@ func notifies(tx *pam.Tx) bool {
 	return false
 }
 
-// Changes implements pam.ChangeNotifier with LISTEN on a connection taken
-// from the pool for as long as the listening lasts: until ctx is done, the
+// Changes implements pam.ChangeNotifier with LISTEN on a connection of
+// its own, opened with the pool's settings but outside it (a listener
+// must not take one of the pool's connections for as long as it
+// listens), and closed when the listening ends: when ctx is done, the
 // connection fails, or Close. Every Commit that writes a policy or the
 // catalog, or closes a request, sends a NOTIFY in its own transaction,
 // which PostgreSQL delivers to every listener when it commits.
 func (s *Store) Changes(ctx context.Context) (<-chan struct{}, error) {
-	if err := s.listening.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: listen: the store is closed")
+	if s.listening.Err() != nil {
+		return nil, errors.New("postgres: listen: the store is closed")
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(s.listening, cancel)
-	conn, err := s.pool.Acquire(ctx)
+	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig)
 	if err == nil {
 		if _, err = conn.Exec(ctx, "LISTEN "+changesChannel); err != nil {
-			conn.Release()
+			closeConn(conn)
 		}
 	}
 	if err != nil {
@@ -60,14 +65,9 @@ func (s *Store) Changes(ctx context.Context) (<-chan struct{}, error) {
 		defer close(ch)
 		defer cancel()
 		defer stop()
+		defer closeConn(conn)
 		for {
-			if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
-				// A wait cut short leaves the connection unusable, and it
-				// is still listening: close it rather than return it.
-				c := conn.Hijack()
-				cctx, ccancel := context.WithTimeout(context.Background(), time.Second)
-				c.Close(cctx)
-				ccancel()
+			if _, err := conn.WaitForNotification(ctx); err != nil {
 				return
 			}
 			select {
@@ -77,4 +77,12 @@ func (s *Store) Changes(ctx context.Context) (<-chan struct{}, error) {
 		}
 	}()
 	return ch, nil
+}
+
+// closeConn closes a listening connection, giving the server a second to
+// hear it.
+func closeConn(c *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	c.Close(ctx)
 }

@@ -401,3 +401,13 @@ func TestGrantEndsAcrossReplicas(t *testing.T) {
 	clk.Set(epoch)
 	storetest.GrantEndsAcross(t, open(t, schema, clk), open(t, schema, clk), clk, 10*time.Second, 100*time.Millisecond, 20)
 }
+
+// TestGrantWatchersRestart: with a short poll, each Manager's watcher
+// stops whenever no fn runs and starts listening again with the next one;
+// no listening connection is left behind (closing the stores would hang).
+func TestGrantWatchersRestart(t *testing.T) {
+	schema := freshSchema(t)
+	clk := clock.NewMock()
+	clk.Set(epoch)
+	storetest.GrantEndsAcross(t, open(t, schema, clk), open(t, schema, clk), clk, 5*time.Millisecond, 100*time.Millisecond, 20)
+}
