@@ -76,7 +76,8 @@ func (m *Manager) Cancel(ctx context.Context, id, comment string) (Request, erro
 // Revoke ends an approved request's window now. Admins, members of the
 // policy's approver groups and the requester (giving up their own access)
 // may revoke. Every Manager sharing the store denies the grant from its
-// next Guard on.
+// next Guard on, and the context of every fn already running under it
+// ends (see Guard): on this Manager before Revoke returns.
 func (m *Manager) Revoke(ctx context.Context, id, comment string) (Request, error) {
 	return m.act(ctx, id, ActionRevoke, comment)
 }

@@ -37,6 +37,20 @@
 // revocation made through any Manager sharing the store takes effect on
 // every Manager's next Guard.
 //
+// fn's context ends with the grant it runs under, for work already
+// running: when the grant expires, is revoked, or is cut by a policy
+// change (its policy's MinGrantVersion raised above the version it was
+// approved under, by UpdatePolicy, SetCatalog or Apply, or its policy
+// deleted). context.Cause(ctx) is then a *GrantEndedError, matching
+// ErrGrantEnded, that names the request and says revoked, cut by a policy
+// change, or expired. How soon: before Revoke (or the policy write)
+// returns on the Manager that made the change; on other Managers sharing
+// the store, within Options.AuditPollInterval (default 1 second), when a
+// goroutine that runs while guarded fns do re-reads their grants; within
+// milliseconds where the store is a ChangeNotifier (PostgreSQL, through
+// LISTEN/NOTIFY). Expiry follows Options.Clock. The goroutine stops when
+// no guarded fn runs, and with Close.
+//
 // # Policies and conditions
 //
 // A Policy's Condition narrows its scope with Rego: one or more boolean

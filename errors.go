@@ -1,6 +1,7 @@
 package pam
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -78,6 +79,13 @@ var (
 	// not performed (fail closed).
 	ErrAudit = errors.New("pam: audit event could not be recorded")
 
+	// ErrGrantEnded: the grant a guarded fn runs under ended while fn ran:
+	// it was revoked, cut by a policy change, or its window closed. It is
+	// the cause (context.Cause) of fn's context once that context ends for
+	// the grant; a *GrantEndedError says which request and why. Guard
+	// itself never returns it, unless fn does.
+	ErrGrantEnded = errors.New("pam: grant ended")
+
 	// ErrTampered: Verify found the audit trail altered, reordered, cut
 	// short or otherwise inconsistent with its hash chain or checkpoints.
 	// A *TamperError says where and how.
@@ -135,6 +143,48 @@ func (e *NotApprovedError) Error() string {
 }
 
 func (e *NotApprovedError) Unwrap() error { return ErrNotApproved }
+
+// GrantEndReason says why a grant ended while a guarded fn ran.
+type GrantEndReason string
+
+// Reasons a grant ends (GrantEndedError.Reason).
+const (
+	// GrantRevoked: the request was revoked (Revoke), or is no longer
+	// approved for another reason than its window closing.
+	GrantRevoked GrantEndReason = "revoked"
+	// GrantCut: a policy change cut the grant: its policy's
+	// MinGrantVersion rose above the version it was approved under
+	// (UpdatePolicy, SetCatalog, Apply), or the policy was deleted.
+	GrantCut GrantEndReason = "cut by a policy change"
+	// GrantExpired: the grant's window closed.
+	GrantExpired GrantEndReason = "expired"
+)
+
+// GrantEndedError is the cause of a guarded fn's context that ended with
+// its grant. It unwraps to ErrGrantEnded. It also matches the context
+// error the context reports: context.DeadlineExceeded for GrantExpired,
+// context.Canceled otherwise.
+type GrantEndedError struct {
+	RequestID string
+	PolicyID  string
+	Reason    GrantEndReason
+}
+
+func (e *GrantEndedError) Error() string {
+	return fmt.Sprintf("pam: grant from request %s under policy %s %s", e.RequestID, e.PolicyID, e.Reason)
+}
+
+func (e *GrantEndedError) Unwrap() error { return ErrGrantEnded }
+
+// Is matches the context error of the ended context.
+func (e *GrantEndedError) Is(target error) bool { return target == e.contextErr() }
+
+func (e *GrantEndedError) contextErr() error {
+	if e.Reason == GrantExpired {
+		return context.DeadlineExceeded
+	}
+	return context.Canceled
+}
 
 // RejectedError carries the messages of the request rule that rejected a
 // submission. It unwraps to ErrRejected.

@@ -61,9 +61,10 @@ type PolicyCheck struct {
 	ConditionError string `json:"condition_error,omitempty"`
 	Covered        bool   `json:"covered"`
 	// Grant is the request that satisfies the policy, if any.
-	Grant        string `json:"grant,omitempty"`
-	grantVersion int64
-	ExpiresAt    time.Time `json:"expires_at,omitzero"`
+	Grant              string `json:"grant,omitempty"`
+	grantVersion       int64
+	grantPolicyVersion int64
+	ExpiresAt          time.Time `json:"expires_at,omitzero"`
 	// Missing says why no grant satisfies a covering policy.
 	Missing string `json:"missing,omitempty"`
 }
@@ -86,7 +87,18 @@ type PolicyCheck struct {
 //  6. A guard.allowed event is stored before fn runs; if it cannot be,
 //     fn does not run and Guard returns ErrAudit.
 //  7. fn runs with a context whose deadline is the end of the earliest
-//     grant used.
+//     grant used, and that ends with any grant it runs under: at its
+//     expiry, on its revocation, or when a policy change cuts it
+//     (MinGrantVersion raised above the grant's version: UpdatePolicy,
+//     SetCatalog, Apply; or the policy deleted). context.Cause then
+//     returns a *GrantEndedError (ErrGrantEnded) that says which and why,
+//     and ctx.Err() is context.DeadlineExceeded for an expiry,
+//     context.Canceled otherwise. A change made through this Manager ends
+//     the context before the call that made it returns; one made through
+//     another Manager sharing the store, within Options.AuditPollInterval
+//     (within milliseconds on a store that is a ChangeNotifier, such as
+//     PostgreSQL). fn decides what to do when its context ends: Guard
+//     does not stop it.
 //  8. A guard.finished event records fn's outcome.
 //
 // Guard returns fn's error, or the reason fn did not run.
@@ -346,7 +358,7 @@ func decideGuard(f *guardFacts) CheckResult {
 			}
 			continue
 		}
-		pc.Grant, pc.grantVersion, pc.ExpiresAt = best.RequestID, best.Version, best.ExpiresAt
+		pc.Grant, pc.grantVersion, pc.grantPolicyVersion, pc.ExpiresAt = best.RequestID, best.Version, best.PolicyVersion, best.ExpiresAt
 		if res.Deadline.IsZero() || best.ExpiresAt.Before(res.Deadline) {
 			res.Deadline = best.ExpiresAt
 		}
@@ -383,6 +395,31 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 		m.recordDenial(ctx, deny)
 		return fmt.Errorf("%w: %w", ErrAudit, down)
 	}
+	runCtx := ctx
+	if !res.Deadline.IsZero() {
+		// The deadline is in the decision's time; the context counts on
+		// Options.Clock, which may differ from a store's TimeSource.
+		deadline := res.Deadline
+		if m.times != nil {
+			deadline = deadline.Add(m.clock.Now().Sub(res.At))
+		}
+		gc := newGrantContext(ctx, deadline, m.clock)
+		gc.grants = gc.grantBuf[:0]
+		for _, pc := range res.Policies {
+			if pc.Grant != "" {
+				gc.grants = append(gc.grants, runGrant{requestID: pc.Grant, policyID: pc.PolicyID, policyVersion: pc.grantPolicyVersion})
+			}
+		}
+		// Registered before the start event commits: a revocation
+		// committed after it finds the run, one committed before it
+		// fails the commit (the grants must be unchanged).
+		m.runs.add(gc)
+		defer func() {
+			m.runs.remove(gc)
+			gc.stop()
+		}()
+		runCtx = gc
+	}
 	seq, err := m.record(ctx, start, res.Policies)
 	if err != nil {
 		if errors.Is(err, ErrConflict) {
@@ -394,18 +431,6 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 	if err := m.feed.awaitRequired(ctx, seq); err != nil {
 		m.finish(ctx, res, start, started, OutcomeNotRun, err)
 		return fmt.Errorf("%w: %w", ErrAudit, err)
-	}
-	runCtx := ctx
-	if !res.Deadline.IsZero() {
-		// The deadline is in the decision's time; the context counts on
-		// Options.Clock, which may differ from a store's TimeSource.
-		deadline := res.Deadline
-		if m.times != nil {
-			deadline = deadline.Add(m.clock.Now().Sub(res.At))
-		}
-		gc := newGrantContext(ctx, deadline, m.clock)
-		defer gc.stop()
-		runCtx = gc
 	}
 	finished := false
 	defer func() {

@@ -50,7 +50,11 @@ type Options struct {
 	// AuditPollInterval is how often sink workers look for events, and
 	// Run for outbox messages, that other Managers sharing the store
 	// committed (and for retries that came due); this Manager's own
-	// commits wake them at once. Default: 1 second. Like the timeouts
+	// commits wake them at once. It is also how often a Manager with
+	// guarded fns running re-reads their grants, to end the fns whose
+	// grant another Manager revoked or cut (a store that is a
+	// ChangeNotifier makes that immediate). Default: 1 second. Like the
+	// timeouts
 	// and the sinks' retry backoff, it runs on real time, not on Clock.
 	AuditPollInterval time.Duration
 	// CheckpointKey, when set, signs checkpoints (see Checkpoint).
@@ -121,7 +125,7 @@ type Options struct {
 // Manager is the engine: policies, requests, approvals and Guard. It is
 // safe for concurrent use. Several Managers (in several processes) may
 // share one Store; each sees the others' policy changes and revocations on
-// its next call.
+// its next call, and ends the guarded fns they affect (see Guard).
 //
 // A Manager is wiring: the rules live in the lifecycle (lifecycle.go) and
 // Guard's decision (guard.go), and each concern with state of its own is
@@ -144,6 +148,7 @@ type Manager struct {
 	feed   *auditFeed     // the trail to the audit sinks
 	outbox *outbox        // notifiers and the outbox
 	ckpt   *checkpointer  // signed checkpoints to the checkpoint sinks
+	runs   *runs          // the guarded fns running, ended with their grants
 	params *paramRecorder // operation parameters in the trail
 }
 
@@ -215,6 +220,7 @@ func New(store Store, dir Directory, opts *Options) (*Manager, error) {
 	if m.cache, err = newPolicyCache(store, m.onError, &opts.Catalog, opts.ConditionTimeout); err != nil {
 		return nil, err
 	}
+	m.runs = newRuns(store, m.cache, m.feed.poll, m.onError)
 	if !opts.Catalog.empty() {
 		seed := opts.Catalog.Clone()
 		m.cache.seed, m.cache.seedCat = m.seedCatalog(seed), &seed
@@ -395,7 +401,11 @@ func (m *Manager) commit(ctx context.Context, tx *Tx) error {
 	if err := m.feed.awaitStart(ctx); err != nil {
 		return err
 	}
-	return m.store.Commit(ctx, tx)
+	if err := m.store.Commit(ctx, tx); err != nil {
+		return err
+	}
+	m.runs.committed(tx)
+	return nil
 }
 
 // after wakes the sink workers and the outbox dispatcher for what a
@@ -442,9 +452,11 @@ func (m *Manager) recordOperational(ctx context.Context, e Event) {
 }
 
 // Close stops the audit sink workers once they have delivered the trail
-// up to its head, or when ctx is done, whichever comes first. It returns
-// an error naming the sinks left behind. The Manager must not be used
-// after Close.
+// up to its head, or when ctx is done, whichever comes first, and stops
+// the goroutine that watches the grants of running guarded fns (their
+// contexts still end at their grants' end, or with a change this Manager
+// commits). It returns an error naming the sinks left behind. The
+// Manager must not be used after Close.
 func (m *Manager) Close(ctx context.Context) error {
-	return m.feed.close(ctx)
+	return errors.Join(m.runs.close(ctx), m.feed.close(ctx))
 }

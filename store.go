@@ -111,6 +111,23 @@ type TimeSource interface {
 	Now(ctx context.Context) (time.Time, error)
 }
 
+// ChangeNotifier is an optional interface of a Store shared by several
+// Managers that can tell them at once that another writer may have ended
+// a grant, so that fns running under it stop within milliseconds rather
+// than at the next Options.AuditPollInterval. Without it, Managers poll.
+type ChangeNotifier interface {
+	// Changes starts listening and returns a channel that receives a
+	// value soon after any writer sharing the store commits a request
+	// that leaves Pending or Approved (revoked, expired, denied, ...), a
+	// policy or the catalog. Listening has begun when Changes returns: a
+	// change committed later is signalled. Values coalesce, one standing
+	// for any number of changes; the receiver re-reads what it needs. The
+	// channel is closed once listening stops: when ctx is done, or the
+	// store lost its connection (call Changes again). Changes returns an
+	// error, and no channel, when listening cannot start.
+	Changes(ctx context.Context) (<-chan struct{}, error)
+}
+
 // Grant is the part of an approved request that Guard checks.
 type Grant struct {
 	RequestID     string    `json:"request_id"`

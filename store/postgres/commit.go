@@ -86,6 +86,9 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 		}
 		b.Queue(checked[q], append(args, fmt.Sprintf("message %s is not at version %d", msg.ID, msg.Version-1))...)
 	}
+	if notifies(tx) {
+		b.Queue(sqlNotify)
+	}
 	digests := make([][pam.HashSize]byte, len(tx.Events))
 	for i := range tx.Events {
 		e := &tx.Events[i]

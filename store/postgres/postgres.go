@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"sync"
 	"time"
 
 	"github.com/benbjohnson/clock"
@@ -69,11 +70,17 @@ type Store struct {
 	pool  *pgxpool.Pool
 	owned bool // the Store opened the pool and closes it
 	clock clock.Clock
+
+	// Listeners (Changes) end with Close, before the pool closes.
+	listening  context.Context
+	stopListen context.CancelFunc
+	listeners  sync.WaitGroup
 }
 
 var (
-	_ pam.OutboxStore = (*Store)(nil)
-	_ pam.TimeSource  = (*Store)(nil)
+	_ pam.OutboxStore    = (*Store)(nil)
+	_ pam.TimeSource     = (*Store)(nil)
+	_ pam.ChangeNotifier = (*Store)(nil)
 )
 
 // Open connects to the database at dsn (a PostgreSQL URL or key=value
@@ -131,7 +138,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Store, error)
 		db.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	return &Store{Store: sqlstore.New(db, db, dialect), db: db, pool: pool, clock: opts.Clock}, nil
+	st := &Store{Store: sqlstore.New(db, db, dialect), db: db, pool: pool, clock: opts.Clock}
+	st.listening, st.stopListen = context.WithCancel(context.Background())
+	return st, nil
 }
 
 // chainExisting chains the events stored before the hash chain existed
@@ -163,6 +172,8 @@ func (s *Store) Now(ctx context.Context) (time.Time, error) {
 
 // Close releases the Store's connections (and the pool, if Open made it).
 func (s *Store) Close() error {
+	s.stopListen()
+	s.listeners.Wait()
 	err := errors.Join(s.Store.Close(), s.db.Close())
 	if s.owned {
 		s.pool.Close()

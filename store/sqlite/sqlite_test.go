@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/benbjohnson/clock"
 
@@ -206,4 +207,15 @@ func TestFilesAreTheOwnersAlone(t *testing.T) {
 			t.Errorf("%s is %v, want no access for group and others", filepath.Base(name), perm)
 		}
 	}
+}
+
+// TestGrantEndsAcrossManagers: two Managers on one SQLite file; a
+// revocation through one ends the fn running on the other within the poll
+// interval.
+func TestGrantEndsAcrossManagers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pam.db")
+	clk := clock.NewMock()
+	clk.Set(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
+	const poll = 50 * time.Millisecond
+	storetest.GrantEndsAcross(t, open(t, path), open(t, path), clk, poll, poll+25*time.Millisecond, 20)
 }
