@@ -157,6 +157,14 @@ func (m *Manager) Submit(ctx context.Context, n RequestInput) (Request, error) {
 	if err != nil {
 		return Request{}, err
 	}
+	// Fail closed: a policy that does not compile here, or whose scope
+	// the catalog cannot resolve, accepts no submissions.
+	switch {
+	case p.broken != nil:
+		return Request{}, &RejectedError{PolicyID: p.ID, Messages: []string{"the policy cannot be evaluated: " + p.broken.Error()}}
+	case !s.catalog.known(p.Scope):
+		return Request{}, &RejectedError{PolicyID: p.ID, Messages: []string{fmt.Sprintf("the policy's scope %s is not in the catalog", p.Scope)}}
+	}
 	d := n.Duration
 	if d == 0 {
 		d = p.defaultDuration()
@@ -236,7 +244,10 @@ func (s *snapshot) bind(n *RequestInput) (*compiled, error) {
 	}
 	var found []*compiled
 	if n.Scope.Kind == KindTask {
-		found = s.candidates(n.Scope.Name)
+		// The index, not candidates: a policy the catalog cannot resolve
+		// is a candidate of every task for Guard, never a policy to
+		// request under.
+		found = s.byTask.get(n.Scope.Name)
 	} else {
 		for _, c := range s.policies.all() {
 			if s.catalog.coversScope(c.Scope, n.Scope) {

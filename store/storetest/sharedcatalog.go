@@ -132,4 +132,19 @@ func testSharedCatalog(t *testing.T, s pam.Store, clk *clock.Mock) {
 	if len(errs) == 0 {
 		t.Error("OnError did not hear of the unresolvable policy")
 	}
+	// Nor does it, or a policy whose Rego no longer compiles, accept a
+	// submission, even one an Auto policy would approve at once.
+	broken := pam.Policy{ID: "rand", Scope: pam.TaskScope("T-rand"), Approval: pam.Auto, Condition: `rand.intn("x", 10) > 1`,
+		Version: 1, MinGrantVersion: 1}
+	if err := s.Commit(context.Background(), &pam.Tx{Policies: []pam.Policy{broken}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []pam.RequestInput{{PolicyID: "ghost", Reason: "r"}, {PolicyID: "rand", Reason: "r"}, {Scope: pam.TaskScope("T-rand"), Reason: "r"}} {
+		if r, err := a.Submit(As("alice"), in); !errors.Is(err, pam.ErrRejected) {
+			t.Errorf("a submission under a policy that cannot be evaluated (%+v): %+v, %v, want ErrRejected", in, r.State, err)
+		}
+	}
+	if _, err := a.Submit(As("alice"), pam.RequestInput{Scope: pam.TaskScope("Set-JournalRule"), Reason: "r"}); !errors.Is(err, pam.ErrNoPolicy) {
+		t.Errorf("the unresolvable policy bound a request for another task: %v", err)
+	}
 }
