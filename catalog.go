@@ -221,8 +221,13 @@ func (m *Manager) SetCatalog(ctx context.Context, cat Catalog) error {
 }
 
 // Catalog returns the stored catalog, which every Manager sharing the
-// store decides on.
+// store decides on, to anyone with an actor (ErrNoActor otherwise): roles
+// and task declarations say what to request. Catalog.Data is readable by
+// every signed-in user too; keep nothing secret in it.
 func (m *Manager) Catalog(ctx context.Context) (Catalog, error) {
+	if _, err := actorOf(ctx); err != nil {
+		return Catalog{}, err
+	}
 	s, err := m.cache.current(ctx)
 	if err != nil {
 		return Catalog{}, err

@@ -158,8 +158,9 @@ func (m *Manager) Check(ctx context.Context, op Op) (CheckResult, error) {
 }
 
 // ConditionErrorHidden is what actors outside Options.AdminGroup read in
-// place of a condition's error text: the text can quote the condition,
-// the catalog's data and what the built-ins said about the host.
+// place of a condition's error text: the text can quote what the
+// built-ins said about the host and the values they were given, and it
+// lets a user probe a condition's internals.
 const ConditionErrorHidden = "the condition could not be evaluated"
 
 // hideConditionErrors replaces the condition errors in pcs by

@@ -483,8 +483,12 @@ func (m *Manager) policyWritten(ctx context.Context, tx *Tx, c *compiled) Policy
 	return p
 }
 
-// Policy returns the live policy with id.
+// Policy returns the live policy with id. Anyone with an actor may read
+// policies (they say what to request); without one it is ErrNoActor.
 func (m *Manager) Policy(ctx context.Context, id string) (Policy, error) {
+	if _, err := actorOf(ctx); err != nil {
+		return Policy{}, err
+	}
 	s, err := m.cache.current(ctx)
 	if err != nil {
 		return Policy{}, err
@@ -496,8 +500,12 @@ func (m *Manager) Policy(ctx context.Context, id string) (Policy, error) {
 	return c.Policy, nil
 }
 
-// Policies returns every live policy, ordered by ID.
+// Policies returns every live policy, ordered by ID, to anyone with an
+// actor (ErrNoActor otherwise).
 func (m *Manager) Policies(ctx context.Context) ([]Policy, error) {
+	if _, err := actorOf(ctx); err != nil {
+		return nil, err
+	}
 	s, err := m.cache.current(ctx)
 	if err != nil {
 		return nil, err

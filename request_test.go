@@ -501,6 +501,11 @@ func TestReadsAreAuthorised(t *testing.T) {
 		{"the outbox, as an admin", func() error { _, _, err := e.m.Messages(e.admin(), pam.MessageFilter{}); return err }, nil},
 		{"verification", func() error { _, err := e.m.Verify(e.as("bob"), pam.VerifyOptions{}); return err }, pam.ErrForbidden},
 		{"verification, as an admin", func() error { _, err := e.m.Verify(e.admin(), pam.VerifyOptions{}); return err }, nil},
+		{"policies, as anyone", func() error { _, err := e.m.Policies(e.as("erin")); return err }, nil},
+		{"policies without an actor", func() error { _, err := e.m.Policies(bg); return err }, pam.ErrNoActor},
+		{"a policy without an actor", func() error { _, err := e.m.Policy(bg, "move"); return err }, pam.ErrNoActor},
+		{"the catalog, as anyone", func() error { _, err := e.m.Catalog(e.as("erin")); return err }, nil},
+		{"the catalog without an actor", func() error { _, err := e.m.Catalog(bg); return err }, pam.ErrNoActor},
 	} {
 		err := tc.call()
 		if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {

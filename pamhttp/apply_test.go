@@ -32,7 +32,7 @@ func TestCatalogAndApplyRoutes(t *testing.T) {
 	}
 	policies := func() string {
 		t.Helper()
-		ps, err := e.m.Policies(context.Background())
+		ps, err := e.m.Policies(pam.WithActor(context.Background(), "admin"))
 		if err != nil {
 			t.Fatal(err)
 		}
