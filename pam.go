@@ -458,5 +458,6 @@ func (m *Manager) recordOperational(ctx context.Context, e Event) {
 // commits). It returns an error naming the sinks left behind. The
 // Manager must not be used after Close.
 func (m *Manager) Close(ctx context.Context) error {
+	m.cache.close()
 	return errors.Join(m.runs.close(ctx), m.feed.close(ctx))
 }

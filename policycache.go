@@ -38,6 +38,7 @@ type policyCache struct {
 	folded    time.Time          // when the snapshot's overlays were last folded, under mu
 	foldTimer *time.Timer        // a fold scheduled after a burst, under mu
 	lastWrite time.Time          // when refresh last applied changes, under mu
+	closed    bool               // the Manager was closed, under mu
 }
 
 // reportUnresolved tells OnError about policies the catalog of ns does not
@@ -57,7 +58,7 @@ func (pc *policyCache) fold() {
 	defer pc.mu.Unlock()
 	pc.foldTimer = nil
 	s := pc.snap.Load()
-	if !s.layered() {
+	if pc.closed || !s.layered() {
 		return
 	}
 	if wait := foldAfter - time.Since(pc.lastWrite); wait > 0 {
@@ -114,7 +115,23 @@ func (pc *policyCache) writtenAll(ctx context.Context, ps []Policy, built map[st
 		}
 	}
 	_, err := pc.refresh(ctx)
+	// A reload that another call made first did not take them: no
+	// compilation may stay behind.
+	for i := range ps {
+		pc.fresh.Delete(compileKey(&ps[i]))
+	}
 	return err
+}
+
+// close stops a scheduled fold; the cache schedules none after it.
+func (pc *policyCache) close() {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	pc.closed = true
+	if pc.foldTimer != nil {
+		pc.foldTimer.Stop()
+		pc.foldTimer = nil
+	}
 }
 
 // setCatalog replaces the catalog: plan computes, from the current
@@ -346,7 +363,7 @@ again:
 	pc.reportUnresolved(s, ns)
 	if ns.layered() {
 		// The burst may be over: fold once it has paused.
-		if pc.foldTimer == nil {
+		if pc.foldTimer == nil && !pc.closed {
 			pc.foldTimer = time.AfterFunc(foldAfter, pc.fold)
 		}
 	} else {
