@@ -211,13 +211,14 @@ func (m *Manager) validateConfig(ctx context.Context, cfg *Config) (map[string]P
 func (m *Manager) plan(ctx context.Context, s *snapshot, cat *Catalog, catalogGiven bool, want map[string]Policy, actor string, now time.Time) (Plan, *Tx, error) {
 	var plan Plan
 	tx := &Tx{}
-	oldIx, nextIx := s.catalog, s.catalog
+	nextIx := s.catalog
 	if catalogGiven {
 		nextIx = indexCatalog(cat)
 		if d := catalogDiff(s.cat, cat); d["unchanged"] == "" {
 			plan.Catalog = d
 		}
 	}
+	meaning := meaningChange(s.cat, cat, s.catalog, nextIx)
 	// Every desired policy must resolve under the catalog it will live
 	// with, and keep at least one task.
 	for _, id := range slices.Sorted(maps.Keys(want)) {
@@ -242,7 +243,7 @@ func (m *Manager) plan(ctx context.Context, s *snapshot, cat *Catalog, catalogGi
 			continue
 		}
 		changed := changedFields(&cur.Policy, &p)
-		tasksChanged := cur.Scope.Kind != KindTask && !slices.Equal(oldIx.tasks(cur.Scope), nextIx.tasks(cur.Scope)) && cur.Scope == p.Scope
+		tasksChanged := catalogGiven && cur.Scope == p.Scope && cur.Condition == p.Condition && meaning(&cur.Policy)
 		if tasksChanged {
 			changed = append(changed, "catalog")
 		}

@@ -243,15 +243,12 @@ func catalogTx(old, next *Catalog, s *snapshot, actor string, now time.Time) (*T
 	oldIx, nextIx := s.catalog, indexCatalog(next)
 	var lost []string
 	var cut []*compiled
+	meaning := meaningChange(old, next, oldIx, nextIx)
 	for _, c := range s.policies.all() {
-		if c.Scope.Kind == KindTask {
-			continue
-		}
-		before, after := oldIx.tasks(c.Scope), nextIx.tasks(c.Scope)
 		switch {
-		case !nextIx.known(c.Scope) || len(after) == 0:
+		case c.Scope.Kind != KindTask && (!nextIx.known(c.Scope) || len(nextIx.tasks(c.Scope)) == 0):
 			lost = append(lost, fmt.Sprintf("%s (%s)", c.ID, c.Scope))
-		case !slices.Equal(before, after):
+		case meaning(&c.Policy):
 			cut = append(cut, c)
 		}
 	}
@@ -285,6 +282,34 @@ func catalogTx(old, next *Catalog, s *snapshot, actor string, now time.Time) (*T
 		changed[c.ID] = &nc
 	}
 	return tx, changed, nil
+}
+
+// meaningChange returns the test of whether replacing catalog old by next
+// changes what a policy covers: the tasks of its role or role group, or,
+// for a policy with a condition, the data the condition reads
+// (data.pam) or the parameter declaration of one of its tasks (which
+// decides whether the condition runs at all).
+func meaningChange(old, next *Catalog, oldIx, nextIx *catalogIndex) func(p *Policy) bool {
+	dataChanged := !reflect.DeepEqual(old.Data, next.Data)
+	return func(p *Policy) bool {
+		before, after := oldIx.tasks(p.Scope), nextIx.tasks(p.Scope)
+		if !slices.Equal(before, after) {
+			return true
+		}
+		if p.Condition == "" {
+			return false
+		}
+		if dataChanged {
+			return true
+		}
+		for _, t := range after {
+			o, n := old.Tasks[t], next.Tasks[t]
+			if !slices.Equal(o.Params, n.Params) {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // catalogDiff describes the change from old to next as event detail.

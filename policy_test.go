@@ -484,3 +484,38 @@ func covers(s pam.Scope, task string) bool {
 	}
 	return false
 }
+
+// TestCatalogDataAndDeclarationsCutConditions: what a condition reads
+// changing (the catalog's data, its task's parameter declaration) cuts
+// the grants of the policies with a condition, and of no other.
+func TestCatalogDataAndDeclarationsCutConditions(t *testing.T) {
+	e := newEnv(t)
+	e.policy(pam.Policy{ID: "vip", Scope: pam.TaskScope("New-MoveRequest"), Approval: pam.Auto, Condition: "input.op.params.mailbox in data.pam.vip"})
+	e.policy(pam.Policy{ID: "plain", Scope: pam.TaskScope("Set-Password"), Approval: pam.Auto})
+	cut := func(change func(*pam.Catalog)) string {
+		t.Helper()
+		cat, err := e.m.Catalog(e.admin())
+		if err != nil {
+			t.Fatal(err)
+		}
+		change(&cat)
+		before := e.lastSeq()
+		if err := e.m.SetCatalog(e.admin(), cat); err != nil {
+			t.Fatal(err)
+		}
+		return e.eventsSince(before)[0].Detail["policies_cut"]
+	}
+	if got := cut(func(c *pam.Catalog) { c.Data = map[string]any{"vip": []any{"ceo@contoso.com", "cto@contoso.com"}} }); got != "vip" {
+		t.Errorf("the data changed: cut %q, want vip", got)
+	}
+	if got := cut(func(c *pam.Catalog) {
+		c.Tasks = map[string]pam.TaskSpec{"New-MoveRequest": {Params: []pam.ParamSpec{{Name: "mailbox", Type: pam.ParamString}}}}
+	}); got != "vip" {
+		t.Errorf("the declaration of its task changed: cut %q, want vip", got)
+	}
+	if got := cut(func(c *pam.Catalog) {
+		c.Tasks["Set-Password"] = pam.TaskSpec{Params: []pam.ParamSpec{{Name: "user", Type: pam.ParamString}}}
+	}); got != "" {
+		t.Errorf("the declaration of a task no condition reads changed: cut %q", got)
+	}
+}
