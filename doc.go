@@ -117,7 +117,9 @@
 // and sees a change on its next call. Options.Catalog only seeds a store
 // that has none. SetCatalog (admins only) refuses to remove or empty a
 // role a live policy uses, and raises MinGrantVersion of every policy
-// whose effective tasks change, narrowed or widened. A stored policy whose
+// whose meaning changes: its effective tasks, narrowed or widened, or, for
+// a policy with a condition, the data the condition reads or the
+// parameter declaration of one of its tasks. A stored policy whose
 // scope the catalog cannot resolve fails closed on every task and is
 // reported to OnError.
 //
