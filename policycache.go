@@ -3,6 +3,7 @@ package pam
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
@@ -148,15 +149,16 @@ func (pc *policyCache) setCatalog(ctx context.Context, cat *Catalog,
 	if err != nil {
 		return err
 	}
-	if err := pc.env.SetData(ctx, catalogData(cat)); err != nil {
+	// The data must be JSON; it reaches conditions only once committed,
+	// and together with the snapshot that goes with it.
+	if _, err := json.Marshal(catalogData(cat)); err != nil {
 		return invalid("Catalog.Data", "%v", err)
 	}
 	if err := commit(tx); err != nil {
-		// Put the data back: the catalog did not change.
-		if derr := pc.env.SetData(context.WithoutCancel(ctx), catalogData(s.cat)); derr != nil {
-			pc.onError(fmt.Errorf("pam: restore the catalog's data after a failed change: %w", derr))
-		}
 		return err
+	}
+	if err := pc.env.SetData(context.WithoutCancel(ctx), catalogData(cat)); err != nil {
+		pc.onError(fmt.Errorf("pam: the committed catalog's data: %w", err))
 	}
 	all := s.merged(changed)
 	for i := range tx.Policies {
