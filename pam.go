@@ -132,19 +132,21 @@ type Options struct {
 // a component in its own file with its own defaults: the policy cache,
 // the audit feed, the outbox, the checkpointer.
 type Manager struct {
+	// What every Guard reads first.
+	cache     *policyCache // policies and the catalog, as Guard reads them
+	denyUncov bool
+
 	store     Store
 	times     TimeSource // the store, when it supplies the time
 	clock     clock.Clock
 	dir       Directory
 	admins    string
 	system    map[string]bool // canonical system accounts
-	denyUncov bool
-	maxPend   int // 0: no bound
+	maxPend   int             // 0: no bound
 	approvers []Approver
 	sweep     time.Duration
 	onError   func(error)
 
-	cache  *policyCache   // policies and the catalog, as Guard reads them
 	feed   *auditFeed     // the trail to the audit sinks
 	outbox *outbox        // notifiers and the outbox
 	ckpt   *checkpointer  // signed checkpoints to the checkpoint sinks

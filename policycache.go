@@ -197,6 +197,9 @@ type snapshot struct {
 	// unresolved are the live policies whose scope the catalog does not
 	// define, marked broken: candidates of every task (fail closed).
 	unresolved []*compiled
+	// slow: candidates must look past byTask's base (an overlay, or
+	// unresolved policies); false on Guard's common path.
+	slow bool
 }
 
 // compileKey names a policy version and the Rego it carries: two writers

@@ -106,7 +106,7 @@ func newSnapshot(rev int64, cat *Catalog, ix *catalogIndex, policies map[string]
 	}
 	byID(unresolved)
 	return &snapshot{rev: rev, cat: cat, catalog: ix, policies: newPolicies(policies),
-		byTask: layered[[]*compiled]{base: idx, live: liveList}, unresolved: unresolved}
+		byTask: layered[[]*compiled]{base: idx, live: liveList}, unresolved: unresolved, slow: len(unresolved) > 0}
 }
 
 // with returns s at revision rev with the changed policies (nil: deleted)
@@ -151,7 +151,9 @@ func (s *snapshot) with(rev int64, changed map[string]*compiled, fold bool) *sna
 		byID(l)
 		lists[t] = l
 	}
-	return &snapshot{rev: rev, cat: s.cat, catalog: s.catalog, policies: s.policies.with(changed, false), byTask: s.byTask.with(lists, false)}
+	ns := &snapshot{rev: rev, cat: s.cat, catalog: s.catalog, policies: s.policies.with(changed, false), byTask: s.byTask.with(lists, false)}
+	ns.slow = len(ns.byTask.over) > 0
+	return ns
 }
 
 // policy returns the live policy id, nil when there is none.
@@ -160,13 +162,11 @@ func (s *snapshot) policy(id string) *compiled { return s.policies.get(id) }
 // candidates returns the policies whose scope includes task, by ID.
 // Guard's hot path: written out rather than through the generic get.
 func (s *snapshot) candidates(task string) []*compiled {
-	if len(s.unresolved) != 0 {
-		return append(slices.Clone(s.byTask.get(task)), s.unresolved...)
-	}
-	if len(s.byTask.over) != 0 {
-		if cs, ok := s.byTask.over[task]; ok {
-			return cs
+	if s.slow {
+		if len(s.unresolved) != 0 {
+			return append(slices.Clone(s.byTask.get(task)), s.unresolved...)
 		}
+		return s.byTask.get(task)
 	}
 	return s.byTask.base[task]
 }
