@@ -284,17 +284,20 @@
 //	pam.go          Options, New, Run, Close, the actor, time, the commit path
 //	lifecycle.go    the (state, action) table and the pure transition function
 //	policy.go       Policy, Scope and policy CRUD
-//	catalog.go      Catalog (roles, role groups) and SetCatalog
+//	catalog.go      the stored Catalog and SetCatalog; taskparams.go declarations
+//	apply.go        policies as code: Config, Plan, Apply
 //	request.go      Request, Submit, reads, Sweep
 //	approval.go     decisions: Approve, Deny, Cancel, Revoke, Reviewable
 //	guard.go        Guard and Check: gathering, and the pure decision
-//	policycache.go  the compiled policies and catalog Guard reads
+//	grantctx.go     fn's context; grantwatch.go ends it with its grant
+//	policycache.go  the compiled policies and catalog Guard reads (snapshot.go)
 //	audit.go        Event, Outcome, Audit search
 //	auditfeed.go    audit sinks fed from the store, fail-closed delivery
 //	chain.go        the hash chain's encoding; verify.go, checkpoint.go
 //	outbox.go       Notifier, Notification, the outbox and its delivery
 //	params.go       operation parameters in the trail
-//	store.go        the Store contract; errors.go the sentinels
+//	store.go        the Store contract; storekit.go what every store shares
+//	errors.go       the sentinels
 //
 // # For store authors
 //
