@@ -292,7 +292,7 @@ func (m *Manager) plan(ctx context.Context, s *snapshot, cat *Catalog, catalogGi
 	if plan.Catalog != nil {
 		stored := cat.Clone()
 		stored.Version, stored.Revision = s.cat.Version+1, 0
-		tx.Catalog = &stored
+		tx.Catalog, tx.PolicyRevision = &stored, s.rev
 		e := Event{Time: now, Type: EventCatalogSet, Actor: actor, Detail: maps.Clone(plan.Catalog)}
 		if len(cut) > 0 {
 			e.Detail["policies_cut"] = strings.Join(cut, ",")

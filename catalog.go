@@ -267,7 +267,9 @@ func catalogTx(old, next *Catalog, s *snapshot, actor string, now time.Time) (*T
 	}
 	stored := next.Clone()
 	stored.Version, stored.Revision = old.Version+1, 0
-	tx := &Tx{Catalog: &stored, Events: []Event{{Time: now, Type: EventCatalogSet, Actor: actor, Detail: detail}}}
+	// Judged against every live policy: a policy written since makes the
+	// commit fail, and SetCatalog judge again.
+	tx := &Tx{Catalog: &stored, PolicyRevision: s.rev, Events: []Event{{Time: now, Type: EventCatalogSet, Actor: actor, Detail: detail}}}
 	changed := make(map[string]*compiled, len(cut))
 	for _, c := range cut {
 		p := c.Policy

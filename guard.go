@@ -43,6 +43,7 @@ type CheckResult struct {
 	// conditional policy on the task covers the operation.
 	ParamsError string `json:"params_error,omitempty"`
 
+	rev    int64          // the policy revision decided on
 	params map[string]any // the operation's, for the audit trail
 	audits []*ParamAudit  // of the covering policies
 }
@@ -184,6 +185,7 @@ func (m *Manager) hideConditionErrors(ctx context.Context, pcs []PolicyCheck) {
 // it is made: who acts, when, which policies are candidates and what their
 // conditions said, whether the actor is exempt, and the actor's grants.
 type guardFacts struct {
+	rev      int64 // the policy revision of the snapshot decided on
 	actor    string
 	actorErr error // no valid actor in the context
 	op       Op
@@ -225,7 +227,7 @@ const conditionNotRun = "not run: parameters do not fit the declaration"
 // policy covers op and the actor is neither missing nor exempt: no other
 // decision reads them.
 func (m *Manager) gatherGuard(ctx context.Context, s *snapshot, actor string, aerr error, op Op, cands []*compiled) guardFacts {
-	f := guardFacts{actor: actor, actorErr: aerr, op: op, cands: cands, exempt: m.system[actor] && exactActor(ctx), denyUncovered: m.denyUncov, catalog: s.catalog}
+	f := guardFacts{rev: s.rev, actor: actor, actorErr: aerr, op: op, cands: cands, exempt: m.system[actor] && exactActor(ctx), denyUncovered: m.denyUncov, catalog: s.catalog}
 	if f.now, f.nowErr = m.now(ctx); f.nowErr != nil {
 		return f
 	}
@@ -289,7 +291,7 @@ func (m *Manager) decide(ctx context.Context, s *snapshot, actor string, aerr er
 // decideGuard is Guard's decision: a pure function of the gathered facts
 // (it takes over f.checks). See Guard for the rules.
 func decideGuard(f *guardFacts) CheckResult {
-	res := CheckResult{Actor: f.actor, Task: f.op.Task, At: f.now, Policies: f.checks}
+	res := CheckResult{Actor: f.actor, Task: f.op.Task, At: f.now, Policies: f.checks, rev: f.rev}
 	if f.nowErr != nil {
 		res.Outcome, res.Err = OutcomeNotApproved, f.nowErr
 		return res
@@ -421,7 +423,7 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 		}()
 		runCtx = gc
 	}
-	seq, err := m.record(ctx, start, res.Policies)
+	seq, err := m.record(ctx, start, res.Policies, res.rev)
 	if err != nil {
 		if errors.Is(err, ErrConflict) {
 			return errGrantChanged
@@ -526,7 +528,7 @@ func (m *Manager) finish(ctx context.Context, res *CheckResult, start Event, sta
 		}
 		e.Detail["error"] = cleanText(err.Error())
 	}
-	if _, rerr := m.record(uncanceled(ctx), e, nil); rerr != nil {
+	if _, rerr := m.record(uncanceled(ctx), e, nil, 0); rerr != nil {
 		m.onError(fmt.Errorf("pam: record end of %s by %s: %w", res.Task, res.Actor, rerr))
 		return rerr
 	}
@@ -535,7 +537,7 @@ func (m *Manager) finish(ctx context.Context, res *CheckResult, start Event, sta
 
 // record commits one event, publishes it and returns its Seq. The commit
 // fails with ErrConflict if a grant in checks changed since it was read.
-func (m *Manager) record(ctx context.Context, e Event, checks []PolicyCheck) (int64, error) {
+func (m *Manager) record(ctx context.Context, e Event, checks []PolicyCheck, rev int64) (int64, error) {
 	one := oneEventTxs.Get().(*oneEventTx)
 	one.ev[0] = e
 	one.tx.Events = one.ev[:]
@@ -545,6 +547,10 @@ func (m *Manager) record(ctx context.Context, e Event, checks []PolicyCheck) (in
 		}
 		if one.tx.Unchanged == nil {
 			one.tx.Unchanged = one.uv[:0]
+			// The policies decided on must still be as read: a cut
+			// committed since makes this commit fail and Guard decide
+			// again.
+			one.tx.PolicyRevision = rev
 		}
 		one.tx.Unchanged = append(one.tx.Unchanged, RequestVersion{ID: pc.Grant, Version: pc.grantVersion})
 	}
@@ -574,7 +580,7 @@ var oneEventTxs = sync.Pool{New: func() any { return new(oneEventTx) }}
 func (m *Manager) recordDenial(ctx context.Context, e Event) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.feed.timeout)
 	defer cancel()
-	if _, err := m.record(dctx, e, nil); err != nil {
+	if _, err := m.record(dctx, e, nil, 0); err != nil {
 		m.onError(fmt.Errorf("pam: record denial of %s to %s: %w", e.Task, e.Actor, err))
 	}
 }

@@ -697,3 +697,54 @@ func TestDenialRecordedAfterTheCallerGaveUp(t *testing.T) {
 		t.Errorf("denials in the trail: %+v, %v", evs, err)
 	}
 }
+
+// cuttingStore runs cut once, while Guard reads the grants: a policy
+// change commits between Guard's decision and its start event.
+type cuttingStore struct {
+	pam.OutboxStore
+	cut  func()
+	once *sync.Once
+}
+
+func (s *cuttingStore) Grants(ctx context.Context, requester string, policyIDs []string) ([]pam.Grant, error) {
+	g, err := s.OutboxStore.Grants(ctx, requester, policyIDs)
+	s.once.Do(s.cut)
+	return g, err
+}
+
+// TestNoRunStartsAfterACut: a policy change that cuts the grant, committed
+// while Guard decides, makes Guard decide again: fn does not run and the
+// trail has no guard.allowed after the cut.
+func TestNoRunStartsAfterACut(t *testing.T) {
+	inner := memory.New()
+	dir, _ := pam.NewStaticDirectory(testGroups)
+	var m *pam.Manager
+	store := &cuttingStore{OutboxStore: inner, once: &sync.Once{}}
+	m, err := pam.New(store, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, alice := pam.WithActor(context.Background(), "admin"), pam.WithActor(context.Background(), "alice")
+	p, err := m.CreatePolicy(admin, pam.Policy{ID: "move", Scope: pam.TaskScope("New-MoveRequest"), Approval: pam.Auto})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Submit(alice, pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	store.cut = func() {
+		p.Condition = `input.op.params.n != 1` // a cut: MinGrantVersion raised
+		if _, err := m.UpdatePolicy(admin, p); err != nil {
+			t.Error(err)
+		}
+	}
+	ran := false
+	err = m.Guard(alice, pam.Op{Task: "New-MoveRequest"}, func(context.Context) error { ran = true; return nil })
+	if ran || !errors.Is(err, pam.ErrNotApproved) {
+		t.Fatalf("Guard across a cut: ran %v, %v; want not run, ErrNotApproved", ran, err)
+	}
+	evs, _, err := m.Audit(admin, pam.EventFilter{Types: []pam.EventType{pam.EventGuardAllowed}})
+	if err != nil || len(evs) != 0 {
+		t.Errorf("guard.allowed events: %+v, %v", evs, err)
+	}
+}

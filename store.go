@@ -161,6 +161,14 @@ type Tx struct {
 	Policies []Policy
 	Requests []Request
 	Events   []Event
+	// PolicyRevision, when above 0, makes the write depend on every
+	// policy and the catalog: Commit returns ErrConflict, writing nothing,
+	// unless the store's policy revision (see PolicyRevision) is still
+	// PolicyRevision. Guard's start event uses it, so that no run starts
+	// under a grant that a policy change committed since has cut; a
+	// catalog change uses it, so that it is judged against every live
+	// policy.
+	PolicyRevision int64
 	// Unchanged lists requests the write depends on without changing
 	// them: Guard's guard.allowed event commits only if the grants it
 	// relied on are still as it read them, so no Guard succeeds after a

@@ -103,6 +103,9 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 			return fmt.Errorf("%w: message %s is at version %d, write is for %d", pam.ErrConflict, msg.ID, s.messages[msg.ID].Version, msg.Version-1)
 		}
 	}
+	if tx.PolicyRevision > 0 && int64(len(s.polLog)) != tx.PolicyRevision {
+		return fmt.Errorf("%w: the policy revision is %d, not %d", pam.ErrConflict, len(s.polLog), tx.PolicyRevision)
+	}
 	if c := tx.Catalog; c != nil && c.Version != s.catalog.Version+1 {
 		return fmt.Errorf("%w: the catalog is at version %d, write is for %d", pam.ErrConflict, s.catalog.Version, c.Version-1)
 	}

@@ -35,6 +35,11 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 	}
 	b := &pgx.Batch{}
 	b.Queue(`UPDATE pam_meta SET policy_revision = policy_revision + $1 WHERE id = 1 RETURNING last_seq, policy_revision, head_hash`, revs)
+	if tx.PolicyRevision > 0 {
+		// Under the row lock the UPDATE took: the revision before it.
+		b.Queue(`SELECT pam_check((SELECT policy_revision FROM pam_meta WHERE id = 1) - $1 = $2, $3)`,
+			revs, tx.PolicyRevision, fmt.Sprintf("the policy revision is not %d", tx.PolicyRevision))
+	}
 	for _, u := range tx.Unchanged {
 		b.Queue(`SELECT pam_check(coalesce((SELECT version FROM pam_requests WHERE id = $1), 0) = $2, $3)`,
 			u.ID, u.Version, fmt.Sprintf("request %s is not at version %d", u.ID, u.Version))

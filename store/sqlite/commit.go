@@ -100,6 +100,15 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) (err error) {
 	if tx.Catalog != nil {
 		revs++
 	}
+	if tx.PolicyRevision > 0 {
+		var rev int64
+		if err := s.queryRow(ctx, t, `SELECT policy_revision FROM pam_meta WHERE id = 1`).Scan(&rev); err != nil {
+			return err
+		}
+		if rev != tx.PolicyRevision {
+			return fmt.Errorf("%w: the policy revision is %d, not %d", pam.ErrConflict, rev, tx.PolicyRevision)
+		}
+	}
 	var firstRev int64
 	if revs > 0 {
 		var last int64

@@ -188,3 +188,32 @@ func testDuplicatesInTx(t *testing.T, s pam.Store) {
 		})
 	}
 }
+
+// testPolicyRevisionExpected: a write that expects the policy revision
+// commits while no policy or catalog was written since, and otherwise is
+// refused whole with ErrConflict.
+func testPolicyRevisionExpected(t *testing.T, s pam.Store) {
+	commit(t, s, &pam.Tx{Policies: []pam.Policy{policy("p1", 1)}})
+	rev, err := s.PolicyRevision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit(t, s, &pam.Tx{PolicyRevision: rev, Requests: []pam.Request{request("r1", "alice", "p1", pam.Pending, 1)},
+		Events: []pam.Event{event(pam.EventRequestSubmitted, "alice", "r1")}})
+	commit(t, s, &pam.Tx{Policies: []pam.Policy{policy("p2", 1)}}) // moves the revision
+	mustConflict(t, s, &pam.Tx{PolicyRevision: rev, Requests: []pam.Request{request("r2", "alice", "p1", pam.Pending, 1)},
+		Events: []pam.Event{event(pam.EventRequestSubmitted, "alice", "r2")}})
+	if _, err := s.Request(ctx, "r2"); !errors.Is(err, pam.ErrNotFound) {
+		t.Errorf("a write that expected an old policy revision stored its request (%v)", err)
+	}
+	cat := &pam.Catalog{Version: 1, Roles: map[string][]string{"R": {"T"}}}
+	mustConflict(t, s, &pam.Tx{PolicyRevision: rev, Catalog: cat})
+	if c, err := s.Catalog(ctx); err != nil || c.Version != 0 {
+		t.Errorf("a catalog write that expected an old policy revision was stored: %+v, %v", c, err)
+	}
+	now, err := s.PolicyRevision(ctx)
+	if err != nil || now != rev+1 {
+		t.Fatalf("PolicyRevision = %d, %v, want %d", now, err, rev+1)
+	}
+	commit(t, s, &pam.Tx{PolicyRevision: now, Catalog: cat})
+}

@@ -47,6 +47,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("RequestCRUD", func(t *testing.T) { s, _ := fresh(t); testRequestCRUD(t, s) })
 	t.Run("Atomicity", func(t *testing.T) { s, _ := fresh(t); testAtomicity(t, s) })
 	t.Run("DuplicatesInTx", func(t *testing.T) { s, _ := fresh(t); testDuplicatesInTx(t, s) })
+	t.Run("PolicyRevisionExpected", func(t *testing.T) { s, _ := fresh(t); testPolicyRevisionExpected(t, s) })
 	t.Run("SameApproverTwice", func(t *testing.T) { s, _ := fresh(t); testSameApproverTwice(t, s) })
 	t.Run("ShrinkingDecisions", func(t *testing.T) { s, _ := fresh(t); testShrinkingDecisions(t, s) })
 	t.Run("RequestFilters", func(t *testing.T) { s, _ := fresh(t); testRequestFilters(t, s) })
