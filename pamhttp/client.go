@@ -256,11 +256,7 @@ func (c *Client) Verify(ctx context.Context, o pam.VerifyOptions) (pam.VerifyRes
 			return pam.VerifyResult{}, err
 		}
 	} else {
-		q, err := verifyQuery(o)
-		if err != nil {
-			return pam.VerifyResult{}, err
-		}
-		if err := c.call(ctx, "GET", "/audit/verify", q, nil, &a); err != nil {
+		if err := c.call(ctx, "GET", "/audit/verify", verifyQuery(o), nil, &a); err != nil {
 			return pam.VerifyResult{}, err
 		}
 	}

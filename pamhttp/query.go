@@ -151,11 +151,11 @@ func verifyOptions(q url.Values) (pam.VerifyOptions, error) {
 
 // verifyQuery writes o as verifyOptions reads it (the caller's
 // checkpoints and keys go in the body of a POST instead).
-func verifyQuery(o pam.VerifyOptions) (url.Values, error) {
+func verifyQuery(o pam.VerifyOptions) url.Values {
 	q := url.Values{}
 	setInt(q, "from", o.From)
 	setInt(q, "to", o.To)
-	return q, nil
+	return q
 }
 
 var messageParams = []param{

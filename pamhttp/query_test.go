@@ -59,11 +59,7 @@ func TestQueryBothWays(t *testing.T) {
 	})
 	t.Run("verify", func(t *testing.T) {
 		o := pam.VerifyOptions{From: 2, To: 9}
-		q, err := verifyQuery(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := verifyOptions(q)
+		got, err := verifyOptions(verifyQuery(o))
 		if err != nil || got.From != 2 || got.To != 9 {
 			t.Errorf("read %+v, %v", got, err)
 		}
