@@ -234,10 +234,13 @@ func (m *Manager) gatherGuard(ctx context.Context, s *snapshot, actor string, ae
 	f.checks = make([]PolicyCheck, len(cands))
 	covered := 0
 	var in *rules.Input
+	paramsChecked := false
 	for i, c := range cands {
 		pc := &f.checks[i]
 		pc.PolicyID, pc.Covered = c.ID, true
-		if c.cond != nil && f.paramsErr == nil {
+		if c.cond != nil && !paramsChecked {
+			// Once per operation, before its first condition.
+			paramsChecked = true
 			if spec := s.catalog.specs[op.Task]; spec != nil {
 				f.paramsErr = spec.checkParams(op.Task, op.Params)
 			}
