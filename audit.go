@@ -31,6 +31,11 @@ const (
 	EventGuardExempt   EventType = "guard.exempt"   // a system account runs a covered task
 	EventGuardDenied   EventType = "guard.denied"   // no grant (or no actor, or deny-by-default)
 	EventGuardFinished EventType = "guard.finished" // the task returned; Outcome says how
+	// EventGuardFinishedLate records how a run really ended after Sweep
+	// had taken it as ended with an unknown outcome (its end came later
+	// than Options.RunEndGrace allows): it carries the run's real
+	// Outcome, and the run keeps its one guard.finished.
+	EventGuardFinishedLate EventType = "guard.finished_late"
 
 	EventNotifyFailed  EventType = "notify.failed"  // a notifier returned an error
 	EventSinkFailed    EventType = "sink.failed"    // an audit sink failed; recorded once per outage
@@ -47,10 +52,14 @@ type Event struct {
 	RequestID string    `json:"request_id,omitempty"`
 	PolicyID  string    `json:"policy_id,omitempty"`
 	Task      string    `json:"task,omitempty"`
+	// Run links a Guard run's start (guard.allowed, guard.exempt) to its
+	// end (guard.finished, and guard.finished_late): the same ID on each,
+	// unique to the run. Other events have none.
+	Run string `json:"run,omitempty"`
 	// Outcome summarises the event: for guard.allowed and guard.exempt
 	// "granted" or "exempt"; for guard.denied "not_approved",
 	// "no_policy" or "audit_unavailable"; for guard.finished "ok",
-	// "error", "panic" or "not_run"; for sink.failed and sink.recovered
+	// "error", "panic", "not_run" or "ended_unknown"; for sink.failed and sink.recovered
 	// "required" or "best_effort"; for
 	// request.decision the verdict, "approve" or "deny".
 	Outcome Outcome           `json:"outcome,omitempty"`
@@ -97,9 +106,17 @@ const (
 	OutcomeOK    Outcome = "ok"
 	OutcomeError Outcome = "error"
 	OutcomePanic Outcome = "panic"
-	// OutcomeNotRun: the start was recorded in the store but did not
-	// reach a required audit sink in time, so fn was not run.
+	// OutcomeNotRun: the start was recorded in the store but fn was not
+	// run: the start did not reach a required audit sink in time, or the
+	// store's reply to the start was lost, so Guard could not know it
+	// was recorded and did not run fn.
 	OutcomeNotRun Outcome = "not_run"
+	// OutcomeEndedUnknown: the run's end was never recorded (its Manager
+	// stopped without recording it, or could not reach the store for
+	// longer than Options.RunEndGrace), so Sweep recorded this end in its
+	// place: fn may or may not have run, and may or may not have
+	// finished.
+	OutcomeEndedUnknown Outcome = "ended_unknown"
 )
 
 // Outcomes of request.decision events (the verdict), of sink.failed and
@@ -142,6 +159,7 @@ type EventFilter struct {
 	Types     []EventType // any of
 	RequestID string
 	PolicyID  string
+	Run       string // a Guard run's start and end (Event.Run)
 	Outcome   Outcome
 	Since     time.Time // Time >= Since
 	Until     time.Time // Time < Until
@@ -160,6 +178,7 @@ type EventFilter struct {
 func (f *EventFilter) Matches(e *Event) bool {
 	if f.Actor != "" && e.Actor != f.Actor || f.Task != "" && e.Task != f.Task ||
 		f.RequestID != "" && e.RequestID != f.RequestID || f.PolicyID != "" && e.PolicyID != f.PolicyID ||
+		f.Run != "" && e.Run != f.Run ||
 		f.Outcome != "" && e.Outcome != f.Outcome ||
 		!f.Since.IsZero() && e.Time.Before(f.Since) || !f.Until.IsZero() && !e.Time.Before(f.Until) {
 		return false

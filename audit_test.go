@@ -34,9 +34,15 @@ func specHash(t *testing.T, e pam.Event) string {
 		b.WriteString(s)
 	}
 	var c bytes.Buffer
-	str(&c, "pam.event.v1")
+	fields := []string{string(e.Type), e.Actor, e.RequestID, e.PolicyID, e.Task, string(e.Outcome)}
+	if e.Run == "" {
+		str(&c, "pam.event.v1")
+	} else {
+		str(&c, "pam.event.v2")
+		fields = append(fields, e.Run)
+	}
 	binary.Write(&c, binary.BigEndian, e.Time.UnixNano())
-	for _, s := range []string{string(e.Type), e.Actor, e.RequestID, e.PolicyID, e.Task, string(e.Outcome)} {
+	for _, s := range fields {
 		str(&c, s)
 	}
 	binary.Write(&c, binary.BigEndian, uint32(len(e.Detail)))
@@ -92,6 +98,7 @@ func TestChainFollowsTheDocumentedEncoding(t *testing.T) {
 	// A changed field, detail entry or time no longer matches.
 	for name, change := range map[string]func(*pam.Event){
 		"actor":  func(e *pam.Event) { e.Actor = "mallory" },
+		"run":    func(e *pam.Event) { e.Run = "run-1" },
 		"detail": func(e *pam.Event) { e.Detail = map[string]string{"x": "y"} },
 		"time":   func(e *pam.Event) { e.Time = e.Time.Add(time.Nanosecond) },
 		"seq":    func(e *pam.Event) { e.Seq++ },
@@ -101,6 +108,25 @@ func TestChainFollowsTheDocumentedEncoding(t *testing.T) {
 		if err := ev.CheckHash(); !errors.Is(err, pam.ErrTampered) {
 			t.Errorf("%s changed: CheckHash = %v", name, err)
 		}
+	}
+	// A run's start and end carry its ID in the digest: neither can be
+	// moved to another run, or stripped of it.
+	runs := 0
+	for _, ev := range events {
+		if ev.Run == "" {
+			continue
+		}
+		runs++
+		for name, change := range map[string]func(*pam.Event){"run stripped": func(e *pam.Event) { e.Run = "" }, "run changed": func(e *pam.Event) { e.Run += "x" }} {
+			ev := ev
+			change(&ev)
+			if err := ev.CheckHash(); !errors.Is(err, pam.ErrTampered) {
+				t.Errorf("%s %s: CheckHash = %v", ev.Type, name, err)
+			}
+		}
+	}
+	if runs != 2 {
+		t.Errorf("%d events carry a run, want the start and the end", runs)
 	}
 }
 

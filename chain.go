@@ -24,6 +24,16 @@ import (
 //	             ‖ u32(number of Detail entries)
 //	             ‖ for each Detail key in ascending byte order: str(key) ‖ str(value) )
 //
+// An event that carries a Run (a Guard run's start or end) has its own
+// content prefix and one more field, so that no event's bytes can read
+// as another's:
+//
+//	D = SHA-256( str("pam.event.v2") ‖ u64(Time as Unix nanoseconds)
+//	             ‖ str(Type) ‖ str(Actor) ‖ str(RequestID) ‖ str(PolicyID)
+//	             ‖ str(Task) ‖ str(Outcome) ‖ str(Run)
+//	             ‖ u32(number of Detail entries)
+//	             ‖ for each Detail key in ascending byte order: str(key) ‖ str(value) )
+//
 // The hash of the event with sequence number n chains it to its
 // predecessor:
 //
@@ -44,8 +54,9 @@ import (
 //
 // A later version of the encoding would change both prefixes.
 const (
-	contentPrefix = "pam.event.v1"
-	chainPrefix   = "pam.chain.v1"
+	contentPrefix    = "pam.event.v1"
+	contentPrefixRun = "pam.event.v2" // with Run
+	chainPrefix      = "pam.chain.v1"
 )
 
 // HashSize is the size of an event hash in bytes.
@@ -59,10 +70,17 @@ var GenesisHash = hex.EncodeToString(make([]byte, HashSize))
 // chain inside their database (store/postgres) take D from here.
 func (e *Event) ContentDigest() [HashSize]byte {
 	var stack [512]byte
-	b := appendStr(stack[:0], contentPrefix)
+	prefix := contentPrefix
+	if e.Run != "" {
+		prefix = contentPrefixRun
+	}
+	b := appendStr(stack[:0], prefix)
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Time.UnixNano()))
 	for _, s := range [...]string{string(e.Type), e.Actor, e.RequestID, e.PolicyID, e.Task, string(e.Outcome)} {
 		b = appendStr(b, s)
+	}
+	if e.Run != "" {
+		b = appendStr(b, e.Run)
 	}
 	b = binary.BigEndian.AppendUint32(b, uint32(len(e.Detail)))
 	if len(e.Detail) > 0 {

@@ -32,6 +32,21 @@
 // with the grant; a guard.finished event records how fn ended. Check
 // returns the same decision, with the reasons, without running anything.
 //
+// Guard's answer is what happened. ErrAudit (and every other sentinel it
+// returns) means fn did not run: retrying is safe. ErrAuditIncomplete
+// means fn ran (its own error, if any, is joined) but its end could not
+// be stored yet: do not repeat the work. Every run's start and end carry
+// one run ID (Event.Run), and every stored start gets exactly one
+// guard.finished: fn's outcome; "not_run" when the store's reply to the
+// start was lost, so fn was not run although the start was stored;
+// an end that could not be stored is retried by the Manager (Close
+// waits for it within its context); and when the Manager stopped
+// first, Sweep records "ended_unknown" once Options.RunEndGrace has
+// passed after the grant's end. The store keeps the runs that are open
+// (Tx.Open, Tx.Close, Store.OpenRuns), so that an end is recorded once
+// however often it is retried, and finding the abandoned ones reads no
+// trail.
+//
 // Guard reads the store on every call (the policy revision, and for
 // covered operations the actor's grants), so a policy change or a
 // revocation made through any Manager sharing the store takes effect on

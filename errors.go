@@ -76,8 +76,15 @@ var (
 	ErrNotApproved = errors.New("pam: operation requires an approved request")
 
 	// ErrAudit: an audit event could not be stored, so the operation was
-	// not performed (fail closed).
+	// not performed (fail closed). Guard returns it only when fn did not
+	// run; see ErrAuditIncomplete for the other case.
 	ErrAudit = errors.New("pam: audit event could not be recorded")
+	// ErrAuditIncomplete: the operation WAS performed (Guard ran fn,
+	// and fn's own error, if any, is joined with this one), but its end
+	// could not be recorded yet. The Manager keeps retrying until it is
+	// recorded (Close waits for it, within its context); do not repeat
+	// the operation.
+	ErrAuditIncomplete = errors.New("pam: operation performed, but its end is not recorded yet")
 
 	// ErrGrantEnded: the grant a guarded fn runs under ended while fn ran:
 	// it was revoked, cut by a policy change, or its window closed. It is

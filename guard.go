@@ -86,7 +86,9 @@ type PolicyCheck struct {
 //     task. Missing: a *NotApprovedError (ErrNotApproved) naming the task
 //     and policy.
 //  6. A guard.allowed event is stored before fn runs; if it cannot be,
-//     fn does not run and Guard returns ErrAudit.
+//     fn does not run and Guard returns ErrAudit. When the store fails
+//     without saying whether it stored the start (a reply lost), a start
+//     that was stored gets a guard.finished event with OutcomeNotRun.
 //  7. fn runs with a context whose deadline is the end of the earliest
 //     grant used, and that ends with any grant it runs under: at its
 //     expiry, on its revocation, or when a policy change cuts it
@@ -100,9 +102,16 @@ type PolicyCheck struct {
 //     (within milliseconds on a store that is a ChangeNotifier, such as
 //     PostgreSQL). fn decides what to do when its context ends: Guard
 //     does not stop it.
-//  8. A guard.finished event records fn's outcome.
+//  8. A guard.finished event records fn's outcome, with the start's
+//     Event.Run. Every start gets exactly one: when it cannot be stored,
+//     Guard returns fn's result joined with ErrAuditIncomplete (fn RAN:
+//     do not repeat it) and the Manager retries the end until it is
+//     stored, Close included; when the Manager stopped first, Sweep
+//     records OutcomeEndedUnknown once Options.RunEndGrace has passed.
 //
-// Guard returns fn's error, or the reason fn did not run.
+// Guard returns fn's error, or the reason fn did not run: ErrAudit and
+// the other sentinels mean fn did not run; ErrAuditIncomplete, that it
+// did.
 func (m *Manager) Guard(ctx context.Context, op Op, fn func(ctx context.Context) error) error {
 	if fn == nil {
 		return invalid("fn", "must not be nil")
@@ -426,11 +435,16 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 		}()
 		runCtx = gc
 	}
-	seq, err := m.record(ctx, start, res.Policies, res.rev)
+	start.Run = m.ends.newID()
+	seq, err := m.record(ctx, start, res.Policies, res.rev, m.ends.due(res))
 	if err != nil {
 		if errors.Is(err, ErrConflict) {
 			return errGrantChanged
 		}
+		// The start may be stored all the same (a commit whose reply was
+		// lost): fn does not run, and a stored start gets an end that
+		// says so.
+		m.endUnstarted(ctx, start, res.At, err)
 		return fmt.Errorf("%w: %w", ErrAudit, err)
 	}
 	started := m.clock.Now()
@@ -451,7 +465,7 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 		outcome = OutcomeError
 	}
 	if ferr := m.finish(ctx, res, start, started, outcome, err); ferr != nil {
-		return errors.Join(err, fmt.Errorf("%w: %w", ErrAudit, ferr))
+		return errors.Join(err, fmt.Errorf("%w: %w", ErrAuditIncomplete, ferr))
 	}
 	return err
 }
@@ -515,35 +529,42 @@ func (m *Manager) guardEvent(res *CheckResult) Event {
 	return e
 }
 
-// finish records the end of a run. Its time is the decision's time plus
-// the run's length on Options.Clock: no second trip to a store's
-// TimeSource.
+// finish records the end of a run, or queues it to be retried and
+// returns why it could not (see recordEnd). Its time is the decision's
+// time plus the run's length on Options.Clock: no second trip to a
+// store's TimeSource.
 func (m *Manager) finish(ctx context.Context, res *CheckResult, start Event, started time.Time, outcome Outcome, err error) error {
-	now := res.At.Add(m.clock.Since(started))
-	e := start
-	e.Type, e.Time, e.Outcome, e.Detail = EventGuardFinished, now, outcome, nil
+	var detail map[string]string
 	if len(start.Detail) > 0 {
-		e.Detail = maps.Clone(start.Detail)
+		detail = maps.Clone(start.Detail)
 	}
 	if err != nil {
-		if e.Detail == nil {
-			e.Detail = map[string]string{}
+		if detail == nil {
+			detail = map[string]string{}
 		}
-		e.Detail["error"] = cleanText(err.Error())
+		detail["error"] = cleanText(err.Error())
 	}
-	if _, rerr := m.record(uncanceled(ctx), e, nil, 0); rerr != nil {
-		m.onError(fmt.Errorf("pam: record end of %s by %s: %w", res.Task, res.Actor, rerr))
-		return rerr
-	}
-	return nil
+	return m.recordEnd(uncanceled(ctx), runEnd(start, res.At.Add(m.clock.Since(started)), outcome, detail))
 }
 
 // record commits one event, publishes it and returns its Seq. The commit
 // fails with ErrConflict if a grant in checks changed since it was read.
-func (m *Manager) record(ctx context.Context, e Event, checks []PolicyCheck, rev int64) (int64, error) {
+// A run's start opens the run, due to be taken as ended unknown at due;
+// a run's guard.finished closes it (ErrNotFound when it is not open).
+func (m *Manager) record(ctx context.Context, e Event, checks []PolicyCheck, rev int64, due time.Time) (int64, error) {
 	one := oneEventTxs.Get().(*oneEventTx)
 	one.ev[0] = e
 	one.tx.Events = one.ev[:]
+	if e.Run != "" {
+		switch e.Type {
+		case EventGuardAllowed, EventGuardExempt:
+			one.open[0] = OpenRun{ID: e.Run, Actor: e.Actor, Task: e.Task, PolicyID: e.PolicyID, RequestID: e.RequestID, Started: e.Time, Due: due}
+			one.tx.Open = one.open[:]
+		case EventGuardFinished:
+			one.close[0] = e.Run
+			one.tx.Close = one.close[:]
+		}
+	}
 	for _, pc := range checks {
 		if pc.Grant == "" {
 			continue
@@ -570,9 +591,11 @@ func (m *Manager) record(ctx context.Context, e Event, checks []PolicyCheck, rev
 
 // oneEventTx is a reusable Tx holding one event: Guard writes two per run.
 type oneEventTx struct {
-	tx Tx
-	ev [1]Event
-	uv [1]RequestVersion
+	tx    Tx
+	ev    [1]Event
+	uv    [1]RequestVersion
+	open  [1]OpenRun
+	close [1]string
 }
 
 var oneEventTxs = sync.Pool{New: func() any { return new(oneEventTx) }}
@@ -583,7 +606,7 @@ var oneEventTxs = sync.Pool{New: func() any { return new(oneEventTx) }}
 func (m *Manager) recordDenial(ctx context.Context, e Event) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.feed.timeout)
 	defer cancel()
-	if _, err := m.record(dctx, e, nil, 0); err != nil {
+	if _, err := m.record(dctx, e, nil, 0, time.Time{}); err != nil {
 		m.onError(fmt.Errorf("pam: record denial of %s to %s: %w", e.Task, e.Actor, err))
 	}
 }

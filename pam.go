@@ -92,6 +92,14 @@ type Options struct {
 	// the approvers. Default: 20; negative: no bound. Submissions racing
 	// each other may pass it by the number that race.
 	MaxPending int
+	// RunEndGrace is how long after a guarded run's grant ends (after it
+	// starts, for a system account's run, which has no grant) Sweep
+	// waits for the run's end before it records the end itself, as
+	// OutcomeEndedUnknown: the Manager that ran it stopped, or could not
+	// reach the store all that time. fn's context ended with the grant;
+	// an fn that ignores it and returns later still gets its real end
+	// recorded, as guard.finished_late. Default: DefaultRunEndGrace.
+	RunEndGrace time.Duration
 	// SweepInterval is how often Run records expiries. Default: 1 minute.
 	SweepInterval time.Duration
 	// NotifyTimeout bounds each call to a Notifier. Default: 30 seconds.
@@ -151,6 +159,7 @@ type Manager struct {
 	outbox *outbox        // notifiers and the outbox
 	ckpt   *checkpointer  // signed checkpoints to the checkpoint sinks
 	runs   *runs          // the guarded fns running, ended with their grants
+	ends   *runEnds       // run IDs, and the run ends still to record
 	params *paramRecorder // operation parameters in the trail
 }
 
@@ -223,6 +232,11 @@ func New(store Store, dir Directory, opts *Options) (*Manager, error) {
 		return nil, err
 	}
 	m.runs = newRuns(store, m.cache, m.feed.poll, m.onError)
+	if opts.RunEndGrace < 0 {
+		return nil, invalid("Options.RunEndGrace", "must not be negative")
+	}
+	m.ends = newRunEnds(opts.RunEndGrace, m.feed.poll, m.onError)
+	m.ends.record = m.commitEnd
 	if !opts.Catalog.empty() {
 		seed := opts.Catalog.Clone()
 		m.cache.seed, m.cache.seedCat = m.seedCatalog(seed), &seed
@@ -461,5 +475,5 @@ func (m *Manager) recordOperational(ctx context.Context, e Event) {
 // Manager must not be used after Close.
 func (m *Manager) Close(ctx context.Context) error {
 	m.cache.close()
-	return errors.Join(m.runs.close(ctx), m.feed.close(ctx))
+	return errors.Join(m.runs.close(ctx), m.ends.close(ctx), m.feed.close(ctx))
 }

@@ -469,9 +469,12 @@ func (m *Manager) Requests(ctx context.Context, f RequestFilter) (rs []Request, 
 }
 
 // Sweep records the expiry of every request whose pending time or access
-// window has passed, with audit events and notifications, and returns how
-// many it recorded. State reads do not depend on it (they compute expiry
-// from the clock); Sweep makes the trail and the notifications complete.
+// window has passed, with audit events and notifications, and the end of
+// every guarded run whose end was never recorded within
+// Options.RunEndGrace (OutcomeEndedUnknown; see Guard), and returns how
+// many events of either kind it recorded. State reads do not depend on it
+// (they compute expiry from the clock); Sweep makes the trail and the
+// notifications complete.
 func (m *Manager) Sweep(ctx context.Context) (int, error) {
 	now, err := m.now(ctx)
 	if err != nil {
@@ -493,5 +496,6 @@ func (m *Manager) Sweep(ctx context.Context) (int, error) {
 			return n, err
 		}
 	}
-	return n, nil
+	ended, err := m.endAbandoned(ctx, now)
+	return n + ended, err
 }

@@ -31,7 +31,10 @@ type Store interface {
 	// sequence numbers following the last committed event, each chained
 	// to the one before it (Event.Chain) inside the same serialised write,
 	// so the stored trail is one hash chain however many writers share
-	// the store (ChainHead.Chain). Requests are stored exactly as given,
+	// the store (ChainHead.Chain). tx.Open records runs as open: an ID
+	// that is open already is ErrConflict. tx.Close ends open runs: an ID
+	// that is not open (never opened, or closed already) is ErrNotFound,
+	// and nothing is written. Requests are stored exactly as given,
 	// their Decisions included, however many there are and whoever made
 	// them. On success Commit sets Seq, PrevHash and Hash on tx.Events
 	// and Revision on tx.Policies and tx.Catalog.
@@ -77,6 +80,28 @@ type Store interface {
 	// Detail), never as an error: one bad row must not make the trail
 	// unreadable.
 	Events(ctx context.Context, f EventFilter) ([]Event, error)
+
+	// OpenRuns returns up to limit (0: no limit) of the open runs whose
+	// Due is at or before dueBy, by Due, then by ID. Sweep calls it.
+	OpenRuns(ctx context.Context, dueBy time.Time, limit int) ([]OpenRun, error)
+}
+
+// OpenRun is a Guard run whose start is stored and whose end is not yet:
+// Guard opens it in the commit of its start event (Tx.Open) and closes it
+// in the commit of its end (Tx.Close). The store keeps open runs apart
+// from the trail, so that finding the runs whose end was never recorded
+// does not read the trail.
+type OpenRun struct {
+	ID        string    `json:"id"` // Event.Run of its start
+	Actor     string    `json:"actor"`
+	Task      string    `json:"task"`
+	PolicyID  string    `json:"policy_id,omitempty"`
+	RequestID string    `json:"request_id,omitempty"`
+	Started   time.Time `json:"started"`
+	// Due is when Sweep may take the run as ended with an unknown
+	// outcome (Options.RunEndGrace after its grant ends, or after it
+	// starts for a system account's run).
+	Due time.Time `json:"due"`
 }
 
 // OutboxStore is an optional interface of a Store that keeps the
@@ -174,6 +199,12 @@ type Tx struct {
 	// relied on are still as it read them, so no Guard succeeds after a
 	// revocation has committed.
 	Unchanged []RequestVersion
+	// Open and Close record Guard runs as started and as ended (see
+	// OpenRun): a run's start event commits with its Open, its end
+	// event with its Close, so that a run's end is recorded once
+	// however often its writer retries, and however many Managers sweep.
+	Open  []OpenRun
+	Close []string
 	// Messages are outbox messages, new (Version 1) or settled after a
 	// delivery attempt (their Version one more than the stored one, like
 	// requests). A settled message's lease is cleared.

@@ -32,6 +32,21 @@ func (tx *Tx) Validate() error {
 	if id, ok := repeated(tx.Messages, func(m *Message) string { return m.ID }); ok {
 		return fmt.Errorf("%w: message %s twice in one commit", ErrInvalid, id)
 	}
+	if len(tx.Open)+len(tx.Close) > 1 {
+		runs := make([]string, 0, len(tx.Open)+len(tx.Close))
+		for i := range tx.Open {
+			runs = append(runs, tx.Open[i].ID)
+		}
+		runs = append(runs, tx.Close...)
+		if id, ok := repeated(runs, func(s *string) string { return *s }); ok {
+			return fmt.Errorf("%w: run %s twice in one commit", ErrInvalid, id)
+		}
+	}
+	for i := range tx.Open {
+		if tx.Open[i].ID == "" {
+			return fmt.Errorf("%w: a run without an ID", ErrInvalid)
+		}
+	}
 	return nil
 }
 

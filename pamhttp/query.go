@@ -78,6 +78,7 @@ var eventParams = []param{
 	repeated(query("type", "string", "any of these event types")),
 	query("request_id", "string", "about this request"),
 	query("policy_id", "string", "about this policy"),
+	query("run", "string", "of this Guard run: its start and its end"),
 	query("outcome", "string", "with this outcome"),
 	query("since", "date-time", "at or after this time (RFC 3339)"),
 	query("until", "date-time", "before this time (RFC 3339)"),
@@ -90,7 +91,7 @@ var eventParams = []param{
 // eventFilter reads the query of GET /audit.
 func eventFilter(q url.Values) (pam.EventFilter, error) {
 	f := pam.EventFilter{Actor: q.Get("actor"), Task: q.Get("task"), RequestID: q.Get("request_id"), PolicyID: q.Get("policy_id"),
-		Outcome: pam.Outcome(q.Get("outcome")), Descending: q.Get("order") == "desc"}
+		Run: q.Get("run"), Outcome: pam.Outcome(q.Get("outcome")), Descending: q.Get("order") == "desc"}
 	for _, t := range q["type"] {
 		f.Types = append(f.Types, pam.EventType(t))
 	}
@@ -116,7 +117,7 @@ func eventFilter(q url.Values) (pam.EventFilter, error) {
 // eventQuery writes f as eventFilter reads it.
 func eventQuery(f pam.EventFilter) url.Values {
 	q := url.Values{}
-	for k, v := range map[string]string{"actor": f.Actor, "task": f.Task, "request_id": f.RequestID, "policy_id": f.PolicyID, "outcome": string(f.Outcome)} {
+	for k, v := range map[string]string{"actor": f.Actor, "task": f.Task, "request_id": f.RequestID, "policy_id": f.PolicyID, "run": f.Run, "outcome": string(f.Outcome)} {
 		setString(q, k, v)
 	}
 	for _, t := range f.Types {

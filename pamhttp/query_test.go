@@ -37,7 +37,7 @@ func TestQueryBothWays(t *testing.T) {
 	})
 	t.Run("events", func(t *testing.T) {
 		for _, f := range []pam.EventFilter{
-			{Actor: "alice", Task: "T", Types: []pam.EventType{pam.EventRequestApproved, pam.EventGuardAllowed}, RequestID: "r", PolicyID: "p",
+			{Actor: "alice", Task: "T", Types: []pam.EventType{pam.EventRequestApproved, pam.EventGuardAllowed}, RequestID: "r", PolicyID: "p", Run: "run_1",
 				Outcome: pam.OutcomeGranted, Since: at, Until: at.Add(time.Hour), After: 3, Before: 9, Descending: true, Limit: 20},
 			{},
 		} {

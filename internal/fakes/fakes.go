@@ -140,6 +140,7 @@ type Store struct {
 	pam.OutboxStore
 	mu        sync.Mutex
 	pick      func(*pam.Tx) error
+	lose      func(*pam.Tx) error
 	eventsErr error
 	requests  int
 }
@@ -185,17 +186,32 @@ func (s *Store) FailCommit(pick func(*pam.Tx) error) {
 	s.mu.Unlock()
 }
 
+// LoseReply makes Commit write, then return lose's error, whenever lose
+// returns one: a commit whose reply was lost. nil stops it.
+func (s *Store) LoseReply(lose func(*pam.Tx) error) {
+	s.mu.Lock()
+	s.lose = lose
+	s.mu.Unlock()
+}
+
 // Commit implements pam.Store.
 func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 	s.mu.Lock()
-	pick := s.pick
+	pick, lose := s.pick, s.lose
 	s.mu.Unlock()
 	if pick != nil {
 		if err := pick(tx); err != nil {
 			return err
 		}
 	}
-	return s.OutboxStore.Commit(ctx, tx)
+	var lost error
+	if lose != nil {
+		lost = lose(tx)
+	}
+	if err := s.OutboxStore.Commit(ctx, tx); err != nil {
+		return err
+	}
+	return lost
 }
 
 // Errors collects what a Manager reports through Options.OnError.
@@ -310,7 +326,7 @@ func (s *FaultySink) Write(ctx context.Context, events []pam.Event) error {
 	if !fail {
 		for _, e := range events {
 			s.bySeq[e.Seq] = e
-			if run := e.Detail["param.run"]; run != "" && e.Type == pam.EventGuardAllowed {
+			if run := e.Detail["param.run"]; run != "" && (e.Type == pam.EventGuardAllowed || e.Type == pam.EventGuardExempt) {
 				s.byRun[run] = e.Seq
 			}
 		}
@@ -327,7 +343,8 @@ func (s *FaultySink) Write(ctx context.Context, events []pam.Event) error {
 	return errors.New("injected fault: sink write failed")
 }
 
-// Has reports whether the sink holds the guard.allowed event of run.
+// Has reports whether the sink holds the start (guard.allowed or
+// guard.exempt) of the run whose "run" parameter is run.
 func (s *FaultySink) Has(run string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -122,10 +123,55 @@ func DecodeCatalog(data string, version, rev int64) (pam.Catalog, error) {
 	return c, nil
 }
 
+// SQLInsertRun opens a run (pam.Tx.Open) with RunArgs: an ID that is
+// open already violates the primary key. SQLDeleteRun closes one
+// (pam.Tx.Close) by its ID; the store checks that it deleted a row.
+const (
+	SQLInsertRun = `INSERT INTO pam_runs (id, actor, task, policy_id, request_id, started, due) VALUES ($1, $2, $3, $4, $5, $6, $7)`
+	SQLDeleteRun = `DELETE FROM pam_runs WHERE id = $1`
+)
+
+// RunArgs returns the arguments of SQLInsertRun for r: its times in
+// Unix nanoseconds, as the events' are (RunNanos).
+func RunArgs(r *pam.OpenRun) []any {
+	return []any{r.ID, r.Actor, r.Task, r.PolicyID, r.RequestID, RunNanos(r.Started), RunNanos(r.Due)}
+}
+
+// RunNanos is t in Unix nanoseconds, and the zero time the least
+// int64, before every other, so that it reads back as zero and a zero
+// Due is due by any time, as pam.OpenRun's are in memory.
+func RunNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return math.MinInt64
+	}
+	return t.UnixNano()
+}
+
+// runTime reverses RunNanos, in UTC.
+func runTime(ns int64) time.Time {
+	if ns == math.MinInt64 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).UTC()
+}
+
+// runColumns are the columns scanRun reads, in order.
+const runColumns = `id, actor, task, policy_id, request_id, started, due`
+
+func scanRun(rows *sql.Rows) (pam.OpenRun, error) {
+	var r pam.OpenRun
+	var started, due int64
+	if err := rows.Scan(&r.ID, &r.Actor, &r.Task, &r.PolicyID, &r.RequestID, &started, &due); err != nil {
+		return r, err
+	}
+	r.Started, r.Due = runTime(started), runTime(due)
+	return r, nil
+}
+
 // AppendEventContent appends to args the columns of e that its content
 // digest covers, in this order: time, type, actor, request_id,
-// policy_id, task, outcome, detail. The sequence number and the hashes
-// are the committing store's to add.
+// policy_id, task, outcome, detail, run. The sequence number and the
+// hashes are the committing store's to add.
 func AppendEventContent(args []any, e *pam.Event) ([]any, error) {
 	var detail any
 	if len(e.Detail) > 0 {
@@ -135,11 +181,16 @@ func AppendEventContent(args []any, e *pam.Event) ([]any, error) {
 		}
 		detail = string(b)
 	}
-	return append(args, e.Time.UnixNano(), string(e.Type), e.Actor, e.RequestID, e.PolicyID, e.Task, string(e.Outcome), detail), nil
+	return append(args, e.Time.UnixNano(), string(e.Type), e.Actor, e.RequestID, e.PolicyID, e.Task, string(e.Outcome), detail, e.Run), nil
 }
 
 // eventColumns are the columns scanEvent reads, in order.
-const eventColumns = `seq, time, type, actor, request_id, policy_id, task, outcome, detail, prev_hash, hash`
+const eventColumns = eventColumnsV1 + `, run`
+
+// eventColumnsV1 are the columns of events before runs were stored
+// (pam.Event.Run): the data migrations that run on schemas without the
+// run column select them and an empty text in its place.
+const eventColumnsV1 = `seq, time, type, actor, request_id, policy_id, task, outcome, detail, prev_hash, hash`
 
 // scanEvent decodes a row of eventColumns. Every cell is read as it is
 // stored and converted strictly (SQLite keeps whatever type a writer
@@ -149,8 +200,8 @@ const eventColumns = `seq, time, type, actor, request_id, policy_id, task, outco
 // Events stored before the hash chain existed have no hashes until
 // their migration chains them.
 func scanEvent(rows *sql.Rows) (pam.Event, error) {
-	var c [11]any
-	if err := rows.Scan(&c[0], &c[1], &c[2], &c[3], &c[4], &c[5], &c[6], &c[7], &c[8], &c[9], &c[10]); err != nil {
+	var c [12]any
+	if err := rows.Scan(&c[0], &c[1], &c[2], &c[3], &c[4], &c[5], &c[6], &c[7], &c[8], &c[9], &c[10], &c[11]); err != nil {
 		return pam.Event{}, err
 	}
 	return decodeEvent(c), nil
@@ -158,7 +209,7 @@ func scanEvent(rows *sql.Rows) (pam.Event, error) {
 
 // decodeEvent converts the cells of eventColumns. What does not convert
 // is named in Malformed, and the field holds what could be read.
-func decodeEvent(c [11]any) pam.Event {
+func decodeEvent(c [12]any) pam.Event {
 	var e pam.Event
 	var bad []string
 	var ok bool
@@ -173,11 +224,13 @@ func decodeEvent(c [11]any) pam.Event {
 		bad = append(bad, "time is "+kind(c[1]))
 	}
 	var typ, outcome string
-	for i, f := range [...]struct {
+	for _, f := range [...]struct {
 		name string
+		cell any
 		to   *string
-	}{{"type", &typ}, {"actor", &e.Actor}, {"request_id", &e.RequestID}, {"policy_id", &e.PolicyID}, {"task", &e.Task}, {"outcome", &outcome}} {
-		switch v := c[2+i].(type) {
+	}{{"type", c[2], &typ}, {"actor", c[3], &e.Actor}, {"request_id", c[4], &e.RequestID}, {"policy_id", c[5], &e.PolicyID},
+		{"task", c[6], &e.Task}, {"outcome", c[7], &outcome}, {"run", c[11], &e.Run}} {
+		switch v := f.cell.(type) {
 		case string:
 			*f.to = v
 		case []byte:

@@ -139,7 +139,8 @@ func statements(script string) []string {
 // (pam.Event.Malformed), for pam.Verify to report.
 func ChainExisting(ctx context.Context, t *sql.Tx) error {
 	for {
-		rows, err := t.QueryContext(ctx, `SELECT `+eventColumns+` FROM pam_events WHERE hash IS NULL ORDER BY seq LIMIT 10000`)
+		// Before the hash chain there were no runs, nor a run column.
+		rows, err := t.QueryContext(ctx, `SELECT `+eventColumnsV1+`, '' FROM pam_events WHERE hash IS NULL ORDER BY seq LIMIT 10000`)
 		events, err := collect(rows, err, scanEvent)
 		if err != nil {
 			return err

@@ -369,7 +369,7 @@ func (s *Store) Events(ctx context.Context, f pam.EventFilter) ([]pam.Event, err
 	}
 	q.eq("actor", f.Actor)
 	q.eq("task", f.Task)
-	// The request and policy indexes are partial (WHERE … <> ''); a
+	// The request, policy and run indexes are partial (WHERE … <> ''); a
 	// bound parameter does not tell the planner the filter implies that,
 	// the literal condition does.
 	if f.RequestID != "" {
@@ -379,6 +379,10 @@ func (s *Store) Events(ctx context.Context, f pam.EventFilter) ([]pam.Event, err
 	if f.PolicyID != "" {
 		q.eq("policy_id", f.PolicyID)
 		q.sql.WriteString(" AND policy_id <> ''")
+	}
+	if f.Run != "" {
+		q.eq("run", f.Run)
+		q.sql.WriteString(" AND run <> ''")
 	}
 	q.eq("outcome", string(f.Outcome))
 	q.in("type", strs(f.Types))
@@ -398,4 +402,19 @@ func (s *Store) Events(ctx context.Context, f pam.EventFilter) ([]pam.Event, err
 	}
 	rows, err := s.rquery(ctx, q.sql.String(), q.args...)
 	return collect(rows, err, scanEvent)
+}
+
+// OpenRuns implements pam.Store: the open runs due by dueBy, by due and
+// ID, from pam_runs, whose index on (due, id) serves the order.
+func (s *Store) OpenRuns(ctx context.Context, dueBy time.Time, limit int) ([]pam.OpenRun, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var q query
+	q.sql.WriteString(`SELECT ` + runColumns + ` FROM pam_runs WHERE due <= ` + q.arg(RunNanos(dueBy)) + ` ORDER BY due, id`)
+	if limit > 0 {
+		q.sql.WriteString(" LIMIT " + q.arg(limit))
+	}
+	rows, err := s.rquery(ctx, q.sql.String(), q.args...)
+	return collect(rows, err, scanRun)
 }

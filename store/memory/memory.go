@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +30,7 @@ type Store struct {
 	head     pam.ChainHead // where the trail ends
 	messages map[string]pam.Message
 	pending  map[string]struct{} // IDs of messages in MessagePending
+	runs     map[string]pam.OpenRun
 }
 
 // eventLog holds the audit trail in fixed-size chunks, so appending never
@@ -65,6 +67,7 @@ func New() *Store {
 		grants:   map[string]map[string]struct{}{},
 		messages: map[string]pam.Message{},
 		pending:  map[string]struct{}{},
+		runs:     map[string]pam.OpenRun{},
 	}
 }
 
@@ -114,6 +117,16 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 			return fmt.Errorf("%w: request %s is at version %d, not %d", pam.ErrConflict, u.ID, s.requests[u.ID].Version, u.Version)
 		}
 	}
+	for i := range tx.Open {
+		if _, ok := s.runs[tx.Open[i].ID]; ok {
+			return fmt.Errorf("%w: run %s is open already", pam.ErrConflict, tx.Open[i].ID)
+		}
+	}
+	for _, id := range tx.Close {
+		if _, ok := s.runs[id]; !ok {
+			return fmt.Errorf("%w: run %s is not open", pam.ErrNotFound, id)
+		}
+	}
 	head, err := s.head.Chain(tx.Events, digests)
 	if err != nil {
 		return err
@@ -158,6 +171,12 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 		} else {
 			delete(s.pending, msg.ID)
 		}
+	}
+	for _, r := range tx.Open {
+		s.runs[r.ID] = r
+	}
+	for _, id := range tx.Close {
+		delete(s.runs, id)
 	}
 	s.head = head
 	for _, e := range tx.Events {
@@ -377,6 +396,31 @@ func (s *Store) Messages(ctx context.Context, f pam.MessageFilter) ([]pam.Messag
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	if f.Limit > 0 && len(out) > f.Limit {
 		out = out[:f.Limit]
+	}
+	return out, nil
+}
+
+// OpenRuns implements pam.Store.
+func (s *Store) OpenRuns(ctx context.Context, dueBy time.Time, limit int) ([]pam.OpenRun, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	var out []pam.OpenRun
+	for _, r := range s.runs {
+		if !r.Due.After(dueBy) {
+			out = append(out, r)
+		}
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b pam.OpenRun) int {
+		if c := a.Due.Compare(b.Due); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
 	}
 	return out, nil
 }

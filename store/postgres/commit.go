@@ -91,6 +91,12 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 		}
 		b.Queue(checked[q], append(args, fmt.Sprintf("message %s is not at version %d", msg.ID, msg.Version-1))...)
 	}
+	for i := range tx.Open {
+		b.Queue(sqlstore.SQLInsertRun, sqlstore.RunArgs(&tx.Open[i])...)
+	}
+	for _, id := range tx.Close {
+		b.Queue(sqlCloseRun, id, "run "+id)
+	}
 	if notifies(tx) {
 		b.Queue(sqlNotify)
 	}
@@ -98,7 +104,7 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 	for i := range tx.Events {
 		e := &tx.Events[i]
 		digests[i] = e.ContentDigest()
-		args, err := sqlstore.AppendEventContent(append(make([]any, 0, 9), digests[i][:]), e)
+		args, err := sqlstore.AppendEventContent(append(make([]any, 0, 10), digests[i][:]), e)
 		if err != nil {
 			return err
 		}
@@ -119,6 +125,8 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 		switch pgCode(err) {
 		case "PAM01", "23505", "40001", "40P01":
 			return fmt.Errorf("%w: %w", pam.ErrConflict, err)
+		case "PAM02":
+			return fmt.Errorf("%w: %w", pam.ErrNotFound, err)
 		}
 		if cerr := ctx.Err(); cerr != nil {
 			return cerr
@@ -159,8 +167,13 @@ const sqlAppendEvent = `WITH m AS (
 	UPDATE pam_meta SET last_seq = last_seq + 1, prev_hash = head_hash,
 		head_hash = sha256('\x70616d2e636861696e2e7631'::bytea || int8send(last_seq + 1) || head_hash || $1::bytea)
 	WHERE id = 1 RETURNING last_seq, prev_hash, head_hash)
-INSERT INTO pam_events (seq, prev_hash, hash, time, type, actor, request_id, policy_id, task, outcome, detail)
-SELECT last_seq, prev_hash, head_hash, $2, $3, $4, $5, $6, $7, $8, $9 FROM m`
+INSERT INTO pam_events (seq, prev_hash, hash, time, type, actor, request_id, policy_id, task, outcome, detail, run)
+SELECT last_seq, prev_hash, head_hash, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM m`
+
+// sqlCloseRun closes the run $1 (pam.Tx.Close), checked by
+// pam_check_open, which aborts the commit with PAM02 when it was not
+// open; $2 names it.
+const sqlCloseRun = `WITH w AS (` + sqlstore.SQLDeleteRun + ` RETURNING 1) SELECT pam_check_open(count(*) = 1, $2) FROM w`
 
 // PolicyRevision implements pam.Store. Guard calls it on every operation,
 // so it goes to the pool directly rather than through database/sql.

@@ -34,7 +34,7 @@ func (s *Store) prepare(ctx context.Context) error {
 	s.stmts = map[string]*sql.Stmt{}
 	for _, q := range []string{sqlHead, sqlBumpRevision, sqlRequestVersion, sqlInsertPolicy, sqlUpdatePolicy,
 		sqlstore.SQLInsertRequest, sqlstore.SQLUpdateRequest, sqlstore.SQLInsertMessage, sqlstore.SQLUpdateMessage,
-		eventInserts[1], eventInserts[2]} {
+		sqlstore.SQLInsertRun, sqlstore.SQLDeleteRun, eventInserts[1], eventInserts[2]} {
 		st, err := s.w.PrepareContext(ctx, q)
 		if err != nil {
 			return fmt.Errorf("prepare %q: %w", q, err)
@@ -151,6 +151,9 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) (err error) {
 		}
 	}
 	if err := s.putMessages(ctx, t, tx.Messages); err != nil {
+		return err
+	}
+	if err := s.putRuns(ctx, t, tx.Open, tx.Close); err != nil {
 		return err
 	}
 	if err := s.insertEvents(ctx, t, events); err != nil {
@@ -272,6 +275,38 @@ func (s *Store) putMessages(ctx context.Context, t *sql.Tx, msgs []pam.Message) 
 	return nil
 }
 
+// putRuns opens the runs of open and closes those named in closed, one
+// statement each: Guard's commits open or close one.
+func (s *Store) putRuns(ctx context.Context, t *sql.Tx, open []pam.OpenRun, closed []string) error {
+	for i := range open {
+		if _, err := s.exec(ctx, t, sqlstore.SQLInsertRun, sqlstore.RunArgs(&open[i])...); err != nil {
+			if constraint(err) {
+				return fmt.Errorf("%w: run %s is open already", pam.ErrConflict, open[i].ID)
+			}
+			return err
+		}
+	}
+	for _, id := range closed {
+		res, err := s.exec(ctx, t, sqlstore.SQLDeleteRun, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n != 1 {
+			return fmt.Errorf("%w: run %s is not open", pam.ErrNotFound, id)
+		}
+	}
+	return nil
+}
+
+// constraint reports whether err is a constraint violation: a primary
+// key taken.
+func constraint(err error) bool {
+	var e *sqlite.Error
+	return errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
+}
+
 // placeholders returns "($from+1, ..., $from+n)".
 func placeholders(from, n int) string {
 	var b strings.Builder
@@ -287,7 +322,7 @@ func placeholders(from, n int) string {
 }
 
 // eventColumns is the number of columns of an event row.
-const eventColumns = 11
+const eventColumns = 12
 
 // eventsPerInsert bounds the rows of one INSERT.
 const eventsPerInsert = 80
@@ -306,7 +341,7 @@ func eventInsert(n int) string {
 
 func buildEventInsert(n int) string {
 	var b strings.Builder
-	b.WriteString(`INSERT INTO pam_events (seq, time, type, actor, request_id, policy_id, task, outcome, detail, prev_hash, hash) VALUES `)
+	b.WriteString(`INSERT INTO pam_events (seq, time, type, actor, request_id, policy_id, task, outcome, detail, run, prev_hash, hash) VALUES `)
 	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")

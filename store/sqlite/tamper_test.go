@@ -44,11 +44,15 @@ func TestTamperingIsDetected(t *testing.T) {
 	for range 40 {
 		tx := &pam.Tx{}
 		for range rng.IntN(3) + 1 {
-			tx.Events = append(tx.Events, pam.Event{
+			e := pam.Event{
 				Time: storetest.Epoch.Add(time.Duration(rng.Int64N(1e12))), Type: types[rng.IntN(len(types))],
 				Actor: fmt.Sprint("user", rng.IntN(5)), RequestID: fmt.Sprint("req_", rng.IntN(50)), PolicyID: "p1",
 				Task: "New-MoveRequest", Outcome: "ok", Detail: map[string]string{"n": fmt.Sprint(rng.IntN(100))},
-			})
+			}
+			if e.Type == pam.EventGuardAllowed || e.Type == pam.EventGuardFinished {
+				e.Run = fmt.Sprint("run_", rng.IntN(20)) // the chain covers it
+			}
+			tx.Events = append(tx.Events, e)
 		}
 		if err := s.Commit(context.Background(), tx); err != nil {
 			t.Fatal(err)
@@ -80,7 +84,7 @@ func TestTamperingIsDetected(t *testing.T) {
 	}
 	tampers := []tamper{
 		{"alter a field", func(db *sql.DB, k int64) {
-			col := []string{"actor = 'mallory'", "type = 'guard.denied'", "outcome = 'error'", "task = 'Other'", `detail = '{"n":"x"}'`, "detail = NULL", "time = time + 1", "request_id = ''"}[rng.IntN(8)]
+			col := []string{"actor = 'mallory'", "type = 'guard.denied'", "outcome = 'error'", "task = 'Other'", `detail = '{"n":"x"}'`, "detail = NULL", "time = time + 1", "request_id = ''", "run = run || 'x'"}[rng.IntN(9)]
 			sqlExec(t, db, `UPDATE pam_events SET `+col+` WHERE seq = $1`, k)
 		}, at(0), always(pam.ReasonAltered)},
 		{"alter and re-hash one event", func(db *sql.DB, k int64) {
@@ -246,8 +250,8 @@ func (r *rawEvents) event(t *testing.T, seq int64) pam.Event {
 	var ns int64
 	var typ string
 	var detail sql.NullString
-	err := r.db.QueryRow(`SELECT time, type, actor, request_id, policy_id, task, outcome, detail FROM pam_events WHERE seq = $1`, seq).
-		Scan(&ns, &typ, &e.Actor, &e.RequestID, &e.PolicyID, &e.Task, &e.Outcome, &detail)
+	err := r.db.QueryRow(`SELECT time, type, actor, request_id, policy_id, task, outcome, detail, run FROM pam_events WHERE seq = $1`, seq).
+		Scan(&ns, &typ, &e.Actor, &e.RequestID, &e.PolicyID, &e.Task, &e.Outcome, &detail, &e.Run)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,6 +284,7 @@ func TestMalformedEventsAreTampering(t *testing.T) {
 		loose("an integer hash", `hash = 7`),
 		loose("a blob detail", `detail = CAST(detail AS BLOB)`),
 		loose("a text hash", `hash = hex(hash)`),
+		loose("a blob run", `run = CAST('run_1' AS BLOB)`),
 	)
 	storetest.Malformed(t, func(t testing.TB, _ *clock.Mock) (pam.Store, storetest.Exec) {
 		path := filepath.Join(t.TempDir(), "pam.db")

@@ -19,6 +19,7 @@ func runEngine(t *testing.T, fresh func(t *testing.T) (pam.Store, *clock.Mock)) 
 	t.Run("Workflow", func(t *testing.T) { s, clk := fresh(t); testWorkflow(t, s, clk) })
 	t.Run("BadInputNeverReachesTheStore", func(t *testing.T) { s, clk := fresh(t); testBadInput(t, s, clk) })
 	t.Run("SharedCatalog", func(t *testing.T) { s, clk := fresh(t); testSharedCatalog(t, s, clk) })
+	t.Run("Faults", func(t *testing.T) { s, _ := fresh(t); testFaults(t, s) })
 }
 
 // Manager returns a Manager over s with a small directory: admin in

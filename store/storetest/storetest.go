@@ -60,6 +60,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("ConcurrentCommits", func(t *testing.T) { s, _ := fresh(t); testConcurrentCommits(t, s) })
 	t.Run("ConcurrentCAS", func(t *testing.T) { s, _ := fresh(t); testConcurrentCAS(t, s) })
 	t.Run("HashChain", func(t *testing.T) { s, _ := fresh(t); testHashChain(t, s) })
+	t.Run("OpenRuns", func(t *testing.T) { s, _ := fresh(t); testOpenRuns(t, s) })
 	t.Run("Catalog", func(t *testing.T) { s, _ := fresh(t); testCatalog(t, s) })
 	t.Run("CatalogRevisions", func(t *testing.T) { s, _ := fresh(t); testCatalogRevisions(t, s) })
 	t.Run("CatalogAtomicity", func(t *testing.T) { s, _ := fresh(t); testCatalogAtomicity(t, s) })
@@ -464,6 +465,9 @@ func testEventFilters(t *testing.T, s pam.Store) {
 		if i%4 == 3 {
 			e.Outcome = []pam.Outcome{pam.OutcomeOK, pam.OutcomeError}[i%8/4]
 		}
+		if i%4 >= 2 {
+			e.Run = fmt.Sprintf("run-%d", i/4%3)
+		}
 		tx := &pam.Tx{Events: []pam.Event{e}}
 		commit(t, s, tx)
 		all = append(all, tx.Events[0])
@@ -496,6 +500,7 @@ func testEventFilters(t *testing.T, s pam.Store) {
 	check("request", pam.EventFilter{RequestID: "r3"})
 	check("policy", pam.EventFilter{PolicyID: "p1"})
 	check("outcome", pam.EventFilter{Outcome: "error"})
+	check("run", pam.EventFilter{Run: "run-1"})
 	check("since", pam.EventFilter{Since: Epoch.Add(30 * time.Minute)})
 	check("until", pam.EventFilter{Until: Epoch.Add(10 * time.Minute)})
 	check("range", pam.EventFilter{Since: Epoch.Add(5 * time.Minute), Until: Epoch.Add(25 * time.Minute), Actor: "alice"})
