@@ -52,7 +52,8 @@ import (
 // to hash, so a verifier reports it as tampering before computing
 // anything (Event.Malformed, ReasonMalformed).
 //
-// A later version of the encoding would change both prefixes.
+// A later version of the whole encoding would change the chain prefix
+// too.
 const (
 	contentPrefix    = "pam.event.v1"
 	contentPrefixRun = "pam.event.v2" // with Run
