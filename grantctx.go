@@ -26,6 +26,7 @@ type grantContext struct {
 	clock    clock.Clock
 	grants   []runGrant // what the run relies on; see runs
 	grantBuf [1]runGrant
+	shard    uint8 // of runs, where it is registered
 
 	mu      sync.Mutex
 	inner   context.Context // the cancelable child, once started

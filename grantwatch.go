@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,7 +24,9 @@ import (
 //     running, and with Close; it never outlives Close;
 //   - at the grant's end, by the grantContext's own timer.
 //
-// Registering a run is a map insert under a mutex: no store round trip.
+// Registering a run is a map insert under one of runShards mutexes,
+// picked at random: no store round trip, and Guards on many cores rarely
+// take the same lock.
 type runs struct {
 	store    Store
 	cache    *policyCache
@@ -34,14 +38,26 @@ type runs struct {
 	kill context.CancelFunc
 	wg   sync.WaitGroup
 
-	mu       sync.Mutex
-	running  map[*grantContext]struct{}
-	watching bool // a watcher goroutine runs
+	shards [runShards]runShard
+
+	mu       sync.Mutex  // over starting and stopping the watcher, and closed; taken after a shard's
+	watching atomic.Bool // a watcher goroutine runs; changed under mu
 	closed   bool
 }
 
+const runShards = 16
+
+type runShard struct {
+	mu      sync.Mutex
+	running map[*grantContext]struct{}
+	_       [40]byte // a cache line each
+}
+
 func newRuns(store Store, cache *policyCache, poll time.Duration, onError func(error)) *runs {
-	r := &runs{store: store, cache: cache, poll: poll, onError: onError, running: map[*grantContext]struct{}{}}
+	r := &runs{store: store, cache: cache, poll: poll, onError: onError}
+	for i := range r.shards {
+		r.shards[i].running = map[*grantContext]struct{}{}
+	}
 	r.notifier, _ = store.(ChangeNotifier)
 	r.ctx, r.kill = context.WithCancel(context.Background())
 	return r
@@ -50,33 +66,43 @@ func newRuns(store Store, cache *policyCache, poll time.Duration, onError func(e
 // add registers a running fn's context, and starts the watcher if none
 // runs.
 func (r *runs) add(c *grantContext) {
-	r.mu.Lock()
-	r.running[c] = struct{}{}
-	if !r.watching && !r.closed {
-		r.watching = true
-		r.wg.Add(1)
-		go r.watch()
+	c.shard = uint8(mrand.IntN(runShards))
+	sh := &r.shards[c.shard]
+	sh.mu.Lock()
+	sh.running[c] = struct{}{}
+	// Read under the shard's lock: a watcher that stops takes every
+	// shard's lock to find none running, so either it sees c or c sees
+	// it stopped.
+	if !r.watching.Load() {
+		r.mu.Lock()
+		if !r.watching.Load() && !r.closed {
+			r.watching.Store(true)
+			r.wg.Add(1)
+			go r.watch()
+		}
+		r.mu.Unlock()
 	}
-	r.mu.Unlock()
+	sh.mu.Unlock()
 }
 
 // remove forgets c once its fn has returned.
 func (r *runs) remove(c *grantContext) {
-	r.mu.Lock()
-	delete(r.running, c)
-	r.mu.Unlock()
+	sh := &r.shards[c.shard]
+	sh.mu.Lock()
+	delete(sh.running, c)
+	sh.mu.Unlock()
 }
 
 // list returns the running contexts.
 func (r *runs) list() []*grantContext {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.running) == 0 {
-		return nil
-	}
-	out := make([]*grantContext, 0, len(r.running))
-	for c := range r.running {
-		out = append(out, c)
+	var out []*grantContext
+	for i := range r.shards {
+		sh := &r.shards[i]
+		sh.mu.Lock()
+		for c := range sh.running {
+			out = append(out, c)
+		}
+		sh.mu.Unlock()
 	}
 	return out
 }
@@ -177,10 +203,18 @@ func (r *runs) watch() {
 func (r *runs) check(ctx context.Context) bool {
 	list := r.list()
 	if len(list) == 0 {
+		for i := range r.shards {
+			r.shards[i].mu.Lock()
+			defer r.shards[i].mu.Unlock()
+		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		if len(r.running) == 0 || r.closed {
-			r.watching = false
+		n := 0
+		for i := range r.shards {
+			n += len(r.shards[i].running)
+		}
+		if n == 0 || r.closed {
+			r.watching.Store(false)
 			return false
 		}
 		return true

@@ -6,9 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -34,7 +34,6 @@ const DefaultRunEndGrace = time.Hour
 // runEnds names runs and retries the ends that could not be recorded.
 type runEnds struct {
 	prefix string // unique to this Manager
-	next   atomic.Uint64
 	grace  time.Duration
 	poll   time.Duration // the longest wait between retries
 
@@ -57,10 +56,11 @@ func newRunEnds(grace, poll time.Duration, onError func(error)) *runEnds {
 }
 
 // newID returns a run ID unique among every Manager's: this Manager's
-// random prefix and a counter.
+// random prefix and 64 random bits more, from the runtime's per-thread
+// generator, so that Guards on many cores share no counter.
 func (r *runEnds) newID() string {
 	var b [40]byte
-	return string(strconv.AppendUint(append(b[:0], r.prefix...), r.next.Add(1), 36))
+	return string(strconv.AppendUint(append(b[:0], r.prefix...), mrand.Uint64(), 36))
 }
 
 // due is when Sweep may take a run as ended unknown: the grace after

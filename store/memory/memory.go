@@ -10,22 +10,27 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zerostanding/pam"
 )
 
-// Store keeps everything in maps under one lock. The zero value is not
-// usable; call New.
+// Store keeps everything in maps under one lock. What Guard reads on
+// every call, the policy revision and the actor's grants, is also kept
+// where a read writes nothing shared (an atomic and a sync.Map of
+// immutable slices), so that Guards on many cores do not contend on the
+// lock's reader count. The zero value is not usable; call New.
 type Store struct {
 	mu       sync.RWMutex
 	policies map[string]pam.Policy
-	polLog   []string // polLog[i] is the policy written at revision i+1, "" for the catalog
+	polLog   []string     // polLog[i] is the policy written at revision i+1, "" for the catalog
+	rev      atomic.Int64 // len(polLog), for PolicyRevision
 	catalog  pam.Catalog
 	requests map[string]pam.Request
 	ids      []string // request IDs, sorted unless unsorted
 	unsorted bool
-	grants   map[string]map[string]struct{} // requester → IDs of requests recorded Approved
+	grants   sync.Map // requester → []pam.Grant of the requests recorded Approved, replaced, never changed
 	events   eventLog
 	head     pam.ChainHead // where the trail ends
 	messages map[string]pam.Message
@@ -64,7 +69,6 @@ func New() *Store {
 	return &Store{
 		policies: map[string]pam.Policy{},
 		requests: map[string]pam.Request{},
-		grants:   map[string]map[string]struct{}{},
 		messages: map[string]pam.Message{},
 		pending:  map[string]struct{}{},
 		runs:     map[string]pam.OpenRun{},
@@ -151,16 +155,7 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 			s.unsorted = true
 		}
 		s.requests[r.ID] = r
-		g := s.grants[r.Requester]
-		if r.State == pam.Approved {
-			if g == nil {
-				g = map[string]struct{}{}
-				s.grants[r.Requester] = g
-			}
-			g[r.ID] = struct{}{}
-		} else if g != nil {
-			delete(g, r.ID)
-		}
+		s.setGrant(&r)
 	}
 	for _, msg := range tx.Messages {
 		msg.Request = cloneRequest(msg.Request)
@@ -179,11 +174,37 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 		delete(s.runs, id)
 	}
 	s.head = head
+	s.rev.Store(int64(len(s.polLog)))
 	for _, e := range tx.Events {
 		e.Detail = maps.Clone(e.Detail)
 		s.events.append(e)
 	}
 	return nil
+}
+
+// setGrant puts r's grant among its requester's if r is Approved, and
+// takes it out otherwise. The slice is replaced, not changed: readers
+// hold the old one. Called with s.mu held.
+func (s *Store) setGrant(r *pam.Request) {
+	var old []pam.Grant
+	if v, ok := s.grants.Load(r.Requester); ok {
+		old = v.([]pam.Grant)
+	}
+	i := slices.IndexFunc(old, func(g pam.Grant) bool { return g.RequestID == r.ID })
+	if i < 0 && r.State != pam.Approved {
+		return
+	}
+	gs := make([]pam.Grant, 0, len(old)+1)
+	gs = append(gs, old...)
+	switch {
+	case r.State == pam.Approved && i >= 0:
+		gs[i] = r.Grant()
+	case r.State == pam.Approved:
+		gs = append(gs, r.Grant())
+	default:
+		gs = slices.Delete(gs, i, i+1)
+	}
+	s.grants.Store(r.Requester, gs)
 }
 
 // Policy implements pam.Store.
@@ -240,10 +261,7 @@ func (s *Store) PolicyRevision(ctx context.Context) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	s.mu.RLock()
-	rev := int64(len(s.polLog))
-	s.mu.RUnlock()
-	return rev, nil
+	return s.rev.Load(), nil
 }
 
 // Request implements pam.Store.
@@ -295,13 +313,14 @@ func (s *Store) Grants(ctx context.Context, requester string, policyIDs []string
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	v, ok := s.grants.Load(requester)
+	if !ok {
+		return nil, nil
+	}
 	var out []pam.Grant
-	for id := range s.grants[requester] {
-		r := s.requests[id]
-		if slices.Contains(policyIDs, r.PolicyID) {
-			out = append(out, r.Grant())
+	for _, g := range v.([]pam.Grant) {
+		if slices.Contains(policyIDs, g.PolicyID) {
+			out = append(out, g)
 		}
 	}
 	return out, nil
