@@ -29,3 +29,21 @@ func (e *Env) Builtins() []string {
 	slices.Sort(names)
 	return names
 }
+
+// Evals returns how many times OPA evaluated c (memo misses).
+func (c *Condition) Evals() int64 { return c.evals.Load() }
+
+// Memoised reports whether c's outcomes are memoised.
+func (c *Condition) Memoised() bool { return c.memoOK }
+
+// NondeterministicAllowed returns the allowed built-ins that OPA marks
+// non-deterministic.
+func NondeterministicAllowed() []string {
+	var out []string
+	for _, b := range newSandbox().capabilities().Builtins {
+		if b.Nondeterministic {
+			out = append(out, b.Name)
+		}
+	}
+	return out
+}

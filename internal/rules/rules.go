@@ -47,6 +47,7 @@ type Env struct {
 	budget   time.Duration
 	store    storage.Store
 	compiler *ast.Compiler // holds no modules; shared by every condition
+	gen      atomic.Uint64 // moved by SetData: memoised outcomes are dropped
 }
 
 // NewEnv returns an environment whose data.pam is empty. budget bounds
@@ -125,7 +126,13 @@ func (e *Env) SetData(ctx context.Context, data map[string]any) error {
 	if err := util.RoundTrip(&v); err != nil {
 		return err
 	}
-	return storage.WriteOne(ctx, e.store, storage.ReplaceOp, storage.MustParsePath("/pam"), v)
+	if err := storage.WriteOne(ctx, e.store, storage.ReplaceOp, storage.MustParsePath("/pam"), v); err != nil {
+		return err
+	}
+	// After the write: an outcome memoised under the new generation was
+	// found with the new data.
+	e.gen.Add(1)
+	return nil
 }
 
 func (e *Env) parserOptions() ast.ParserOptions {
@@ -222,6 +229,11 @@ type Condition struct {
 	// What the condition reads of the input; only that is built per call.
 	allInput, allOp, allParams, actor, now, task bool
 	params                                       []string
+
+	env    *Env
+	memoOK bool // see memo.go
+	memo   atomic.Pointer[memo]
+	evals  atomic.Int64 // evaluations by OPA, for the tests
 }
 
 // CompileCondition compiles a condition: one or more Rego expressions,
@@ -255,7 +267,8 @@ func (e *Env) CompileCondition(ctx context.Context, src string) (*Condition, err
 	if err != nil {
 		return nil, located(err, 0)
 	}
-	c.pq, c.budget = pq, e.budget
+	c.pq, c.budget, c.env = pq, e.budget, e
+	c.memoOK = !c.allInput && !c.now && memoisable(query)
 	return c, nil
 }
 
@@ -395,9 +408,40 @@ func toValue(v any) (ast.Value, error) {
 	return ast.InterfaceToValue(v)
 }
 
-// Eval evaluates the condition for one operation. The error, when not nil,
+// Eval evaluates the condition for one operation, or returns the outcome
+// memoised for the same input (see memo.go). The error, when not nil,
 // explains a Failed outcome; past the time budget it is a *TimeoutError.
 func (c *Condition) Eval(ctx context.Context, in *Input) (Outcome, error) {
+	if !c.memoOK {
+		return c.eval(ctx, in)
+	}
+	var buf [256]byte
+	key, ok := c.key(buf[:0], in)
+	if !ok {
+		return c.eval(ctx, in)
+	}
+	gen := c.env.gen.Load()
+	m := c.memo.Load()
+	if m == nil || m.gen != gen {
+		fresh := newMemo(gen)
+		if !c.memo.CompareAndSwap(m, fresh) {
+			return c.eval(ctx, in) // another generation raced in: no memo this time
+		}
+		m = fresh
+	}
+	if out, ok := m.get(key); ok {
+		return out, nil
+	}
+	out, err := c.eval(ctx, in)
+	if err == nil {
+		m.put(key, out)
+	}
+	return out, err
+}
+
+// eval has OPA evaluate the condition.
+func (c *Condition) eval(ctx context.Context, in *Input) (Outcome, error) {
+	c.evals.Add(1)
 	v, err := c.input(in)
 	if err != nil {
 		return Failed, err
