@@ -111,11 +111,12 @@ const (
 	// store's reply to the start was lost, so Guard could not know it
 	// was recorded and did not run fn.
 	OutcomeNotRun Outcome = "not_run"
-	// OutcomeEndedUnknown: the run's end was never recorded (its Manager
-	// stopped without recording it, or could not reach the store for
-	// longer than Options.RunEndGrace), so Sweep recorded this end in its
-	// place: fn may or may not have run, and may or may not have
-	// finished.
+	// OutcomeEndedUnknown: the run's end was not recorded within
+	// Options.RunEndGrace (its Manager stopped, or could not reach the
+	// store that long, or its fn ran that long past its grant), so
+	// another Manager's Sweep recorded this end in its place: fn may or
+	// may not have run, and may or may not have finished. Should its real
+	// end come after all, it is recorded as guard.finished_late.
 	OutcomeEndedUnknown Outcome = "ended_unknown"
 )
 

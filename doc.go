@@ -32,8 +32,9 @@
 // with the grant; a guard.finished event records how fn ended. Check
 // returns the same decision, with the reasons, without running anything.
 //
-// Guard's answer is what happened. ErrAudit (and every other sentinel it
-// returns) means fn did not run: retrying is safe. ErrAuditIncomplete
+// Guard's answer is what happened. ErrAudit (and every other sentinel
+// Guard itself returns; fn's own error comes back as it is) means fn did
+// not run: retrying is safe. ErrAuditIncomplete
 // means fn ran (its own error, if any, is joined) but its end could not
 // be stored yet: do not repeat the work. Every run's start and end carry
 // one run ID (Event.Run), and every stored start gets exactly one

@@ -110,8 +110,9 @@ type PolicyCheck struct {
 //     records OutcomeEndedUnknown once Options.RunEndGrace has passed.
 //
 // Guard returns fn's error, or the reason fn did not run: ErrAudit and
-// the other sentinels mean fn did not run; ErrAuditIncomplete, that it
-// did.
+// the other sentinels Guard itself returns mean fn did not run;
+// ErrAuditIncomplete, that it did. fn's own error is returned as it is,
+// so a sentinel fn returns (from a Guard nested in it, say) is fn's.
 func (m *Manager) Guard(ctx context.Context, op Op, fn func(ctx context.Context) error) error {
 	if fn == nil {
 		return invalid("fn", "must not be nil")
@@ -436,9 +437,13 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 		runCtx = gc
 	}
 	start.Run = m.ends.newID()
+	// Known here as running from before its start commits, so that this
+	// Manager's Sweep never takes it for abandoned.
+	m.ends.started(start.Run)
 	seq, err := m.record(ctx, start, res.Policies, res.rev, m.ends.due(res))
 	if err != nil {
 		if errors.Is(err, ErrConflict) {
+			m.ends.ended(start.Run)
 			return errGrantChanged
 		}
 		// The start may be stored all the same (a commit whose reply was

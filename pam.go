@@ -96,9 +96,11 @@ type Options struct {
 	// starts, for a system account's run, which has no grant) Sweep
 	// waits for the run's end before it records the end itself, as
 	// OutcomeEndedUnknown: the Manager that ran it stopped, or could not
-	// reach the store all that time. fn's context ended with the grant;
-	// an fn that ignores it and returns later still gets its real end
-	// recorded, as guard.finished_late. Default: DefaultRunEndGrace.
+	// reach the store all that time. A Manager's Sweep never does so for
+	// the runs it is running itself; another Manager's does for an fn
+	// that runs longer (fn's context ended with its grant; a system
+	// account's run has none), and the fn's real end is then recorded,
+	// when it comes, as guard.finished_late. Default: DefaultRunEndGrace.
 	RunEndGrace time.Duration
 	// SweepInterval is how often Run records expiries. Default: 1 minute.
 	SweepInterval time.Duration
@@ -235,8 +237,8 @@ func New(store Store, dir Directory, opts *Options) (*Manager, error) {
 	if opts.RunEndGrace < 0 {
 		return nil, invalid("Options.RunEndGrace", "must not be negative")
 	}
-	m.ends = newRunEnds(opts.RunEndGrace, m.feed.poll, m.onError)
-	m.ends.record = m.commitEnd
+	m.ends = newRunEnds(opts.RunEndGrace, m.feed.poll, m.feed.timeout, m.onError)
+	m.ends.store = m.storeEnd
 	if !opts.Catalog.empty() {
 		seed := opts.Catalog.Clone()
 		m.cache.seed, m.cache.seedCat = m.seedCatalog(seed), &seed

@@ -15,10 +15,10 @@ import (
 // DefaultRunEndGrace is Options.RunEndGrace's default.
 const DefaultRunEndGrace = time.Hour
 
-// Every guarded run that starts gets exactly one end in the trail. Guard
-// commits the start with the run open in the store (Tx.Open) and the end
-// with it closed (Tx.Close), so an end is recorded once however often it
-// is retried:
+// Every guarded run that starts gets exactly one guard.finished in the
+// trail. Guard commits the start with the run open in the store (Tx.Open)
+// and the end with it closed (Tx.Close), so a guard.finished is recorded
+// once however often it is retried:
 //
 //   - fn ran and its end could not be recorded: the end is retried by
 //     this Manager until it is (Close waits for it), and Guard returns
@@ -30,29 +30,53 @@ const DefaultRunEndGrace = time.Hour
 //   - the Manager stopped before either: Sweep finds the run still open
 //     once its grace has passed (OpenRun.Due) and records
 //     OutcomeEndedUnknown in its place.
+//
+// When an end finds its run closed, the run's events say why: its own
+// earlier commit landed although the reply was lost (nothing more to
+// do), the start was never stored (nothing to end), or a Sweep took the
+// run as ended unknown: then the real end is recorded as
+// guard.finished_late, once.
 
-// runEnds names runs and retries the ends that could not be recorded.
+// runEnds names runs, knows which of this Manager's runs are running,
+// and retries the ends that could not be recorded.
 type runEnds struct {
-	prefix string // unique to this Manager
-	grace  time.Duration
-	poll   time.Duration // the longest wait between retries
+	prefix  string // unique to this Manager
+	grace   time.Duration
+	poll    time.Duration // the longest wait between retries
+	timeout time.Duration // of each retried commit (Options.AuditTimeout)
+
+	running [runShards]runIDShard
+
+	ctx  context.Context // ended when Close gives up: retries stop
+	stop context.CancelFunc
 
 	mu      sync.Mutex
 	pending map[string]Event // by run: ends to record
 	busy    bool             // a retry loop is running
-	stopped bool             // Close gave up: nothing is retried any more
-	idle    chan struct{}    // closed when the queue empties
-	record  func(context.Context, Event) error
+	stopped bool             // closed: nothing is retried any more
+	idle    chan struct{}    // closed when the retry loop stops
+	store   func(context.Context, Event) error
 	onError func(error)
 }
 
-func newRunEnds(grace, poll time.Duration, onError func(error)) *runEnds {
+type runIDShard struct {
+	mu  sync.Mutex
+	ids map[string]struct{}
+	_   [40]byte
+}
+
+func newRunEnds(grace, poll, timeout time.Duration, onError func(error)) *runEnds {
 	var b [8]byte
 	rand.Read(b[:])
 	if grace == 0 {
 		grace = DefaultRunEndGrace
 	}
-	return &runEnds{prefix: hex.EncodeToString(b[:]) + "-", grace: grace, poll: poll, pending: map[string]Event{}, onError: onError}
+	r := &runEnds{prefix: hex.EncodeToString(b[:]) + "-", grace: grace, poll: poll, timeout: timeout, pending: map[string]Event{}, onError: onError}
+	for i := range r.running {
+		r.running[i].ids = map[string]struct{}{}
+	}
+	r.ctx, r.stop = context.WithCancel(context.Background())
+	return r
 }
 
 // newID returns a run ID unique among every Manager's: this Manager's
@@ -73,12 +97,51 @@ func (r *runEnds) due(res *CheckResult) time.Time {
 	return res.Deadline.Add(r.grace)
 }
 
-// queue keeps e to be recorded later, and starts the retry loop.
+// shard picks run's shard of running by its last byte: the IDs' tails are
+// random.
+func (r *runEnds) shard(run string) *runIDShard {
+	return &r.running[run[len(run)-1]%runShards]
+}
+
+// started and ended bracket a run whose start is stored: this Manager's
+// Sweep leaves the runs between them alone, however long they run.
+func (r *runEnds) started(run string) {
+	sh := r.shard(run)
+	sh.mu.Lock()
+	sh.ids[run] = struct{}{}
+	sh.mu.Unlock()
+}
+
+func (r *runEnds) ended(run string) {
+	sh := r.shard(run)
+	sh.mu.Lock()
+	delete(sh.ids, run)
+	sh.mu.Unlock()
+}
+
+// mine reports whether run is running here, or its end waits here to be
+// recorded.
+func (r *runEnds) mine(run string) bool {
+	sh := r.shard(run)
+	sh.mu.Lock()
+	_, ok := sh.ids[run]
+	sh.mu.Unlock()
+	if ok {
+		return true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok = r.pending[run]
+	return ok
+}
+
+// queue keeps e to be recorded later, and starts the retry loop. After
+// Close nothing is retried: the end is reported, and left to Sweep.
 func (r *runEnds) queue(e Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.stopped {
-		r.onError(fmt.Errorf("%w: the end of run %s (%s by %s, %s) was not recorded, and the Manager is closed", ErrAuditIncomplete, e.Run, e.Task, e.Actor, e.Outcome))
+		r.onError(fmt.Errorf("%w: the end of run %s (%s by %s, %s) was not recorded, and the Manager is closed: Sweep will record it as %s", ErrAuditIncomplete, e.Run, e.Task, e.Actor, e.Outcome, OutcomeEndedUnknown))
 		return
 	}
 	r.pending[e.Run] = e
@@ -88,30 +151,28 @@ func (r *runEnds) queue(e Event) {
 	}
 }
 
-// has reports whether the end of run is waiting to be recorded here.
-func (r *runEnds) has(run string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	_, ok := r.pending[run]
-	return ok
-}
-
 // loop retries the queued ends, backing off while the store fails, until
-// none is left.
+// none is left or Close gives up.
 func (r *runEnds) loop() {
 	wait := 10 * time.Millisecond
+	t := time.NewTimer(wait)
+	defer t.Stop()
 	for {
-		time.Sleep(wait)
-		if r.flush(context.Background()) {
+		select {
+		case <-t.C:
+		case <-r.ctx.Done():
+		}
+		if r.flush() {
 			return
 		}
 		wait = min(2*wait, r.poll)
+		t.Reset(wait)
 	}
 }
 
 // flush tries to record every queued end once and reports whether the
-// queue is empty; the loop that finds it so stops.
-func (r *runEnds) flush(ctx context.Context) bool {
+// loop is done: the queue is empty, or Close gave up.
+func (r *runEnds) flush() bool {
 	r.mu.Lock()
 	todo := make([]Event, 0, len(r.pending))
 	for _, e := range r.pending {
@@ -119,55 +180,61 @@ func (r *runEnds) flush(ctx context.Context) bool {
 	}
 	r.mu.Unlock()
 	for _, e := range todo {
-		err := r.record(ctx, e)
-		if err != nil && !errors.Is(err, ErrNotFound) {
+		if r.ctx.Err() != nil {
+			break
+		}
+		ctx, cancel := context.WithTimeout(r.ctx, r.timeout)
+		err := r.store(ctx, e)
+		cancel()
+		if err != nil {
 			continue
 		}
-		// Recorded, or the run is not open: a commit whose reply was
-		// lost did record it, or (for a start whose reply was lost)
-		// the start was never stored, so there is nothing to end. Only
-		// a run whose end came so late that another Manager's Sweep
-		// recorded OutcomeEndedUnknown reads the same, and keeps that.
 		r.mu.Lock()
 		delete(r.pending, e.Run)
 		r.mu.Unlock()
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if (len(r.pending) == 0 || r.stopped) && r.busy {
+	if len(r.pending) == 0 || r.ctx.Err() != nil {
 		r.busy = false
 		close(r.idle)
+		return true
 	}
-	return !r.busy
+	return false
 }
 
-// close records what is queued, retrying until ctx ends, and returns an
-// error wrapping ErrAuditIncomplete for the ends it could not record.
+// close waits for the queued ends to be recorded, no longer than ctx
+// allows, then stops retrying: it returns an error wrapping
+// ErrAuditIncomplete for the ends it could not record, which Sweep will
+// record as ended unknown.
 func (r *runEnds) close(ctx context.Context) error {
-	for {
-		r.mu.Lock()
-		busy, idle := r.busy, r.idle
-		r.mu.Unlock()
-		if !busy {
-			return nil
-		}
+	r.mu.Lock()
+	busy, idle := r.busy, r.idle
+	r.mu.Unlock()
+	var err error
+	if busy {
 		select {
 		case <-idle:
-			return nil
 		case <-ctx.Done():
-			r.mu.Lock()
-			r.stopped = true
-			n := len(r.pending)
-			for _, e := range r.pending {
-				r.onError(fmt.Errorf("%w: the end of run %s (%s by %s, %s) was not recorded before Close's context ended", ErrAuditIncomplete, e.Run, e.Task, e.Actor, e.Outcome))
-			}
-			r.mu.Unlock()
-			if n == 0 {
-				return nil
-			}
-			return fmt.Errorf("%w: %d run ends were not recorded before Close's context ended: %w", ErrAuditIncomplete, n, ctx.Err())
+			err = ctx.Err()
 		}
 	}
+	r.mu.Lock()
+	r.stopped = true
+	r.mu.Unlock()
+	// The loop stops at once: its commit's context ends with r.ctx.
+	r.stop()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := len(r.pending)
+	for _, e := range r.pending {
+		r.onError(fmt.Errorf("%w: the end of run %s (%s by %s, %s) was not recorded before Close's context ended", ErrAuditIncomplete, e.Run, e.Task, e.Actor, e.Outcome))
+	}
+	clear(r.pending)
+	if n == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %d run ends were not recorded before Close's context ended: %w", ErrAuditIncomplete, n, err)
 }
 
 // runEnd returns the end event of the run that start began.
@@ -177,35 +244,67 @@ func runEnd(start Event, at time.Time, outcome Outcome, detail map[string]string
 }
 
 // recordEnd records the end of a run whose start is stored; if it
-// cannot, it queues the end to be retried and returns why. A run that is
-// not open any more was taken as ended unknown by another Manager's
-// Sweep (its grace passed): its real end is recorded as
-// guard.finished_late.
+// cannot, it queues the end to be retried and returns why.
 func (m *Manager) recordEnd(ctx context.Context, e Event) error {
-	err := m.commitEnd(ctx, e)
-	if errors.Is(err, ErrNotFound) {
-		e.Type = EventGuardFinishedLate
-		err = m.commitEnd(ctx, e)
-	}
+	err := m.storeEnd(ctx, e)
 	if err != nil {
 		m.onError(fmt.Errorf("pam: record end of run %s (%s by %s), retrying: %w", e.Run, e.Task, e.Actor, err))
 		m.ends.queue(e)
 	}
+	// Queued first: the run is never, even for an instant, neither
+	// running nor waiting here.
+	m.ends.ended(e.Run)
 	return err
 }
 
 // endUnstarted records that fn did not run under a start whose commit
 // failed without saying whether it was stored: if it was, its run gets
-// an end with OutcomeNotRun; if it was not, the close finds no open run
-// and there is nothing to end. A store that cannot answer now is asked
-// again later.
+// an end with OutcomeNotRun; if it was not, there is nothing to end. A
+// store that cannot answer now is asked again later.
 func (m *Manager) endUnstarted(ctx context.Context, start Event, at time.Time, cause error) {
 	e := runEnd(start, at, OutcomeNotRun, map[string]string{"error": cleanText("the start's commit failed without saying whether it was stored: " + cause.Error())})
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.feed.timeout)
 	defer cancel()
-	if err := m.commitEnd(dctx, e); err != nil && !errors.Is(err, ErrNotFound) {
+	if err := m.storeEnd(dctx, e); err != nil {
 		m.ends.queue(e)
 	}
+	m.ends.ended(e.Run)
+}
+
+// storeEnd records e, a run's end (guard.finished), once. The commit
+// closes the run; a run found closed is looked up in the trail:
+//
+//   - its guard.finished is e's own, from an earlier try whose reply was
+//     lost: done;
+//   - it has no start: the start was never stored, so fn never ran and
+//     there is nothing to end: done;
+//   - a Sweep recorded it as ended unknown: e is recorded as
+//     guard.finished_late, unless an earlier try did.
+func (m *Manager) storeEnd(ctx context.Context, e Event) error {
+	err := m.commitEnd(ctx, e)
+	if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	events, err := m.store.Events(ctx, EventFilter{Run: e.Run})
+	if err != nil {
+		return fmt.Errorf("pam: look up run %s, found closed: %w", e.Run, err)
+	}
+	swept := false
+	for _, x := range events {
+		switch {
+		case x.Type == EventGuardFinishedLate:
+			return nil // recorded late by an earlier try
+		case x.Type == EventGuardFinished && x.Outcome == OutcomeEndedUnknown:
+			swept = true
+		case x.Type == EventGuardFinished:
+			return nil // an earlier try landed
+		}
+	}
+	if !swept {
+		return nil // the start was never stored
+	}
+	e.Type = EventGuardFinishedLate
+	return m.commitEnd(ctx, e)
 }
 
 // commitEnd commits an end event: a guard.finished closes its run (and
@@ -217,39 +316,41 @@ func (m *Manager) commitEnd(ctx context.Context, e Event) error {
 }
 
 // endAbandoned records OutcomeEndedUnknown for the runs whose Due has
-// passed without an end, and returns how many it recorded. The ends
-// this Manager is still retrying are left to it.
+// passed without an end, and returns how many it recorded. The runs
+// still running on this Manager, and those whose end it is retrying, are
+// left to it.
 func (m *Manager) endAbandoned(ctx context.Context, now time.Time) (int, error) {
 	const batch = 500
-	n := 0
+	n, skipped := 0, 0
 	for {
-		open, err := m.store.OpenRuns(ctx, now, batch)
+		// The runs skipped stay open: read past them.
+		open, err := m.store.OpenRuns(ctx, now, skipped+batch)
 		if err != nil {
 			return n, err
 		}
-		progress := false
+		more := len(open) == skipped+batch
+		skipped = 0
 		for _, r := range open {
-			if m.ends.has(r.ID) {
+			if m.ends.mine(r.ID) {
+				skipped++
 				continue
 			}
 			e := Event{Time: now, Type: EventGuardFinished, Actor: r.Actor, RequestID: r.RequestID, PolicyID: r.PolicyID, Task: r.Task,
 				Run: r.ID, Outcome: OutcomeEndedUnknown, Detail: map[string]string{
 					"started": r.Started.UTC().Format(time.RFC3339Nano),
-					"error":   "no end was recorded by " + r.Due.UTC().Format(time.RFC3339) + ": the Manager that ran it stopped, or could not reach the store, before recording it",
+					"error":   "no end was recorded by " + r.Due.UTC().Format(time.RFC3339) + ": the Manager that ran it stopped or could not reach the store, or its fn ran that long past its grant",
 				}}
 			switch err := m.commitEnd(ctx, e); {
 			case err == nil:
 				n++
-				progress = true
 			case errors.Is(err, ErrNotFound):
 				// Its end was recorded meanwhile, here or by another
 				// Manager.
-				progress = true
 			default:
 				return n, err
 			}
 		}
-		if len(open) < batch || !progress {
+		if !more {
 			return n, nil
 		}
 	}

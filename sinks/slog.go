@@ -9,8 +9,9 @@ import (
 
 // Slog is an AuditSink that writes each event as one log record through
 // a slog.Handler: message "pam audit event", the event's time, and
-// attributes seq, type, actor, request_id, policy_id, task, outcome,
-// detail (a group), prev_hash and hash, and malformed for an event the
+// attributes seq, type, actor, request_id, policy_id, task, run (for a
+// Guard run's start and end), outcome, detail (a group), prev_hash and
+// hash, and malformed for an event the
 // store could not read strictly (pam.Event.Malformed). It calls the Handler directly, so
 // the Handler's errors reach the engine (a slog.Logger would drop them).
 type Slog struct {
@@ -34,6 +35,9 @@ func (s *Slog) Write(ctx context.Context, events []pam.Event) error {
 		r.AddAttrs(slog.Int64("seq", e.Seq), slog.String("type", string(e.Type)), slog.String("actor", e.Actor),
 			slog.String("request_id", e.RequestID), slog.String("policy_id", e.PolicyID), slog.String("task", e.Task),
 			slog.String("outcome", string(e.Outcome)))
+		if e.Run != "" {
+			r.AddAttrs(slog.String("run", e.Run))
+		}
 		if len(e.Detail) > 0 {
 			attrs := make([]any, 0, len(e.Detail))
 			for k, v := range e.Detail {

@@ -26,6 +26,7 @@ var auditCommands = []command{
 			fs.Var(&types, "type", "event type (repeat for several)")
 			fs.StringVar(&f.RequestID, "request", "", "request ID")
 			fs.StringVar(&f.PolicyID, "policy", "", "policy ID")
+			fs.StringVar(&f.Run, "run", "", "a guarded run's ID: its start and its end")
 			fs.StringVar(&outcome, "outcome", "", "outcome")
 			fs.StringVar(&since, "since", "", "from this RFC 3339 time")
 			fs.StringVar(&until, "until", "", "before this RFC 3339 time")

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,6 +87,23 @@ func TestAgainstLiveServer(t *testing.T) {
 	pamctl("carol", exitConflict, "request", "approve", r.ID)
 	if out := pamctl("alice", exitOK, "check", "New-MoveRequest"); !strings.Contains(out, "granted") {
 		t.Errorf("check after approval:\n%s", out)
+	}
+	// alice runs the operation through the server's Guard; its start and
+	// end share a run ID, which audit search finds them by.
+	op, _ := http.NewRequest("POST", base+"/ops/New-MoveRequest", strings.NewReader("arg=mbx-1"))
+	op.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	op.Header.Set("Authorization", "Bearer demo-alice")
+	if resp, err := http.DefaultClient.Do(op); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /ops/New-MoveRequest: %v, %v", resp, err)
+	}
+	var starts, runEvents []pam.Event
+	json.Unmarshal([]byte(pamctl("admin", exitOK, "audit", "search", "--type", "guard.allowed", "--desc", "--limit", "1", "--json")), &starts)
+	if len(starts) != 1 || starts[0].Run == "" {
+		t.Fatalf("the run's start: %+v", starts)
+	}
+	json.Unmarshal([]byte(pamctl("admin", exitOK, "audit", "search", "--run", starts[0].Run, "--json")), &runEvents)
+	if len(runEvents) != 2 || runEvents[0].Type != pam.EventGuardAllowed || runEvents[1].Type != pam.EventGuardFinished || runEvents[1].Outcome != pam.OutcomeOK {
+		t.Errorf("audit search --run: %+v", runEvents)
 	}
 	if out := pamctl("alice", exitOK, "request", "get", r.ID); !strings.Contains(out, "bob approve") || !strings.Contains(out, "ticket checked") {
 		t.Errorf("request get:\n%s", out)
