@@ -356,4 +356,3 @@ func TestRunEndsUnderSweepRetryAndClose(t *testing.T) {
 		t.Errorf("%d runs this Manager ran were swept as ended_unknown", outc[pam.OutcomeEndedUnknown])
 	}
 }
-
