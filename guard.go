@@ -554,22 +554,47 @@ func (m *Manager) finish(ctx context.Context, res *CheckResult, start Event, sta
 
 // record commits one event, publishes it and returns its Seq. The commit
 // fails with ErrConflict if a grant in checks changed since it was read.
-// A run's start opens the run, due to be taken as ended unknown at due;
-// a run's guard.finished closes it (ErrNotFound when it is not open).
+// A run's start opens the run, due to be taken as ended unknown at due,
+// and carries the ends waiting to be recorded (see runEnds); a run's
+// guard.finished closes it (ErrNotFound when it is not open).
 func (m *Manager) record(ctx context.Context, e Event, checks []PolicyCheck, rev int64, due time.Time) (int64, error) {
+	seq, err := m.recordCarrying(ctx, e, checks, rev, due, true)
+	if errors.Is(err, errCarried) {
+		// A carried end's run was closed: the ends go their own way,
+		// and the start alone.
+		seq, err = m.recordCarrying(ctx, e, checks, rev, due, false)
+	}
+	return seq, err
+}
+
+// errCarried: a start's commit failed on an end it carried.
+var errCarried = errors.New("pam: an end carried by a start found its run closed")
+
+func (m *Manager) recordCarrying(ctx context.Context, e Event, checks []PolicyCheck, rev int64, due time.Time, carry bool) (int64, error) {
 	one := oneEventTxs.Get().(*oneEventTx)
-	one.ev[0] = e
-	one.tx.Events = one.ev[:]
+	var carried []Event
 	if e.Run != "" {
 		switch e.Type {
 		case EventGuardAllowed, EventGuardExempt:
+			if carry {
+				carried = m.ends.take(one.ev[:0], maxRide)
+				for i := range carried {
+					one.close[i] = carried[i].Run
+				}
+				if len(carried) > 0 {
+					one.tx.Close = one.close[:len(carried)]
+				}
+			}
 			one.open[0] = OpenRun{ID: e.Run, Actor: e.Actor, Task: e.Task, PolicyID: e.PolicyID, RequestID: e.RequestID, Started: e.Time, Due: due}
 			one.tx.Open = one.open[:]
 		case EventGuardFinished:
 			one.close[0] = e.Run
-			one.tx.Close = one.close[:]
+			one.tx.Close = one.close[:1]
 		}
 	}
+	n := len(carried) + 1
+	one.ev[n-1] = e
+	one.tx.Events = one.ev[:n]
 	for _, pc := range checks {
 		if pc.Grant == "" {
 			continue
@@ -584,23 +609,31 @@ func (m *Manager) record(ctx context.Context, e Event, checks []PolicyCheck, rev
 		one.tx.Unchanged = append(one.tx.Unchanged, RequestVersion{ID: pc.Grant, Version: pc.grantVersion})
 	}
 	err := m.commit(ctx, &one.tx)
-	seq := one.ev[0].Seq
+	seq := one.ev[n-1].Seq
 	if err == nil {
-		m.published(one.ev[:])
+		m.published(one.ev[:n])
+	}
+	if len(carried) > 0 {
+		m.ends.carried(carried, err)
+		if errors.Is(err, ErrNotFound) {
+			err = errCarried
+		}
 	}
 	// Stores keep no reference to a Tx (see Store), so it can be reused.
-	*one = oneEventTx{}
+	clear(one.ev[:n])
+	clear(one.close[:max(len(carried), 1)])
+	one.tx, one.uv, one.open = Tx{}, [1]RequestVersion{}, [1]OpenRun{}
 	oneEventTxs.Put(one)
 	return seq, err
 }
 
-// oneEventTx is a reusable Tx holding one event: Guard writes two per run.
+// oneEventTx is a reusable Tx holding one event and the ends it carries.
 type oneEventTx struct {
 	tx    Tx
-	ev    [1]Event
+	ev    [1 + maxRide]Event
 	uv    [1]RequestVersion
 	open  [1]OpenRun
-	close [1]string
+	close [maxRide]string
 }
 
 var oneEventTxs = sync.Pool{New: func() any { return new(oneEventTx) }}

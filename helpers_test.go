@@ -72,6 +72,9 @@ func newEnv(t tb, configure ...func(*pam.Options)) *env {
 	opts := &pam.Options{
 		Clock: e.clk, Catalog: testCatalog, Notifier: e.notes, AuditSinks: []pam.SinkConfig{{Name: "test", Sink: e.sink}},
 		AdminGroup: "pam-admins", SystemAccounts: []string{"svc-backup"}, OnError: e.errors.Report,
+		// The trail holds a run's end when Guard returns: what most tests
+		// read. The deferred ends, the default, have tests of their own.
+		SyncRunEnds: true,
 	}
 	for _, c := range configure {
 		c(opts)

@@ -102,6 +102,15 @@ type Options struct {
 	// account's run has none), and the fn's real end is then recorded,
 	// when it comes, as guard.finished_late. Default: DefaultRunEndGrace.
 	RunEndGrace time.Duration
+	// SyncRunEnds makes Guard return only once the run's end
+	// (guard.finished) is stored, or with ErrAuditIncomplete when it
+	// could not be, at the cost of a durable commit of its own. By
+	// default Guard returns as soon as fn has, and the end is recorded
+	// within milliseconds: with the next Guard's start, which carries
+	// the ends waiting then, or on its own; retried until it is stored,
+	// and awaited by Close. A crash loses the ends not yet stored: Sweep
+	// records them as OutcomeEndedUnknown (see RunEndGrace).
+	SyncRunEnds bool
 	// SweepInterval is how often Run records expiries. Default: 1 minute.
 	SweepInterval time.Duration
 	// NotifyTimeout bounds each call to a Notifier. Default: 30 seconds.
@@ -157,12 +166,13 @@ type Manager struct {
 	sweep     time.Duration
 	onError   func(error)
 
-	feed   *auditFeed     // the trail to the audit sinks
-	outbox *outbox        // notifiers and the outbox
-	ckpt   *checkpointer  // signed checkpoints to the checkpoint sinks
-	runs   *runs          // the guarded fns running, ended with their grants
-	ends   *runEnds       // run IDs, and the run ends still to record
-	params *paramRecorder // operation parameters in the trail
+	feed     *auditFeed     // the trail to the audit sinks
+	outbox   *outbox        // notifiers and the outbox
+	ckpt     *checkpointer  // signed checkpoints to the checkpoint sinks
+	runs     *runs          // the guarded fns running, ended with their grants
+	ends     *runEnds       // run IDs, and the run ends still to record
+	syncEnds bool           // Options.SyncRunEnds
+	params   *paramRecorder // operation parameters in the trail
 }
 
 // New returns a Manager over store, resolving group membership (admins,
@@ -238,7 +248,8 @@ func New(store Store, dir Directory, opts *Options) (*Manager, error) {
 		return nil, invalid("Options.RunEndGrace", "must not be negative")
 	}
 	m.ends = newRunEnds(opts.RunEndGrace, m.feed.poll, m.feed.timeout, m.onError)
-	m.ends.store = m.storeEnd
+	m.ends.store, m.ends.batch = m.storeEnd, m.commitEnds
+	m.syncEnds = opts.SyncRunEnds
 	if !opts.Catalog.empty() {
 		seed := opts.Catalog.Clone()
 		m.cache.seed, m.cache.seedCat = m.seedCatalog(seed), &seed

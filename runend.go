@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -31,6 +32,13 @@ const DefaultRunEndGrace = time.Hour
 //     once its grace has passed (OpenRun.Due) and records
 //     OutcomeEndedUnknown in its place.
 //
+// An end does not wait for a commit of its own: Guard hands it to the
+// Manager (unless Options.SyncRunEnds), and it rides on the commit of the
+// next start this Manager makes, or goes alone after endDelay, with every
+// other end waiting then. So a Guard costs one durable commit, its start;
+// an end lost in a crash before it was stored is found by Sweep, as any
+// abandoned run.
+//
 // When an end finds its run closed, the run's events say why: its own
 // earlier commit landed although the reply was lost (nothing more to
 // do), the start was never stored (nothing to end), or a Sweep took the
@@ -51,13 +59,28 @@ type runEnds struct {
 	stop context.CancelFunc
 
 	mu      sync.Mutex
-	pending map[string]Event // by run: ends to record
-	busy    bool             // a retry loop is running
-	stopped bool             // closed: nothing is retried any more
-	idle    chan struct{}    // closed when the retry loop stops
-	store   func(context.Context, Event) error
+	pending map[string]pendingEnd                // by run: ends to record
+	busy    bool                                 // a retry loop is running
+	stopped bool                                 // closed: nothing is retried any more
+	idle    chan struct{}                        // closed when the retry loop stops
+	store   func(context.Context, Event) error   // one end, looked up when its run is closed
+	batch   func(context.Context, []Event) error // ends never tried, in one commit
 	onError func(error)
 }
+
+// pendingEnd is an end waiting to be recorded. One that was tried and
+// failed goes alone, through store; the others go together.
+type pendingEnd struct {
+	e     Event
+	tried bool
+}
+
+// endDelay is how long a deferred end waits for a start to ride on
+// before it is committed on its own.
+const endDelay = 2 * time.Millisecond
+
+// maxRide bounds the ends one start's commit carries.
+const maxRide = 16
 
 type runIDShard struct {
 	mu  sync.Mutex
@@ -71,7 +94,7 @@ func newRunEnds(grace, poll, timeout time.Duration, onError func(error)) *runEnd
 	if grace == 0 {
 		grace = DefaultRunEndGrace
 	}
-	r := &runEnds{prefix: hex.EncodeToString(b[:]) + "-", grace: grace, poll: poll, timeout: timeout, pending: map[string]Event{}, onError: onError}
+	r := &runEnds{prefix: hex.EncodeToString(b[:]) + "-", grace: grace, poll: poll, timeout: timeout, pending: map[string]pendingEnd{}, onError: onError}
 	for i := range r.running {
 		r.running[i].ids = map[string]struct{}{}
 	}
@@ -120,41 +143,82 @@ func (r *runEnds) ended(run string) {
 }
 
 // mine reports whether run is running here, or its end waits here to be
-// recorded.
+// recorded: a run stays "started" until its end is stored.
 func (r *runEnds) mine(run string) bool {
 	sh := r.shard(run)
 	sh.mu.Lock()
 	_, ok := sh.ids[run]
 	sh.mu.Unlock()
-	if ok {
-		return true
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	_, ok = r.pending[run]
 	return ok
 }
 
-// queue keeps e to be recorded later, and starts the retry loop. After
-// Close nothing is retried: the end is reported, and left to Sweep.
+// deferEnd takes e to be recorded soon, and reports whether it did (not
+// after Close).
+func (r *runEnds) deferEnd(e Event) bool {
+	return r.put(e, false, false)
+}
+
+// queue keeps e, which failed, to be recorded later, and starts the retry
+// loop. After Close nothing is retried: the end is reported, and left to
+// Sweep.
 func (r *runEnds) queue(e Event) {
+	r.put(e, true, true)
+}
+
+func (r *runEnds) put(e Event, tried, report bool) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.stopped {
-		r.onError(fmt.Errorf("%w: the end of run %s (%s by %s, %s) was not recorded, and the Manager is closed: Sweep will record it as %s", ErrAuditIncomplete, e.Run, e.Task, e.Actor, e.Outcome, OutcomeEndedUnknown))
-		return
+		if report {
+			r.onError(fmt.Errorf("%w: the end of run %s (%s by %s, %s) was not recorded, and the Manager is closed: Sweep will record it as %s", ErrAuditIncomplete, e.Run, e.Task, e.Actor, e.Outcome, OutcomeEndedUnknown))
+			r.ended(e.Run)
+		}
+		return false
 	}
-	r.pending[e.Run] = e
+	r.pending[e.Run] = pendingEnd{e, tried}
 	if !r.busy {
 		r.busy, r.idle = true, make(chan struct{})
 		go r.loop()
 	}
+	return true
 }
 
-// loop retries the queued ends, backing off while the store fails, until
-// none is left or Close gives up.
+// take removes and returns up to max of the ends never tried, for a
+// start's commit to carry.
+func (r *runEnds) take(buf []Event, max int) []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for run, p := range r.pending {
+		if len(buf) == max {
+			break
+		}
+		if !p.tried {
+			buf = append(buf, p.e)
+			delete(r.pending, run)
+		}
+	}
+	return buf
+}
+
+// carried settles the ends a start's commit carried: recorded, or back
+// to wait (tried when the commit may have stored them).
+func (r *runEnds) carried(ends []Event, err error) {
+	if err == nil {
+		for i := range ends {
+			r.ended(ends[i].Run)
+		}
+		return
+	}
+	tried := !errors.Is(err, ErrConflict)
+	for _, e := range ends {
+		r.put(e, tried, true)
+	}
+}
+
+// loop records the waiting ends, backing off while the store fails,
+// until none is left or Close gives up.
 func (r *runEnds) loop() {
-	wait := 10 * time.Millisecond
+	wait := endDelay
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
@@ -162,45 +226,76 @@ func (r *runEnds) loop() {
 		case <-t.C:
 		case <-r.ctx.Done():
 		}
-		if r.flush() {
+		done, failed := r.flush()
+		if done {
 			return
 		}
-		wait = min(2*wait, r.poll)
+		if wait = endDelay; failed {
+			wait = min(2*wait, r.poll)
+		}
 		t.Reset(wait)
 	}
 }
 
-// flush tries to record every queued end once and reports whether the
-// loop is done: the queue is empty, or Close gave up.
-func (r *runEnds) flush() bool {
+// flush tries to record every waiting end once: those never tried
+// together, in commits of up to maxBatch, the others one by one. It
+// reports whether the loop is done (none is left, or Close gave up), and
+// whether a try failed.
+func (r *runEnds) flush() (done, failed bool) {
+	const maxBatch = 256
 	r.mu.Lock()
-	todo := make([]Event, 0, len(r.pending))
-	for _, e := range r.pending {
-		todo = append(todo, e)
+	var fresh, tried []Event
+	for run, p := range r.pending {
+		if p.tried {
+			tried = append(tried, p.e)
+		} else {
+			fresh = append(fresh, p.e)
+		}
+		delete(r.pending, run)
 	}
 	r.mu.Unlock()
-	for _, e := range todo {
-		if r.ctx.Err() != nil {
-			break
-		}
+	slices.SortFunc(fresh, func(a, b Event) int { return a.Time.Compare(b.Time) })
+	for len(fresh) > 0 {
+		n := min(len(fresh), maxBatch)
 		ctx, cancel := context.WithTimeout(r.ctx, r.timeout)
-		err := r.store(ctx, e)
+		err := r.batch(ctx, fresh[:n])
 		cancel()
+		if err == nil {
+			for i := range fresh[:n] {
+				r.ended(fresh[i].Run)
+			}
+		} else {
+			// Each alone, through the lookups of store.
+			tried = append(tried, fresh[:n]...)
+		}
+		fresh = fresh[n:]
+	}
+	for _, e := range tried {
+		err := r.ctx.Err()
+		if err == nil {
+			ctx, cancel := context.WithTimeout(r.ctx, r.timeout)
+			err = r.store(ctx, e)
+			cancel()
+		}
 		if err != nil {
+			failed = true
+			r.mu.Lock()
+			if _, newer := r.pending[e.Run]; !newer {
+				r.pending[e.Run] = pendingEnd{e, true}
+			}
+			r.mu.Unlock()
 			continue
 		}
-		r.mu.Lock()
-		delete(r.pending, e.Run)
-		r.mu.Unlock()
+		r.ended(e.Run)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.pending) == 0 || r.ctx.Err() != nil {
 		r.busy = false
 		close(r.idle)
-		return true
+		return true, failed
 	}
-	return false
+	return false, failed
 }
 
 // close waits for the queued ends to be recorded, no longer than ctx
@@ -222,13 +317,24 @@ func (r *runEnds) close(ctx context.Context) error {
 	r.mu.Lock()
 	r.stopped = true
 	r.mu.Unlock()
-	// The loop stops at once: its commit's context ends with r.ctx.
+	// The loop stops at once: its commit's context ends with r.ctx (a
+	// store that ignores it is waited for no longer than one commit's
+	// timeout). What it was trying is back in pending then.
 	r.stop()
+	if busy {
+		t := time.NewTimer(r.timeout)
+		select {
+		case <-idle:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := len(r.pending)
-	for _, e := range r.pending {
-		r.onError(fmt.Errorf("%w: the end of run %s (%s by %s, %s) was not recorded before Close's context ended", ErrAuditIncomplete, e.Run, e.Task, e.Actor, e.Outcome))
+	for _, p := range r.pending {
+		r.onError(fmt.Errorf("%w: the end of run %s (%s by %s, %s) was not recorded before Close's context ended", ErrAuditIncomplete, p.e.Run, p.e.Task, p.e.Actor, p.e.Outcome))
+		r.ended(p.e.Run)
 	}
 	clear(r.pending)
 	if n == 0 {
@@ -243,18 +349,22 @@ func runEnd(start Event, at time.Time, outcome Outcome, detail map[string]string
 		Task: start.Task, Run: start.Run, Outcome: outcome, Detail: detail}
 }
 
-// recordEnd records the end of a run whose start is stored; if it
-// cannot, it queues the end to be retried and returns why.
+// recordEnd records the end of a run whose start is stored. Deferred
+// (the default), it hands the end over and returns nil; otherwise, or
+// once the Manager is closed, it commits the end now, and if it cannot,
+// queues it to be retried and returns why.
 func (m *Manager) recordEnd(ctx context.Context, e Event) error {
+	if !m.syncEnds && m.ends.deferEnd(e) {
+		return nil
+	}
 	err := m.storeEnd(ctx, e)
 	if err != nil {
 		m.onError(fmt.Errorf("pam: record end of run %s (%s by %s), retrying: %w", e.Run, e.Task, e.Actor, err))
-		m.ends.queue(e)
+		m.ends.queue(e) // still "started": queued first
+		return err
 	}
-	// Queued first: the run is never, even for an instant, neither
-	// running nor waiting here.
 	m.ends.ended(e.Run)
-	return err
+	return nil
 }
 
 // endUnstarted records that fn did not run under a start whose commit
@@ -267,6 +377,7 @@ func (m *Manager) endUnstarted(ctx context.Context, start Event, at time.Time, c
 	defer cancel()
 	if err := m.storeEnd(dctx, e); err != nil {
 		m.ends.queue(e)
+		return
 	}
 	m.ends.ended(e.Run)
 }
@@ -313,6 +424,20 @@ func (m *Manager) storeEnd(ctx context.Context, e Event) error {
 func (m *Manager) commitEnd(ctx context.Context, e Event) error {
 	_, err := m.record(ctx, e, nil, 0, time.Time{})
 	return err
+}
+
+// commitEnds commits guard.finished events, each closing its run, in one
+// commit: all or none.
+func (m *Manager) commitEnds(ctx context.Context, ends []Event) error {
+	tx := &Tx{Events: ends, Close: make([]string, len(ends))}
+	for i := range ends {
+		tx.Close[i] = ends[i].Run
+	}
+	if err := m.commit(ctx, tx); err != nil {
+		return err
+	}
+	m.published(tx.Events)
+	return nil
 }
 
 // endAbandoned records OutcomeEndedUnknown for the runs whose Due has

@@ -135,7 +135,7 @@ func (s *hangStore) Commit(ctx context.Context, tx *pam.Tx) error {
 func TestRetriesStopWithClose(t *testing.T) {
 	s := &hangStore{Store: &fakes.Store{OutboxStore: memory.New()}}
 	dir, _ := pam.NewStaticDirectory(testGroups)
-	m, err := pam.New(s, dir, &pam.Options{AdminGroup: "pam-admins", SystemAccounts: []string{"svc-backup"}, AuditTimeout: 50 * time.Millisecond, OnError: func(error) {}})
+	m, err := pam.New(s, dir, &pam.Options{AdminGroup: "pam-admins", SystemAccounts: []string{"svc-backup"}, AuditTimeout: 50 * time.Millisecond, OnError: func(error) {}, SyncRunEnds: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func TestSweepReadsPastRetriedEnds(t *testing.T) {
 	}
 	e.clk.Add(time.Second)
 	dir, _ := pam.NewStaticDirectory(testGroups)
-	m2, err := pam.New(e.store, dir, &pam.Options{Clock: e.clk, AdminGroup: "pam-admins", SystemAccounts: []string{"svc-backup"}, RunEndGrace: time.Minute, OnError: func(error) {}})
+	m2, err := pam.New(e.store, dir, &pam.Options{Clock: e.clk, AdminGroup: "pam-admins", SystemAccounts: []string{"svc-backup"}, RunEndGrace: time.Minute, OnError: func(error) {}, SyncRunEnds: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package pam_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -298,6 +299,10 @@ func TestRunIDsAreUnique(t *testing.T) {
 			}
 		}
 	}
+	// m2 defers its ends: Close records them.
+	if err := m2.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	seen := map[string]int{}
 	for _, ev := range e.events() {
 		if ev.Run != "" {
@@ -319,5 +324,95 @@ func TestRunEndGraceMustNotBeNegative(t *testing.T) {
 	_, err := pam.New(newEnv(t).store, dir, &pam.Options{RunEndGrace: -time.Second})
 	if !errors.Is(err, pam.ErrInvalid) {
 		t.Errorf("New with a negative RunEndGrace = %v, want ErrInvalid", err)
+	}
+}
+
+// TestDeferredEndsRideOnTheNextStart: by default a run's end does not
+// wait for a commit of its own. Guards in a row cost one commit each:
+// each start carries the end before it; the last end goes alone, soon;
+// every start has its one end, and the trail verifies.
+func TestDeferredEndsRideOnTheNextStart(t *testing.T) {
+	e := newEnv(t, func(o *pam.Options) { o.SyncRunEnds = false })
+	e.policy(movePolicy())
+	e.grant("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
+	var commits, carried atomic.Int64
+	e.store.FailCommit(func(tx *pam.Tx) error {
+		commits.Add(1)
+		if len(tx.Open) == 1 {
+			carried.Add(int64(len(tx.Close)))
+		}
+		return nil
+	})
+	const n = 100
+	for range n {
+		if ran, err := e.guard("alice", "New-MoveRequest", nil); !ran || err != nil {
+			t.Fatalf("Guard: %t, %v", ran, err)
+		}
+	}
+	last := lastStart(t, e)
+	eventually(t, "the last end recorded on its own", func() bool { return len(runEvents(t, e, last.Run)) == 2 })
+	got := commits.Load()
+	t.Logf("%d Guards: %d commits, %d ends carried by a start", n, got, carried.Load())
+	if got > n+n/2 || carried.Load() < n/2 {
+		t.Errorf("%d Guards took %d commits, %d ends carried: the ends do not ride on the starts", n, got, carried.Load())
+	}
+	ends := map[string]int{}
+	for _, ev := range e.events() {
+		if ev.Type == pam.EventGuardFinished {
+			ends[ev.Run]++
+			if ev.Outcome != pam.OutcomeOK {
+				t.Errorf("end %+v", ev)
+			}
+		}
+	}
+	if len(ends) != n {
+		t.Errorf("%d runs ended, want %d", len(ends), n)
+	}
+	for run, k := range ends {
+		if k != 1 {
+			t.Errorf("run %s: %d ends", run, k)
+		}
+	}
+	if _, err := e.m.Verify(e.admin(), pam.VerifyOptions{}); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestDeferredEndFindsItsRunSwept: an end waiting to ride on the next
+// start finds its run closed by another Manager's Sweep: the start goes
+// alone, unharmed, and the end is recorded as guard.finished_late.
+func TestDeferredEndFindsItsRunSwept(t *testing.T) {
+	e := newEnv(t, func(o *pam.Options) { o.SyncRunEnds, o.RunEndGrace = false, time.Minute })
+	e.policy(movePolicy())
+	dir, _ := pam.NewStaticDirectory(testGroups)
+	m2, err := pam.New(e.store, dir, &pam.Options{Clock: e.clk, AdminGroup: "pam-admins", RunEndGrace: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close(context.Background())
+	err = e.m.Guard(e.as("svc-backup"), pam.Op{Task: "New-MoveRequest"}, func(context.Context) error {
+		e.clk.Add(2 * time.Minute) // a long job: another Manager takes it for abandoned
+		if n, err := m2.Sweep(context.Background()); n != 1 || err != nil {
+			t.Errorf("m2.Sweep = %d, %v", n, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	swept := lastStart(t, e).Run
+	if ran, err := e.guard("svc-backup", "New-MoveRequest", nil); !ran || err != nil {
+		t.Fatalf("the next Guard: %t, %v", ran, err)
+	}
+	next := lastStart(t, e).Run
+	eventually(t, "both ends recorded", func() bool {
+		return len(runEvents(t, e, swept)) == 3 && len(runEvents(t, e, next)) == 2
+	})
+	got := runEvents(t, e, swept)
+	if d := cmp.Diff([]pam.EventType{pam.EventGuardExempt, pam.EventGuardFinished, pam.EventGuardFinishedLate}, types(got)); d != "" {
+		t.Errorf("the swept run (-want +got):\n%s", d)
+	}
+	if got[1].Outcome != pam.OutcomeEndedUnknown || got[2].Outcome != pam.OutcomeOK {
+		t.Errorf("outcomes %s, %s", got[1].Outcome, got[2].Outcome)
 	}
 }

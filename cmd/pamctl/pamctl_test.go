@@ -101,7 +101,10 @@ func TestAgainstLiveServer(t *testing.T) {
 	if len(starts) != 1 || starts[0].Run == "" {
 		t.Fatalf("the run's start: %+v", starts)
 	}
-	json.Unmarshal([]byte(pamctl("admin", exitOK, "audit", "search", "--run", starts[0].Run, "--json")), &runEvents)
+	// The end is recorded within milliseconds of the reply.
+	for deadline := time.Now().Add(5 * time.Second); len(runEvents) < 2 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		json.Unmarshal([]byte(pamctl("admin", exitOK, "audit", "search", "--run", starts[0].Run, "--json")), &runEvents)
+	}
 	if len(runEvents) != 2 || runEvents[0].Type != pam.EventGuardAllowed || runEvents[1].Type != pam.EventGuardFinished || runEvents[1].Outcome != pam.OutcomeOK {
 		t.Errorf("audit search --run: %+v", runEvents)
 	}

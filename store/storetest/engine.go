@@ -19,7 +19,8 @@ func runEngine(t *testing.T, fresh func(t *testing.T) (pam.Store, *clock.Mock)) 
 	t.Run("Workflow", func(t *testing.T) { s, clk := fresh(t); testWorkflow(t, s, clk) })
 	t.Run("BadInputNeverReachesTheStore", func(t *testing.T) { s, clk := fresh(t); testBadInput(t, s, clk) })
 	t.Run("SharedCatalog", func(t *testing.T) { s, clk := fresh(t); testSharedCatalog(t, s, clk) })
-	t.Run("Faults", func(t *testing.T) { s, _ := fresh(t); testFaults(t, s) })
+	t.Run("Faults", func(t *testing.T) { s, _ := fresh(t); testFaults(t, s, false) })
+	t.Run("FaultsSyncEnds", func(t *testing.T) { s, _ := fresh(t); testFaults(t, s, true) })
 }
 
 // Manager returns a Manager over s with a small directory: admin in
@@ -33,7 +34,9 @@ func Manager(t testing.TB, s pam.Store, clk clock.Clock) *pam.Manager {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := pam.New(s, dir, &pam.Options{Clock: clk, AdminGroup: "pam-admins"})
+	// Ends stored before Guard returns, so that the trails the tests
+	// compare are in one order (the deferred ends have Faults).
+	m, err := pam.New(s, dir, &pam.Options{Clock: clk, AdminGroup: "pam-admins", SyncRunEnds: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,11 @@ const FaultTarget = 10000
 //     sink;
 //   - every request's recorded state has its events; each sink holds
 //     exactly the store's trail, and the trail verifies.
-func testFaults(t *testing.T, s pam.Store) {
+//
+// With syncEnds the Manager runs with Options.SyncRunEnds (Guard returns
+// once the end is stored, or says it is not); without, with the default
+// deferred ends.
+func testFaults(t *testing.T, s pam.Store, syncEnds bool) {
 	inner, ok := s.(pam.OutboxStore)
 	if !ok {
 		t.Skip("the store keeps no outbox")
@@ -61,6 +65,7 @@ func testFaults(t *testing.T, s pam.Store) {
 		AuditTimeout:      20 * time.Millisecond,
 		AuditPollInterval: 50 * time.Millisecond,
 		OnError:           func(error) {},
+		SyncRunEnds:       syncEnds,
 	})
 	if err != nil {
 		t.Fatal(err)
