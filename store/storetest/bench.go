@@ -14,16 +14,26 @@ import (
 // Bench runs the store benchmarks every store reports side by side:
 //
 //   - Guard: Guard of a covered task with an active grant (the policy
-//     revision read, the grants read, two audit events written).
+//     revision read, the grants read, the start committed; the end rides
+//     on the next start's commit).
+//   - GuardSyncEnds: the same with Options.SyncRunEnds (the end committed
+//     on its own before Guard returns).
 //   - Cycle: one full submit → approve → Guard cycle, each by a new
 //     requester.
 //   - AuditLast100: the newest 100 events out of 100,000.
 func Bench(b *testing.B, open Opener) {
-	fresh := func(b *testing.B) (pam.Store, *clock.Mock, *pam.Manager) {
+	fresh := func(b *testing.B, deferEnds ...bool) (pam.Store, *clock.Mock, *pam.Manager) {
 		clk := clock.NewMock()
 		clk.Set(Epoch)
 		s := open(b, clk)
 		m := Manager(b, s, clk)
+		if len(deferEnds) > 0 && deferEnds[0] {
+			dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}, "approvers": {"bob", "carol", "dave"}})
+			var err error
+			if m, err = pam.New(s, dir, &pam.Options{Clock: clk, AdminGroup: "pam-admins"}); err != nil {
+				b.Fatal(err)
+			}
+		}
 		p := TwoApprovals
 		p.ApproverGroups = []pam.ApproverGroup{{Group: "approvers"}}
 		if _, err := m.CreatePolicy(As("admin"), p); err != nil {
@@ -33,23 +43,32 @@ func Bench(b *testing.B, open Opener) {
 	}
 	op := pam.Op{Task: "New-MoveRequest"}
 	nop := func(context.Context) error { return nil }
-	b.Run("Guard", func(b *testing.B) {
-		_, _, m := fresh(b)
-		r, err := m.Submit(As("alice"), pam.RequestInput{Scope: pam.TaskScope(op.Task), Reason: "bench", Duration: 8 * time.Hour})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := m.Approve(As("bob"), r.ID, ""); err != nil {
-			b.Fatal(err)
-		}
-		ctx := As("alice")
-		b.ReportAllocs()
-		for b.Loop() {
-			if err := m.Guard(ctx, op, nop); err != nil {
+	for _, tc := range []struct {
+		name      string
+		deferEnds bool
+	}{{"Guard", true}, {"GuardSyncEnds", false}} {
+		b.Run(tc.name, func(b *testing.B) {
+			_, _, m := fresh(b, tc.deferEnds)
+			r, err := m.Submit(As("alice"), pam.RequestInput{Scope: pam.TaskScope(op.Task), Reason: "bench", Duration: 8 * time.Hour})
+			if err != nil {
 				b.Fatal(err)
 			}
-		}
-	})
+			if _, err := m.Approve(As("bob"), r.ID, ""); err != nil {
+				b.Fatal(err)
+			}
+			ctx := As("alice")
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := m.Guard(ctx, op, nop); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			if err := m.Close(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
 	b.Run("Cycle", func(b *testing.B) {
 		_, _, m := fresh(b)
 		bob := As("bob")
