@@ -43,9 +43,18 @@ var _ pam.OutboxStore = (*Store)(nil)
 // Readers is the size of the read connection pool.
 const Readers = 4
 
+// dialect is how the shared reads run on SQLite: prepared by the store,
+// each read of requests naming its index (SQLite has no statistics to
+// choose by).
+var dialect = sqlstore.Dialect{Prepare: true, IndexedBy: true}
+
 // Open opens (creating if needed) the database file at path and migrates
 // its schema.
 func Open(ctx context.Context, path string) (*Store, error) {
+	return open(ctx, path, dialect)
+}
+
+func open(ctx context.Context, path string, d sqlstore.Dialect) (*Store, error) {
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("sqlite: invalid path %q", path)
 	}
@@ -74,7 +83,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, err
 	}
 	r.SetMaxOpenConns(Readers)
-	s := &Store{Store: sqlstore.New(w, r, sqlstore.Dialect{Prepare: true}), w: w, r: r}
+	s := &Store{Store: sqlstore.New(w, r, d), w: w, r: r}
 	if err := s.prepare(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: %w", err)
