@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -46,7 +47,7 @@ func crashRecovery(t *testing.T, sync string, runs int) {
 	killedMidWork, afterSubmit := 0, 0
 	for run := range runs {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.v")
-		cmd.Env = append(os.Environ(), "PAM_CRASH_CHILD="+path, "PAM_CRASH_SYNC="+sync, fmt.Sprint("PAM_CRASH_SEED=", run))
+		cmd.Env = append(os.Environ(), "PAM_CRASH_CHILD="+path, "PAM_CRASH_SYNC="+sync, fmt.Sprint("PAM_CRASH_RUN=", run))
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -175,8 +176,12 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each child starts two days after the one before, so the requests a
+	// killed child left pending have expired: they would add up to
+	// Options.MaxPending, and Submit would fail from then on.
+	run, _ := strconv.Atoi(os.Getenv("PAM_CRASH_RUN"))
 	clk := clock.NewMock()
-	clk.Set(storetest.Epoch)
+	clk.Set(storetest.Epoch.Add(time.Duration(run) * 48 * time.Hour))
 	m := storetest.Manager(t, s, clk)
 	if _, err := m.CreatePolicy(storetest.As("admin"), storetest.TwoApprovals); err != nil && !errors.Is(err, pam.ErrExists) {
 		t.Fatal(err)
