@@ -30,6 +30,24 @@ type Dialect struct {
 	// (PostgreSQL: " FOR UPDATE SKIP LOCKED", so concurrent claimers
 	// take different messages instead of waiting on each other).
 	SkipLocked string
+	// IndexedBy makes the reads of requests name their index with
+	// SQLite's INDEXED BY clause. SQLite keeps no table statistics unless
+	// ANALYZE runs, and without them it serves Grants of one policy from
+	// pam_requests_policy, walking every approved request of the policy,
+	// and Sweep's due requests from the primary key, walking every
+	// request ever made. A named index that cannot serve the query fails
+	// the statement rather than falling back to a scan.
+	IndexedBy bool
+}
+
+// from writes " FROM table", naming index when the dialect does.
+func (d Dialect) from(b *strings.Builder, table, index string) {
+	b.WriteString(" FROM ")
+	b.WriteString(table)
+	if d.IndexedBy && index != "" {
+		b.WriteString(" INDEXED BY ")
+		b.WriteString(index)
+	}
 }
 
 // Store is the read side of a pam.Store, and the outbox claim, over a
@@ -301,23 +319,52 @@ func (s *Store) Requests(ctx context.Context, f pam.RequestFilter) ([]pam.Reques
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var q query
-	q.sql.WriteString(`SELECT data FROM pam_requests WHERE id > ` + q.arg(f.After))
+	var out []pam.Request
+	err := s.eachRequest(ctx, requestsQuery(s.d, f), func(r *pam.Request) { out = append(out, *r) })
+	return out, err
+}
+
+// RequestsQuery returns the statement of Requests(f) in dialect d, and
+// its arguments.
+func RequestsQuery(d Dialect, f pam.RequestFilter) (string, []any) {
+	q := requestsQuery(d, f)
+	return q.sql.String(), q.args
+}
+
+// requestsQuery builds Requests' statement. Its index is the most
+// selective one the filter can use, in this order: one requester's
+// requests (a user's own, however many others there are; MaxPending's
+// count of them), the due ones (Sweep's; terminal requests are not in
+// the index), those of some policies.
+func requestsQuery(d Dialect, f pam.RequestFilter) *query {
+	var index string
+	switch {
+	case f.Requester != "":
+		index = "pam_requests_requester"
+	case !f.DueBy.IsZero():
+		index = "pam_requests_due"
+	case len(f.PolicyIDs) > 0:
+		index = "pam_requests_policy"
+	}
+	q := &query{}
+	q.sql.WriteString(`SELECT data`)
+	d.from(&q.sql, "pam_requests", index)
+	q.sql.WriteString(` WHERE id > ` + q.arg(f.After))
 	q.eq("requester", f.Requester)
 	q.in("policy_id", f.PolicyIDs)
 	q.in("state", strs(f.States))
 	if !f.DueBy.IsZero() {
 		// due is pam.Request.Due, NULL when zero (RequestWrite): the
 		// filter's rule (RequestFilter.Matches), in Unix nanoseconds.
+		// The comparison implies due IS NOT NULL, the condition of the
+		// partial index pam_requests_due.
 		q.sql.WriteString(" AND due <= " + q.arg(f.DueBy.UnixNano()))
 	}
 	q.sql.WriteString(" ORDER BY id")
 	if f.Limit > 0 {
 		q.sql.WriteString(" LIMIT " + q.arg(f.Limit))
 	}
-	var out []pam.Request
-	err := s.eachRequest(ctx, &q, func(r *pam.Request) { out = append(out, *r) })
-	return out, err
+	return q
 }
 
 // eachRequest runs q, a query of request data, and calls f for each.
@@ -349,12 +396,31 @@ func (s *Store) Grants(ctx context.Context, requester string, policyIDs []string
 	if len(policyIDs) == 0 {
 		return nil, nil
 	}
-	var q query
-	q.sql.WriteString(`SELECT data FROM pam_requests WHERE requester = ` + q.arg(requester) + ` AND state = 'approved'`)
-	q.in("policy_id", policyIDs)
 	var out []pam.Grant
-	err := s.eachRequest(ctx, &q, func(r *pam.Request) { out = append(out, r.Grant()) })
+	err := s.eachRequest(ctx, grantsQuery(s.d, requester, policyIDs), func(r *pam.Request) { out = append(out, r.Grant()) })
 	return out, err
+}
+
+// GrantsQuery returns the statement of Grants(requester, policyIDs) in
+// dialect d, and its arguments.
+func GrantsQuery(d Dialect, requester string, policyIDs []string) (string, []any) {
+	q := grantsQuery(d, requester, policyIDs)
+	return q.sql.String(), q.args
+}
+
+// grantsQuery builds Grants' statement. It reads the requester's
+// approved requests of those policies from the partial index
+// pam_requests_grants, whatever else the policies have: the literal
+// state = 'approved' is the index's condition, which a bound parameter
+// would not show the planner.
+func grantsQuery(d Dialect, requester string, policyIDs []string) *query {
+	q := &query{}
+	q.sql.Grow(128)
+	q.sql.WriteString(`SELECT data`)
+	d.from(&q.sql, "pam_requests", "pam_requests_grants")
+	q.sql.WriteString(` WHERE requester = ` + q.arg(requester) + ` AND state = 'approved'`)
+	q.in("policy_id", policyIDs)
+	return q
 }
 
 // Events implements pam.Store.
@@ -362,7 +428,22 @@ func (s *Store) Events(ctx context.Context, f pam.EventFilter) ([]pam.Event, err
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var q query
+	q := eventsQuery(f)
+	rows, err := s.rquery(ctx, q.sql.String(), q.args...)
+	return collect(rows, err, scanEvent)
+}
+
+// EventsQuery returns the statement of Events(f) and its arguments.
+func EventsQuery(f pam.EventFilter) (string, []any) {
+	q := eventsQuery(f)
+	return q.sql.String(), q.args
+}
+
+// eventsQuery builds Events' statement. Each selective filter has an
+// index on (column, seq), which serves the order too: SQLite picks it
+// over the primary key with or without statistics.
+func eventsQuery(f pam.EventFilter) *query {
+	q := &query{}
 	q.sql.WriteString(`SELECT ` + eventColumns + ` FROM pam_events WHERE seq > ` + q.arg(f.After))
 	if f.Before != 0 {
 		q.sql.WriteString(" AND seq < " + q.arg(f.Before))
@@ -400,8 +481,7 @@ func (s *Store) Events(ctx context.Context, f pam.EventFilter) ([]pam.Event, err
 	if f.Limit > 0 {
 		q.sql.WriteString(" LIMIT " + q.arg(f.Limit))
 	}
-	rows, err := s.rquery(ctx, q.sql.String(), q.args...)
-	return collect(rows, err, scanEvent)
+	return q
 }
 
 // OpenRuns implements pam.Store: the open runs due by dueBy, by due and

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -22,8 +24,10 @@ import (
 
 // TestCrashRecovery runs the workflow in a child process and kills it with
 // SIGKILL at random points, then reopens the file and checks it: the
-// database is intact, the sequence numbers have no gaps, and every
-// committed request state has its audit events.
+// database is intact, the sequence numbers have no gaps, every committed
+// request state has its audit events, and the last request whose Submit
+// returned is there. It does so with each Synchronous setting: a crash
+// of the process loses no commit with either.
 func TestCrashRecovery(t *testing.T) {
 	if os.Getenv("PAM_CRASH_CHILD") != "" {
 		t.Skip("in the child")
@@ -32,12 +36,18 @@ func TestCrashRecovery(t *testing.T) {
 	if testing.Short() {
 		runs = 10
 	}
+	for _, sync := range []string{"FULL", "NORMAL"} {
+		t.Run(sync, func(t *testing.T) { crashRecovery(t, sync, runs) })
+	}
+}
+
+func crashRecovery(t *testing.T, sync string, runs int) {
 	path := filepath.Join(t.TempDir(), "crash.db")
 	rng := rand.New(rand.NewPCG(1, 2))
-	killedMidWork := 0
+	killedMidWork, afterSubmit := 0, 0
 	for run := range runs {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.v")
-		cmd.Env = append(os.Environ(), "PAM_CRASH_CHILD="+path, fmt.Sprint("PAM_CRASH_SEED=", run))
+		cmd.Env = append(os.Environ(), "PAM_CRASH_CHILD="+path, "PAM_CRASH_SYNC="+sync, fmt.Sprint("PAM_CRASH_RUN=", run))
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -58,26 +68,39 @@ func TestCrashRecovery(t *testing.T) {
 			cmd.Wait()
 			t.Fatalf("run %d: the child did not start", run)
 		}
+		// The child prints each request's ID once its Submit returned.
+		var submitted string
+		done := make(chan struct{})
 		go func() {
+			defer close(done)
 			for lines.Scan() {
+				if id, ok := strings.CutPrefix(lines.Text(), "submitted "); ok {
+					submitted = id
+				}
 			}
 		}()
 		time.Sleep(time.Duration(rng.IntN(150_000)) * time.Microsecond)
 		cmd.Process.Signal(syscall.SIGKILL)
+		<-done
 		err = cmd.Wait()
 		var ee *exec.ExitError
 		if errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signaled() {
 			killedMidWork++
 		}
-		checkCrashedFile(t, path, run)
+		if submitted != "" {
+			afterSubmit++
+		}
+		checkCrashedFile(t, path, run, submitted)
 	}
-	t.Logf("%d runs, %d killed by SIGKILL while working", runs, killedMidWork)
+	t.Logf("%d runs, %d killed by SIGKILL while working, %d after a Submit returned", runs, killedMidWork, afterSubmit)
 	if killedMidWork < runs/2 {
 		t.Errorf("only %d of %d children were killed while working", killedMidWork, runs)
 	}
 }
 
-func checkCrashedFile(t *testing.T, path string, run int) {
+// checkCrashedFile checks the file a killed child left, and that it
+// holds the request submitted, the last the child reported ("" for none).
+func checkCrashedFile(t *testing.T, path string, run int, submitted string) {
 	t.Helper()
 	ctx := context.Background()
 	s, err := sqlite.Open(ctx, path)
@@ -87,6 +110,11 @@ func checkCrashedFile(t *testing.T, path string, run int) {
 	defer s.Close()
 	if err := s.IntegrityCheck(ctx); err != nil {
 		t.Fatalf("run %d: %v", run, err)
+	}
+	if submitted != "" {
+		if _, err := s.Request(ctx, submitted); err != nil {
+			t.Fatalf("run %d: the last request submitted: %v", run, err)
+		}
 	}
 	events, err := s.Events(ctx, pam.EventFilter{})
 	if err != nil {
@@ -140,12 +168,20 @@ func TestCrashChild(t *testing.T) {
 		t.Skip("run by TestCrashRecovery")
 	}
 	ctx := context.Background()
-	s, err := sqlite.Open(ctx, path)
+	opts := &sqlite.Options{}
+	if os.Getenv("PAM_CRASH_SYNC") == "NORMAL" {
+		opts.Synchronous = sqlite.SyncNormal
+	}
+	s, err := sqlite.OpenWith(ctx, path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each child starts two days after the one before, so the requests a
+	// killed child left pending have expired: they would add up to
+	// Options.MaxPending, and Submit would fail from then on.
+	run, _ := strconv.Atoi(os.Getenv("PAM_CRASH_RUN"))
 	clk := clock.NewMock()
-	clk.Set(storetest.Epoch)
+	clk.Set(storetest.Epoch.Add(time.Duration(run) * 48 * time.Hour))
 	m := storetest.Manager(t, s, clk)
 	if _, err := m.CreatePolicy(storetest.As("admin"), storetest.TwoApprovals); err != nil && !errors.Is(err, pam.ErrExists) {
 		t.Fatal(err)
@@ -160,6 +196,7 @@ func TestCrashChild(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		fmt.Println("submitted", r.ID)
 		guard()
 		switch i % 4 {
 		case 0:

@@ -1,13 +1,44 @@
 // Package sqlite is the embedded pam.Store: one file, pure Go
 // (modernc.org/sqlite, no cgo). It passes store/storetest.
 //
-// The file is in WAL mode with synchronous=FULL, so a commit that returned
-// survives a crash of the process or the machine. One connection writes
-// (transactions begin IMMEDIATE, so writers queue on busy_timeout instead
-// of failing on a lock upgrade) while several read. The schema is created
-// and migrated from the SQL files embedded in the package, and its
-// version recorded; a file written by a newer version of this package is
-// refused with ErrSchemaTooNew.
+// One connection writes (transactions begin IMMEDIATE, so writers queue
+// on busy_timeout instead of failing on a lock upgrade) while several
+// read. The schema is created and migrated from the SQL files embedded in
+// the package, and its version recorded; a file written by a newer
+// version of this package is refused with ErrSchemaTooNew.
+//
+// # Durability
+//
+// The file is in WAL mode with synchronous=FULL: the WAL is fsync'd at
+// every commit, so a commit that returned survives a crash of the
+// process, of the operating system or of the machine. A covered Guard
+// waits for the fsync of its start's commit (and of its end's too, with
+// pam.Options.SyncRunEnds).
+//
+// Options.Synchronous = SyncNormal (OpenWith) opts into
+// synchronous=NORMAL: the WAL is fsync'd only when a checkpoint copies it
+// into the database, which SQLite does once the WAL passes 1,000 pages,
+// so a commit waits for no fsync. A crash of
+// the process still loses nothing: a commit that returned is in the WAL,
+// which the operating system holds. A crash of the operating system or a
+// power loss can lose every commit since the last checkpoint, and with
+// them what they recorded: requests, decisions, policy changes, outbox
+// messages, and the start events of Guard runs. A run that was allowed
+// and whose fn ran can be left with neither its start nor its end in the
+// trail, and no open run for Sweep to end. (A run whose start was kept
+// and whose end was lost is ended by Sweep, as after a crash of the
+// process.)
+//
+// The loss is a clean cut: SQLite's recovery keeps the commits that
+// precede the first one not wholly on disk, so the file is consistent,
+// sequence numbers have no gap and the hash chain is intact up to its new
+// head: pam.Verify of the file alone passes. Only a record kept outside
+// the file shows the cut: a signed pam.Checkpoint past the new head makes
+// Verify report pam.ReasonTruncated. A required audit sink that syncs
+// (pam.SinkConfig.Required, sinks.File) held each run's start event
+// before fn ran, so it keeps those the store lost; it then skips the
+// store's new events under the same sequence numbers, and its chain
+// breaks at the first event after them.
 package sqlite
 
 import (
@@ -43,9 +74,62 @@ var _ pam.OutboxStore = (*Store)(nil)
 // Readers is the size of the read connection pool.
 const Readers = 4
 
+// dialect is how the shared reads run on SQLite: prepared by the store,
+// each read of requests naming its index (SQLite has no statistics to
+// choose by).
+var dialect = sqlstore.Dialect{Prepare: true, IndexedBy: true}
+
+// Options configure a Store. The zero value is the default: every commit
+// fsync'd.
+type Options struct {
+	// Synchronous is when commits reach the disk. Default: SyncFull.
+	Synchronous Sync
+}
+
+// Sync is SQLite's synchronous setting, in WAL mode.
+type Sync int
+
+const (
+	// SyncFull fsyncs the WAL at every commit: a commit that returned
+	// survives any crash. The default.
+	SyncFull Sync = iota
+	// SyncNormal fsyncs the WAL only at checkpoints: a commit that
+	// returned survives a crash of the process, but an operating system
+	// crash or a power loss can lose the commits since the last
+	// checkpoint (see Durability in the package documentation).
+	SyncNormal
+)
+
+// pragma returns the value of PRAGMA synchronous for s.
+func (s Sync) pragma() (string, error) {
+	switch s {
+	case SyncFull:
+		return "FULL", nil
+	case SyncNormal:
+		return "NORMAL", nil
+	}
+	return "", fmt.Errorf("sqlite: %w: unknown Synchronous %d", pam.ErrInvalid, s)
+}
+
 // Open opens (creating if needed) the database file at path and migrates
-// its schema.
+// its schema, with the default options.
 func Open(ctx context.Context, path string) (*Store, error) {
+	return open(ctx, path, nil, dialect)
+}
+
+// OpenWith is Open with options; nil opts are the defaults.
+func OpenWith(ctx context.Context, path string, opts *Options) (*Store, error) {
+	return open(ctx, path, opts, dialect)
+}
+
+func open(ctx context.Context, path string, opts *Options, d sqlstore.Dialect) (*Store, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	sync, err := opts.Synchronous.pragma()
+	if err != nil {
+		return nil, err
+	}
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("sqlite: invalid path %q", path)
 	}
@@ -57,7 +141,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	f.Close()
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)"
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(" + sync + ")&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)"
 	w, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
 	if err != nil {
 		return nil, err
@@ -74,7 +158,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, err
 	}
 	r.SetMaxOpenConns(Readers)
-	s := &Store{Store: sqlstore.New(w, r, sqlstore.Dialect{Prepare: true}), w: w, r: r}
+	s := &Store{Store: sqlstore.New(w, r, d), w: w, r: r}
 	if err := s.prepare(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: %w", err)

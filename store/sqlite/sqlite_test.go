@@ -82,10 +82,66 @@ func TestBadPath(t *testing.T) {
 	}
 }
 
+// TestSynchronous: commits are fsync'd (synchronous=FULL, 2) unless
+// Options.Synchronous relaxes them (NORMAL, 1); the file is in WAL mode
+// either way, and the setting is the opener's, not the file's.
+func TestSynchronous(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "pam.db")
+	for _, tc := range []struct {
+		name string
+		open func() (*sqlite.Store, error)
+		want string
+	}{
+		{"Open", func() (*sqlite.Store, error) { return sqlite.Open(ctx, path) }, "2"},
+		{"nil options", func() (*sqlite.Store, error) { return sqlite.OpenWith(ctx, path, nil) }, "2"},
+		{"zero options", func() (*sqlite.Store, error) { return sqlite.OpenWith(ctx, path, &sqlite.Options{}) }, "2"},
+		{"SyncNormal", func() (*sqlite.Store, error) {
+			return sqlite.OpenWith(ctx, path, &sqlite.Options{Synchronous: sqlite.SyncNormal})
+		}, "1"},
+		{"SyncFull after SyncNormal", func() (*sqlite.Store, error) {
+			return sqlite.OpenWith(ctx, path, &sqlite.Options{Synchronous: sqlite.SyncFull})
+		}, "2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := tc.open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if err := s.Commit(ctx, &pam.Tx{Events: []pam.Event{{Type: pam.EventCatalogSet, Actor: "admin"}}}); err != nil {
+				t.Fatal(err)
+			}
+			for pragma, want := range map[string]string{"synchronous": tc.want, "journal_mode": "wal"} {
+				if got, err := s.Pragma(ctx, pragma); err != nil || got != want {
+					t.Errorf("PRAGMA %s = %q, %v; want %q", pragma, got, err, want)
+				}
+			}
+		})
+	}
+	if _, err := sqlite.OpenWith(ctx, path, &sqlite.Options{Synchronous: 7}); !errors.Is(err, pam.ErrInvalid) {
+		t.Errorf("OpenWith of an unknown Synchronous = %v, want ErrInvalid", err)
+	}
+}
+
+// BenchmarkStore runs the shared store benchmarks on a file with
+// synchronous=FULL, the default, and with NORMAL (Options.Synchronous).
 func BenchmarkStore(b *testing.B) {
-	storetest.Bench(b, func(t testing.TB, _ *clock.Mock) pam.Store {
-		return open(t, filepath.Join(t.TempDir(), "pam.db"))
-	})
+	for _, sync := range []struct {
+		name string
+		opts sqlite.Options
+	}{{"FULL", sqlite.Options{}}, {"NORMAL", sqlite.Options{Synchronous: sqlite.SyncNormal}}} {
+		b.Run(sync.name, func(b *testing.B) {
+			storetest.Bench(b, func(t testing.TB, _ *clock.Mock) pam.Store {
+				s, err := sqlite.OpenWith(context.Background(), filepath.Join(t.TempDir(), "pam.db"), &sync.opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close() })
+				return s
+			})
+		})
+	}
 }
 
 // BenchmarkBaselineCommit is what a Guard's two audit commits are bounded
