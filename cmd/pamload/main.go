@@ -77,9 +77,9 @@ func run(ctx context.Context, args []string) error {
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "STORE\tWHAT\tN\tOPS/S\tP50\tP99")
+	defer w.Flush()
 	print := func(what string, n int, r result) {
 		fmt.Fprintf(w, "%s\t%s\t%d\t%.0f\t%v\t%v\n", c.store, what, n, r.rate, r.p50, r.p99)
-		w.Flush()
 	}
 	durable := []bool{true}
 	if c.store != "memory" {
@@ -118,7 +118,6 @@ func run(ctx context.Context, args []string) error {
 				return err
 			}
 			fmt.Fprintf(w, "disk\tfsync of 4 KiB\t%d\t%.0f\t%v\t%v\n", n, r.rate, r.p50, r.p99)
-			w.Flush()
 		}
 	}
 	return nil

@@ -44,7 +44,7 @@ func TestCrashRecovery(t *testing.T) {
 func crashRecovery(t *testing.T, sync string, runs int) {
 	path := filepath.Join(t.TempDir(), "crash.db")
 	rng := rand.New(rand.NewPCG(1, 2))
-	killedMidWork, afterSubmit := 0, 0
+	killedMidWork, afterSubmit, runsChecked := 0, 0, 0
 	for run := range runs {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.v")
 		cmd.Env = append(os.Environ(), "PAM_CRASH_CHILD="+path, "PAM_CRASH_SYNC="+sync, fmt.Sprint("PAM_CRASH_RUN=", run))
@@ -68,14 +68,19 @@ func crashRecovery(t *testing.T, sync string, runs int) {
 			cmd.Wait()
 			t.Fatalf("run %d: the child did not start", run)
 		}
-		// The child prints each request's ID once its Submit returned.
+		// The child prints each request's ID once its Submit returned,
+		// and each guarded fn's number as it runs.
 		var submitted string
+		var ran []string
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
 			for lines.Scan() {
 				if id, ok := strings.CutPrefix(lines.Text(), "submitted "); ok {
 					submitted = id
+				}
+				if n, ok := strings.CutPrefix(lines.Text(), "ran "); ok {
+					ran = append(ran, n)
 				}
 			}
 		}()
@@ -91,8 +96,10 @@ func crashRecovery(t *testing.T, sync string, runs int) {
 			afterSubmit++
 		}
 		checkCrashedFile(t, path, run, submitted)
+		checkCrashedRuns(t, path, run, ran)
+		runsChecked += len(ran)
 	}
-	t.Logf("%d runs, %d killed by SIGKILL while working, %d after a Submit returned", runs, killedMidWork, afterSubmit)
+	t.Logf("%d runs, %d killed by SIGKILL while working, %d after a Submit returned; %d guarded fns ran, each with its start stored", runs, killedMidWork, afterSubmit, runsChecked)
 	if killedMidWork < runs/2 {
 		t.Errorf("only %d of %d children were killed while working", killedMidWork, runs)
 	}
@@ -160,6 +167,69 @@ func checkCrashedFile(t *testing.T, path string, run int, submitted string) {
 	}
 }
 
+// checkCrashedRuns checks the guarded runs a killed child left: every fn
+// that ran has its start in the file, no end lacks its start or comes
+// twice; then, once their grace has passed, a Sweep gives every start
+// that has none its end (ended_unknown: the child stopped before storing
+// it), and no run is left open.
+func checkCrashedRuns(t *testing.T, path string, run int, ran []string) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatalf("run %d: reopen: %v", run, err)
+	}
+	defer s.Close()
+	starts, ends := map[string]string{}, map[string]int{} // by run
+	started := map[string]bool{}                          // by the fn's number
+	tally := func() {
+		clear(starts)
+		clear(ends)
+		events, err := s.Events(ctx, pam.EventFilter{Types: []pam.EventType{pam.EventGuardAllowed, pam.EventGuardFinished, pam.EventGuardFinishedLate}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range events {
+			if e.Type == pam.EventGuardAllowed {
+				starts[e.Run] = e.Detail["param.n"]
+				started[e.Detail["param.n"]] = true
+			} else if e.Type == pam.EventGuardFinished {
+				ends[e.Run]++
+			}
+		}
+		for r, n := range ends {
+			if _, ok := starts[r]; !ok || n != 1 {
+				t.Errorf("run %d: run %s has %d ends and a start: %t", run, r, n, ok)
+			}
+		}
+	}
+	tally()
+	for _, n := range ran {
+		if !started[n] {
+			t.Errorf("run %d: fn %s ran, and its start is not in the file", run, n)
+		}
+	}
+	// A later Manager, past every grant and grace of this child.
+	clk := clock.NewMock()
+	clk.Set(storetest.Epoch.Add(time.Duration(run+1) * 48 * time.Hour))
+	m := storetest.Manager(t, s, clk)
+	if _, err := m.Sweep(ctx); err != nil {
+		t.Fatalf("run %d: Sweep: %v", run, err)
+	}
+	if err := m.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tally()
+	for r := range starts {
+		if ends[r] != 1 {
+			t.Errorf("run %d: after Sweep, run %s has %d ends", run, r, ends[r])
+		}
+	}
+	if open, err := s.OpenRuns(ctx, clk.Now().Add(1000*time.Hour), 0); err != nil || len(open) != 0 {
+		t.Errorf("run %d: after Sweep, %d runs open (%v)", run, len(open), err)
+	}
+}
+
 // TestCrashChild is the child of TestCrashRecovery: the workflow in a
 // loop until it is killed.
 func TestCrashChild(t *testing.T) {
@@ -182,13 +252,26 @@ func TestCrashChild(t *testing.T) {
 	run, _ := strconv.Atoi(os.Getenv("PAM_CRASH_RUN"))
 	clk := clock.NewMock()
 	clk.Set(storetest.Epoch.Add(time.Duration(run) * 48 * time.Hour))
-	m := storetest.Manager(t, s, clk)
+	// The default Manager: run ends deferred, so a kill loses the ends
+	// not yet stored, which checkCrashedRuns has Sweep find.
+	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}, "approvers": {"bob", "carol", "dave"}})
+	m, err := pam.New(s, dir, &pam.Options{Clock: clk, AdminGroup: "pam-admins",
+		ParamAudit: pam.ParamAudit{Params: map[string]pam.ParamMode{"n": pam.ParamFull}}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := m.CreatePolicy(storetest.As("admin"), storetest.TwoApprovals); err != nil && !errors.Is(err, pam.ErrExists) {
 		t.Fatal(err)
 	}
 	fmt.Println("ready")
+	runs := 0
 	guard := func() {
-		m.Guard(storetest.As("alice"), pam.Op{Task: "New-MoveRequest"}, func(context.Context) error { return nil })
+		runs++
+		n := fmt.Sprint(run, "-", runs)
+		m.Guard(storetest.As("alice"), pam.Op{Task: "New-MoveRequest", Params: map[string]any{"n": n}}, func(context.Context) error {
+			fmt.Println("ran", n)
+			return nil
+		})
 	}
 	for i := 0; ; i++ {
 		clk.Add(time.Minute)
