@@ -209,11 +209,16 @@ func (w *sinkWorker) run(ctx context.Context) {
 				backoff = w.min
 				last := events[len(events)-1].Seq
 				w.delivered.Add(int64(len(events)))
-				recovered := false
-				w.update(func() { w.cursor, recovered, w.healthy, w.lastErr, w.readFailing = last, !w.healthy, true, nil, false })
+				w.mu.Lock()
+				recovered := !w.healthy
+				w.mu.Unlock()
 				if recovered {
+					// Recorded before the cursor moves: a Close that
+					// finds every sink at the head finds this event
+					// among what they must hold.
 					f.recordSink(ctx, EventSinkRecovered, w, nil)
 				}
+				w.update(func() { w.cursor, w.healthy, w.lastErr, w.readFailing = last, true, nil, false })
 				continue
 			}
 			w.fail(ctx, fmt.Errorf("pam: audit sink %s, events %d..%d: %w", w.name, events[0].Seq, last(events), err), false)

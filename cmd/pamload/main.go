@@ -159,7 +159,9 @@ func load(n int, d time.Duration, op func(g, i int) error) (result, error) {
 		return result{}, errors.New("no operation completed")
 	}
 	slices.Sort(all)
-	pct := func(p float64) time.Duration { return all[min(len(all)-1, int(float64(len(all))*p))].Round(time.Microsecond) }
+	pct := func(p float64) time.Duration {
+		return all[min(len(all)-1, int(float64(len(all))*p))].Round(time.Microsecond)
+	}
 	return result{rate: float64(len(all)) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99)}, nil
 }
 
