@@ -84,6 +84,29 @@ func BenchmarkGuard(b *testing.B) {
 			})
 		}
 	}
+	// A condition seen for the first time every time: no memoised
+	// outcome helps. The mailbox is no VIP's, so the policy does not
+	// cover the operation and the cost is the decision's alone.
+	for _, n := range policyCounts {
+		b.Run(fmt.Sprintf("condition_first_seen/policies=%d", n), func(b *testing.B) {
+			e := benchEnv(b, n, true)
+			ctx := e.as("alice")
+			mailboxes := make([]string, 1<<16)
+			for i := range mailboxes {
+				mailboxes[i] = fmt.Sprint("user", i, "@contoso.com")
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			i := 0
+			for b.Loop() {
+				i++
+				op := pam.Op{Task: "New-MoveRequest", Params: map[string]any{"mailbox": mailboxes[i%len(mailboxes)], "target_database": "DB02"}}
+				if err := e.m.Guard(ctx, op, nop); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
 
 // BenchmarkPolicyUpdate changes one policy's condition among 10,000 and

@@ -34,9 +34,13 @@
 //
 // Guard's answer is what happened. ErrAudit (and every other sentinel
 // Guard itself returns; fn's own error comes back as it is) means fn did
-// not run: retrying is safe. ErrAuditIncomplete
-// means fn ran (its own error, if any, is joined) but its end could not
-// be stored yet: do not repeat the work. Every run's start and end carry
+// not run: retrying is safe. A run costs one durable commit, its start:
+// Guard returns once fn has, and fn's end rides on the Manager's next
+// start, or goes with the other waiting ends within milliseconds (Close
+// waits for them). With Options.SyncRunEnds Guard returns only once the
+// end is stored, or with ErrAuditIncomplete: fn ran (its own error, if
+// any, is joined) but its end could not be stored yet, and is retried:
+// do not repeat the work. Every run's start and end carry
 // one run ID (Event.Run), and every stored start gets exactly one
 // guard.finished: fn's outcome; "not_run" when the store's reply to the
 // start was lost, so fn was not run although the start was stored;

@@ -103,11 +103,15 @@ type PolicyCheck struct {
 //     PostgreSQL). fn decides what to do when its context ends: Guard
 //     does not stop it.
 //  8. A guard.finished event records fn's outcome, with the start's
-//     Event.Run. Every start gets exactly one: when it cannot be stored,
-//     Guard returns fn's result joined with ErrAuditIncomplete (fn RAN:
-//     do not repeat it) and the Manager retries the end until it is
-//     stored, Close included; when the Manager stopped first, Sweep
-//     records OutcomeEndedUnknown once Options.RunEndGrace has passed.
+//     Event.Run. Every start gets exactly one. By default Guard returns
+//     once fn has, and the end rides on this Manager's next start (or
+//     is committed with the other waiting ends within milliseconds),
+//     retried until stored; Close waits for it. With
+//     Options.SyncRunEnds Guard returns once the end is stored, or, when
+//     it cannot be, fn's result joined with ErrAuditIncomplete (fn RAN:
+//     do not repeat it), and the end is retried. When the Manager
+//     stopped first, Sweep records OutcomeEndedUnknown once
+//     Options.RunEndGrace has passed.
 //
 // Guard returns fn's error, or the reason fn did not run: ErrAudit and
 // the other sentinels Guard itself returns mean fn did not run;
