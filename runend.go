@@ -77,7 +77,7 @@ type pendingEnd struct {
 
 // endDelay is how long a deferred end waits for a start to ride on
 // before it is committed on its own.
-const endDelay = 2 * time.Millisecond
+const endDelay = 10 * time.Millisecond
 
 // maxRide bounds the ends one start's commit carries.
 const maxRide = 16

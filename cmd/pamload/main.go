@@ -51,6 +51,7 @@ type config struct {
 	dir   string
 	ns    []int
 	d     time.Duration
+	what  string
 }
 
 func run(ctx context.Context, args []string) error {
@@ -62,6 +63,7 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&c.dir, "dir", os.TempDir(), "where SQLite files and the fsync probe go")
 	fs.StringVar(&ns, "n", "1,8,64", "goroutines, comma-separated")
 	fs.DurationVar(&c.d, "d", 3*time.Second, "how long each measurement runs")
+	fs.StringVar(&c.what, "what", "all", "all, or guard: only Guard with fsync (to count fsyncs with strace, say)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -82,7 +84,7 @@ func run(ctx context.Context, args []string) error {
 		fmt.Fprintf(w, "%s\t%s\t%d\t%.0f\t%v\t%v\n", c.store, what, n, r.rate, r.p50, r.p99)
 	}
 	durable := []bool{true}
-	if c.store != "memory" {
+	if c.store != "memory" && c.what == "all" {
 		durable = append(durable, false)
 	}
 	for _, fsync := range durable {
@@ -96,9 +98,12 @@ func run(ctx context.Context, args []string) error {
 				return err
 			}
 			print(label, n, r)
+			if c.what == "guard" {
+				fmt.Fprintf(w, "\t\t\t(%d Guards)\t\t\n", r.count)
+			}
 		}
 	}
-	if c.store != "memory" {
+	if c.store != "memory" && c.what == "all" {
 		for _, fsync := range durable {
 			label := "bare commit"
 			if !fsync {
@@ -126,6 +131,7 @@ func run(ctx context.Context, args []string) error {
 type result struct {
 	rate     float64
 	p50, p99 time.Duration
+	count    int
 }
 
 // load runs op from n goroutines for d and summarises the latencies.
@@ -162,7 +168,7 @@ func load(n int, d time.Duration, op func(g, i int) error) (result, error) {
 	pct := func(p float64) time.Duration {
 		return all[min(len(all)-1, int(float64(len(all))*p))].Round(time.Microsecond)
 	}
-	return result{rate: float64(len(all)) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99)}, nil
+	return result{rate: float64(len(all)) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99), count: len(all)}, nil
 }
 
 // openStore returns a fresh store and its cleanup.
