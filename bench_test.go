@@ -31,7 +31,8 @@ func benchEnv(b *testing.B, n int, cond bool) *env {
 	b.Helper()
 	// The wall clock, as in production: the mock clock's deadline contexts
 	// cost more than the real ones.
-	e := newEnv(b, func(o *pam.Options) { o.AuditSinks, o.Notifier, o.Clock = nil, nil, clock.New() })
+	// Run ends deferred, as by default.
+	e := newEnv(b, func(o *pam.Options) { o.AuditSinks, o.Notifier, o.Clock, o.SyncRunEnds = nil, nil, clock.New(), false })
 	tx := &pam.Tx{}
 	for i := range n {
 		p := pam.Policy{ID: fmt.Sprintf("bg%05d", i), Scope: pam.TaskScope(fmt.Sprintf("Task-%05d", i)), Approval: pam.Manual,

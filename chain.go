@@ -124,7 +124,7 @@ func (e *Event) Chain(seq int64, prev string) error {
 		return err
 	}
 	h := ChainHash(seq, p, e.ContentDigest())
-	e.Seq, e.PrevHash, e.Hash = seq, prev, hex.EncodeToString(h[:])
+	e.Seq, e.PrevHash, e.Hash = seq, prev, hexHash(&h)
 	return nil
 }
 

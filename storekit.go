@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"time"
 	"unicode/utf8"
@@ -32,14 +33,15 @@ func (tx *Tx) Validate() error {
 	if id, ok := repeated(tx.Messages, func(m *Message) string { return m.ID }); ok {
 		return fmt.Errorf("%w: message %s twice in one commit", ErrInvalid, id)
 	}
-	if len(tx.Open)+len(tx.Close) > 1 {
-		runs := make([]string, 0, len(tx.Open)+len(tx.Close))
-		for i := range tx.Open {
-			runs = append(runs, tx.Open[i].ID)
-		}
-		runs = append(runs, tx.Close...)
-		if id, ok := repeated(runs, func(s *string) string { return *s }); ok {
-			return fmt.Errorf("%w: run %s twice in one commit", ErrInvalid, id)
+	if id, ok := repeated(tx.Open, func(r *OpenRun) string { return r.ID }); ok {
+		return fmt.Errorf("%w: run %s twice in one commit", ErrInvalid, id)
+	}
+	if id, ok := repeated(tx.Close, func(s *string) string { return *s }); ok {
+		return fmt.Errorf("%w: run %s twice in one commit", ErrInvalid, id)
+	}
+	for i := range tx.Open {
+		if slices.Contains(tx.Close, tx.Open[i].ID) {
+			return fmt.Errorf("%w: run %s twice in one commit", ErrInvalid, tx.Open[i].ID)
 		}
 	}
 	for i := range tx.Open {
@@ -115,10 +117,18 @@ func (h ChainHead) Chain(events []Event, digests [][HashSize]byte) (ChainHead, e
 		}
 		seq := h.Seq + 1
 		prev = ChainHash(seq, prev, d)
-		e.Seq, e.PrevHash, e.Hash = seq, h.Hash, hex.EncodeToString(prev[:])
+		e.Seq, e.PrevHash, e.Hash = seq, h.Hash, hexHash(&prev)
 		h = ChainHead{Seq: seq, Hash: e.Hash}
 	}
 	return h, nil
+}
+
+// hexHash is hex.EncodeToString of a hash, with one allocation rather
+// than two.
+func hexHash(h *[HashSize]byte) string {
+	var b [2 * HashSize]byte
+	hex.Encode(b[:], h[:])
+	return string(b[:])
 }
 
 // Due returns when r's recorded state times out: PendingUntil for a

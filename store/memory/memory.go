@@ -85,9 +85,9 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 	}
 	// Content digests do not depend on the trail: compute them before
 	// taking the lock.
-	var one [1][pam.HashSize]byte
-	digests := one[:0]
-	if len(tx.Events) > 1 {
+	var few [4][pam.HashSize]byte
+	digests := few[:0]
+	if len(tx.Events) > len(few) {
 		digests = make([][pam.HashSize]byte, 0, len(tx.Events))
 	}
 	for i := range tx.Events {
