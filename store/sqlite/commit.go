@@ -3,11 +3,9 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -25,6 +23,11 @@ const (
 	sqlRequestVersion = `SELECT version FROM pam_requests WHERE id = $1`
 	sqlInsertPolicy   = `INSERT INTO pam_policies (id, version, revision, deleted, data) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`
 	sqlUpdatePolicy   = `UPDATE pam_policies SET version = $1, revision = $2, deleted = $3, data = $4 WHERE id = $5 AND version = $6`
+
+	// Each Tx of a group is written inside a savepoint (group.go).
+	sqlSavepoint  = `SAVEPOINT pam_tx`
+	sqlRollbackTo = `ROLLBACK TO pam_tx`
+	sqlRelease    = `RELEASE pam_tx`
 )
 
 // prepare prepares Commit's statements. Statements prepared later would
@@ -32,7 +35,8 @@ const (
 // those that are not prepared here run unprepared.
 func (s *Store) prepare(ctx context.Context) error {
 	s.stmts = map[string]*sql.Stmt{}
-	for _, q := range []string{sqlHead, sqlBumpRevision, sqlRequestVersion, sqlInsertPolicy, sqlUpdatePolicy,
+	for _, q := range []string{sqlHead, sqlSavepoint, sqlRollbackTo, sqlRelease,
+		sqlBumpRevision, sqlRequestVersion, sqlInsertPolicy, sqlUpdatePolicy,
 		sqlstore.SQLInsertRequest, sqlstore.SQLUpdateRequest, sqlstore.SQLInsertMessage, sqlstore.SQLUpdateMessage,
 		sqlstore.SQLInsertRun, sqlstore.SQLDeleteRun, eventInserts[1], eventInserts[2]} {
 		st, err := s.w.PrepareContext(ctx, q)
@@ -58,41 +62,19 @@ func (s *Store) queryRow(ctx context.Context, t *sql.Tx, q string, args ...any) 
 	return t.QueryRowContext(ctx, q, args...)
 }
 
-// Commit implements pam.Store. Its transaction begins IMMEDIATE on the
-// one writer connection, so it holds the database's write lock from its
+// writeTx writes c.tx in t, chaining its events from head, and returns
+// the trail's new head. The transaction begins IMMEDIATE on the one
+// writer connection, so it holds the database's write lock from its
 // first statement: sequence numbers continue from the last stored event
-// without gaps, and every version check reads the latest committed
-// state. The checks are compare-and-swap writes all the same (UPDATE ...
+// without gaps, and every version check reads the latest state, that
+// of the Txs written before this one in the same transaction included.
+// The checks are compare-and-swap writes all the same (UPDATE ...
 // WHERE version = $prev).
-func (s *Store) Commit(ctx context.Context, tx *pam.Tx) (err error) {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := tx.Validate(); err != nil {
-		return err
-	}
-	t, err := s.w.BeginTx(ctx, nil)
+func (s *Store) writeTx(ctx context.Context, t *sql.Tx, c *commit, head pam.ChainHead) (pam.ChainHead, error) {
+	tx := c.tx
+	head, err := head.Chain(c.events, c.digests)
 	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			t.Rollback()
-			if retryable(err) {
-				err = fmt.Errorf("%w: %w", pam.ErrConflict, err)
-			}
-		}
-	}()
-	var head pam.ChainHead
-	var hash []byte
-	if err := s.queryRow(ctx, t, sqlHead).Scan(&head.Seq, &hash); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return err
-	}
-	head.Hash = hex.EncodeToString(hash)
-	// Chain copies: tx.Events gets its fields only once the commit holds.
-	events := slices.Clone(tx.Events)
-	if _, err := head.Chain(events, nil); err != nil {
-		return err
+		return head, err
 	}
 	// The catalog and the policies take consecutive revisions from
 	// pam_meta, the catalog first.
@@ -103,17 +85,17 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) (err error) {
 	if tx.PolicyRevision > 0 {
 		var rev int64
 		if err := s.queryRow(ctx, t, `SELECT policy_revision FROM pam_meta WHERE id = 1`).Scan(&rev); err != nil {
-			return err
+			return head, err
 		}
 		if rev != tx.PolicyRevision {
-			return fmt.Errorf("%w: the policy revision is %d, not %d", pam.ErrConflict, rev, tx.PolicyRevision)
+			return head, fmt.Errorf("%w: the policy revision is %d, not %d", pam.ErrConflict, rev, tx.PolicyRevision)
 		}
 	}
 	var firstRev int64
 	if revs > 0 {
 		var last int64
 		if err := s.queryRow(ctx, t, sqlBumpRevision, revs).Scan(&last); err != nil {
-			return err
+			return head, err
 		}
 		firstRev = last - revs + 1
 	}
@@ -121,58 +103,51 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) (err error) {
 	if tx.Catalog != nil {
 		policyRev++
 	}
+	c.catalogRev, c.policyRev = firstRev, policyRev
 	for _, u := range tx.Unchanged {
 		var v int64
 		err := s.queryRow(ctx, t, sqlRequestVersion, u.ID).Scan(&v)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
+			return head, err
 		}
 		if v != u.Version {
-			return fmt.Errorf("%w: request %s is at version %d, not %d", pam.ErrConflict, u.ID, v, u.Version)
+			return head, fmt.Errorf("%w: request %s is at version %d, not %d", pam.ErrConflict, u.ID, v, u.Version)
 		}
 	}
 	if tx.Catalog != nil {
 		if err := s.putCatalog(ctx, t, tx.Catalog, firstRev); err != nil {
-			return err
+			return head, err
 		}
 	}
 	for i := range tx.Policies {
 		if err := s.putPolicy(ctx, t, &tx.Policies[i], policyRev+int64(i)); err != nil {
-			return err
+			return head, err
 		}
 	}
 	for i := range tx.Requests {
 		q, args, err := sqlstore.RequestWrite(&tx.Requests[i])
 		if err != nil {
-			return err
+			return head, err
 		}
 		if err := s.write(ctx, t, q, args, "request", tx.Requests[i].ID, tx.Requests[i].Version); err != nil {
-			return err
+			return head, err
 		}
 	}
 	if err := s.putMessages(ctx, t, tx.Messages); err != nil {
-		return err
+		return head, err
 	}
 	if err := s.putRuns(ctx, t, tx.Open, tx.Close); err != nil {
-		return err
+		return head, err
 	}
-	if err := s.insertEvents(ctx, t, events); err != nil {
-		return err
+	return head, s.insertEvents(ctx, t, c.events)
+}
+
+// mapBusy wraps a retryable error (see retryable) in pam.ErrConflict.
+func mapBusy(err error) error {
+	if retryable(err) {
+		return fmt.Errorf("%w: %w", pam.ErrConflict, err)
 	}
-	if err := t.Commit(); err != nil {
-		return err
-	}
-	if tx.Catalog != nil {
-		tx.Catalog.Revision = firstRev
-	}
-	for i := range tx.Policies {
-		tx.Policies[i].Revision = policyRev + int64(i)
-	}
-	for i := range tx.Events {
-		e := &tx.Events[i]
-		e.Seq, e.PrevHash, e.Hash = events[i].Seq, events[i].PrevHash, events[i].Hash
-	}
-	return nil
+	return err
 }
 
 // retryable reports whether err is a transient conflict between
@@ -351,11 +326,13 @@ func buildEventInsert(n int) string {
 	return b.String()
 }
 
-// insertEvents appends chained events, many rows per statement.
+// insertEvents appends chained events, many rows per statement. Only
+// the committer calls it: its arguments go in the committer's buffer.
 func (s *Store) insertEvents(ctx context.Context, t *sql.Tx, events []pam.Event) error {
+	defer func() { clear(s.g.args) }()
 	for start := 0; start < len(events); start += eventsPerInsert {
 		batch := events[start:min(start+eventsPerInsert, len(events))]
-		args := make([]any, 0, eventColumns*len(batch))
+		args := s.g.args[:0]
 		for i := range batch {
 			e := &batch[i]
 			var err error
@@ -366,6 +343,7 @@ func (s *Store) insertEvents(ctx context.Context, t *sql.Tx, events []pam.Event)
 			hash, _ := pam.ParseHash(e.Hash)
 			args = append(args, prev[:], hash[:])
 		}
+		s.g.args = args
 		if _, err := s.exec(ctx, t, eventInsert(len(batch)), args...); err != nil {
 			return err
 		}

@@ -19,3 +19,24 @@ func (s *Store) Pragma(ctx context.Context, name string) (string, error) {
 	err := s.w.QueryRowContext(ctx, "PRAGMA "+name).Scan(&v)
 	return v, err
 }
+
+// Transactions returns the number of transactions the committer began:
+// one per group of Commits.
+func (s *Store) Transactions() int64 { return s.g.txs.Load() }
+
+// Queued returns the number of Commits waiting for the next group.
+func (s *Store) Queued() int {
+	s.g.mu.Lock()
+	defer s.g.mu.Unlock()
+	return len(s.g.queue)
+}
+
+// HoldWriter takes the writer connection until release is called: the
+// committer's next transaction waits for it.
+func (s *Store) HoldWriter(ctx context.Context) (release func(), err error) {
+	c, err := s.w.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return func() { c.Close() }, nil
+}

@@ -7,11 +7,33 @@
 // the package, and its version recorded; a file written by a newer
 // version of this package is refused with ErrSchemaTooNew.
 //
+// # Group commit
+//
+// Commits that arrive while another is being written are written
+// together, in the next transaction: one goroutine, started by Open and
+// stopped by Close, takes every Tx queued (up to 128) and writes them in
+// one BEGIN IMMEDIATE ... COMMIT, so that with synchronous=FULL they
+// share one fsync. It waits for no one: a lone Commit is written at once,
+// as its own transaction, and costs what it did before. Each Tx of a
+// group is written inside a SAVEPOINT of its own and checked against the
+// state the Txs before it in the group left: one that fails (ErrConflict,
+// ErrNotFound for a run not open, any error) is rolled back to its
+// savepoint and its caller alone gets the error; the others go on. The
+// events of each Tx are chained from the head the one before it left, so
+// sequence numbers and the hash chain run on across the group without a
+// gap. Every caller gets its result once the transaction has ended, and
+// Commit sets the fields of its Tx only then: if the COMMIT fails, every
+// Tx of the group that had been written gets its error. A caller whose
+// context ends while its Tx is queued gets ctx.Err(), and the Tx is not
+// written; once the committer has begun writing it, the caller gets the
+// transaction's outcome.
+//
 // # Durability
 //
 // The file is in WAL mode with synchronous=FULL: the WAL is fsync'd at
-// every commit, so a commit that returned survives a crash of the
-// process, of the operating system or of the machine. A covered Guard
+// every commit (one per group, see above), so a commit that returned
+// survives a crash of the process, of the operating system or of the
+// machine. A covered Guard
 // waits for the fsync of its start's commit (and of its end's too, with
 // pam.Options.SyncRunEnds).
 //
@@ -67,6 +89,7 @@ type Store struct {
 	*sqlstore.Store
 	w, r  *sql.DB
 	stmts map[string]*sql.Stmt // Commit's, prepared on w
+	g     committer
 }
 
 var _ pam.OutboxStore = (*Store)(nil)
@@ -159,6 +182,7 @@ func open(ctx context.Context, path string, opts *Options, d sqlstore.Dialect) (
 	}
 	r.SetMaxOpenConns(Readers)
 	s := &Store{Store: sqlstore.New(w, r, d), w: w, r: r}
+	s.startCommitter()
 	if err := s.prepare(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: %w", err)
@@ -166,8 +190,10 @@ func open(ctx context.Context, path string, opts *Options, d sqlstore.Dialect) (
 	return s, nil
 }
 
-// Close closes the database.
+// Close closes the database, once the Commits under way are written.
+// Commit returns an error from then on.
 func (s *Store) Close() error {
+	s.stopCommitter()
 	errs := []error{s.Store.Close()}
 	for _, st := range s.stmts {
 		errs = append(errs, st.Close())

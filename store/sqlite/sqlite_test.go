@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -274,4 +275,27 @@ func TestGrantEndsAcrossManagers(t *testing.T) {
 	clk.Set(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
 	const poll = 50 * time.Millisecond
 	storetest.GrantEndsAcross(t, open(t, path), open(t, path), clk, poll, poll+25*time.Millisecond, 20)
+}
+
+// BenchmarkCommitParallel is Store.Commit of one event from many
+// goroutines at once (GOMAXPROCS of them, times 16 in "x16"), with every
+// commit fsync'd: what concurrent Guards' audit commits are bounded by.
+func BenchmarkCommitParallel(b *testing.B) {
+	for _, p := range []int{1, 16} {
+		b.Run(fmt.Sprintf("x%d", p), func(b *testing.B) {
+			s := open(b, filepath.Join(b.TempDir(), "pam.db"))
+			ctx := context.Background()
+			b.SetParallelism(p)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					tx := &pam.Tx{Events: []pam.Event{{Time: storetest.Epoch, Type: pam.EventGuardAllowed, Actor: "alice", Task: "Rotate-Key"}}}
+					if err := s.Commit(ctx, tx); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
 }
