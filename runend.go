@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	mrand "math/rand/v2"
 	"slices"
 	"strconv"
@@ -59,20 +60,14 @@ type runEnds struct {
 	stop context.CancelFunc
 
 	mu      sync.Mutex
-	pending map[string]pendingEnd                // by run: ends to record
+	fresh   []Event          // ends never tried, oldest first
+	pending map[string]Event // by run: ends tried that failed
 	busy    bool                                 // a retry loop is running
 	stopped bool                                 // closed: nothing is retried any more
 	idle    chan struct{}                        // closed when the retry loop stops
 	store   func(context.Context, Event) error   // one end, looked up when its run is closed
 	batch   func(context.Context, []Event) error // ends never tried, in one commit
 	onError func(error)
-}
-
-// pendingEnd is an end waiting to be recorded. One that was tried and
-// failed goes alone, through store; the others go together.
-type pendingEnd struct {
-	e     Event
-	tried bool
 }
 
 // endDelay is how long a deferred end waits for a start to ride on
@@ -94,7 +89,7 @@ func newRunEnds(grace, poll, timeout time.Duration, onError func(error)) *runEnd
 	if grace == 0 {
 		grace = DefaultRunEndGrace
 	}
-	r := &runEnds{prefix: hex.EncodeToString(b[:]) + "-", grace: grace, poll: poll, timeout: timeout, pending: map[string]pendingEnd{}, onError: onError}
+	r := &runEnds{prefix: hex.EncodeToString(b[:]) + "-", grace: grace, poll: poll, timeout: timeout, pending: map[string]Event{}, onError: onError}
 	for i := range r.running {
 		r.running[i].ids = map[string]struct{}{}
 	}
@@ -175,7 +170,11 @@ func (r *runEnds) put(e Event, tried, report bool) bool {
 		}
 		return false
 	}
-	r.pending[e.Run] = pendingEnd{e, tried}
+	if tried {
+		r.pending[e.Run] = e
+	} else {
+		r.fresh = append(r.fresh, e)
+	}
 	if !r.busy {
 		r.busy, r.idle = true, make(chan struct{})
 		go r.loop()
@@ -183,20 +182,19 @@ func (r *runEnds) put(e Event, tried, report bool) bool {
 	return true
 }
 
-// take removes and returns up to max of the ends never tried, for a
-// start's commit to carry.
+// take removes and returns up to max of the ends never tried, the
+// oldest, for a start's commit to carry.
 func (r *runEnds) take(buf []Event, max int) []Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for run, p := range r.pending {
-		if len(buf) == max {
-			break
-		}
-		if !p.tried {
-			buf = append(buf, p.e)
-			delete(r.pending, run)
-		}
+	n := min(len(r.fresh), max)
+	if n == 0 {
+		return buf
 	}
+	buf = append(buf, r.fresh[:n]...)
+	rest := copy(r.fresh, r.fresh[n:])
+	clear(r.fresh[rest:])
+	r.fresh = r.fresh[:rest]
 	return buf
 }
 
@@ -244,15 +242,14 @@ func (r *runEnds) loop() {
 func (r *runEnds) flush() (done, failed bool) {
 	const maxBatch = 256
 	r.mu.Lock()
-	var fresh, tried []Event
-	for run, p := range r.pending {
-		if p.tried {
-			tried = append(tried, p.e)
-		} else {
-			fresh = append(fresh, p.e)
-		}
-		delete(r.pending, run)
+	fresh := slices.Clone(r.fresh)
+	clear(r.fresh)
+	r.fresh = r.fresh[:0]
+	tried := make([]Event, 0, len(r.pending))
+	for _, e := range r.pending {
+		tried = append(tried, e)
 	}
+	clear(r.pending)
 	r.mu.Unlock()
 	slices.SortFunc(fresh, func(a, b Event) int { return a.Time.Compare(b.Time) })
 	for len(fresh) > 0 {
@@ -281,7 +278,7 @@ func (r *runEnds) flush() (done, failed bool) {
 			failed = true
 			r.mu.Lock()
 			if _, newer := r.pending[e.Run]; !newer {
-				r.pending[e.Run] = pendingEnd{e, true}
+				r.pending[e.Run] = e
 			}
 			r.mu.Unlock()
 			continue
@@ -290,7 +287,7 @@ func (r *runEnds) flush() (done, failed bool) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.pending) == 0 || r.ctx.Err() != nil {
+	if len(r.pending)+len(r.fresh) == 0 || r.ctx.Err() != nil {
 		r.busy = false
 		close(r.idle)
 		return true, failed
@@ -331,12 +328,14 @@ func (r *runEnds) close(ctx context.Context) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n := len(r.pending)
-	for _, p := range r.pending {
-		r.onError(fmt.Errorf("%w: the end of run %s (%s by %s, %s) was not recorded before Close's context ended", ErrAuditIncomplete, p.e.Run, p.e.Task, p.e.Actor, p.e.Outcome))
-		r.ended(p.e.Run)
+	left := append(slices.Collect(maps.Values(r.pending)), r.fresh...)
+	for _, e := range left {
+		r.onError(fmt.Errorf("%w: the end of run %s (%s by %s, %s) was not recorded before Close's context ended", ErrAuditIncomplete, e.Run, e.Task, e.Actor, e.Outcome))
+		r.ended(e.Run)
 	}
+	n := len(left)
 	clear(r.pending)
+	r.fresh = nil
 	if n == 0 {
 		return nil
 	}
