@@ -60,8 +60,8 @@ type runEnds struct {
 	stop context.CancelFunc
 
 	mu      sync.Mutex
-	fresh   []Event          // ends never tried, oldest first
-	pending map[string]Event // by run: ends tried that failed
+	fresh   []Event                              // ends never tried, oldest first
+	pending map[string]Event                     // by run: ends tried that failed
 	busy    bool                                 // a retry loop is running
 	stopped bool                                 // closed: nothing is retried any more
 	idle    chan struct{}                        // closed when the retry loop stops
