@@ -28,9 +28,9 @@ type Store struct {
 	rev      atomic.Int64 // len(polLog), for PolicyRevision
 	catalog  pam.Catalog
 	requests map[string]pam.Request
-	ids      []string // request IDs, sorted unless unsorted
-	unsorted bool
-	grants   sync.Map // requester → []pam.Grant of the requests recorded Approved, replaced, never changed
+	ids      []string            // request IDs, sorted
+	mine     map[string][]string // requester → request IDs, sorted
+	grants   sync.Map            // requester → []pam.Grant of the requests recorded Approved, replaced, never changed
 	events   eventLog
 	head     pam.ChainHead // where the trail ends
 	messages map[string]pam.Message
@@ -72,6 +72,7 @@ func New() *Store {
 		messages: map[string]pam.Message{},
 		pending:  map[string]struct{}{},
 		runs:     map[string]pam.OpenRun{},
+		mine:     map[string][]string{},
 	}
 }
 
@@ -151,8 +152,12 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 	for _, r := range tx.Requests {
 		r = cloneRequest(r)
 		if _, ok := s.requests[r.ID]; !ok {
-			s.ids = append(s.ids, r.ID)
-			s.unsorted = true
+			// IDs grow with time: an insert is mostly an append.
+			i, _ := slices.BinarySearch(s.ids, r.ID)
+			s.ids = slices.Insert(s.ids, i, r.ID)
+			ids := s.mine[r.Requester]
+			i, _ = slices.BinarySearch(ids, r.ID)
+			s.mine[r.Requester] = slices.Insert(ids, i, r.ID)
 		}
 		s.requests[r.ID] = r
 		s.setGrant(&r)
@@ -283,16 +288,17 @@ func (s *Store) Requests(ctx context.Context, f pam.RequestFilter) ([]pam.Reques
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	// Sorting new IDs on the first listing after them keeps Commit O(1).
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.unsorted {
-		slices.Sort(s.ids)
-		s.unsorted = false
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ids := s.ids
+	if f.Requester != "" {
+		// One requester's: MaxPending asks on every Submit, and there
+		// may be many requests of others.
+		ids = s.mine[f.Requester]
 	}
-	start, _ := slices.BinarySearch(s.ids, f.After)
+	start, _ := slices.BinarySearch(ids, f.After)
 	var out []pam.Request
-	for _, id := range s.ids[start:] {
+	for _, id := range ids[start:] {
 		if id <= f.After {
 			continue
 		}
