@@ -129,6 +129,40 @@ func ExampleManager_Guard() {
 	// after the window: true
 }
 
+// What Guard's error says about the work: fn did not run (ErrAudit and
+// the other sentinels Guard returns: a retry is safe), or it ran and its
+// end is not stored yet (ErrAuditIncomplete, only with SyncRunEnds: do not
+// repeat it). Each run's start and end share Event.Run.
+func ExampleOptions_syncRunEnds() {
+	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin@contoso.com"}})
+	m, _ := pam.New(memory.New(), dir, &pam.Options{SystemAccounts: []string{"svc-backup"}, SyncRunEnds: true})
+	admin := pam.WithActor(context.Background(), "admin@contoso.com")
+	if _, err := m.CreatePolicy(admin, pam.Policy{ID: "keys", Scope: pam.TaskScope("Rotate-Key"), Approval: pam.Auto}); err != nil {
+		log.Fatal(err)
+	}
+	err := m.Guard(pam.WithActor(context.Background(), "svc-backup"), pam.Op{Task: "Rotate-Key"}, func(context.Context) error {
+		return nil // rotate the key
+	})
+	switch {
+	case errors.Is(err, pam.ErrAuditIncomplete):
+		fmt.Println("rotated; the end is recorded later: do not rotate again")
+	case err != nil:
+		fmt.Println("not rotated:", err)
+	default:
+		fmt.Println("rotated")
+	}
+	// With SyncRunEnds the run's end is in the trail once Guard returns.
+	starts, _, _ := m.Audit(admin, pam.EventFilter{Types: []pam.EventType{pam.EventGuardExempt}})
+	run, _, _ := m.Audit(admin, pam.EventFilter{Run: starts[0].Run})
+	for _, e := range run {
+		fmt.Println(e.Type, e.Outcome)
+	}
+	// Output:
+	// rotated
+	// guard.exempt exempt
+	// guard.finished ok
+}
+
 // Check answers what Guard would decide, without running anything: a
 // front end uses it to offer a request form before the user tries.
 func ExampleManager_Check() {
