@@ -580,7 +580,7 @@ func (m *Manager) recordCarrying(ctx context.Context, e Event, checks []PolicyCh
 	if e.Run != "" {
 		switch e.Type {
 		case EventGuardAllowed, EventGuardExempt:
-			if carry {
+			if carry && !m.syncEnds {
 				carried = m.ends.take(one.ev[:0], maxRide)
 				for i := range carried {
 					one.close[i] = carried[i].Run
