@@ -33,7 +33,7 @@ func TestCrashRecovery(t *testing.T) {
 		t.Skip("in the child")
 	}
 	runs := 50
-	if testing.Short() {
+	if testing.Short() || raceDetector {
 		runs = 10
 	}
 	for _, sync := range []string{"FULL", "NORMAL"} {
