@@ -310,6 +310,7 @@
 //	approval.go     decisions: Approve, Deny, Cancel, Revoke, Reviewable
 //	guard.go        Guard and Check: gathering, and the pure decision
 //	grantctx.go     fn's context; grantwatch.go ends it with its grant
+//	runend.go       run IDs, each run's one end: deferred, retried, swept
 //	policycache.go  the compiled policies and catalog Guard reads (snapshot.go)
 //	audit.go        Event, Outcome, Audit search
 //	auditfeed.go    audit sinks fed from the store, fail-closed delivery
