@@ -228,8 +228,11 @@ func (r *runEnds) loop() {
 		if done {
 			return
 		}
-		if wait = endDelay; failed {
+		if failed {
+			// Back off while the store fails.
 			wait = min(2*wait, r.poll)
+		} else {
+			wait = endDelay
 		}
 		t.Reset(wait)
 	}
