@@ -431,7 +431,10 @@ func TestRequiredSinkFailsClosed(t *testing.T) {
 			t.Logf("sink %d store %d status %+v", len(sink.Events()), len(e.events()), e.m.SinkStatus())
 		}
 	}()
-	eventually(t, "catching up", func() bool { return len(sink.Events()) == len(e.events()) })
+	// Healthy once its recovery is recorded; then caught up with it.
+	eventually(t, "catching up", func() bool {
+		return e.m.SinkStatus()[0].Healthy && len(sink.Events()) == len(e.events())
+	})
 
 	// The trail says what happened to each attempt, and records each
 	// outage once. The sink worker and Guard record concurrently, so the

@@ -24,6 +24,10 @@ func (s *Store) Pragma(ctx context.Context, name string) (string, error) {
 // one per group of Commits.
 func (s *Store) Transactions() int64 { return s.g.txs.Load() }
 
+// Taken returns the number of Commits the committer has taken into
+// groups.
+func (s *Store) Taken() int64 { return s.g.taken.Load() }
+
 // Queued returns the number of Commits waiting for the next group.
 func (s *Store) Queued() int {
 	s.g.mu.Lock()

@@ -29,8 +29,9 @@ type committer struct {
 	closed  bool
 	stopped chan struct{} // closed when the committer has returned
 
-	txs  atomic.Int64 // transactions begun, for the tests
-	free sync.Pool    // of *commit
+	txs   atomic.Int64 // transactions begun, for the tests
+	taken atomic.Int64 // Commits taken into groups, for the tests
+	free  sync.Pool    // of *commit
 
 	// The committer's own.
 	group []*commit
@@ -152,6 +153,7 @@ func (s *Store) commitLoop() {
 		rest := copy(s.g.queue, s.g.queue[n:])
 		clear(s.g.queue[rest:])
 		s.g.queue = s.g.queue[:rest]
+		s.g.taken.Add(int64(n))
 		s.g.mu.Unlock()
 		s.writeGroup(s.g.group)
 		clear(s.g.group)

@@ -257,13 +257,17 @@ func TestGroupCommitContext(t *testing.T) {
 	commit := func(ctx context.Context, actor string) {
 		results <- s.Commit(ctx, &pam.Tx{Events: []pam.Event{groupEvent(actor)}})
 	}
-	for _, a := range []string{"a", "b", "d"} {
+	// The committer takes the first and waits for the writer; the others
+	// queue behind it. The canceled one comes last, so that it is
+	// queued: one the committer held would wait for its outcome.
+	go commit(ctx, "a")
+	waitFor(t, func() bool { return s.Queued() == 0 && s.Taken() == 1 })
+	for _, a := range []string{"b", "d"} {
 		go commit(ctx, a)
 	}
+	waitFor(t, func() bool { return s.Queued() == 2 })
 	canceled := make(chan error, 1)
 	go func() { canceled <- s.Commit(cctx, &pam.Tx{Events: []pam.Event{groupEvent("canceled")}}) }()
-	// The committer holds one of the four, waiting for the writer;
-	// the others are queued.
 	waitFor(t, func() bool { return s.Queued() == 3 })
 	cancel()
 	if err := <-canceled; !errors.Is(err, context.Canceled) {
