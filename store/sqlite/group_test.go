@@ -116,7 +116,9 @@ func TestGroupCommit(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, func() bool { return s.Queued() >= workers-1 })
+	// Every first Commit is queued, or taken by the committer, which
+	// waits for the writer.
+	waitFor(t, func() bool { return int64(s.Queued())+s.Taken() >= workers })
 	release()
 	wg.Wait()
 
