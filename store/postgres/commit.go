@@ -4,22 +4,29 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/internal/groupcommit"
 	"github.com/zerostanding/pam/internal/sqlstore"
 )
 
-// Commit implements pam.Store in one round trip: every statement goes in
-// one pgx batch, which PostgreSQL runs as one implicit transaction. The
-// first statement bumps the counters row, taking its lock, so commits are
-// serialised across replicas and sequence numbers stay gapless; each
-// compare-and-swap, the catalog's included, is checked in the database by
-// pam_check, which aborts the whole transaction on a mismatch.
+// maxGroup bounds the Txs written in one transaction.
+const maxGroup = 128
+
+// Commit implements pam.Store. Its Tx is written by the store's
+// committer, in one transaction with the Txs of the other Commits
+// queued at the time: see Group commit in the package documentation.
+// A caller whose ctx ends while its Tx waits in the queue gets
+// ctx.Err(), and the Tx is not written; once the committer has sent it,
+// the caller waits for the transaction's outcome, which is cut short
+// only when every caller in it has left.
 func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -27,43 +34,224 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 	if err := tx.Validate(); err != nil {
 		return err
 	}
+	if err := s.g.Commit(ctx, tx); err != nil {
+		if errors.Is(err, groupcommit.ErrClosed) {
+			return errClosed
+		}
+		return err
+	}
+	return nil
+}
+
+// errClosed is Commit's error once Close was called.
+var errClosed = fmt.Errorf("postgres: %w", groupcommit.ErrClosed)
+
+// writeGroup writes group in one transaction of one round trip. When a
+// Tx fails on its own (a version check, a run not open, a duplicate ID),
+// the transaction is rolled back and sent again without it, so each Tx
+// is still all-or-nothing and a conflicting one fails alone; any other
+// error fails the group.
+func (s *Store) writeGroup(group []*groupcommit.Commit) {
+	// The transaction is not any one caller's: it is cut short only when
+	// every caller in it has left.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var left atomic.Int64
+	for i, c := range group {
+		if !s.g.Take(c) {
+			group[i] = nil
+			continue
+		}
+		left.Add(1)
+		defer context.AfterFunc(c.Ctx, func() {
+			if left.Add(-1) == 0 {
+				cancel()
+			}
+		})()
+	}
+	err := s.writeBatch(ctx, group)
+	if err != nil && ctx.Err() != nil {
+		for _, c := range group {
+			if c != nil && c.Err == nil {
+				c.Err = c.Ctx.Err()
+			}
+		}
+	}
+	s.g.Finish(group, err, mapError)
+}
+
+// span is where one Tx's statements are in a batch.
+type span struct {
+	c           *groupcommit.Commit
+	first, next int // its statements are [first, next)
+	bump        int // the statement that returns its last revision, or -1
+}
+
+// writeBatch sends the Txs of group not yet failed in one batch, which
+// PostgreSQL runs as one implicit transaction, until one goes through or
+// none is left. The first statement takes the counters row's lock, so
+// commits are serialised across replicas, sequence numbers stay gapless
+// and every check reads the latest state, that of the Txs before it in
+// the same batch included.
+func (s *Store) writeBatch(ctx context.Context, group []*groupcommit.Commit) error {
+	spans := make([]span, 0, len(group))
+	for {
+		b := &pgx.Batch{}
+		b.Queue(sqlLock)
+		spans = spans[:0]
+		notify := false
+		for _, c := range group {
+			if c == nil || c.Err != nil {
+				continue
+			}
+			if err := c.Ctx.Err(); err != nil {
+				c.Err = err
+				continue
+			}
+			sp := span{c: c, first: b.Len()}
+			var err error
+			if sp.bump, err = queueTx(b, c); err != nil {
+				c.Err = err
+				b.QueuedQueries = b.QueuedQueries[:sp.first]
+				continue
+			}
+			sp.next = b.Len()
+			spans = append(spans, sp)
+			notify = notify || notifies(c.Tx)
+		}
+		if len(spans) == 0 {
+			return nil
+		}
+		if notify {
+			b.Queue(sqlNotify)
+		}
+		head, failed, err := s.send(ctx, b, spans)
+		if err == nil {
+			s.txs.Add(1)
+			// The database chained the events from the head it held;
+			// the same chaining here gives the events their fields.
+			for _, sp := range spans {
+				if head, err = head.Chain(sp.c.Events, sp.c.Digests); err != nil {
+					return fmt.Errorf("postgres: committed, but the head it was chained to is not a hash: %w", err)
+				}
+			}
+			return nil
+		}
+		if failed < 0 || !ownFault(err) || ctx.Err() != nil {
+			return err
+		}
+		spans[failed].c.Err = err
+	}
+}
+
+// send sends b and reads its results: the head the trail had, and the
+// revisions each Tx took. On an error, failed is the index in spans of
+// the Tx whose statement failed, or -1.
+func (s *Store) send(ctx context.Context, b *pgx.Batch, spans []span) (head pam.ChainHead, failed int, err error) {
+	br := s.pool.SendBatch(ctx, b)
+	var hash []byte
+	err = br.QueryRow().Scan(&head.Seq, &hash)
+	failed = -1
+	for i, sp := range spans {
+		for q := sp.first; err == nil && q < sp.next; q++ {
+			if q != sp.bump {
+				_, err = br.Exec()
+				continue
+			}
+			var last int64
+			if err = br.QueryRow().Scan(&last); err == nil {
+				// The catalog first, then the policies in order.
+				sp.c.PolicyRev = last - int64(len(sp.c.Tx.Policies)) + 1
+				if sp.c.Tx.Catalog != nil {
+					sp.c.CatalogRev = sp.c.PolicyRev - 1
+				}
+			}
+		}
+		if err != nil {
+			failed = i
+			break
+		}
+	}
+	for q := spans[len(spans)-1].next; err == nil && q < b.Len(); q++ {
+		_, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	head.Hash = hex.EncodeToString(hash)
+	return head, failed, err
+}
+
+// ownFault reports whether err, raised by one of a Tx's statements, is
+// that Tx's own doing: a failed check, a run not open, a duplicate or
+// invalid value. Anything else (a lost connection, a canceled query, a
+// deadlock) fails the whole group.
+func ownFault(err error) bool {
+	code := pgCode(err)
+	return code == "PAM01" || code == "PAM02" || strings.HasPrefix(code, "22") || strings.HasPrefix(code, "23")
+}
+
+// mapError maps a commit's error to the sentinels of pam.Store.
+func mapError(err error) error {
+	switch pgCode(err) {
+	case "PAM01", "23505", "40001", "40P01":
+		return fmt.Errorf("%w: %w", pam.ErrConflict, err)
+	case "PAM02":
+		return fmt.Errorf("%w: %w", pam.ErrNotFound, err)
+	}
+	return err
+}
+
+// sqlLock takes the counters row's lock for the transaction and reads
+// the head of the trail.
+const sqlLock = `SELECT last_seq, head_hash FROM pam_meta WHERE id = 1 FOR UPDATE`
+
+// queueTx queues c's Tx's statements in b: each compare-and-swap, the
+// catalog's included, is checked in the database by pam_check, which
+// aborts the transaction on a mismatch. bump is the index of the
+// statement that returns the last of the policy revisions tx takes, or
+// -1 when it takes none.
+func queueTx(b *pgx.Batch, c *groupcommit.Commit) (bump int, err error) {
+	tx := c.Tx
+	if tx.PolicyRevision > 0 {
+		b.Queue(`SELECT pam_check((SELECT policy_revision FROM pam_meta WHERE id = 1) = $1, $2)`,
+			tx.PolicyRevision, fmt.Sprintf("the policy revision is not %d", tx.PolicyRevision))
+	}
 	// The catalog and the policies take consecutive revisions from
 	// pam_meta, the catalog first.
 	revs := len(tx.Policies)
 	if tx.Catalog != nil {
 		revs++
 	}
-	b := &pgx.Batch{}
-	b.Queue(`UPDATE pam_meta SET policy_revision = policy_revision + $1 WHERE id = 1 RETURNING last_seq, policy_revision, head_hash`, revs)
-	if tx.PolicyRevision > 0 {
-		// Under the row lock the UPDATE took: the revision before it.
-		b.Queue(`SELECT pam_check((SELECT policy_revision FROM pam_meta WHERE id = 1) - $1 = $2, $3)`,
-			revs, tx.PolicyRevision, fmt.Sprintf("the policy revision is not %d", tx.PolicyRevision))
+	bump = -1
+	if revs > 0 {
+		bump = b.Len()
+		b.Queue(`UPDATE pam_meta SET policy_revision = policy_revision + $1 WHERE id = 1 RETURNING policy_revision`, revs)
 	}
 	for _, u := range tx.Unchanged {
 		b.Queue(`SELECT pam_check(coalesce((SELECT version FROM pam_requests WHERE id = $1), 0) = $2, $3)`,
 			u.ID, u.Version, fmt.Sprintf("request %s is not at version %d", u.ID, u.Version))
 	}
-	if c := tx.Catalog; c != nil {
-		data, err := sqlstore.CatalogData(c)
+	if cat := tx.Catalog; cat != nil {
+		data, err := sqlstore.CatalogData(cat)
 		if err != nil {
-			return err
+			return bump, err
 		}
 		back := len(tx.Policies) // its revision is the new counter minus back
-		what := fmt.Sprintf("the catalog is not at version %d", c.Version-1)
-		if c.Version == 1 {
+		what := fmt.Sprintf("the catalog is not at version %d", cat.Version-1)
+		if cat.Version == 1 {
 			b.Queue(`WITH w AS (INSERT INTO pam_catalog (id, version, revision, data) VALUES (1, $1, (SELECT policy_revision FROM pam_meta WHERE id = 1) - $2, $3) ON CONFLICT (id) DO NOTHING RETURNING 1) SELECT pam_check(count(*) = 1, $4) FROM w`,
-				c.Version, back, data, what)
+				cat.Version, back, data, what)
 		} else {
 			b.Queue(`WITH w AS (UPDATE pam_catalog SET version = $1, revision = (SELECT policy_revision FROM pam_meta WHERE id = 1) - $2, data = $3 WHERE id = 1 AND version = $4 RETURNING 1) SELECT pam_check(count(*) = 1, $5) FROM w`,
-				c.Version, back, data, c.Version-1, what)
+				cat.Version, back, data, cat.Version-1, what)
 		}
 	}
 	for i := range tx.Policies {
 		p := &tx.Policies[i]
 		data, err := json.Marshal(p)
 		if err != nil {
-			return err
+			return bump, err
 		}
 		back := len(tx.Policies) - 1 - i // its revision is the new counter minus back
 		what := fmt.Sprintf("policy %s is not at version %d", p.ID, p.Version-1)
@@ -79,7 +267,7 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 		r := &tx.Requests[i]
 		q, args, err := sqlstore.RequestWrite(r)
 		if err != nil {
-			return err
+			return bump, err
 		}
 		b.Queue(checked[q], append(args, fmt.Sprintf("request %s is not at version %d", r.ID, r.Version-1))...)
 	}
@@ -87,7 +275,7 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 		msg := &tx.Messages[i]
 		q, args, err := sqlstore.MessageWrite(msg)
 		if err != nil {
-			return err
+			return bump, err
 		}
 		b.Queue(checked[q], append(args, fmt.Sprintf("message %s is not at version %d", msg.ID, msg.Version-1))...)
 	}
@@ -97,55 +285,14 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 	for _, id := range tx.Close {
 		b.Queue(sqlCloseRun, id, "run "+id)
 	}
-	if notifies(tx) {
-		b.Queue(sqlNotify)
-	}
-	digests := make([][pam.HashSize]byte, len(tx.Events))
 	for i := range tx.Events {
-		e := &tx.Events[i]
-		digests[i] = e.ContentDigest()
-		args, err := sqlstore.AppendEventContent(append(make([]any, 0, 10), digests[i][:]), e)
+		args, err := sqlstore.AppendEventContent(append(make([]any, 0, 10), c.Digests[i][:]), &tx.Events[i])
 		if err != nil {
-			return err
+			return bump, err
 		}
 		b.Queue(sqlAppendEvent, args...)
 	}
-
-	br := s.pool.SendBatch(ctx, b)
-	var lastSeq, lastRev int64
-	var hash []byte
-	err := br.QueryRow().Scan(&lastSeq, &lastRev, &hash)
-	for i := 1; err == nil && i < b.Len(); i++ {
-		_, err = br.Exec()
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		switch pgCode(err) {
-		case "PAM01", "23505", "40001", "40P01":
-			return fmt.Errorf("%w: %w", pam.ErrConflict, err)
-		case "PAM02":
-			return fmt.Errorf("%w: %w", pam.ErrNotFound, err)
-		}
-		if cerr := ctx.Err(); cerr != nil {
-			return cerr
-		}
-		return err
-	}
-	if tx.Catalog != nil {
-		tx.Catalog.Revision = lastRev - int64(len(tx.Policies))
-	}
-	for i := range tx.Policies {
-		tx.Policies[i].Revision = lastRev - int64(len(tx.Policies)-1-i)
-	}
-	// The database chained the events from the head it held; the same
-	// chaining here gives tx.Events their fields.
-	head := pam.ChainHead{Seq: lastSeq, Hash: hex.EncodeToString(hash)}
-	if _, err := head.Chain(tx.Events, digests); err != nil {
-		return fmt.Errorf("postgres: committed, but the head it was chained to is not a hash: %w", err)
-	}
-	return nil
+	return bump, nil
 }
 
 // checked maps each of sqlstore's statements that write one row to the

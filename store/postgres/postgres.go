@@ -2,14 +2,34 @@
 // PostgreSQL database (github.com/jackc/pgx/v5). It passes
 // store/storetest.
 //
-// Every commit takes the row lock of one counters row first, so commits
-// from all replicas are serialised: audit sequence numbers are gapless
-// and ordered across replicas, and every compare-and-swap on a version
-// sees the latest committed state. Requests are stored as given, their
+// Every transaction takes the row lock of one counters row first, so
+// commits from all replicas are serialised: audit sequence numbers are
+// gapless and ordered across replicas, and every compare-and-swap on a
+// version sees the latest committed state. Requests are stored as given, their
 // decisions in the request's data; the rules of a request's contents are
 // the engine's. Guard reads the policy revision and the actor's grants
 // from the database on every call, so a policy change or a revocation
 // through any replica is seen by every replica's next Guard.
+//
+// # Group commit
+//
+// Commits that arrive while another is being written are written
+// together: one goroutine per Store, started by Open or New and stopped
+// by Close, takes every Tx queued (up to 128) and sends them as one pgx
+// batch, which PostgreSQL runs as one implicit transaction — one round
+// trip, one lock of the counters row, one WAL flush for the group. It
+// waits for no one: a lone Commit is sent at once. Each Tx's checks run
+// against the state the Txs before it in the batch left. A Tx that fails
+// on its own (ErrConflict, ErrNotFound for a run not open, a duplicate
+// or invalid value) aborts the batch; the group is then sent again
+// without it, and its caller alone gets the error. Any other error (the
+// connection lost, say) is every caller's. The events of the group are
+// chained in the database from the head it holds under the lock, so
+// sequence numbers and the hash chain run on across groups and replicas
+// without a gap. A caller whose context ends while its Tx is queued gets
+// ctx.Err(), and the Tx is not sent; a group is canceled only when every
+// caller in it has left, and each of them then gets ctx.Err() with the
+// outcome unknown (as with any lost reply).
 //
 // The Store is a pam.TimeSource: decisions are made on the database
 // server's clock (SELECT now()), so replicas whose own clocks drift still
@@ -30,6 +50,7 @@ import (
 	"fmt"
 	"io/fs"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/benbjohnson/clock"
@@ -39,6 +60,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/internal/groupcommit"
 	"github.com/zerostanding/pam/internal/sqlstore"
 )
 
@@ -70,6 +92,8 @@ type Store struct {
 	pool  *pgxpool.Pool
 	owned bool // the Store opened the pool and closes it
 	clock clock.Clock
+	g     groupcommit.Queue
+	txs   atomic.Int64 // transactions committed, for the tests
 
 	// Listeners (Changes) end with Close, before the pool closes.
 	listening  context.Context
@@ -140,6 +164,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Store, error)
 	}
 	st := &Store{Store: sqlstore.New(db, db, dialect), db: db, pool: pool, clock: opts.Clock}
 	st.listening, st.stopListen = context.WithCancel(context.Background())
+	st.g.Start(maxGroup, st.writeGroup)
 	return st, nil
 }
 
@@ -172,6 +197,7 @@ func (s *Store) Now(ctx context.Context) (time.Time, error) {
 
 // Close releases the Store's connections (and the pool, if Open made it).
 func (s *Store) Close() error {
+	s.g.Close()
 	s.stopListen()
 	s.listeners.Wait()
 	err := errors.Join(s.Store.Close(), s.db.Close())

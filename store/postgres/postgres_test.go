@@ -245,3 +245,76 @@ func TestMalformedEventsAreTampering(t *testing.T) {
 		}
 	}, storetest.SQLMalformedRows)
 }
+
+// TestGroupCommit: Commits from many goroutines at once are written
+// together, several to a transaction of one round trip, and each is
+// still all or nothing: one that conflicts is taken out of its group,
+// which is sent again without it.
+func TestGroupCommit(t *testing.T) {
+	dsn(t)
+	s := open(t, freshSchema(t), nil)
+	storetest.GroupCommit(t, s, s)
+}
+
+// TestGroupCommitContext: a Commit whose ctx ends while it is queued
+// returns ctx.Err() and is not written; a group whose every caller has
+// left is cut short, and not written either; the Commits queued behind
+// it are written once the writer is free. After Close, Commit fails.
+func TestGroupCommitContext(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, freshSchema(t), nil)
+	ev := func(actor string) *pam.Tx {
+		return &pam.Tx{Events: []pam.Event{{Time: storetest.Epoch, Type: pam.EventGuardAllowed, Actor: actor, Task: "Rotate-Key", Outcome: "ok"}}}
+	}
+	release, err := s.HoldWriter(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	actx, cancelA := context.WithCancel(ctx)
+	a := make(chan error, 1)
+	go func() { a <- s.Commit(actx, ev("a")) }()
+	waitFor(t, func() bool { return s.Taken() == 1 })
+	b := make(chan error, 1)
+	go func() { b <- s.Commit(ctx, ev("b")) }()
+	waitFor(t, func() bool { return s.Queued() == 1 })
+	cctx, cancelC := context.WithCancel(ctx)
+	c := make(chan error, 1)
+	go func() { c <- s.Commit(cctx, ev("c")) }()
+	waitFor(t, func() bool { return s.Queued() == 2 })
+	cancelC()
+	if err := <-c; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the Commit canceled while queued = %v, want context.Canceled", err)
+	}
+	// a's group waits for the row lock; its only caller leaves.
+	cancelA()
+	if err := <-a; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the Commit canceled while written = %v, want context.Canceled", err)
+	}
+	release()
+	if err := <-b; err != nil {
+		t.Fatal(err)
+	}
+	events, err := s.Events(ctx, pam.EventFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 1 || events[0].Actor != "b" || events[0].Seq != 1 {
+		t.Errorf("events stored: %+v; want b's alone, as 1", events)
+	}
+
+	s.Close()
+	if err := s.Commit(ctx, ev("late")); err == nil {
+		t.Error("Commit after Close succeeded")
+	}
+}
+
+// waitFor polls cond until it holds, for up to 10 seconds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/internal/groupcommit"
 	"github.com/zerostanding/pam/internal/sqlstore"
 )
 
@@ -62,7 +63,7 @@ func (s *Store) queryRow(ctx context.Context, t *sql.Tx, q string, args ...any) 
 	return t.QueryRowContext(ctx, q, args...)
 }
 
-// writeTx writes c.tx in t, chaining its events from head, and returns
+// writeTx writes c.Tx in t, chaining its events from head, and returns
 // the trail's new head. The transaction begins IMMEDIATE on the one
 // writer connection, so it holds the database's write lock from its
 // first statement: sequence numbers continue from the last stored event
@@ -70,9 +71,9 @@ func (s *Store) queryRow(ctx context.Context, t *sql.Tx, q string, args ...any) 
 // of the Txs written before this one in the same transaction included.
 // The checks are compare-and-swap writes all the same (UPDATE ...
 // WHERE version = $prev).
-func (s *Store) writeTx(ctx context.Context, t *sql.Tx, c *commit, head pam.ChainHead) (pam.ChainHead, error) {
-	tx := c.tx
-	head, err := head.Chain(c.events, c.digests)
+func (s *Store) writeTx(ctx context.Context, t *sql.Tx, c *groupcommit.Commit, head pam.ChainHead) (pam.ChainHead, error) {
+	tx := c.Tx
+	head, err := head.Chain(c.Events, c.Digests)
 	if err != nil {
 		return head, err
 	}
@@ -103,7 +104,7 @@ func (s *Store) writeTx(ctx context.Context, t *sql.Tx, c *commit, head pam.Chai
 	if tx.Catalog != nil {
 		policyRev++
 	}
-	c.catalogRev, c.policyRev = firstRev, policyRev
+	c.CatalogRev, c.PolicyRev = firstRev, policyRev
 	for _, u := range tx.Unchanged {
 		var v int64
 		err := s.queryRow(ctx, t, sqlRequestVersion, u.ID).Scan(&v)
@@ -139,7 +140,7 @@ func (s *Store) writeTx(ctx context.Context, t *sql.Tx, c *commit, head pam.Chai
 	if err := s.putRuns(ctx, t, tx.Open, tx.Close); err != nil {
 		return head, err
 	}
-	return head, s.insertEvents(ctx, t, c.events)
+	return head, s.insertEvents(ctx, t, c.Events)
 }
 
 // mapBusy wraps a retryable error (see retryable) in pam.ErrConflict.

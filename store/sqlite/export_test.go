@@ -20,20 +20,16 @@ func (s *Store) Pragma(ctx context.Context, name string) (string, error) {
 	return v, err
 }
 
-// Transactions returns the number of transactions the committer began:
-// one per group of Commits.
+// Transactions returns the number of transactions the committer
+// committed: one per group of Commits.
 func (s *Store) Transactions() int64 { return s.g.txs.Load() }
 
 // Taken returns the number of Commits the committer has taken into
 // groups.
-func (s *Store) Taken() int64 { return s.g.taken.Load() }
+func (s *Store) Taken() int64 { return s.g.Taken() }
 
 // Queued returns the number of Commits waiting for the next group.
-func (s *Store) Queued() int {
-	s.g.mu.Lock()
-	defer s.g.mu.Unlock()
-	return len(s.g.queue)
-}
+func (s *Store) Queued() int { return s.g.Queued() }
 
 // HoldWriter takes the writer connection until release is called: the
 // committer's next transaction waits for it.

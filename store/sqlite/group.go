@@ -6,78 +6,29 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 
 	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/internal/groupcommit"
 )
 
 // maxGroup bounds the Txs written in one transaction.
 const maxGroup = 128
 
-// errClosed is Commit's error once Close was called.
-var errClosed = errors.New("sqlite: the store is closed")
-
-// committer is the group commit: Commit queues its Tx and one goroutine
-// writes whatever is queued, up to maxGroup Txs, in one transaction,
-// then takes what was queued meanwhile. It never waits for more: a
-// lone Commit is written as soon as the committer is free.
+// committer is the store's group commit (internal/groupcommit): one
+// goroutine writes whatever Commits are queued in one transaction.
 type committer struct {
-	mu      sync.Mutex
-	cond    sync.Cond // signalled when queue grows or closed is set
-	queue   []*commit
-	closed  bool
-	stopped chan struct{} // closed when the committer has returned
-
-	txs   atomic.Int64 // transactions begun, for the tests
-	taken atomic.Int64 // Commits taken into groups, for the tests
-	free  sync.Pool    // of *commit
-
-	// The committer's own.
-	group []*commit
-	args  []any
+	groupcommit.Queue
+	txs  atomic.Int64 // transactions committed, for the tests
+	args []any        // the writer's scratch
 }
-
-// commit is one Commit's Tx on its way through the committer.
-type commit struct {
-	ctx   context.Context
-	tx    *pam.Tx
-	state atomic.Int32 // queued, then writing (the committer's) or abandoned (the caller's)
-	done  chan error   // the result, once the group's transaction ended
-
-	// What Commit sets on tx once the group committed: the chained
-	// events (their content digests computed by the caller, outside the
-	// committer) and the catalog's and the first policy's revisions.
-	events     []pam.Event
-	digests    [][pam.HashSize]byte
-	catalogRev int64
-	policyRev  int64
-	err        error
-}
-
-const (
-	queued int32 = iota
-	writing
-	abandoned
-)
 
 // startCommitter starts the committer; Close stops it.
-func (s *Store) startCommitter() {
-	s.g.cond.L = &s.g.mu
-	s.g.stopped = make(chan struct{})
-	s.g.free.New = func() any { return &commit{done: make(chan error, 1)} }
-	go s.commitLoop()
-}
+func (s *Store) startCommitter() { s.g.Start(maxGroup, s.writeGroup) }
 
 // stopCommitter lets the committer write what is queued, refuses later
 // Commits and waits for the committer to return.
-func (s *Store) stopCommitter() {
-	s.g.mu.Lock()
-	s.g.closed = true
-	s.g.cond.Signal()
-	s.g.mu.Unlock()
-	<-s.g.stopped
-}
+func (s *Store) stopCommitter() { s.g.Close() }
 
 // Commit implements pam.Store. Its Tx is written by the store's
 // committer, in one transaction with the Txs of the other Commits
@@ -93,92 +44,26 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 	if err := tx.Validate(); err != nil {
 		return err
 	}
-	c := s.g.free.Get().(*commit)
-	c.ctx, c.tx = ctx, tx
-	// Chain works on copies: tx.Events gets its fields only once the
-	// group committed.
-	c.events = append(c.events[:0], tx.Events...)
-	for i := range c.events {
-		c.digests = append(c.digests, c.events[i].ContentDigest())
-	}
-	s.g.mu.Lock()
-	if s.g.closed {
-		s.g.mu.Unlock()
-		s.recycle(c)
-		return errClosed
-	}
-	s.g.queue = append(s.g.queue, c)
-	s.g.cond.Signal()
-	s.g.mu.Unlock()
-	select {
-	case err := <-c.done:
-		s.recycle(c)
-		return err
-	case <-ctx.Done():
-		if c.state.CompareAndSwap(queued, abandoned) {
-			return ctx.Err() // the committer recycles c
+	if err := s.g.Commit(ctx, tx); err != nil {
+		if errors.Is(err, groupcommit.ErrClosed) {
+			return errClosed
 		}
-		err := <-c.done
-		s.recycle(c)
 		return err
 	}
+	return nil
 }
 
-// recycle returns c to the pool.
-func (s *Store) recycle(c *commit) {
-	c.ctx, c.tx, c.err = nil, nil, nil
-	c.state.Store(queued)
-	clear(c.events)
-	c.events, c.digests = c.events[:0], c.digests[:0]
-	if cap(c.events) > 64 {
-		c.events, c.digests = nil, nil
-	}
-	s.g.free.Put(c)
-}
-
-// commitLoop writes the queue, group by group, until Close.
-func (s *Store) commitLoop() {
-	defer close(s.g.stopped)
-	for {
-		s.g.mu.Lock()
-		for len(s.g.queue) == 0 {
-			if s.g.closed {
-				s.g.mu.Unlock()
-				return
-			}
-			s.g.cond.Wait()
-		}
-		n := min(len(s.g.queue), maxGroup)
-		s.g.group = append(s.g.group[:0], s.g.queue[:n]...)
-		rest := copy(s.g.queue, s.g.queue[n:])
-		clear(s.g.queue[rest:])
-		s.g.queue = s.g.queue[:rest]
-		s.g.taken.Add(int64(n))
-		s.g.mu.Unlock()
-		s.writeGroup(s.g.group)
-		clear(s.g.group)
-	}
-}
-
-// take claims c for writing: false (and c recycled) when its caller
-// has left.
-func (s *Store) take(c *commit) bool {
-	if c.state.CompareAndSwap(queued, writing) {
-		return true
-	}
-	s.recycle(c)
-	return false
-}
+// errClosed is Commit's error once Close was called.
+var errClosed = fmt.Errorf("sqlite: %w", groupcommit.ErrClosed)
 
 // writeGroup writes group in one transaction, each Tx inside a
 // savepoint of its own when there are several, so that one that fails
 // is rolled back alone. Every caller gets its result once the
 // transaction has ended.
-func (s *Store) writeGroup(group []*commit) {
+func (s *Store) writeGroup(group []*groupcommit.Commit) {
 	ctx := context.Background() // not a caller's: it would cut the others' writes short
 	t, err := s.w.BeginTx(ctx, nil)
 	if err == nil {
-		s.g.txs.Add(1)
 		var head pam.ChainHead
 		if head, err = s.head(ctx, t); err != nil {
 			t.Rollback()
@@ -187,24 +72,7 @@ func (s *Store) writeGroup(group []*commit) {
 			err = s.writeTxs(ctx, t, group, head)
 		}
 	}
-	for i, c := range group {
-		if c == nil {
-			continue
-		}
-		if c.state.Load() != writing && !s.take(c) {
-			continue
-		}
-		if err != nil && c.err == nil {
-			c.err = err
-		}
-		if c.err != nil {
-			c.err = mapBusy(c.err)
-		} else {
-			c.apply()
-		}
-		c.done <- c.err
-		group[i] = nil
-	}
+	s.g.Finish(group, err, mapBusy)
 }
 
 // writeTxs writes each Tx of group, and commits the transaction unless
@@ -212,16 +80,16 @@ func (s *Store) writeGroup(group []*commit) {
 // transaction (nil when it committed): every Tx not already failed on
 // its own is lost with it. A Tx whose caller has left is recycled, and
 // its place in group set to nil.
-func (s *Store) writeTxs(ctx context.Context, t *sql.Tx, group []*commit, head pam.ChainHead) error {
+func (s *Store) writeTxs(ctx context.Context, t *sql.Tx, group []*groupcommit.Commit, head pam.ChainHead) error {
 	savepoints := len(group) > 1
 	written := 0
 	for i, c := range group {
-		if !s.take(c) {
+		if !s.g.Take(c) {
 			group[i] = nil
 			continue
 		}
-		if err := c.ctx.Err(); err != nil {
-			c.err = err
+		if err := c.Ctx.Err(); err != nil {
+			c.Err = err
 			continue
 		}
 		if savepoints {
@@ -232,7 +100,7 @@ func (s *Store) writeTxs(ctx context.Context, t *sql.Tx, group []*commit, head p
 		}
 		next, err := s.writeTx(ctx, t, c, head)
 		if err != nil {
-			c.err = err
+			c.Err = err
 			if savepoints {
 				if _, rerr := s.exec(ctx, t, sqlRollbackTo); rerr != nil {
 					t.Rollback()
@@ -246,7 +114,7 @@ func (s *Store) writeTxs(ctx context.Context, t *sql.Tx, group []*commit, head p
 				return err
 			}
 		}
-		if c.err == nil {
+		if c.Err == nil {
 			head = next
 			written++
 		}
@@ -255,7 +123,11 @@ func (s *Store) writeTxs(ctx context.Context, t *sql.Tx, group []*commit, head p
 		t.Rollback()
 		return nil
 	}
-	return t.Commit()
+	if err := t.Commit(); err != nil {
+		return err
+	}
+	s.g.txs.Add(1)
+	return nil
 }
 
 // head returns the head of the stored trail.
@@ -267,19 +139,4 @@ func (s *Store) head(ctx context.Context, t *sql.Tx) (pam.ChainHead, error) {
 	}
 	head.Hash = hex.EncodeToString(hash)
 	return head, nil
-}
-
-// apply sets on c.tx what Commit sets once the Tx is stored.
-func (c *commit) apply() {
-	tx := c.tx
-	if tx.Catalog != nil {
-		tx.Catalog.Revision = c.catalogRev
-	}
-	for i := range tx.Policies {
-		tx.Policies[i].Revision = c.policyRev + int64(i)
-	}
-	for i := range tx.Events {
-		e, f := &tx.Events[i], &c.events[i]
-		e.Seq, e.PrevHash, e.Hash = f.Seq, f.PrevHash, f.Hash
-	}
 }

@@ -58,6 +58,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Copies", func(t *testing.T) { s, _ := fresh(t); testCopies(t, s) })
 	t.Run("Canceled", func(t *testing.T) { s, _ := fresh(t); testCanceled(t, s) })
 	t.Run("ConcurrentCommits", func(t *testing.T) { s, _ := fresh(t); testConcurrentCommits(t, s) })
+	t.Run("GroupCommit", func(t *testing.T) { s, _ := fresh(t); GroupCommit(t, s, nil) })
 	t.Run("ConcurrentCAS", func(t *testing.T) { s, _ := fresh(t); testConcurrentCAS(t, s) })
 	t.Run("HashChain", func(t *testing.T) { s, _ := fresh(t); testHashChain(t, s) })
 	t.Run("OpenRuns", func(t *testing.T) { s, _ := fresh(t); testOpenRuns(t, s) })
