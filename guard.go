@@ -124,12 +124,11 @@ func (m *Manager) Guard(ctx context.Context, op Op, fn func(ctx context.Context)
 	if err := checkName("Op.Task", op.Task); err != nil {
 		return err
 	}
-	s, err := m.cache.current(ctx)
+	actor, aerr := actorOf(ctx)
+	s, cands, pre, err := m.readGuard(ctx, actor, aerr, op.Task)
 	if err != nil {
 		return err
 	}
-	cands := s.candidates(op.Task)
-	actor, aerr := actorOf(ctx)
 	if len(cands) == 0 && !m.denyUncov {
 		if aerr != nil {
 			return aerr
@@ -137,18 +136,61 @@ func (m *Manager) Guard(ctx context.Context, op Op, fn func(ctx context.Context)
 		return fn(ctx)
 	}
 	for range maxAttempts {
-		res := m.decide(ctx, s, actor, aerr, op, cands)
+		res := m.decide(ctx, s, actor, aerr, op, cands, pre)
 		if err := m.enforce(ctx, &res, fn); err != errGrantChanged {
 			return err
 		}
 		// A grant changed (was revoked, say) between reading it and
 		// recording the run: decide again on what is there now.
-		if s, err = m.cache.current(ctx); err != nil {
+		if s, cands, pre, err = m.readGuard(ctx, actor, aerr, op.Task); err != nil {
 			return err
 		}
-		cands = s.candidates(op.Task)
 	}
 	return fmt.Errorf("%w: the grants for %q kept changing", ErrConflict, op.Task)
+}
+
+// readGuard returns the current policies and task's candidates among
+// them. Over a GuardReader it also returns what it read with the policy
+// revision: the time, and actor's grants under the candidates when a
+// decision may need them.
+func (m *Manager) readGuard(ctx context.Context, actor string, aerr error, task string) (*snapshot, []*compiled, *GuardRead, error) {
+	if m.reads == nil {
+		s, err := m.cache.current(ctx)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return s, s.candidates(task), nil, nil
+	}
+	s := m.cache.snap.Load()
+	for range maxAttempts {
+		cands := s.candidates(task)
+		var ids []string
+		switch {
+		case len(cands) == 0 || aerr != nil || m.system[actor] && exactActor(ctx):
+			// No decision reads grants.
+		case len(cands) == 1:
+			ids = cands[0].ids // shared and read-only
+		default:
+			ids = make([]string, len(cands))
+			for i, c := range cands {
+				ids[i] = c.ID
+			}
+		}
+		r, err := m.reads.ReadGuard(ctx, actor, ids)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if r.PolicyRevision == s.rev {
+			if m.times == nil {
+				r.Now = m.clock.Now()
+			}
+			return s, cands, &r, nil
+		}
+		if s, err = m.cache.refresh(ctx); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	return nil, nil, nil, fmt.Errorf("%w: the policies kept changing", ErrConflict)
 }
 
 // errGrantChanged tells Guard to decide again.
@@ -162,12 +204,12 @@ func (m *Manager) Check(ctx context.Context, op Op) (CheckResult, error) {
 	if err := checkName("Op.Task", op.Task); err != nil {
 		return CheckResult{}, err
 	}
-	s, err := m.cache.current(ctx)
+	actor, aerr := actorOf(ctx)
+	s, cands, pre, err := m.readGuard(ctx, actor, aerr, op.Task)
 	if err != nil {
 		return CheckResult{}, err
 	}
-	actor, aerr := actorOf(ctx)
-	res := m.decide(ctx, s, actor, aerr, op, s.candidates(op.Task))
+	res := m.decide(ctx, s, actor, aerr, op, cands, pre)
 	m.hideConditionErrors(ctx, res.Policies)
 	return res, nil
 }
@@ -239,10 +281,13 @@ const conditionNotRun = "not run: parameters do not fit the declaration"
 // gatherGuard collects the facts of op's decision: the clock, the
 // candidates' conditions, and the grants. Grants are read only when a
 // policy covers op and the actor is neither missing nor exempt: no other
-// decision reads them.
-func (m *Manager) gatherGuard(ctx context.Context, s *snapshot, actor string, aerr error, op Op, cands []*compiled) guardFacts {
+// decision reads them. pre, when not nil, holds the time and the grants
+// read already (readGuard).
+func (m *Manager) gatherGuard(ctx context.Context, s *snapshot, actor string, aerr error, op Op, cands []*compiled, pre *GuardRead) guardFacts {
 	f := guardFacts{rev: s.rev, actor: actor, actorErr: aerr, op: op, cands: cands, exempt: m.system[actor] && exactActor(ctx), denyUncovered: m.denyUncov, catalog: s.catalog}
-	if f.now, f.nowErr = m.now(ctx); f.nowErr != nil {
+	if pre != nil {
+		f.now = pre.Now
+	} else if f.now, f.nowErr = m.now(ctx); f.nowErr != nil {
 		return f
 	}
 	f.checks = make([]PolicyCheck, len(cands))
@@ -293,6 +338,12 @@ func (m *Manager) gatherGuard(ctx context.Context, s *snapshot, actor string, ae
 			ids = append(ids, cands[i].ID)
 		}
 	}
+	if pre != nil {
+		// Read with the revision, under every candidate: the decision
+		// looks only at those of the covering policies.
+		f.grants = pre.Grants
+		return f
+	}
 	if f.grants, f.grantsErr = m.store.Grants(ctx, actor, ids); f.grantsErr != nil {
 		f.grantsErr = fmt.Errorf("pam: read grants: %w", f.grantsErr)
 	}
@@ -300,8 +351,8 @@ func (m *Manager) gatherGuard(ctx context.Context, s *snapshot, actor string, ae
 }
 
 // decide gathers the facts of op's decision and makes it.
-func (m *Manager) decide(ctx context.Context, s *snapshot, actor string, aerr error, op Op, cands []*compiled) CheckResult {
-	f := m.gatherGuard(ctx, s, actor, aerr, op, cands)
+func (m *Manager) decide(ctx context.Context, s *snapshot, actor string, aerr error, op Op, cands []*compiled, pre *GuardRead) CheckResult {
+	f := m.gatherGuard(ctx, s, actor, aerr, op, cands, pre)
 	return decideGuard(&f)
 }
 

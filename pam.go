@@ -156,7 +156,8 @@ type Manager struct {
 	denyUncov bool
 
 	store     Store
-	times     TimeSource // the store, when it supplies the time
+	times     TimeSource  // the store, when it supplies the time
+	reads     GuardReader // the store, when it reads Guard's facts at once
 	clock     clock.Clock
 	dir       Directory
 	admins    string
@@ -194,6 +195,7 @@ func New(store Store, dir Directory, opts *Options) (*Manager, error) {
 	m := &Manager{store: store, clock: opts.Clock, dir: dir, admins: opts.AdminGroup, denyUncov: opts.DenyUncovered,
 		approvers: slices.Clone(opts.Approvers), sweep: opts.SweepInterval, onError: opts.OnError}
 	m.times, _ = store.(TimeSource)
+	m.reads, _ = store.(GuardReader)
 	if m.clock == nil {
 		m.clock = clock.New()
 	}

@@ -136,6 +136,27 @@ type TimeSource interface {
 	Now(ctx context.Context) (time.Time, error)
 }
 
+// GuardReader is an optional interface of a Store over a network: it
+// reads what Guard needs in one round trip rather than three. With it,
+// Guard decides on the policies it holds and the revision read with the
+// grants, and reloads the policies and reads again when that revision is
+// not the one it decided on.
+type GuardReader interface {
+	// ReadGuard returns, as of one instant: the policy revision, as
+	// PolicyRevision returns it; the store's time when it is a
+	// TimeSource, as Now returns it (the zero time otherwise); and, when
+	// policyIDs is not empty, requester's grants under them, as Grants
+	// returns them.
+	ReadGuard(ctx context.Context, requester string, policyIDs []string) (GuardRead, error)
+}
+
+// GuardRead is what GuardReader.ReadGuard read.
+type GuardRead struct {
+	PolicyRevision int64
+	Now            time.Time
+	Grants         []Grant
+}
+
 // ChangeNotifier is an optional interface of a Store shared by several
 // Managers that can tell them at once that another writer may have ended
 // a grant, so that fns running under it stop within milliseconds rather

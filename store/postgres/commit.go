@@ -357,3 +357,47 @@ func (s *Store) Grants(ctx context.Context, requester string, policyIDs []string
 	}
 	return out, rows.Err()
 }
+
+// ReadGuard implements pam.GuardReader: the revision, the database's
+// time and the grants in one statement, so one round trip and one
+// snapshot.
+func (s *Store) ReadGuard(ctx context.Context, requester string, policyIDs []string) (pam.GuardRead, error) {
+	var r pam.GuardRead
+	if err := ctx.Err(); err != nil {
+		return r, err
+	}
+	rows, err := s.pool.Query(ctx, sqlReadGuard, requester, policyIDs)
+	if err != nil {
+		return r, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var data []byte
+		if err := rows.Scan(&r.PolicyRevision, &r.Now, &data); err != nil {
+			return r, err
+		}
+		if data == nil {
+			continue // no grant: the one row of pam_meta
+		}
+		req, err := sqlstore.DecodeRequest(data)
+		if err != nil {
+			return r, err
+		}
+		r.Grants = append(r.Grants, req.Grant())
+	}
+	if err := rows.Err(); err != nil {
+		return r, err
+	}
+	if s.clock != nil {
+		r.Now = s.clock.Now()
+	}
+	return r, nil
+}
+
+// sqlReadGuard reads the revision and the time, with one row per grant
+// of $1 under the policies $2 (their data), or one row with NULL data
+// when there is none. The grants condition is Grants', so the same
+// index serves it.
+const sqlReadGuard = `SELECT m.policy_revision, now(), r.data FROM pam_meta m
+	LEFT JOIN pam_requests r ON r.requester = $1 AND r.state = 'approved' AND r.policy_id = ANY($2)
+	WHERE m.id = 1`

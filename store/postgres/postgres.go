@@ -105,6 +105,7 @@ var (
 	_ pam.OutboxStore    = (*Store)(nil)
 	_ pam.TimeSource     = (*Store)(nil)
 	_ pam.ChangeNotifier = (*Store)(nil)
+	_ pam.GuardReader    = (*Store)(nil)
 )
 
 // Open connects to the database at dsn (a PostgreSQL URL or key=value

@@ -406,12 +406,17 @@ func testGrants(t *testing.T, s pam.Store) {
 		if d := cmp.Diff(tc.want, ids(tc.requester, tc.policies...), opts); d != "" {
 			t.Errorf("Grants(%s, %v) (-want +got):\n%s", tc.requester, tc.policies, d)
 		}
+		sameReadGuard(t, s, tc.requester, tc.policies)
 	}
+	sameReadGuard(t, s, "alice", nil)
 	// A grant leaves the set when its recorded state changes.
 	commit(t, s, &pam.Tx{Requests: []pam.Request{request("g1", "alice", "p1", pam.Revoked, 2), request("g3", "alice", "p1", pam.Approved, 2)}})
 	if d := cmp.Diff([]string{"g3"}, ids("alice", "p1")); d != "" {
 		t.Errorf("Grants after revoke and approve (-want +got):\n%s", d)
 	}
+	sameReadGuard(t, s, "alice", []string{"p1"})
+	commit(t, s, &pam.Tx{Policies: []pam.Policy{{ID: "p1", Version: 1}}})
+	sameReadGuard(t, s, "alice", []string{"p1", "p2"})
 	got, err := s.Grants(ctx, "alice", []string{"p1"})
 	if err != nil || len(got) != 1 {
 		t.Fatalf("Grants: %v, %v", got, err)
@@ -419,6 +424,48 @@ func testGrants(t *testing.T, s pam.Store) {
 	g3 := request("g3", "alice", "p1", pam.Approved, 2)
 	if d := cmp.Diff(g3.Grant(), got[0], opts); d != "" {
 		t.Errorf("Grants returns the request's grant (-want +got):\n%s", d)
+	}
+}
+
+// sameReadGuard checks that a GuardReader's ReadGuard reads what
+// PolicyRevision, Now and Grants read; it does nothing for other stores.
+func sameReadGuard(t *testing.T, s pam.Store, requester string, policyIDs []string) {
+	t.Helper()
+	gr, ok := s.(pam.GuardReader)
+	if !ok {
+		return
+	}
+	got, err := gr.ReadGuard(ctx, requester, policyIDs)
+	if err != nil {
+		t.Fatalf("ReadGuard(%s, %v): %v", requester, policyIDs, err)
+	}
+	rev, err := s.PolicyRevision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.PolicyRevision != rev {
+		t.Errorf("ReadGuard(%s, %v) read revision %d, PolicyRevision %d", requester, policyIDs, got.PolicyRevision, rev)
+	}
+	var want []pam.Grant
+	if len(policyIDs) > 0 {
+		if want, err = s.Grants(ctx, requester, policyIDs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	byID := cmpopts.SortSlices(func(a, b pam.Grant) bool { return a.RequestID < b.RequestID })
+	if d := cmp.Diff(want, got.Grants, opts, byID); d != "" {
+		t.Errorf("ReadGuard(%s, %v) grants differ from Grants' (-Grants +ReadGuard):\n%s", requester, policyIDs, d)
+	}
+	if ts, ok := s.(pam.TimeSource); ok {
+		now, err := ts.Now(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := now.Sub(got.Now); d < 0 || d > time.Minute {
+			t.Errorf("ReadGuard read the time %v, Now then %v", got.Now, now)
+		}
+	} else if !got.Now.IsZero() {
+		t.Errorf("ReadGuard of a store that is not a TimeSource read the time %v", got.Now)
 	}
 }
 
