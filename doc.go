@@ -275,7 +275,8 @@
 // A Store persists and compares versions; it makes no decisions.
 // store/sqlite is the embedded default (one file, pure Go);
 // store/postgres serves many replicas of a host from one database and
-// supplies the database clock as a TimeSource; store/memory keeps
+// supplies the database clock as a TimeSource and Guard's reads in one
+// round trip as a GuardReader; store/memory keeps
 // everything in the process; store/storetest is the conformance suite
 // every Store passes. A Guard on one replica commits its run only if the
 // grants it read are unchanged (Tx.Unchanged), so no run starts after a
@@ -324,7 +325,12 @@
 //
 // A Store implementation needs Tx, RequestVersion, Grant, the filters'
 // Matches methods, Event.Chain (or ChainHash) and, optionally,
-// OutboxStore and TimeSource. store/storetest is the contract: a store
+// OutboxStore, TimeSource, ChangeNotifier and GuardReader (Guard's reads
+// in one round trip, for a store over a network). A durable store groups
+// concurrent Commits into one transaction (internal/groupcommit holds the
+// queue SQLite and PostgreSQL share), each Tx still all-or-nothing and
+// failing alone; storetest.GroupCommit checks it. store/storetest is the
+// contract: a store
 // passes it with a few lines (see store/memory). A store that reads
 // events from a database others can write to decodes each row strictly
 // (DecodeDetail for the Detail) and returns a row that does not decode
