@@ -58,13 +58,13 @@
 // every Manager's next Guard.
 //
 // fn's context ends with the grant it runs under, for work already
-// running: when the grant expires, is revoked, or is cut by a policy
-// change (its policy's MinGrantVersion raised above the version it was
-// approved under, by UpdatePolicy, SetCatalog or Apply, or its policy
-// deleted). context.Cause(ctx) is then a *GrantEndedError, matching
-// ErrGrantEnded, that names the request and says revoked, cut by a policy
-// change, or expired. How soon: before Revoke (or the policy write)
-// returns on the Manager that made the change; on other Managers sharing
+// running: when the grant expires, is revoked or relinquished, or is cut
+// by a policy change (its policy's MinGrantVersion raised above the
+// version it was approved under, by UpdatePolicy, SetCatalog or Apply, or
+// its policy deleted). context.Cause(ctx) is then a *GrantEndedError,
+// matching ErrGrantEnded, that names the request and says revoked,
+// relinquished, cut by a policy change, or expired. How soon: before
+// Revoke or Relinquish (or the policy write) returns on the Manager that made the change; on other Managers sharing
 // the store, within Options.AuditPollInterval (default 1 second), when a
 // goroutine that runs while guarded fns do re-reads their grants; within
 // milliseconds where the store is a ChangeNotifier (PostgreSQL, through
@@ -160,6 +160,8 @@
 //	 ▼                      ▼          ▼          ▼
 //	Approved ──revoke──▶ Revoked     Denied    Canceled   Expired
 //	 │
+//	 ├── holder ends it ──▶ Relinquished
+//	 │
 //	 └── window ends ──▶ Expired
 //
 // The lifecycle is one table of legal (state, action) pairs and one pure
@@ -171,12 +173,19 @@
 //
 //	state      allowed actions
 //	pending    settle (automatic verdict), approve, deny, cancel
-//	approved   revoke
+//	approved   revoke, relinquish
 //	due        expire
-//	denied, canceled, revoked, expired: none
+//	denied, canceled, revoked, relinquished, expired: none
 //
 // Request.Allows answers from the same table, for front ends. Any other
 // action is ErrWrongState and changes nothing.
+//
+// Revoke ends a grant for whoever may (an admin, an approver, the
+// requester); Relinquish is the holder ending their own grant once the
+// work is done, recorded as such: the request becomes Relinquished
+// (request.relinquished), and running work ends with GrantRelinquished
+// as its cause on every Manager, since the stored state says it. This
+// goes beyond Purview, whose grants end by revocation or expiry only.
 //
 // The access window opens when a request is approved, not when it was
 // submitted. Terminal states never change. Every transition is one atomic
@@ -307,7 +316,7 @@
 //	catalog.go      the stored Catalog and SetCatalog; taskparams.go declarations
 //	apply.go        policies as code: Config, Plan, Apply
 //	request.go      Request, Submit, reads, Sweep
-//	approval.go     decisions: Approve, Deny, Cancel, Revoke, Reviewable
+//	approval.go     decisions: Approve, Deny, Cancel, Revoke, Relinquish, Reviewable
 //	guard.go        Guard and Check: gathering, and the pure decision
 //	grantctx.go     fn's context; grantwatch.go ends it with its grant
 //	runend.go       run IDs, each run's one end: deferred, retried, swept

@@ -23,6 +23,11 @@ const (
 	ActionCancel Action = "cancel"
 	// ActionRevoke ends an approved request's window early.
 	ActionRevoke Action = "revoke"
+	// ActionRelinquish ends an approved request's window early at its
+	// holder's own choice (its requester only): the request is
+	// Relinquished, not Revoked, so the trail and the grant's end say
+	// that no one took the access away.
+	ActionRelinquish Action = "relinquish"
 	// ActionExpire records the expiry of a request whose deadline passed.
 	ActionExpire Action = "expire"
 )
@@ -34,11 +39,11 @@ const due State = "due"
 
 // lifecycle is the table of legal (state, action) pairs, the first rule
 // every transition passes. The state is the request's state as of now
-// (StateAt), or due. Denied, Canceled, Revoked and Expired allow nothing:
-// terminal states never change.
+// (StateAt), or due. Denied, Canceled, Revoked, Relinquished and Expired
+// allow nothing: terminal states never change.
 var lifecycle = map[State][]Action{
 	Pending:  {ActionSettle, ActionApprove, ActionDeny, ActionCancel},
-	Approved: {ActionRevoke},
+	Approved: {ActionRevoke, ActionRelinquish},
 	due:      {ActionExpire},
 }
 
@@ -76,7 +81,8 @@ type facts struct {
 	// (ActionSettle, ActionExpire).
 	Actor string
 	Now   time.Time
-	// Comment goes into the events of approve, deny, cancel and revoke.
+	// Comment goes into the events of approve, deny, cancel, revoke and
+	// relinquish.
 	Comment string
 	// Policy is the request's live policy; nil when it was deleted.
 	Policy *Policy
@@ -108,6 +114,8 @@ type membership map[string][]int
 //   - cancel: only by the requester.
 //   - revoke: by the requester (giving up their own access), an admin, or
 //     a member of one of the policy's approver groups.
+//   - relinquish: only by the requester, the grant's holder; whether the
+//     policy still exists does not matter.
 //   - expire: the request closes at its deadline, whenever it is recorded.
 func apply(r Request, a Action, f facts) (Request, []Event, error) {
 	if err := checkState(&r, a, f.Now); err != nil {
@@ -130,6 +138,12 @@ func apply(r Request, a Action, f facts) (Request, []Event, error) {
 		}
 		r = closeRequest(r, Revoked, f.Actor, f.Now)
 		return r, []Event{requestEvent(EventRequestRevoked, &r, f.Actor, f.Now, commentDetail(f.Comment))}, nil
+	case ActionRelinquish:
+		if f.Actor != r.Requester {
+			return r, nil, fmt.Errorf("%w: only the holder of request %s may relinquish it", ErrForbidden, r.ID)
+		}
+		r = closeRequest(r, Relinquished, f.Actor, f.Now)
+		return r, []Event{requestEvent(EventRequestRelinquished, &r, f.Actor, f.Now, commentDetail(f.Comment))}, nil
 	case ActionExpire:
 		from := r.State
 		r = closeRequest(r, Expired, "", r.Due())

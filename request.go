@@ -19,9 +19,12 @@ import (
 //	 ▼                      ▼          ▼          ▼
 //	Approved ──revoke──▶ Revoked     Denied    Canceled   Expired
 //	 │
+//	 ├── holder ends it ──▶ Relinquished
+//	 │
 //	 └── window ends ──▶ Expired
 //
-// Denied, Canceled, Revoked and Expired are terminal: they never change.
+// Denied, Canceled, Revoked, Relinquished and Expired are terminal: they
+// never change.
 type State string
 
 const (
@@ -31,11 +34,14 @@ const (
 	Canceled State = "canceled"
 	Revoked  State = "revoked"
 	Expired  State = "expired"
+	// Relinquished: the holder ended their own grant early (Relinquish).
+	// Revoked says someone ended it, or the requester through Revoke.
+	Relinquished State = "relinquished"
 )
 
 // Terminal reports whether s never changes again.
 func (s State) Terminal() bool {
-	return s == Denied || s == Canceled || s == Revoked || s == Expired
+	return s == Denied || s == Canceled || s == Revoked || s == Relinquished || s == Expired
 }
 
 // RequestInput is what a user submits to ask for access.

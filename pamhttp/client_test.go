@@ -238,6 +238,21 @@ func scenario(t *testing.T, as func(user string) (context.Context, pamhttp.API))
 	if c.State != pam.Canceled {
 		t.Fatalf("canceled %+v", c)
 	}
+
+	// The holder ends their own grant early; no one else may.
+	third, err := alice.Submit(aliceCtx, pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "INC-3", Duration: time.Hour})
+	ok(t, "submit a third", err)
+	_, err = bob.Approve(bobCtx, third.ID, "")
+	ok(t, "approve the third", err)
+	_, err = bob.Relinquish(bobCtx, third.ID, "")
+	is(t, "relinquish another's grant", err, pam.ErrForbidden)
+	rel, err := alice.Relinquish(aliceCtx, third.ID, "done early")
+	ok(t, "relinquish", err)
+	if rel.State != pam.Relinquished || rel.ClosedBy != "alice" {
+		t.Fatalf("relinquished %+v", rel)
+	}
+	_, err = alice.Relinquish(aliceCtx, third.ID, "")
+	is(t, "relinquish twice", err, pam.ErrWrongState)
 }
 
 // TestClientReadChecks: the engine checks reads, and the Client reports

@@ -137,6 +137,7 @@ func TestAgainstLiveServer(t *testing.T) {
 	if out := pamctl("admin", exitOK, "audit", "verify"); !strings.Contains(out, "the trail verifies") {
 		t.Errorf("audit verify:\n%s", out)
 	}
+	pamctl("bob", exitForbidden, "request", "end", r.ID)       // only its holder ends a grant
 	pamctl("nobody", exitForbidden, "request", "revoke", r.ID) // a token that is no user's
 	pamctl("admin", exitOK, "request", "revoke", r.ID, "--comment", "done")
 	pamctl("alice", exitNotAllowed, "check", "New-MoveRequest")
@@ -268,6 +269,19 @@ func TestUsageAndDirectDatabase(t *testing.T) {
 		t.Errorf("audit search: %s", s)
 	}
 	direct(exitInvalid, "audit", "search", "--since", "yesterday")
+	// root ends the grant early: bob, who approved it, may not.
+	asBob(exitForbidden, "request", "end", r.ID)
+	if s := direct(exitOK, "request", "end", r.ID, "--comment", "done early"); !strings.Contains(s, "relinquished") {
+		t.Errorf("request end: %s", s)
+	}
+	direct(exitNotAllowed, "check", "Drop-Table")
+	direct(exitConflict, "request", "end", r.ID)
+	if s := direct(exitOK, "request", "list", "--state", "relinquished"); !strings.Contains(s, r.ID) {
+		t.Errorf("request list --state relinquished: %s", s)
+	}
+	if s := direct(exitOK, "audit", "search", "--request", r.ID, "--type", "request.relinquished", "--json"); !strings.Contains(s, `"comment": "done early"`) {
+		t.Errorf("audit search for the relinquishment: %s", s)
+	}
 	direct(exitConflict, "request", "cancel", r.ID)
 	direct(exitNotFound, "request", "cancel", r.ID+"x")
 }
