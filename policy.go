@@ -121,7 +121,7 @@ type Policy struct {
 	Approval       Approval        `json:"approval"`
 	ApproverGroups []ApproverGroup `json:"approver_groups,omitempty"`
 
-	DefaultDuration time.Duration `json:"default_duration,omitempty"` // 0: DefaultDuration
+	DefaultDuration time.Duration `json:"default_duration,omitempty"` // 0: DefaultDuration, or MaxDuration when that is shorter
 	MaxDuration     time.Duration `json:"max_duration,omitempty"`     // 0: DefaultMaxWindow
 	PendingTTL      time.Duration `json:"pending_ttl,omitempty"`      // 0: DefaultPendingTTL
 
@@ -224,9 +224,12 @@ func (p *Policy) Validate() error {
 	return p.ParamAudit.Validate("ParamAudit")
 }
 
+// defaultDuration is the window of a request that names none. Unset, it
+// is DefaultDuration cut to MaxDuration: a policy that sets only a
+// shorter maximum is valid, and its requests get the maximum.
 func (p *Policy) defaultDuration() time.Duration {
 	if p.DefaultDuration == 0 {
-		return DefaultDuration
+		return min(DefaultDuration, p.maxDuration())
 	}
 	return p.DefaultDuration
 }
