@@ -26,7 +26,13 @@
 // covering policy, an active grant of the actor approved under the
 // policy's current MinGrantVersion; otherwise Guard returns a
 // *NotApprovedError naming the task and the policy, so the host can tell
-// the user what to request. System accounts (Options.SystemAccounts) are
+// the user what to request, and what they can do: which request of
+// theirs is pending and what it waits for ("request req_x is pending: 1
+// of 2 approvals (bob), waiting for mailbox-managers"), or that they may
+// not request under the policy (Policy.RequesterGroups). That part is
+// read only for such a denial (one bounded read of their pending
+// requests, and the directory), never on the way to running fn, and a
+// read that fails leaves the denial as it is with less to say. System accounts (Options.SystemAccounts) are
 // exempt, and each exempt run is audited. Before fn runs, a guard.allowed
 // event must be stored, or fn does not run (ErrAudit); fn's context ends
 // with the grant; a guard.finished event records how fn ended. Check
@@ -195,6 +201,12 @@
 //
 // # Approvals
 //
+// Anyone may request under a policy, unless it names RequesterGroups:
+// then only their members may (Entra's eligible assignments, AWS TEAM's
+// eligibility policies; beyond Purview). Others are refused with
+// ErrForbidden naming the groups, membership is read through the
+// Directory at submission, and a directory error refuses the submission.
+//
 // Only members of the policy's approver groups decide, checked through the
 // Directory at decision time; never the requester, compared on canonical
 // identities (CanonicalIdentity: "Alice", "alice" and full-width
@@ -318,6 +330,7 @@
 //	request.go      Request, Submit, reads, Sweep
 //	approval.go     decisions: Approve, Deny, Cancel, Revoke, Relinquish, Reviewable
 //	guard.go        Guard and Check: gathering, and the pure decision
+//	explain.go      what a denial tells the user: a pending request, eligibility
 //	grantctx.go     fn's context; grantwatch.go ends it with its grant
 //	runend.go       run IDs, each run's one end: deferred, retried, swept
 //	policycache.go  the compiled policies and catalog Guard reads (snapshot.go)

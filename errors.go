@@ -140,10 +140,19 @@ type NotApprovedError struct {
 	Actor    string
 	Task     string
 	PolicyID string
-	// Reason says why no grant matched: "no request approved", or why the
+	// Reason says why no grant matched: "no approved request", or why the
 	// closest grant did not count ("expired", "approved under policy
-	// version 3, policy now requires 5", ...).
+	// version 3, policy now requires 5", ...), and what the actor can do:
+	// which request of theirs is pending and what it waits for ("request
+	// req_x is pending: 1 of 2 approvals (bob), waiting for
+	// mailbox-managers"), or that they may not request under the policy.
 	Reason string
+	// Pending is the ID of the actor's request pending under the policy,
+	// if any.
+	Pending string
+	// Ineligible: the actor may not request under the policy (see
+	// Policy.RequesterGroups).
+	Ineligible bool
 }
 
 func (e *NotApprovedError) Error() string {

@@ -3,6 +3,7 @@ package pam
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -94,6 +95,9 @@ type facts struct {
 	MemberOf membership
 	// Verdict is the automatic decision of ActionSettle.
 	Verdict Decision
+	// Eligible: Actor is in one of the policy's RequesterGroups (read by
+	// mayRequest, for a policy that names any).
+	Eligible bool
 }
 
 // membership maps an identity to the indices of the policy's approver
@@ -152,6 +156,32 @@ func apply(r Request, a Action, f facts) (Request, []Event, error) {
 		})}, nil
 	}
 	return r, nil, invalid("Action", "unknown action %q", a)
+}
+
+// mayRequest is the rule of who may submit under p: anyone when p names
+// no RequesterGroups, otherwise only their members (f.Eligible). A
+// submission comes before any request exists, so it is no cell of the
+// table: this is its one rule, which Submit enforces and Check and Guard
+// explain.
+func mayRequest(p *Policy, f facts) error {
+	if len(p.RequesterGroups) == 0 || f.Eligible {
+		return nil
+	}
+	return fmt.Errorf("%w: %s may not request under policy %s: %s", ErrForbidden, f.Actor, p.ID, requesterGroupsRule(p))
+}
+
+// requesterGroupsRule says who may request under p, which names
+// RequesterGroups: "only members of a, b or c may request under it".
+func requesterGroupsRule(p *Policy) string {
+	return "only members of " + orList(p.RequesterGroups) + " may request under it"
+}
+
+// orList joins names as "a", "a or b", "a, b or c".
+func orList(names []string) string {
+	if len(names) <= 1 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 // mayView is the read rule: a request is visible to its requester, to
@@ -280,20 +310,32 @@ func approvers(ds []Decision) []string {
 
 // quorum reports whether the approvers, each counted for at most one group,
 // can give every group its minimum. Approvers who are no longer members of
-// any group (memberOf is current) count for nothing. It is a bipartite
-// matching of approvers to group seats (Kuhn's augmenting paths); policies
-// have few seats, so the simple algorithm is plenty.
+// any group (memberOf is current) count for nothing.
 func quorum(groups []ApproverGroup, approvers []string, memberOf membership) bool {
-	var seats []int // seat → group index
+	need := 0
+	for _, g := range groups {
+		need += g.min()
+	}
+	if len(approvers) < need {
+		return false
+	}
+	_, holder := seat(groups, approvers, memberOf)
+	return !slices.Contains(holder, -1)
+}
+
+// seat matches approvers to the seats of groups (g.min() seats each),
+// each approver to at most one seat of a group they are in now, as many
+// seats filled as can be. It returns each seat's group index and the
+// index in approvers of the approver who holds it, -1 when none does. It
+// is a bipartite matching (Kuhn's augmenting paths); policies have few
+// seats, so the simple algorithm is plenty.
+func seat(groups []ApproverGroup, approvers []string, memberOf membership) (seats, holder []int) {
 	for gi, g := range groups {
 		for range g.min() {
 			seats = append(seats, gi)
 		}
 	}
-	if len(approvers) < len(seats) {
-		return false
-	}
-	holder := make([]int, len(seats)) // seat → approver index, -1 when free
+	holder = make([]int, len(seats)) // seat → approver index, -1 when free
 	for i := range holder {
 		holder[i] = -1
 	}
@@ -311,11 +353,8 @@ func quorum(groups []ApproverGroup, approvers []string, memberOf membership) boo
 		}
 		return false
 	}
-	filled := 0
 	for a := range approvers {
-		if try(a, make([]bool, len(seats))) {
-			filled++
-		}
+		try(a, make([]bool, len(seats)))
 	}
-	return filled == len(seats)
+	return seats, holder
 }

@@ -127,6 +127,17 @@ func TestAgainstLiveServer(t *testing.T) {
 	}
 	pamctl("admin", exitOK, "policy", "remove", "x")
 	pamctl("admin", exitNotFound, "policy", "get", "x")
+	// Only approvers may request under y: alice is told she cannot.
+	if out := pamctl("admin", exitOK, "policy", "new", "--id", "y", "--task", "Y", "--group", "approvers", "--requester-group", "approvers"); !strings.Contains(out, "REQUESTERS") {
+		t.Errorf("policy new --requester-group:\n%s", out)
+	}
+	pamctl("alice", exitForbidden, "request", "new", "--task", "Y", "--reason", "r")
+	if out := pamctl("alice", exitNotAllowed, "check", "Y"); !strings.Contains(out, "alice may not request under this policy: only members of approvers may request under it") {
+		t.Errorf("check as a non-member:\n%s", out)
+	}
+	pamctl("bob", exitOK, "request", "new", "--task", "Y", "--reason", "r")
+	pamctl("admin", exitOK, "policy", "set", "y", "--requester-group", "")
+	pamctl("alice", exitOK, "request", "new", "--task", "Y", "--reason", "r")
 
 	var events []pam.Event
 	json.Unmarshal([]byte(pamctl("admin", exitOK, "audit", "search", "--request", r.ID, "--json")), &events)
@@ -234,6 +245,20 @@ func TestUsageAndDirectDatabase(t *testing.T) {
 	if err := json.Unmarshal([]byte(js), &p); err != nil || p.MaxDuration != 2*time.Hour || p.DefaultDuration != 30*time.Minute || p.Approval != pam.Manual ||
 		!strings.Contains(js, `"max_duration": "2h0m0s"`) {
 		t.Errorf("policy new --file: %v %+v\n%s", err, p, js)
+	}
+	var withGroups pam.Policy
+	json.Unmarshal([]byte(direct(exitOK, "policy", "set", "drop", "--requester-group", "dba", "--requester-group", "sre", "--json")), &withGroups)
+	if strings.Join(withGroups.RequesterGroups, ",") != "dba,sre" {
+		t.Errorf("policy set --requester-group: %+v", withGroups)
+	}
+	if s := direct(exitOK, "policy", "get", "drop"); !strings.Contains(s, "dba,sre") {
+		t.Errorf("policy get shows no requester groups:\n%s", s)
+	}
+	direct(exitInvalid, "policy", "set", "drop", "--requester-group", "dba", "--requester-group", "dba")
+	var cleared pam.Policy
+	json.Unmarshal([]byte(direct(exitOK, "policy", "set", "drop", "--requester-group", "", "--json")), &cleared)
+	if cleared.Version == 0 || cleared.RequesterGroups != nil {
+		t.Errorf(`policy set --requester-group "": %+v`, cleared)
 	}
 	os.WriteFile(file, []byte(`{"max_duration":"soon"}`), 0o600)
 	direct(exitInvalid, "policy", "set", "drop", "--file", file)
