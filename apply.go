@@ -182,6 +182,7 @@ func (m *Manager) validateConfig(ctx context.Context, cfg *Config) (map[string]P
 			return nil, invalid(field+".ParamAudit", "ParamHMAC needs Options.ParamHMACKey")
 		}
 		p.ApproverGroups = slices.Clone(p.ApproverGroups)
+		p.RequesterGroups = slices.Clone(p.RequesterGroups)
 		want[name] = p
 	}
 	for _, name := range cfg.SameScope {
@@ -252,7 +253,7 @@ func (m *Manager) plan(ctx context.Context, s *snapshot, cat *Catalog, catalogGi
 		}
 		next := cur.Policy
 		next.Name, next.Scope, next.Condition = p.Name, p.Scope, p.Condition
-		next.Approval, next.ApproverGroups = p.Approval, p.ApproverGroups
+		next.Approval, next.ApproverGroups, next.RequesterGroups = p.Approval, p.ApproverGroups, p.RequesterGroups
 		next.DefaultDuration, next.MaxDuration, next.PendingTTL = p.DefaultDuration, p.MaxDuration, p.PendingTTL
 		next.RequestRule, next.AutoApproveRule, next.ParamAudit = p.RequestRule, p.AutoApproveRule, p.ParamAudit
 		next.Version, next.UpdatedAt, next.UpdatedBy = cur.Version+1, now, actor
@@ -317,6 +318,7 @@ func changedFields(a, b *Policy) []string {
 		{"approver_groups", slices.EqualFunc(a.ApproverGroups, b.ApproverGroups, func(x, y ApproverGroup) bool {
 			return x.Group == y.Group && x.min() == y.min()
 		})},
+		{"requester_groups", slices.Equal(a.RequesterGroups, b.RequesterGroups)},
 		{"default_duration", a.DefaultDuration == b.DefaultDuration},
 		{"max_duration", a.MaxDuration == b.MaxDuration},
 		{"pending_ttl", a.PendingTTL == b.PendingTTL},

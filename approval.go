@@ -74,12 +74,24 @@ func (m *Manager) Cancel(ctx context.Context, id, comment string) (Request, erro
 }
 
 // Revoke ends an approved request's window now. Admins, members of the
-// policy's approver groups and the requester (giving up their own access)
-// may revoke. Every Manager sharing the store denies the grant from its
+// policy's approver groups and the requester (giving up their own access;
+// Relinquish records that as the holder's own choice) may revoke. Every Manager sharing the store denies the grant from its
 // next Guard on, and the context of every fn already running under it
 // ends (see Guard): on this Manager before Revoke returns.
 func (m *Manager) Revoke(ctx context.Context, id, comment string) (Request, error) {
 	return m.act(ctx, id, ActionRevoke, comment)
+}
+
+// Relinquish ends the actor's own approved grant now, as its holder: the
+// request becomes Relinquished (EventRequestRelinquished), and its
+// requester is notified. Only the requester may relinquish (others get
+// ErrForbidden, or ErrNotFound when they may not see the request); a
+// request that is not approved and active is ErrWrongState. Running work
+// ends as with Revoke: the context of every fn running under the grant
+// ends with a *GrantEndedError whose Reason is GrantRelinquished, on this
+// Manager before Relinquish returns.
+func (m *Manager) Relinquish(ctx context.Context, id, comment string) (Request, error) {
+	return m.act(ctx, id, ActionRelinquish, comment)
 }
 
 // act takes action a on request id as the context's actor.

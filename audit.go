@@ -19,13 +19,14 @@ const (
 	EventPolicyDeleted EventType = "policy.deleted"
 	EventCatalogSet    EventType = "catalog.set"
 
-	EventRequestSubmitted EventType = "request.submitted"
-	EventRequestDecision  EventType = "request.decision" // one approver's approve or deny
-	EventRequestApproved  EventType = "request.approved" // the window opens
-	EventRequestDenied    EventType = "request.denied"
-	EventRequestCanceled  EventType = "request.canceled"
-	EventRequestRevoked   EventType = "request.revoked"
-	EventRequestExpired   EventType = "request.expired"
+	EventRequestSubmitted    EventType = "request.submitted"
+	EventRequestDecision     EventType = "request.decision" // one approver's approve or deny
+	EventRequestApproved     EventType = "request.approved" // the window opens
+	EventRequestDenied       EventType = "request.denied"
+	EventRequestCanceled     EventType = "request.canceled"
+	EventRequestRevoked      EventType = "request.revoked"
+	EventRequestRelinquished EventType = "request.relinquished" // the holder ended their grant early
+	EventRequestExpired      EventType = "request.expired"
 
 	EventGuardAllowed  EventType = "guard.allowed"  // a covered task starts under a grant
 	EventGuardExempt   EventType = "guard.exempt"   // a system account runs a covered task

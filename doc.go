@@ -26,7 +26,13 @@
 // covering policy, an active grant of the actor approved under the
 // policy's current MinGrantVersion; otherwise Guard returns a
 // *NotApprovedError naming the task and the policy, so the host can tell
-// the user what to request. System accounts (Options.SystemAccounts) are
+// the user what to request, and what they can do: which request of
+// theirs is pending and what it waits for ("request req_x is pending: 1
+// of 2 approvals (bob), waiting for mailbox-managers"), or that they may
+// not request under the policy (Policy.RequesterGroups). That part is
+// read only for such a denial (one bounded read of their pending
+// requests, and the directory), never on the way to running fn, and a
+// read that fails leaves the denial as it is with less to say. System accounts (Options.SystemAccounts) are
 // exempt, and each exempt run is audited. Before fn runs, a guard.allowed
 // event must be stored, or fn does not run (ErrAudit); fn's context ends
 // with the grant; a guard.finished event records how fn ended. Check
@@ -58,13 +64,13 @@
 // every Manager's next Guard.
 //
 // fn's context ends with the grant it runs under, for work already
-// running: when the grant expires, is revoked, or is cut by a policy
-// change (its policy's MinGrantVersion raised above the version it was
-// approved under, by UpdatePolicy, SetCatalog or Apply, or its policy
-// deleted). context.Cause(ctx) is then a *GrantEndedError, matching
-// ErrGrantEnded, that names the request and says revoked, cut by a policy
-// change, or expired. How soon: before Revoke (or the policy write)
-// returns on the Manager that made the change; on other Managers sharing
+// running: when the grant expires, is revoked or relinquished, or is cut
+// by a policy change (its policy's MinGrantVersion raised above the
+// version it was approved under, by UpdatePolicy, SetCatalog or Apply, or
+// its policy deleted). context.Cause(ctx) is then a *GrantEndedError,
+// matching ErrGrantEnded, that names the request and says revoked,
+// relinquished, cut by a policy change, or expired. How soon: before
+// Revoke or Relinquish (or the policy write) returns on the Manager that made the change; on other Managers sharing
 // the store, within Options.AuditPollInterval (default 1 second), when a
 // goroutine that runs while guarded fns do re-reads their grants; within
 // milliseconds where the store is a ChangeNotifier (PostgreSQL, through
@@ -160,6 +166,8 @@
 //	 ▼                      ▼          ▼          ▼
 //	Approved ──revoke──▶ Revoked     Denied    Canceled   Expired
 //	 │
+//	 ├── holder ends it ──▶ Relinquished
+//	 │
 //	 └── window ends ──▶ Expired
 //
 // The lifecycle is one table of legal (state, action) pairs and one pure
@@ -171,12 +179,19 @@
 //
 //	state      allowed actions
 //	pending    settle (automatic verdict), approve, deny, cancel
-//	approved   revoke
+//	approved   revoke, relinquish
 //	due        expire
-//	denied, canceled, revoked, expired: none
+//	denied, canceled, revoked, relinquished, expired: none
 //
 // Request.Allows answers from the same table, for front ends. Any other
 // action is ErrWrongState and changes nothing.
+//
+// Revoke ends a grant for whoever may (an admin, an approver, the
+// requester); Relinquish is the holder ending their own grant once the
+// work is done, recorded as such: the request becomes Relinquished
+// (request.relinquished), and running work ends with GrantRelinquished
+// as its cause on every Manager, since the stored state says it. This
+// goes beyond Purview, whose grants end by revocation or expiry only.
 //
 // The access window opens when a request is approved, not when it was
 // submitted. Terminal states never change. Every transition is one atomic
@@ -185,6 +200,12 @@
 // expiries in the trail and notifies the requester.
 //
 // # Approvals
+//
+// Anyone may request under a policy, unless it names RequesterGroups:
+// then only their members may (Entra's eligible assignments, AWS TEAM's
+// eligibility policies; beyond Purview). Others are refused with
+// ErrForbidden naming the groups, membership is read through the
+// Directory at submission, and a directory error refuses the submission.
 //
 // Only members of the policy's approver groups decide, checked through the
 // Directory at decision time; never the requester, compared on canonical
@@ -308,8 +329,9 @@
 //	catalog.go      the stored Catalog and SetCatalog; taskparams.go declarations
 //	apply.go        policies as code: Config, Plan, Apply
 //	request.go      Request, Submit, reads, Sweep
-//	approval.go     decisions: Approve, Deny, Cancel, Revoke, Reviewable
+//	approval.go     decisions: Approve, Deny, Cancel, Revoke, Relinquish, Reviewable
 //	guard.go        Guard and Check: gathering, and the pure decision
+//	explain.go      what a denial tells the user: a pending request, eligibility
 //	grantctx.go     fn's context; grantwatch.go ends it with its grant
 //	runend.go       run IDs, each run's one end: deferred, retried, swept
 //	policycache.go  the compiled policies and catalog Guard reads (snapshot.go)

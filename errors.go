@@ -87,7 +87,8 @@ var (
 	ErrAuditIncomplete = errors.New("pam: operation performed, but its end is not recorded yet")
 
 	// ErrGrantEnded: the grant a guarded fn runs under ended while fn ran:
-	// it was revoked, cut by a policy change, or its window closed. It is
+	// it was revoked, relinquished by its holder, cut by a policy change,
+	// or its window closed. It is
 	// the cause (context.Cause) of fn's context once that context ends for
 	// the grant; a *GrantEndedError says which request and why. Guard
 	// itself never returns it, unless fn does.
@@ -139,10 +140,19 @@ type NotApprovedError struct {
 	Actor    string
 	Task     string
 	PolicyID string
-	// Reason says why no grant matched: "no request approved", or why the
+	// Reason says why no grant matched: "no approved request", or why the
 	// closest grant did not count ("expired", "approved under policy
-	// version 3, policy now requires 5", ...).
+	// version 3, policy now requires 5", ...), and what the actor can do:
+	// which request of theirs is pending and what it waits for ("request
+	// req_x is pending: 1 of 2 approvals (bob), waiting for
+	// mailbox-managers"), or that they may not request under the policy.
 	Reason string
+	// Pending is the ID of the actor's request pending under the policy,
+	// if any.
+	Pending string
+	// Ineligible: the actor may not request under the policy (see
+	// Policy.RequesterGroups).
+	Ineligible bool
 }
 
 func (e *NotApprovedError) Error() string {
@@ -157,7 +167,8 @@ type GrantEndReason string
 // Reasons a grant ends (GrantEndedError.Reason).
 const (
 	// GrantRevoked: the request was revoked (Revoke), or is no longer
-	// approved for another reason than its window closing.
+	// approved for another reason than its holder relinquishing it or its
+	// window closing.
 	GrantRevoked GrantEndReason = "revoked"
 	// GrantCut: a policy change cut the grant: its policy's
 	// MinGrantVersion rose above the version it was approved under
@@ -165,6 +176,8 @@ const (
 	GrantCut GrantEndReason = "cut by a policy change"
 	// GrantExpired: the grant's window closed.
 	GrantExpired GrantEndReason = "expired"
+	// GrantRelinquished: the grant's holder ended it (Relinquish).
+	GrantRelinquished GrantEndReason = "relinquished by its holder"
 )
 
 // GrantEndedError is the cause of a guarded fn's context that ended with

@@ -332,3 +332,51 @@ func ExampleRequest_Allows() {
 	// approved: approve false, cancel false, revoke true
 	// expired: approve false, cancel false, revoke false
 }
+
+// The holder of a grant ends it when the work is done, before its window
+// closes: the request is relinquished, and work still running under the
+// grant sees its context end, with the reason as its cause.
+func ExampleManager_Relinquish() {
+	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}, "mailbox-managers": {"bob"}})
+	m, _ := pam.New(memory.New(), dir, nil)
+	defer m.Close(context.Background())
+	_, err := m.CreatePolicy(pam.WithActor(context.Background(), "admin"), pam.Policy{
+		ID: "move-mailboxes", Scope: pam.TaskScope("New-MoveRequest"), Approval: pam.Manual,
+		ApproverGroups: []pam.ApproverGroup{{Group: "mailbox-managers"}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	alice := pam.WithActor(context.Background(), "alice")
+	r, err := m.Submit(alice, pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "INC-4711", Duration: 4 * time.Hour})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := m.Approve(pam.WithActor(context.Background(), "bob"), r.ID, ""); err != nil {
+		log.Fatal(err)
+	}
+
+	err = m.Guard(alice, pam.Op{Task: "New-MoveRequest"}, func(ctx context.Context) error {
+		// The last mailbox is moved: alice gives the access back while
+		// the run is still going.
+		if _, err := m.Relinquish(alice, r.ID, "all moved"); err != nil {
+			return err
+		}
+		var ended *pam.GrantEndedError
+		if errors.As(context.Cause(ctx), &ended) && ended.RequestID == r.ID {
+			fmt.Println("run's context ended:", ended.Reason)
+		}
+		return nil
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	r, _ = m.Request(alice, r.ID)
+	fmt.Println("request:", r.State, "by", r.ClosedBy)
+	err = m.Guard(alice, pam.Op{Task: "New-MoveRequest"}, func(context.Context) error { return nil })
+	fmt.Println("next run:", errors.Is(err, pam.ErrNotApproved))
+	// Output:
+	// run's context ended: relinquished by its holder
+	// request: relinquished by alice
+	// next run: true
+}

@@ -14,7 +14,7 @@ import (
 // its grant ends:
 //
 //   - at once when this Manager commits the change: a request leaving
-//     Approved (Revoke, Sweep), a policy write that raises MinGrantVersion
+//     Approved (Revoke, Relinquish, Sweep), a policy write that raises MinGrantVersion
 //     above a running grant's version or deletes its policy (committed);
 //   - when another Manager sharing the store makes it, through the
 //     watcher: a goroutine, started with the first running fn, that
@@ -134,8 +134,11 @@ func (r *runs) committed(tx *Tx) {
 
 // endReason is why a grant whose request is recorded in state s ended.
 func endReason(s State) GrantEndReason {
-	if s == Expired {
+	switch s {
+	case Expired:
 		return GrantExpired
+	case Relinquished:
+		return GrantRelinquished
 	}
 	return GrantRevoked
 }

@@ -66,8 +66,18 @@ type PolicyCheck struct {
 	grantVersion       int64
 	grantPolicyVersion int64
 	ExpiresAt          time.Time `json:"expires_at,omitzero"`
-	// Missing says why no grant satisfies a covering policy.
+	// Missing says why no grant satisfies a covering policy, and what the
+	// actor can do about it: that a request of theirs is pending (its ID,
+	// the approvals so far, the approver groups it waits for), or that
+	// they may not request under the policy at all.
 	Missing string `json:"missing,omitempty"`
+	// Pending is the ID of the actor's pending request under the policy,
+	// when no grant satisfies it and one is pending.
+	Pending string `json:"pending,omitempty"`
+	// Ineligible: no grant satisfies the policy, and the actor may not
+	// request under it (not in its RequesterGroups, or the directory
+	// could not tell).
+	Ineligible bool `json:"ineligible,omitempty"`
 }
 
 // Guard runs fn if the context's actor may perform op now, and audits it.
@@ -350,10 +360,16 @@ func (m *Manager) gatherGuard(ctx context.Context, s *snapshot, actor string, ae
 	return f
 }
 
-// decide gathers the facts of op's decision and makes it.
+// decide gathers the facts of op's decision and makes it. A denial for
+// want of a grant is then explained (see explain); an allowed operation
+// reads nothing more.
 func (m *Manager) decide(ctx context.Context, s *snapshot, actor string, aerr error, op Op, cands []*compiled, pre *GuardRead) CheckResult {
 	f := m.gatherGuard(ctx, s, actor, aerr, op, cands, pre)
-	return decideGuard(&f)
+	res := decideGuard(&f)
+	if !res.Allowed && res.Outcome == OutcomeNotApproved {
+		m.explain(ctx, &res, f.cands)
+	}
+	return res
 }
 
 // decideGuard is Guard's decision: a pure function of the gathered facts
@@ -406,7 +422,7 @@ func decideGuard(f *guardFacts) CheckResult {
 			continue
 		}
 		var best *Grant
-		missing := "no approved request"
+		missing := noApprovedRequest
 		for i := range f.grants {
 			g := &f.grants[i]
 			switch {

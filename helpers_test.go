@@ -24,6 +24,7 @@ type env struct {
 	m      *pam.Manager
 	clk    *clock.Mock
 	dir    *pam.StaticDirectory
+	dirs   *fakes.Directory // dir as the Manager asks it
 	store  *fakes.Store
 	notes  *fakes.Notifier
 	sink   *fakes.Sink
@@ -68,7 +69,7 @@ func newEnv(t tb, configure ...func(*pam.Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.dir = dir
+	e.dir, e.dirs = dir, &fakes.Directory{Directory: dir}
 	opts := &pam.Options{
 		Clock: e.clk, Catalog: testCatalog, Notifier: e.notes, AuditSinks: []pam.SinkConfig{{Name: "test", Sink: e.sink}},
 		AdminGroup: "pam-admins", SystemAccounts: []string{"svc-backup"}, OnError: e.errors.Report,
@@ -88,7 +89,7 @@ func newEnv(t tb, configure ...func(*pam.Options)) *env {
 		}
 		opts.Catalog = pam.Catalog{}
 	}
-	e.m, err = pam.New(e.store, dir, opts)
+	e.m, err = pam.New(e.store, e.dirs, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

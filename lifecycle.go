@@ -3,6 +3,7 @@ package pam
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -23,6 +24,11 @@ const (
 	ActionCancel Action = "cancel"
 	// ActionRevoke ends an approved request's window early.
 	ActionRevoke Action = "revoke"
+	// ActionRelinquish ends an approved request's window early at its
+	// holder's own choice (its requester only): the request is
+	// Relinquished, not Revoked, so the trail and the grant's end say
+	// that no one took the access away.
+	ActionRelinquish Action = "relinquish"
 	// ActionExpire records the expiry of a request whose deadline passed.
 	ActionExpire Action = "expire"
 )
@@ -34,11 +40,11 @@ const due State = "due"
 
 // lifecycle is the table of legal (state, action) pairs, the first rule
 // every transition passes. The state is the request's state as of now
-// (StateAt), or due. Denied, Canceled, Revoked and Expired allow nothing:
-// terminal states never change.
+// (StateAt), or due. Denied, Canceled, Revoked, Relinquished and Expired
+// allow nothing: terminal states never change.
 var lifecycle = map[State][]Action{
 	Pending:  {ActionSettle, ActionApprove, ActionDeny, ActionCancel},
-	Approved: {ActionRevoke},
+	Approved: {ActionRevoke, ActionRelinquish},
 	due:      {ActionExpire},
 }
 
@@ -76,7 +82,8 @@ type facts struct {
 	// (ActionSettle, ActionExpire).
 	Actor string
 	Now   time.Time
-	// Comment goes into the events of approve, deny, cancel and revoke.
+	// Comment goes into the events of approve, deny, cancel, revoke and
+	// relinquish.
 	Comment string
 	// Policy is the request's live policy; nil when it was deleted.
 	Policy *Policy
@@ -88,6 +95,9 @@ type facts struct {
 	MemberOf membership
 	// Verdict is the automatic decision of ActionSettle.
 	Verdict Decision
+	// Eligible: Actor is in one of the policy's RequesterGroups (read by
+	// mayRequest, for a policy that names any).
+	Eligible bool
 }
 
 // membership maps an identity to the indices of the policy's approver
@@ -108,6 +118,8 @@ type membership map[string][]int
 //   - cancel: only by the requester.
 //   - revoke: by the requester (giving up their own access), an admin, or
 //     a member of one of the policy's approver groups.
+//   - relinquish: only by the requester, the grant's holder; whether the
+//     policy still exists does not matter.
 //   - expire: the request closes at its deadline, whenever it is recorded.
 func apply(r Request, a Action, f facts) (Request, []Event, error) {
 	if err := checkState(&r, a, f.Now); err != nil {
@@ -130,6 +142,12 @@ func apply(r Request, a Action, f facts) (Request, []Event, error) {
 		}
 		r = closeRequest(r, Revoked, f.Actor, f.Now)
 		return r, []Event{requestEvent(EventRequestRevoked, &r, f.Actor, f.Now, commentDetail(f.Comment))}, nil
+	case ActionRelinquish:
+		if f.Actor != r.Requester {
+			return r, nil, fmt.Errorf("%w: only the holder of request %s may relinquish it", ErrForbidden, r.ID)
+		}
+		r = closeRequest(r, Relinquished, f.Actor, f.Now)
+		return r, []Event{requestEvent(EventRequestRelinquished, &r, f.Actor, f.Now, commentDetail(f.Comment))}, nil
 	case ActionExpire:
 		from := r.State
 		r = closeRequest(r, Expired, "", r.Due())
@@ -138,6 +156,32 @@ func apply(r Request, a Action, f facts) (Request, []Event, error) {
 		})}, nil
 	}
 	return r, nil, invalid("Action", "unknown action %q", a)
+}
+
+// mayRequest is the rule of who may submit under p: anyone when p names
+// no RequesterGroups, otherwise only their members (f.Eligible). A
+// submission comes before any request exists, so it is no cell of the
+// table: this is its one rule, which Submit enforces and Check and Guard
+// explain.
+func mayRequest(p *Policy, f facts) error {
+	if len(p.RequesterGroups) == 0 || f.Eligible {
+		return nil
+	}
+	return fmt.Errorf("%w: %s may not request under policy %s: %s", ErrForbidden, f.Actor, p.ID, requesterGroupsRule(p))
+}
+
+// requesterGroupsRule says who may request under p, which names
+// RequesterGroups: "only members of a, b or c may request under it".
+func requesterGroupsRule(p *Policy) string {
+	return "only members of " + orList(p.RequesterGroups) + " may request under it"
+}
+
+// orList joins names as "a", "a or b", "a, b or c".
+func orList(names []string) string {
+	if len(names) <= 1 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 // mayView is the read rule: a request is visible to its requester, to
@@ -266,20 +310,32 @@ func approvers(ds []Decision) []string {
 
 // quorum reports whether the approvers, each counted for at most one group,
 // can give every group its minimum. Approvers who are no longer members of
-// any group (memberOf is current) count for nothing. It is a bipartite
-// matching of approvers to group seats (Kuhn's augmenting paths); policies
-// have few seats, so the simple algorithm is plenty.
+// any group (memberOf is current) count for nothing.
 func quorum(groups []ApproverGroup, approvers []string, memberOf membership) bool {
-	var seats []int // seat → group index
+	need := 0
+	for _, g := range groups {
+		need += g.min()
+	}
+	if len(approvers) < need {
+		return false
+	}
+	_, holder := seat(groups, approvers, memberOf)
+	return !slices.Contains(holder, -1)
+}
+
+// seat matches approvers to the seats of groups (g.min() seats each),
+// each approver to at most one seat of a group they are in now, as many
+// seats filled as can be. It returns each seat's group index and the
+// index in approvers of the approver who holds it, -1 when none does. It
+// is a bipartite matching (Kuhn's augmenting paths); policies have few
+// seats, so the simple algorithm is plenty.
+func seat(groups []ApproverGroup, approvers []string, memberOf membership) (seats, holder []int) {
 	for gi, g := range groups {
 		for range g.min() {
 			seats = append(seats, gi)
 		}
 	}
-	if len(approvers) < len(seats) {
-		return false
-	}
-	holder := make([]int, len(seats)) // seat → approver index, -1 when free
+	holder = make([]int, len(seats)) // seat → approver index, -1 when free
 	for i := range holder {
 		holder[i] = -1
 	}
@@ -297,11 +353,8 @@ func quorum(groups []ApproverGroup, approvers []string, memberOf membership) boo
 		}
 		return false
 	}
-	filled := 0
 	for a := range approvers {
-		if try(a, make([]bool, len(seats))) {
-			filled++
-		}
+		try(a, make([]bool, len(seats)))
 	}
-	return filled == len(seats)
+	return seats, holder
 }

@@ -34,7 +34,7 @@ func lcRequest(row string) pam.Request {
 		if row == "approved, due" {
 			r.ExpiresAt = lcNow
 		}
-	case "denied", "canceled", "revoked", "expired":
+	case "denied", "canceled", "revoked", "relinquished", "expired":
 		r.State, r.ClosedAt = pam.State(row), epoch
 	default:
 		panic(row)
@@ -42,9 +42,9 @@ func lcRequest(row string) pam.Request {
 	return r
 }
 
-var lcRows = []string{"pending", "pending, due", "approved", "approved, due", "denied", "canceled", "revoked", "expired"}
+var lcRows = []string{"pending", "pending, due", "approved", "approved, due", "denied", "canceled", "revoked", "relinquished", "expired"}
 
-var lcActions = []pam.Action{pam.ActionSettle, pam.ActionApprove, pam.ActionDeny, pam.ActionCancel, pam.ActionRevoke, pam.ActionExpire}
+var lcActions = []pam.Action{pam.ActionSettle, pam.ActionApprove, pam.ActionDeny, pam.ActionCancel, pam.ActionRevoke, pam.ActionRelinquish, pam.ActionExpire}
 
 // lcFacts returns facts under which the actor may take action a, so that
 // only the table decides.
@@ -55,7 +55,7 @@ func lcFacts(a pam.Action) pam.Facts {
 		f.Verdict = pam.Decision{Approver: "auto:policy", Verdict: pam.Approve, At: lcNow, PolicyVersion: 3}
 	case pam.ActionApprove, pam.ActionDeny:
 		f.Actor, f.MemberOf = "bob", pam.Membership{"bob": {0}}
-	case pam.ActionCancel:
+	case pam.ActionCancel, pam.ActionRelinquish:
 		f.Actor = "alice"
 	case pam.ActionRevoke:
 		f.Actor, f.Admin = "admin", true
@@ -69,12 +69,12 @@ func TestLifecycleTable(t *testing.T) {
 	legal := map[string][]pam.Action{
 		"pending":       {pam.ActionSettle, pam.ActionApprove, pam.ActionDeny, pam.ActionCancel},
 		"pending, due":  {pam.ActionExpire},
-		"approved":      {pam.ActionRevoke},
+		"approved":      {pam.ActionRevoke, pam.ActionRelinquish},
 		"approved, due": {pam.ActionExpire},
 	}
 	next := map[pam.Action]pam.State{
 		pam.ActionSettle: pam.Approved, pam.ActionApprove: pam.Pending, pam.ActionDeny: pam.Denied,
-		pam.ActionCancel: pam.Canceled, pam.ActionRevoke: pam.Revoked, pam.ActionExpire: pam.Expired,
+		pam.ActionCancel: pam.Canceled, pam.ActionRevoke: pam.Revoked, pam.ActionRelinquish: pam.Relinquished, pam.ActionExpire: pam.Expired,
 	}
 	for _, row := range lcRows {
 		for _, a := range lcActions {
@@ -191,6 +191,23 @@ func TestLifecycleFacts(t *testing.T) {
 			return r
 		}(), a: pam.ActionApprove, state: pam.Pending, types: []pam.EventType{pam.EventRequestDecision}},
 		{name: "revoke: at the end of the window", r: lcRequest("approved, due"), a: pam.ActionRevoke, err: pam.ErrWrongState},
+		{name: "relinquish: the holder", r: lcRequest("approved"), a: pam.ActionRelinquish,
+			state: pam.Relinquished, types: []pam.EventType{pam.EventRequestRelinquished}},
+		{name: "relinquish: the holder after the policy was deleted", r: lcRequest("approved"), a: pam.ActionRelinquish,
+			change: func(f *pam.Facts) { f.Policy = nil },
+			state:  pam.Relinquished, types: []pam.EventType{pam.EventRequestRelinquished}},
+		{name: "relinquish: an admin", r: lcRequest("approved"), a: pam.ActionRelinquish,
+			change: func(f *pam.Facts) { f.Actor, f.Admin = "admin", true }, err: pam.ErrForbidden},
+		{name: "relinquish: an approver", r: lcRequest("approved"), a: pam.ActionRelinquish,
+			change: func(f *pam.Facts) { f.Actor, f.MemberOf = "erin", pam.Membership{"erin": {1}} }, err: pam.ErrForbidden},
+		{name: "relinquish: a pending request", r: lcRequest("pending"), a: pam.ActionRelinquish, err: pam.ErrWrongState},
+		{name: "relinquish: at the end of the window", r: lcRequest("approved, due"), a: pam.ActionRelinquish, err: pam.ErrWrongState},
+		{name: "relinquish: one nanosecond before the end of the window", r: func() pam.Request {
+			r := lcRequest("approved")
+			r.ExpiresAt = lcNow.Add(time.Nanosecond)
+			return r
+		}(), a: pam.ActionRelinquish, state: pam.Relinquished, types: []pam.EventType{pam.EventRequestRelinquished}},
+		{name: "revoke: a relinquished request", r: lcRequest("relinquished"), a: pam.ActionRevoke, err: pam.ErrWrongState},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := lcFacts(tc.a)
@@ -253,6 +270,24 @@ func TestLifecycleTransitionsAreExact(t *testing.T) {
 	}
 	if d := cmp.Diff(map[string]string{"from": "approved", "expired_at": r.ExpiresAt.Format(time.RFC3339Nano)}, events[0].Detail); d != "" {
 		t.Errorf("expiry detail (-want +got):\n%s", d)
+	}
+
+	// Relinquishing closes the request now, by its holder, with the
+	// holder's comment.
+	r = lcRequest("approved")
+	relinquished, events, err := pam.Apply(r, pam.ActionRelinquish, lcFacts(pam.ActionRelinquish))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = r
+	want.State, want.ClosedAt, want.ClosedBy = pam.Relinquished, lcNow, "alice"
+	if d := cmp.Diff(want, relinquished); d != "" {
+		t.Errorf("relinquish (-want +got):\n%s", d)
+	}
+	wantEvent := pam.Event{Time: lcNow, Type: pam.EventRequestRelinquished, Actor: "alice", RequestID: "r1", PolicyID: "move",
+		Task: "New-MoveRequest", Detail: map[string]string{"comment": "ok"}}
+	if d := cmp.Diff([]pam.Event{wantEvent}, events); d != "" {
+		t.Errorf("relinquish events (-want +got):\n%s", d)
 	}
 }
 

@@ -20,7 +20,8 @@ type Notification struct {
 	ID string `json:"id"`
 	// Type is the event that caused it: EventRequestSubmitted (to the
 	// approvers), EventRequestApproved, EventRequestDenied,
-	// EventRequestExpired or EventRequestRevoked (to the requester).
+	// EventRequestExpired, EventRequestRevoked or EventRequestRelinquished
+	// (to the requester).
 	Type       EventType `json:"type"`
 	Request    Request   `json:"request"`
 	Recipients []string  `json:"recipients"` // canonical identities; one per message
@@ -202,7 +203,7 @@ func newNotifiers(opts *Options) (map[string]*notifier, []string, error) {
 
 // notifications returns the messages a request transition's events cause: a new
 // request to every member of its approver groups but the requester; a
-// decision, expiry or revocation to the requester. One message per
+// decision, expiry, revocation or relinquishment to the requester. One message per
 // recipient and notifier.
 func (m *Manager) notifications(ctx context.Context, events []Event, r Request, p *compiled, now time.Time) []Message {
 	if len(m.outbox.notifiers) == 0 {
@@ -216,7 +217,7 @@ func (m *Manager) notifications(ctx context.Context, events []Event, r Request, 
 			if r.State == Pending && p != nil {
 				to = m.approverRecipients(ctx, p, r.Requester)
 			}
-		case EventRequestApproved, EventRequestDenied, EventRequestExpired, EventRequestRevoked:
+		case EventRequestApproved, EventRequestDenied, EventRequestExpired, EventRequestRevoked, EventRequestRelinquished:
 			to = []string{r.Requester}
 		}
 		for _, name := range m.outbox.names {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -99,7 +100,7 @@ func (g ApproverGroup) min() int {
 // Changing Scope, Condition, Approval or ApproverGroups raises
 // MinGrantVersion to the new Version: grants approved under older versions
 // no longer satisfy Guard and must be requested again. Other changes
-// (durations, rules) leave existing grants valid.
+// (durations, rules, requester groups) leave existing grants valid.
 type Policy struct {
 	ID   string `json:"id"`
 	Name string `json:"name,omitempty"`
@@ -120,8 +121,15 @@ type Policy struct {
 
 	Approval       Approval        `json:"approval"`
 	ApproverGroups []ApproverGroup `json:"approver_groups,omitempty"`
+	// RequesterGroups, when set, are the directory groups whose members
+	// may request under the policy (Entra's eligible assignments): anyone
+	// else's Submit is ErrForbidden, and Check and Guard tell them that
+	// they cannot request rather than what to request. Membership is read
+	// at submission; a directory error refuses the submission. Empty:
+	// anyone may request. Changing it leaves existing grants valid.
+	RequesterGroups []string `json:"requester_groups,omitempty"`
 
-	DefaultDuration time.Duration `json:"default_duration,omitempty"` // 0: DefaultDuration
+	DefaultDuration time.Duration `json:"default_duration,omitempty"` // 0: DefaultDuration, or MaxDuration when that is shorter
 	MaxDuration     time.Duration `json:"max_duration,omitempty"`     // 0: DefaultMaxWindow
 	PendingTTL      time.Duration `json:"pending_ttl,omitempty"`      // 0: DefaultPendingTTL
 
@@ -203,6 +211,18 @@ func (p *Policy) Validate() error {
 			return invalid(field+".MinApprovals", "must be between 0 and %d", MaxQuorum)
 		}
 	}
+	if len(p.RequesterGroups) > MaxGroups {
+		return invalid("RequesterGroups", "more than %d groups", MaxGroups)
+	}
+	for i, g := range p.RequesterGroups {
+		field := fmt.Sprintf("RequesterGroups[%d]", i)
+		if err := checkName(field, g); err != nil {
+			return err
+		}
+		if slices.Contains(p.RequesterGroups[:i], g) {
+			return invalid(field, "group %q listed twice", g)
+		}
+	}
 	for _, d := range []struct {
 		field string
 		v     time.Duration
@@ -224,9 +244,12 @@ func (p *Policy) Validate() error {
 	return p.ParamAudit.Validate("ParamAudit")
 }
 
+// defaultDuration is the window of a request that names none. Unset, it
+// is DefaultDuration cut to MaxDuration: a policy that sets only a
+// shorter maximum is valid, and its requests get the maximum.
 func (p *Policy) defaultDuration() time.Duration {
 	if p.DefaultDuration == 0 {
-		return DefaultDuration
+		return min(DefaultDuration, p.maxDuration())
 	}
 	return p.DefaultDuration
 }
@@ -332,6 +355,7 @@ func (m *Manager) CreatePolicy(ctx context.Context, p Policy) (Policy, error) {
 		return Policy{}, err
 	}
 	p.ApproverGroups = append([]ApproverGroup(nil), p.ApproverGroups...)
+	p.RequesterGroups = slices.Clone(p.RequesterGroups)
 	p.Version, p.MinGrantVersion, p.Revision, p.Deleted = 1, 1, 0, false
 	p.CreatedAt, p.UpdatedAt, p.CreatedBy, p.UpdatedBy = now, now, actor, actor
 	c, err := m.cache.compile(ctx, &p)
@@ -383,6 +407,7 @@ func (m *Manager) UpdatePolicy(ctx context.Context, p Policy) (Policy, error) {
 	next := cur
 	next.Name, next.Scope, next.Condition = p.Name, p.Scope, p.Condition
 	next.Approval, next.ApproverGroups = p.Approval, append([]ApproverGroup(nil), p.ApproverGroups...)
+	next.RequesterGroups = slices.Clone(p.RequesterGroups)
 	next.DefaultDuration, next.MaxDuration, next.PendingTTL = p.DefaultDuration, p.MaxDuration, p.PendingTTL
 	next.RequestRule, next.AutoApproveRule = p.RequestRule, p.AutoApproveRule
 	next.Version, next.UpdatedAt, next.UpdatedBy = cur.Version+1, now, actor

@@ -132,6 +132,39 @@ func TestPolicyValidation(t *testing.T) {
 	}
 }
 
+// TestPolicyMaxDurationOnly: a policy that sets only a maximum shorter
+// than the default window is valid, and a request that names no
+// duration gets the maximum; a default set above the maximum is still
+// refused, naming the field that was set.
+func TestPolicyMaxDurationOnly(t *testing.T) {
+	e := newEnv(t)
+	p := movePolicy()
+	p.MaxDuration = 2 * time.Hour
+	if _, err := e.m.CreatePolicy(e.admin(), p); err != nil {
+		t.Fatalf("CreatePolicy with only MaxDuration 2h: %v", err)
+	}
+	r := e.submit("alice", pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest")})
+	if r.Duration != 2*time.Hour {
+		t.Errorf("request without a duration: %v, want the policy's maximum 2h", r.Duration)
+	}
+	if _, err := e.m.Submit(e.as("zoe"), pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "r", Duration: 2*time.Hour + time.Nanosecond}); !errors.Is(err, pam.ErrDurationTooLong) {
+		t.Errorf("one nanosecond past the maximum: %v, want ErrDurationTooLong", err)
+	}
+	// A maximum above the default window leaves the default as it is.
+	long := pam.Policy{ID: "journal", Scope: pam.RoleScope("Journaling"), Approval: pam.Auto, MaxDuration: 12 * time.Hour}
+	e.policy(long)
+	if r := e.submit("alice", pam.RequestInput{PolicyID: "journal"}); r.Duration != pam.DefaultDuration {
+		t.Errorf("request under a 12h maximum: %v, want %v", r.Duration, pam.DefaultDuration)
+	}
+	// Set explicitly above the maximum, the default is refused by name.
+	p = movePolicy()
+	p.ID, p.Scope, p.MaxDuration, p.DefaultDuration = "reset", pam.TaskScope("Set-Password"), time.Hour, 2*time.Hour
+	var ve *pam.ValidationError
+	if _, err := e.m.CreatePolicy(e.admin(), p); !errors.As(err, &ve) || ve.Field != "DefaultDuration" {
+		t.Errorf("DefaultDuration 2h over MaxDuration 1h: %v, want a ValidationError of DefaultDuration", err)
+	}
+}
+
 func TestPolicyRegoErrorsHavePositions(t *testing.T) {
 	e := newEnv(t)
 	for _, tc := range []struct {

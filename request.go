@@ -19,9 +19,12 @@ import (
 //	 ▼                      ▼          ▼          ▼
 //	Approved ──revoke──▶ Revoked     Denied    Canceled   Expired
 //	 │
+//	 ├── holder ends it ──▶ Relinquished
+//	 │
 //	 └── window ends ──▶ Expired
 //
-// Denied, Canceled, Revoked and Expired are terminal: they never change.
+// Denied, Canceled, Revoked, Relinquished and Expired are terminal: they
+// never change.
 type State string
 
 const (
@@ -31,11 +34,14 @@ const (
 	Canceled State = "canceled"
 	Revoked  State = "revoked"
 	Expired  State = "expired"
+	// Relinquished: the holder ended their own grant early (Relinquish).
+	// Revoked says someone ended it, or the requester through Revoke.
+	Relinquished State = "relinquished"
 )
 
 // Terminal reports whether s never changes again.
 func (s State) Terminal() bool {
-	return s == Denied || s == Canceled || s == Revoked || s == Expired
+	return s == Denied || s == Canceled || s == Revoked || s == Relinquished || s == Expired
 }
 
 // RequestInput is what a user submits to ask for access.
@@ -137,7 +143,9 @@ func (r Request) clone() Request {
 
 // Submit asks for access on behalf of the context's actor. The request is
 // bound to the policy that covers its scope (ErrNoPolicy when none does,
-// ErrAmbiguous when several do). The policy's request rule may reject it
+// ErrAmbiguous when several do). Under a policy with RequesterGroups only
+// their members may submit (ErrForbidden, naming the groups; a directory
+// error is returned as it is, and nothing is written). The policy's request rule may reject it
 // (ErrRejected); Auto policies, the policy's auto-approval rule and the
 // configured Approvers may settle it at once. The access window opens
 // when the request is approved, not when it is submitted.
@@ -155,6 +163,13 @@ func (m *Manager) Submit(ctx context.Context, n RequestInput) (Request, error) {
 	}
 	p, err := s.bind(&n)
 	if err != nil {
+		return Request{}, err
+	}
+	eligible, err := m.eligible(ctx, &p.Policy, actor)
+	if err != nil {
+		return Request{}, err // fail closed: no submission the directory cannot vouch for
+	}
+	if err := mayRequest(&p.Policy, facts{Actor: actor, Eligible: eligible}); err != nil {
 		return Request{}, err
 	}
 	// Fail closed: a policy that does not compile here, or whose scope
@@ -203,6 +218,22 @@ func (m *Manager) Submit(ctx context.Context, n RequestInput) (Request, error) {
 	}
 	m.after(tx)
 	return r, nil
+}
+
+// eligible gathers the fact mayRequest reads: whether actor is in one
+// of p's RequesterGroups (true when it names none). A directory error is
+// returned, for the caller to fail closed on.
+func (m *Manager) eligible(ctx context.Context, p *Policy, actor string) (bool, error) {
+	if len(p.RequesterGroups) == 0 {
+		return true, nil
+	}
+	for _, g := range p.RequesterGroups {
+		ok, err := m.isMember(ctx, g, actor)
+		if err != nil || ok {
+			return ok, err
+		}
+	}
+	return false, nil
 }
 
 // checkPending returns ErrLimit when actor has Options.MaxPending pending

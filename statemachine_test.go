@@ -14,7 +14,7 @@ import (
 )
 
 // The state-machine test drives random sequences of submissions,
-// decisions, cancellations, revocations, clock moves, group changes,
+// decisions, cancellations, revocations, relinquishments, clock moves, group changes,
 // sweeps and Guards against a small reference model, and checks after
 // every step that the engine agrees with the model and that the
 // invariants hold.
@@ -146,9 +146,35 @@ func (m *machine) check(t *rapid.T, err error, want error) {
 
 func (m *machine) decide(t *rapid.T, v pam.Verdict) {
 	r := m.pick(t)
-	who := rapid.SampledFrom(smUsers).Draw(t, "approver")
 	now := m.e.clk.Now()
+	// Random picks rarely reach a quorum: draw pending requests and
+	// members of their approver groups more often, so that grants exist
+	// for the steps that act on them.
+	var pending []*modelRequest
+	for _, q := range m.requests {
+		if q.stateAt(now) == pam.Pending {
+			pending = append(pending, q)
+		}
+	}
+	if len(pending) > 0 && rapid.Bool().Draw(t, "a pending request?") {
+		r = rapid.SampledFrom(pending).Draw(t, "pending request")
+	}
 	p := policyOf(r.policy)
+	candidates := smUsers
+	if rapid.Bool().Draw(t, "a member?") {
+		var members []string
+		for _, who := range smUsers {
+			for _, g := range p.groups {
+				if m.member(g.Group, who) && !slices.Contains(members, who) {
+					members = append(members, who)
+				}
+			}
+		}
+		if len(members) > 0 {
+			candidates = members
+		}
+	}
+	who := rapid.SampledFrom(candidates).Draw(t, "approver")
 	var want error
 	switch {
 	case r.stateAt(now) != pam.Pending:
@@ -271,6 +297,47 @@ func (m *machine) Revoke(t *rapid.T) {
 		return
 	}
 	m.expectEvents(t)
+}
+
+// Relinquish: only the holder ends their own active grant; anyone else
+// who may see the request is forbidden, and to the rest it does not exist.
+func (m *machine) Relinquish(t *rapid.T) {
+	// Approved requests are rare among random ones, and their holders
+	// among random users: draw them more often.
+	r := m.pick(t)
+	var active []*modelRequest
+	for _, q := range m.requests {
+		if q.stateAt(m.e.clk.Now()) == pam.Approved {
+			active = append(active, q)
+		}
+	}
+	if len(active) > 0 && rapid.Bool().Draw(t, "an active grant?") {
+		r = rapid.SampledFrom(active).Draw(t, "grant")
+	}
+	who := rapid.SampledFrom(smUsers).Draw(t, "who")
+	if rapid.Bool().Draw(t, "its holder?") {
+		who = r.requester
+	}
+	var want error
+	switch {
+	case r.stateAt(m.e.clk.Now()) != pam.Approved:
+		want = pam.ErrWrongState
+	case who != r.requester && m.mayView(r, who):
+		want = pam.ErrForbidden
+	case who != r.requester:
+		want = pam.ErrNotFound
+	}
+	got, err := m.e.m.Relinquish(m.e.as(who), r.id, "done early")
+	m.check(t, err, want)
+	if want != nil {
+		m.expectEvents(t)
+		return
+	}
+	if got.State != pam.Relinquished || got.ClosedBy != r.requester {
+		t.Fatalf("relinquished request %s is %s, closed by %q", r.id, got.State, got.ClosedBy)
+	}
+	r.state = pam.Relinquished
+	m.expectEvents(t, pam.EventRequestRelinquished)
 }
 
 func (m *machine) Advance(t *rapid.T) {

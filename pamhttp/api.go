@@ -36,6 +36,7 @@ type API interface {
 	Deny(ctx context.Context, id, comment string) (pam.Request, error)
 	Cancel(ctx context.Context, id, comment string) (pam.Request, error)
 	Revoke(ctx context.Context, id, comment string) (pam.Request, error)
+	Relinquish(ctx context.Context, id, comment string) (pam.Request, error)
 
 	Check(ctx context.Context, op pam.Op) (pam.CheckResult, error)
 	IsAdmin(ctx context.Context) (bool, error)
@@ -64,6 +65,7 @@ var actions = []struct {
 	{"deny", API.Deny},
 	{"cancel", API.Cancel},
 	{"revoke", API.Revoke},
+	{"relinquish", API.Relinquish},
 }
 
 func actionWords() []string {
@@ -75,8 +77,8 @@ func actionWords() []string {
 }
 
 // Act carries out a decision named by its word, as the API's
-// /requests/{id}/{action} does: approve, deny, cancel or revoke. Another
-// word is ErrNotFound.
+// /requests/{id}/{action} does: approve, deny, cancel, revoke or
+// relinquish. Another word is ErrNotFound.
 func Act(ctx context.Context, e API, id, action, comment string) (pam.Request, error) {
 	for _, a := range actions {
 		if a.word == action {
@@ -271,8 +273,10 @@ func (h *Handler) apiRoutes() []route {
 	open := call("GET", "/openapi.json", "openapi", "This document", "OpenAPI 3.1, built from the handler's route table.", nil,
 		func(context.Context, *http.Request) (json.RawMessage, error) { return h.openapi, nil })
 	open.public = true
-	act := send("POST", "/requests/{id}/{action}", "actOnRequest", "Approve, deny, cancel or revoke a request",
-		"Approve-/Deny-ElevatedAccessRequest, cancel a pending request of one's own, or revoke an approved one. Those who may not see the request get 404.",
+	act := send("POST", "/requests/{id}/{action}", "actOnRequest", "Approve, deny, cancel, revoke or relinquish a request",
+		"Approve-/Deny-ElevatedAccessRequest, cancel a pending request of one's own, revoke an approved one (Revoke-ElevatedAccessAuthorization), "+
+			"or relinquish one's own approved grant: end it early as its holder (beyond Purview; the request becomes relinquished, and work running under it is canceled as on revocation). "+
+			"Those who may not see the request get 404.",
 		http.StatusOK, func(ctx context.Context, r *http.Request, c *Comment) (pam.Request, error) {
 			return Act(ctx, m, r.PathValue("id"), r.PathValue("action"), c.Comment)
 		})

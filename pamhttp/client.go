@@ -223,6 +223,11 @@ func (c *Client) Revoke(ctx context.Context, id, comment string) (pam.Request, e
 	return c.act(ctx, id, "revoke", comment)
 }
 
+// Relinquish ends the caller's own approved grant, request id, now.
+func (c *Client) Relinquish(ctx context.Context, id, comment string) (pam.Request, error) {
+	return c.act(ctx, id, "relinquish", comment)
+}
+
 // Check returns what Guard would decide for the caller and op. Its Err,
 // when not allowed, is a *Problem matching the engine's sentinel.
 func (c *Client) Check(ctx context.Context, op pam.Op) (pam.CheckResult, error) {

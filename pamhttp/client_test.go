@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,6 +107,21 @@ func scenario(t *testing.T, as func(user string) (context.Context, pamhttp.API))
 	if len(ps) != 2 {
 		t.Fatalf("policies %+v", ps)
 	}
+	// Only members of its requester groups may request under a policy.
+	y := pam.Policy{ID: "y", Scope: pam.TaskScope("Y"), Approval: pam.Auto, RequesterGroups: []string{"approvers"}}
+	if y, err = admin.CreatePolicy(adminCtx, y); err != nil || len(y.RequesterGroups) != 1 {
+		t.Fatalf("create with requester groups: %+v, %v", y, err)
+	}
+	_, err = alice.Submit(aliceCtx, pam.RequestInput{PolicyID: "y", Reason: "r"})
+	is(t, "submit as a non-member", err, pam.ErrForbidden)
+	yres, err := alice.Check(aliceCtx, pam.Op{Task: "Y"})
+	ok(t, "check as a non-member", err)
+	if len(yres.Policies) != 1 || !yres.Policies[0].Ineligible || !strings.Contains(yres.Policies[0].Missing, "only members of approvers may request") {
+		t.Fatalf("check as a non-member: %+v", yres.Policies)
+	}
+	_, err = bob.Submit(bobCtx, pam.RequestInput{PolicyID: "y", Reason: "r"})
+	ok(t, "submit as a member", err)
+	ok(t, "delete y", admin.DeletePolicy(adminCtx, "y"))
 	ok(t, "delete", admin.DeletePolicy(adminCtx, "x"))
 	_, err = admin.Policy(adminCtx, "x")
 	is(t, "get a deleted policy", err, pam.ErrNotFound)
@@ -123,6 +139,13 @@ func scenario(t *testing.T, as func(user string) (context.Context, pamhttp.API))
 	ok(t, "submit", err)
 	if r.State != pam.Pending || r.Duration != 2*time.Hour || r.Requester != "alice" || r.PolicyID != "move" || r.Ticket != "INC-1" {
 		t.Fatalf("submitted %+v", r)
+	}
+	// While it waits, Check names it and what it waits for.
+	res, err := alice.Check(aliceCtx, pam.Op{Task: "New-MoveRequest"})
+	ok(t, "check while pending", err)
+	if res.Allowed || len(res.Policies) != 1 || res.Policies[0].Pending != r.ID || !errors.Is(res.Err, pam.ErrNotApproved) ||
+		!strings.Contains(res.Err.Error(), "request "+r.ID+" is pending: 0 of 1 approvals, waiting for approvers") {
+		t.Fatalf("check while pending: %+v, %v", res, res.Err)
 	}
 	_, err = alice.Approve(aliceCtx, r.ID, "me")
 	is(t, "self-approval", err, pam.ErrSelfApproval)
@@ -149,7 +172,7 @@ func scenario(t *testing.T, as func(user string) (context.Context, pamhttp.API))
 
 	// Check.
 	op := pam.Op{Task: "New-MoveRequest", Params: map[string]any{"identity": "ceo"}}
-	res, err := alice.Check(aliceCtx, op)
+	res, err = alice.Check(aliceCtx, op)
 	ok(t, "check", err)
 	if !res.Allowed || res.Outcome != pam.OutcomeGranted || res.Err != nil || len(res.Policies) != 1 || res.Policies[0].Grant != r.ID || !res.Deadline.Equal(r.ExpiresAt) {
 		t.Fatalf("check %+v", res)
@@ -238,6 +261,21 @@ func scenario(t *testing.T, as func(user string) (context.Context, pamhttp.API))
 	if c.State != pam.Canceled {
 		t.Fatalf("canceled %+v", c)
 	}
+
+	// The holder ends their own grant early; no one else may.
+	third, err := alice.Submit(aliceCtx, pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "INC-3", Duration: time.Hour})
+	ok(t, "submit a third", err)
+	_, err = bob.Approve(bobCtx, third.ID, "")
+	ok(t, "approve the third", err)
+	_, err = bob.Relinquish(bobCtx, third.ID, "")
+	is(t, "relinquish another's grant", err, pam.ErrForbidden)
+	rel, err := alice.Relinquish(aliceCtx, third.ID, "done early")
+	ok(t, "relinquish", err)
+	if rel.State != pam.Relinquished || rel.ClosedBy != "alice" {
+		t.Fatalf("relinquished %+v", rel)
+	}
+	_, err = alice.Relinquish(aliceCtx, third.ID, "")
+	is(t, "relinquish twice", err, pam.ErrWrongState)
 }
 
 // TestClientReadChecks: the engine checks reads, and the Client reports

@@ -193,6 +193,8 @@ func TestAPI(t *testing.T) {
 		{"verify is for admins", "alice", "GET", "/api/v1/audit/verify", "", 403, "forbidden"},
 		{"the outbox is for admins", "alice", "GET", "/api/v1/messages", "", 403, "forbidden"},
 		{"messages with a bad limit", "admin", "GET", "/api/v1/messages?limit=x", "", 400, "invalid"},
+		{"a stranger cannot relinquish", "erin", "POST", "/api/v1/requests/" + id + "/relinquish", "", 404, "not_found"},
+		{"only the holder relinquishes", "bob", "POST", "/api/v1/requests/" + id + "/relinquish", "", 403, "forbidden"},
 		{"a stranger cannot revoke", "erin", "POST", "/api/v1/requests/" + id + "/revoke", "", 404, "not_found"},
 		{"revoke", "admin", "POST", "/api/v1/requests/" + id + "/revoke", `{"comment":"done"}`, 200, ""},
 		{"cancel a revoked one", "alice", "POST", "/api/v1/requests/" + id + "/cancel", "", 409, "wrong_state"},
@@ -317,6 +319,20 @@ func TestApproverPage(t *testing.T) {
 	}
 	if st, _, _ := e.do("bob", "GET", "/assets/page.html", "", ""); st != 404 {
 		t.Errorf("the template is not served: %d", st)
+	}
+	// Alice ends her access early from her page; bob cannot end it for her.
+	if !strings.Contains(func() string { _, p, _ := e.do("alice", "GET", "/", "", ""); return p }(), `<button name="verdict" value="relinquish">End now</button>`) {
+		t.Error("alice's page offers no way to end her active grant")
+	}
+	if st, page, _ := form("bob", "/requests/"+id+"/decide", url.Values{"verdict": {"relinquish"}}); st != 403 || !strings.Contains(page, "only the holder") {
+		t.Errorf("bob relinquishing alice's grant: %d\n%s", st, page)
+	}
+	st, _, h = form("alice", "/requests/"+id+"/decide", url.Values{"verdict": {"relinquish"}})
+	if st != http.StatusSeeOther || h.Get("Location") != "../../?done=relinquish" {
+		t.Fatalf("relinquish form: %d, Location %q", st, h.Get("Location"))
+	}
+	if _, page, _ := e.do("alice", "GET", "/?done=relinquish", "", ""); !strings.Contains(page, "You ended your access.") || !strings.Contains(page, `class="req state-relinquished"`) {
+		t.Errorf("after relinquishing:\n%s", page)
 	}
 }
 

@@ -26,7 +26,7 @@ var (
 
 // enums are the values of the engine's closed string types.
 var enums = map[reflect.Type][]string{
-	reflect.TypeFor[pam.State]():        {string(pam.Pending), string(pam.Approved), string(pam.Denied), string(pam.Canceled), string(pam.Revoked), string(pam.Expired)},
+	reflect.TypeFor[pam.State]():        {string(pam.Pending), string(pam.Approved), string(pam.Denied), string(pam.Canceled), string(pam.Revoked), string(pam.Relinquished), string(pam.Expired)},
 	reflect.TypeFor[pam.Approval]():     {string(pam.Manual), string(pam.Auto)},
 	reflect.TypeFor[pam.ScopeKind]():    {string(pam.KindTask), string(pam.KindRole), string(pam.KindRoleGroup)},
 	reflect.TypeFor[pam.Verdict]():      {string(pam.Approve), string(pam.Deny)},

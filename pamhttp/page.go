@@ -19,10 +19,11 @@ var assets embed.FS
 // notices are the only texts a redirect may ask the page to show: no
 // user-supplied text travels in a URL.
 var notices = map[string]string{
-	"submitted": "Your request was sent to its approvers.",
-	"approve":   "You approved the request.",
-	"deny":      "You denied the request.",
-	"cancel":    "You cancelled the request.",
+	"submitted":  "Your request was sent to its approvers.",
+	"approve":    "You approved the request.",
+	"deny":       "You denied the request.",
+	"cancel":     "You cancelled the request.",
+	"relinquish": "You ended your access.",
 }
 
 // view is what the page template renders.

@@ -127,6 +127,17 @@ func TestAgainstLiveServer(t *testing.T) {
 	}
 	pamctl("admin", exitOK, "policy", "remove", "x")
 	pamctl("admin", exitNotFound, "policy", "get", "x")
+	// Only approvers may request under y: alice is told she cannot.
+	if out := pamctl("admin", exitOK, "policy", "new", "--id", "y", "--task", "Y", "--group", "approvers", "--requester-group", "approvers"); !strings.Contains(out, "REQUESTERS") {
+		t.Errorf("policy new --requester-group:\n%s", out)
+	}
+	pamctl("alice", exitForbidden, "request", "new", "--task", "Y", "--reason", "r")
+	if out := pamctl("alice", exitNotAllowed, "check", "Y"); !strings.Contains(out, "alice may not request under this policy: only members of approvers may request under it") {
+		t.Errorf("check as a non-member:\n%s", out)
+	}
+	pamctl("bob", exitOK, "request", "new", "--task", "Y", "--reason", "r")
+	pamctl("admin", exitOK, "policy", "set", "y", "--requester-group", "")
+	pamctl("alice", exitOK, "request", "new", "--task", "Y", "--reason", "r")
 
 	var events []pam.Event
 	json.Unmarshal([]byte(pamctl("admin", exitOK, "audit", "search", "--request", r.ID, "--json")), &events)
@@ -137,6 +148,7 @@ func TestAgainstLiveServer(t *testing.T) {
 	if out := pamctl("admin", exitOK, "audit", "verify"); !strings.Contains(out, "the trail verifies") {
 		t.Errorf("audit verify:\n%s", out)
 	}
+	pamctl("bob", exitForbidden, "request", "end", r.ID)       // only its holder ends a grant
 	pamctl("nobody", exitForbidden, "request", "revoke", r.ID) // a token that is no user's
 	pamctl("admin", exitOK, "request", "revoke", r.ID, "--comment", "done")
 	pamctl("alice", exitNotAllowed, "check", "New-MoveRequest")
@@ -234,6 +246,20 @@ func TestUsageAndDirectDatabase(t *testing.T) {
 		!strings.Contains(js, `"max_duration": "2h0m0s"`) {
 		t.Errorf("policy new --file: %v %+v\n%s", err, p, js)
 	}
+	var withGroups pam.Policy
+	json.Unmarshal([]byte(direct(exitOK, "policy", "set", "drop", "--requester-group", "dba", "--requester-group", "sre", "--json")), &withGroups)
+	if strings.Join(withGroups.RequesterGroups, ",") != "dba,sre" {
+		t.Errorf("policy set --requester-group: %+v", withGroups)
+	}
+	if s := direct(exitOK, "policy", "get", "drop"); !strings.Contains(s, "dba,sre") {
+		t.Errorf("policy get shows no requester groups:\n%s", s)
+	}
+	direct(exitInvalid, "policy", "set", "drop", "--requester-group", "dba", "--requester-group", "dba")
+	var cleared pam.Policy
+	json.Unmarshal([]byte(direct(exitOK, "policy", "set", "drop", "--requester-group", "", "--json")), &cleared)
+	if cleared.Version == 0 || cleared.RequesterGroups != nil {
+		t.Errorf(`policy set --requester-group "": %+v`, cleared)
+	}
 	os.WriteFile(file, []byte(`{"max_duration":"soon"}`), 0o600)
 	direct(exitInvalid, "policy", "set", "drop", "--file", file)
 	// Acting as someone else: root's request, approved by bob, is
@@ -268,6 +294,19 @@ func TestUsageAndDirectDatabase(t *testing.T) {
 		t.Errorf("audit search: %s", s)
 	}
 	direct(exitInvalid, "audit", "search", "--since", "yesterday")
+	// root ends the grant early: bob, who approved it, may not.
+	asBob(exitForbidden, "request", "end", r.ID)
+	if s := direct(exitOK, "request", "end", r.ID, "--comment", "done early"); !strings.Contains(s, "relinquished") {
+		t.Errorf("request end: %s", s)
+	}
+	direct(exitNotAllowed, "check", "Drop-Table")
+	direct(exitConflict, "request", "end", r.ID)
+	if s := direct(exitOK, "request", "list", "--state", "relinquished"); !strings.Contains(s, r.ID) {
+		t.Errorf("request list --state relinquished: %s", s)
+	}
+	if s := direct(exitOK, "audit", "search", "--request", r.ID, "--type", "request.relinquished", "--json"); !strings.Contains(s, `"comment": "done early"`) {
+		t.Errorf("audit search for the relinquishment: %s", s)
+	}
 	direct(exitConflict, "request", "cancel", r.ID)
 	direct(exitNotFound, "request", "cancel", r.ID+"x")
 }

@@ -14,7 +14,7 @@ import (
 
 var policyCommands = []command{
 	{noun: "policy", verb: "new", summary: "Create a policy (New-ElevatedAccessApprovalPolicy). Admins only.",
-		examples: "  pamctl policy new --id move --task New-MoveRequest --group mailbox-managers --max-hours 8\n  pamctl policy new --file drop-table.json\n",
+		examples: "  pamctl policy new --id move --task New-MoveRequest --group mailbox-managers --max-hours 8\n  pamctl policy new --id move --task New-MoveRequest --group mailbox-managers --requester-group helpdesk\n  pamctl policy new --file drop-table.json\n",
 		flags: func(fs *flag.FlagSet) action {
 			pf := definePolicyFlags(fs)
 			return func(ctx context.Context, c *cli, _ []string) error {
@@ -51,7 +51,7 @@ var policyCommands = []command{
 			return c.printPolicy(p)
 		})},
 	{noun: "policy", verb: "set", args: "ID", summary: "Change a policy (Set-ElevatedAccessApprovalPolicy): only the flags given change. Admins only.",
-		examples: "  pamctl policy set move --max-hours 4\n  pamctl policy set drop --group dba:2 --group security\n",
+		examples: "  pamctl policy set move --max-hours 4\n  pamctl policy set drop --group dba:2 --group security\n  pamctl policy set drop --requester-group dba --requester-group sre\n  pamctl policy set drop --requester-group \"\"   # anyone may request\n",
 		flags: func(fs *flag.FlagSet) action {
 			pf := definePolicyFlags(fs)
 			return func(ctx context.Context, c *cli, args []string) error {
@@ -94,7 +94,7 @@ var policyCommands = []command{
 // policyFlags are the flags of policy new and policy set.
 type policyFlags struct {
 	id, name, task, role, roleGroup, approval, condition, file string
-	groups                                                     multi
+	groups, requesterGroups                                    multi
 	maxHours, defaultHours                                     float64
 }
 
@@ -107,6 +107,7 @@ func definePolicyFlags(fs *flag.FlagSet) *policyFlags {
 	fs.StringVar(&f.roleGroup, "role-group", "", "scope: a role group of the catalog")
 	fs.StringVar(&f.approval, "approval", "", "manual (default) or auto")
 	fs.Var(&f.groups, "group", "approver group, GROUP or GROUP:MIN (repeat for several)")
+	fs.Var(&f.requesterGroups, "requester-group", `group whose members may request under the policy (repeat for several; "" lets anyone request)`)
 	fs.Float64Var(&f.maxHours, "max-hours", 0, "longest access a request may ask for")
 	fs.Float64Var(&f.defaultHours, "default-hours", 0, "access when a request names no duration")
 	fs.StringVar(&f.condition, "condition", "", "Rego condition over input.op")
@@ -156,6 +157,14 @@ func (f *policyFlags) apply(p *pam.Policy) error {
 			p.ApproverGroups = append(p.ApproverGroups, ag)
 		}
 	}
+	if len(f.requesterGroups) > 0 {
+		p.RequesterGroups = nil
+		for _, g := range f.requesterGroups {
+			if g != "" {
+				p.RequesterGroups = append(p.RequesterGroups, g)
+			}
+		}
+	}
 	if f.maxHours != 0 {
 		p.MaxDuration = hours(f.maxHours)
 	}
@@ -192,7 +201,11 @@ func (c *cli) printPolicies(ps []pam.Policy) error {
 		for _, g := range p.ApproverGroups {
 			gs = append(gs, fmt.Sprintf("%s:%d", g.Group, max(g.MinApprovals, 1)))
 		}
-		rows = append(rows, []string{p.ID, p.Scope.String(), string(p.Approval), strings.Join(gs, ","), p.MaxDuration.String(), strconv.FormatInt(p.Version, 10), p.Name})
+		requesters := "anyone"
+		if len(p.RequesterGroups) > 0 {
+			requesters = strings.Join(p.RequesterGroups, ",")
+		}
+		rows = append(rows, []string{p.ID, p.Scope.String(), string(p.Approval), strings.Join(gs, ","), requesters, p.MaxDuration.String(), strconv.FormatInt(p.Version, 10), p.Name})
 	}
-	return c.table("ID\tSCOPE\tAPPROVAL\tAPPROVERS\tMAX\tVERSION\tNAME", rows)
+	return c.table("ID\tSCOPE\tAPPROVAL\tAPPROVERS\tREQUESTERS\tMAX\tVERSION\tNAME", rows)
 }

@@ -49,7 +49,7 @@ var requestCommands = []command{
 			var states multi
 			fs.BoolVar(&all, "all", false, "everyone's requests (admins)")
 			fs.StringVar(&requester, "requester", "", "someone's requests (admins)")
-			fs.Var(&states, "state", "pending, approved, denied, canceled, revoked or expired (repeat for several)")
+			fs.Var(&states, "state", "pending, approved, denied, canceled, revoked, relinquished or expired (repeat for several)")
 			return func(ctx context.Context, c *cli, _ []string) error {
 				f := pam.RequestFilter{Requester: requester, Limit: pam.MaxPageSize}
 				switch {
@@ -99,15 +99,16 @@ var requestCommands = []command{
 			}
 			return nil
 		})},
-	decision("approve", "Approve a request (Approve-ElevatedAccessRequest).", "  pamctl request approve req_06h1... --comment \"ticket checked\"\n"),
-	decision("deny", "Deny a request (Deny-ElevatedAccessRequest).", "  pamctl request deny req_06h1... --comment \"no ticket\"\n"),
-	decision("revoke", "End an approved request's access now.", "  pamctl request revoke req_06h1... --comment \"done early\"\n"),
-	decision("cancel", "Withdraw your pending request.", "  pamctl request cancel req_06h1...\n"),
+	decision("approve", "approve", "Approve a request (Approve-ElevatedAccessRequest).", "  pamctl request approve req_06h1... --comment \"ticket checked\"\n"),
+	decision("deny", "deny", "Deny a request (Deny-ElevatedAccessRequest).", "  pamctl request deny req_06h1... --comment \"no ticket\"\n"),
+	decision("revoke", "revoke", "End an approved request's access now (Revoke-ElevatedAccessAuthorization).", "  pamctl request revoke req_06h1... --comment \"incident over\"\n"),
+	decision("end", "relinquish", "End your own approved access now, as its holder (recorded as relinquished).", "  pamctl request end req_06h1... --comment \"done early\"\n"),
+	decision("cancel", "cancel", "Withdraw your pending request.", "  pamctl request cancel req_06h1...\n"),
 }
 
-// decision is the command of an action on a request, named by its word
-// as in the API (pamhttp.Act).
-func decision(verb, summary, example string) command {
+// decision is the command verb of an action on a request, named by its
+// word in the API (pamhttp.Act).
+func decision(verb, word, summary, example string) command {
 	return command{noun: "request", verb: verb, args: "ID", summary: summary, examples: example,
 		flags: func(fs *flag.FlagSet) action {
 			var comment string
@@ -117,7 +118,7 @@ func decision(verb, summary, example string) command {
 				if err != nil {
 					return err
 				}
-				r, err := pamhttp.Act(ctx, c.api, id, verb, comment)
+				r, err := pamhttp.Act(ctx, c.api, id, word, comment)
 				if err != nil {
 					return err
 				}

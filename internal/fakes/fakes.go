@@ -18,7 +18,47 @@ var (
 	_ pam.Notifier  = (*Notifier)(nil)
 	_ pam.AuditSink = (*Sink)(nil)
 	_ pam.Store     = (*Store)(nil)
+	_ pam.Directory = (*Directory)(nil)
 )
+
+// Directory wraps a pam.Directory, counts the IsMember calls, and fails
+// those for a group while Fail has set an error for it.
+type Directory struct {
+	pam.Directory
+	fail  atomic.Pointer[map[string]error]
+	calls atomic.Int64
+}
+
+// Fail makes IsMember of group fail with err (nil: answer again).
+func (d *Directory) Fail(group string, err error) {
+	for {
+		old := d.fail.Load()
+		next := map[string]error{}
+		if old != nil {
+			maps.Copy(next, *old)
+		}
+		if err == nil {
+			delete(next, group)
+		} else {
+			next[group] = err
+		}
+		if d.fail.CompareAndSwap(old, &next) {
+			return
+		}
+	}
+}
+
+// IsMember implements pam.Directory.
+func (d *Directory) IsMember(ctx context.Context, group, user string) (bool, error) {
+	d.calls.Add(1)
+	if f := d.fail.Load(); f != nil && (*f)[group] != nil {
+		return false, (*f)[group]
+	}
+	return d.Directory.IsMember(ctx, group, user)
+}
+
+// Calls returns how many times IsMember was called.
+func (d *Directory) Calls() int64 { return d.calls.Load() }
 
 // Notifier records notifications, and fails them while Err is set.
 type Notifier struct {
@@ -134,15 +174,23 @@ func (s *Sink) Events() []pam.Event {
 }
 
 // Store wraps a pam.Store, fails commits that FailCommit picks, fails
-// reads of the trail while FailEvents has set an error, and counts calls
-// to Requests.
+// reads of the trail while FailEvents has set an error and reads of
+// requests while FailRequests has, and counts calls to Requests.
 type Store struct {
 	pam.OutboxStore
-	mu        sync.Mutex
-	pick      func(*pam.Tx) error
-	lose      func(*pam.Tx) error
-	eventsErr error
-	requests  int
+	mu          sync.Mutex
+	pick        func(*pam.Tx) error
+	lose        func(*pam.Tx) error
+	eventsErr   error
+	requestsErr error
+	requests    int
+}
+
+// FailRequests makes Requests return err (nil: succeed again).
+func (s *Store) FailRequests(err error) {
+	s.mu.Lock()
+	s.requestsErr = err
+	s.mu.Unlock()
 }
 
 // FailEvents makes Events return err (nil: succeed again).
@@ -167,7 +215,11 @@ func (s *Store) Events(ctx context.Context, f pam.EventFilter) ([]pam.Event, err
 func (s *Store) Requests(ctx context.Context, f pam.RequestFilter) ([]pam.Request, error) {
 	s.mu.Lock()
 	s.requests++
+	err := s.requestsErr
 	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	return s.OutboxStore.Requests(ctx, f)
 }
 

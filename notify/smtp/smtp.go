@@ -249,6 +249,8 @@ func title(x *pam.Notification) string {
 		return fmt.Sprintf("Your request for %s was denied", r.Scope)
 	case pam.EventRequestRevoked:
 		return fmt.Sprintf("Your access to %s was revoked", r.Scope)
+	case pam.EventRequestRelinquished:
+		return fmt.Sprintf("You ended your access to %s", r.Scope)
 	case pam.EventRequestExpired:
 		return fmt.Sprintf("Your request for %s has expired", r.Scope)
 	}

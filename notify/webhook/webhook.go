@@ -136,6 +136,8 @@ func Slack(baseURL string) func(pam.Notification) ([]byte, error) {
 			text = fmt.Sprintf("Your request for *%s* was denied", esc(r.Scope.String()))
 		case pam.EventRequestRevoked:
 			text = fmt.Sprintf("Your access to *%s* was revoked", esc(r.Scope.String()))
+		case pam.EventRequestRelinquished:
+			text = fmt.Sprintf("You ended your access to *%s*", esc(r.Scope.String()))
 		case pam.EventRequestExpired:
 			text = fmt.Sprintf("Your request for *%s* has expired", esc(r.Scope.String()))
 		default:

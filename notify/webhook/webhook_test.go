@@ -112,7 +112,7 @@ func TestSlackFormat(t *testing.T) {
 	if got["text"] != want {
 		t.Errorf("text:\n got %s\nwant %s", got["text"], want)
 	}
-	for _, typ := range []pam.EventType{pam.EventRequestApproved, pam.EventRequestDenied, pam.EventRequestRevoked, pam.EventRequestExpired} {
+	for _, typ := range []pam.EventType{pam.EventRequestApproved, pam.EventRequestDenied, pam.EventRequestRevoked, pam.EventRequestRelinquished, pam.EventRequestExpired} {
 		x := note()
 		x.Type = typ
 		b, _ := webhook.Slack("")(x)

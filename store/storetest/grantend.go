@@ -15,8 +15,9 @@ import (
 // GrantEndsAcross runs two Managers, one over each of sa and sb (two
 // handles on one store, as two replicas have), with
 // Options.AuditPollInterval poll. Over rounds rounds, a guarded fn runs on
-// the second while the first revokes its grant; then once while the first
-// cuts it with a policy change. Each fn's context must end within bound of
+// the second while the first revokes its grant; then once while its
+// holder relinquishes it on the first, and once while the first cuts it
+// with a policy change. Each fn's context must end within bound of
 // the change returning, with the reason as its cause; the delays are
 // logged (min, median, max).
 func GrantEndsAcross(t *testing.T, sa, sb pam.Store, clk clock.Clock, poll, bound time.Duration, rounds int) {
@@ -117,12 +118,22 @@ func GrantEndsAcross(t *testing.T, sa, sb pam.Store, clk clock.Clock, poll, boun
 	t.Logf("revoke on one Manager, fn on the other ended after: min %v, median %v, max %v (%d rounds, poll %v)",
 		delays[0], delays[len(delays)/2], delays[len(delays)-1], len(delays), poll)
 
+	// The holder relinquishes on one Manager: the other tells it from a
+	// revocation by the state it reads.
 	r := grant()
 	end, done := run()
+	if _, err := a.Relinquish(As("alice"), r.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	d := wait("relinquish", end, done, time.Now(), pam.GrantRelinquished, r.ID)
+	t.Logf("relinquish on one Manager, fn on the other ended after %v", d)
+
+	r = grant()
+	end, done = run()
 	p.ApproverGroups = []pam.ApproverGroup{{Group: "approvers", MinApprovals: 3}}
 	if _, err := a.UpdatePolicy(As("admin"), p); err != nil {
 		t.Fatal(err)
 	}
-	d := wait("policy cut", end, done, time.Now(), pam.GrantCut, r.ID)
+	d = wait("policy cut", end, done, time.Now(), pam.GrantCut, r.ID)
 	t.Logf("policy cut on one Manager, fn on the other ended after %v", d)
 }

@@ -297,7 +297,7 @@ func testAtomicity(t *testing.T, s pam.Store) {
 
 func testRequestFilters(t *testing.T, s pam.Store) {
 	var all []pam.Request
-	states := []pam.State{pam.Pending, pam.Approved, pam.Denied, pam.Canceled, pam.Revoked, pam.Expired}
+	states := []pam.State{pam.Pending, pam.Approved, pam.Denied, pam.Canceled, pam.Revoked, pam.Relinquished, pam.Expired}
 	for i := range 30 {
 		r := request(fmt.Sprintf("r%02d", i), []string{"alice", "bob", "carol"}[i%3], []string{"p1", "p2"}[i%2], states[i%len(states)], 1)
 		r.PendingUntil = Epoch.Add(time.Duration(i) * time.Hour)
@@ -337,6 +337,7 @@ func testRequestFilters(t *testing.T, s pam.Store) {
 	check("unknown policy", pam.RequestFilter{PolicyIDs: []string{"p9"}})
 	check("state", pam.RequestFilter{States: []pam.State{pam.Approved}})
 	check("states", pam.RequestFilter{States: []pam.State{pam.Pending, pam.Revoked}})
+	check("relinquished", pam.RequestFilter{States: []pam.State{pam.Relinquished}})
 	check("combined", pam.RequestFilter{Requester: "alice", PolicyIDs: []string{"p1"}, States: []pam.State{pam.Pending, pam.Approved, pam.Revoked}})
 	check("due", pam.RequestFilter{States: []pam.State{pam.Pending, pam.Approved}, DueBy: Epoch.Add(7 * time.Hour)})
 	check("due at the instant", pam.RequestFilter{DueBy: Epoch.Add(12 * time.Hour)})
