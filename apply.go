@@ -183,6 +183,7 @@ func (m *Manager) validateConfig(ctx context.Context, cfg *Config) (map[string]P
 		}
 		p.ApproverGroups = slices.Clone(p.ApproverGroups)
 		p.RequesterGroups = slices.Clone(p.RequesterGroups)
+		p.RequireBind = slices.Clone(p.RequireBind)
 		want[name] = p
 	}
 	for _, name := range cfg.SameScope {
@@ -254,6 +255,7 @@ func (m *Manager) plan(ctx context.Context, s *snapshot, cat *Catalog, catalogGi
 		next := cur.Policy
 		next.Name, next.Scope, next.Condition = p.Name, p.Scope, p.Condition
 		next.Approval, next.ApproverGroups, next.RequesterGroups = p.Approval, p.ApproverGroups, p.RequesterGroups
+		next.RequireBind, next.MaxUses = p.RequireBind, p.MaxUses
 		next.DefaultDuration, next.MaxDuration, next.PendingTTL = p.DefaultDuration, p.MaxDuration, p.PendingTTL
 		next.RequestRule, next.AutoApproveRule, next.ParamAudit = p.RequestRule, p.AutoApproveRule, p.ParamAudit
 		next.Version, next.UpdatedAt, next.UpdatedBy = cur.Version+1, now, actor
@@ -319,6 +321,8 @@ func changedFields(a, b *Policy) []string {
 			return x.Group == y.Group && x.min() == y.min()
 		})},
 		{"requester_groups", slices.Equal(a.RequesterGroups, b.RequesterGroups)},
+		{"require_bind", slices.Equal(a.RequireBind, b.RequireBind)},
+		{"max_uses", a.MaxUses == b.MaxUses},
 		{"default_duration", a.DefaultDuration == b.DefaultDuration},
 		{"max_duration", a.MaxDuration == b.MaxDuration},
 		{"pending_ttl", a.PendingTTL == b.PendingTTL},

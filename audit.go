@@ -27,6 +27,10 @@ const (
 	EventRequestRevoked      EventType = "request.revoked"
 	EventRequestRelinquished EventType = "request.relinquished" // the holder ended their grant early
 	EventRequestExpired      EventType = "request.expired"
+	// EventRequestSpent: a use-limited grant's last run started (in the
+	// same commit as that run's guard.allowed); Guard starts no other
+	// under it. The request stays approved until its window ends.
+	EventRequestSpent EventType = "request.spent"
 
 	EventGuardAllowed  EventType = "guard.allowed"  // a covered task starts under a grant
 	EventGuardExempt   EventType = "guard.exempt"   // a system account runs a covered task

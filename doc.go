@@ -179,7 +179,7 @@
 //
 //	state      allowed actions
 //	pending    settle (automatic verdict), approve, deny, cancel
-//	approved   revoke, relinquish
+//	approved   revoke, relinquish, use (Guard, on a use-limited grant)
 //	due        expire
 //	denied, canceled, revoked, relinquished, expired: none
 //
@@ -192,6 +192,19 @@
 // (request.relinquished), and running work ends with GrantRelinquished
 // as its cause on every Manager, since the stored state says it. This
 // goes beyond Purview, whose grants end by revocation or expiry only.
+//
+// A grant can be narrower than its scope and window. RequestInput.Bind
+// binds it to operation parameters: it covers only operations whose
+// parameters equal the bound values (strings, numbers, booleans; checked
+// against the catalog's declarations at submission), and a policy can
+// require bindings (Policy.RequireBind) so that no grant under it covers
+// more than one target. RequestInput.MaxUses limits it to that many runs
+// (Policy.MaxUses caps it, and is the default): Guard takes a run with the
+// use action in the same durable commit as the run's start, each version
+// checked, so that Guards racing for the last run start it once; the last
+// writes request.spent. The request stays approved until its window ends,
+// so the last run runs on. Request.Bounds says both in words, for
+// approvers. Purview grants cover every operation of their scope.
 //
 // The access window opens when a request is approved, not when it was
 // submitted. Terminal states never change. Every transition is one atomic
@@ -331,6 +344,7 @@
 //	request.go      Request, Submit, reads, Sweep
 //	approval.go     decisions: Approve, Deny, Cancel, Revoke, Relinquish, Reviewable
 //	guard.go        Guard and Check: gathering, and the pure decision
+//	grantbounds.go  grants bound to parameter values and limited in runs
 //	explain.go      what a denial tells the user: a pending request, eligibility
 //	grantctx.go     fn's context; grantwatch.go ends it with its grant
 //	runend.go       run IDs, each run's one end: deferred, retried, swept

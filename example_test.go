@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"strings"
 	"time"
 
 	"github.com/benbjohnson/clock"
@@ -379,4 +380,51 @@ func ExampleManager_Relinquish() {
 	// run's context ended: relinquished by its holder
 	// request: relinquished by alice
 	// next run: true
+}
+
+// A grant as precise as the work: bound to one mailbox and good for one
+// run. The policy requires the binding, so no grant under it covers
+// more than one mailbox.
+func ExampleRequestInput_bind() {
+	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}, "mailbox-managers": {"bob"}})
+	m, _ := pam.New(memory.New(), dir, &pam.Options{Catalog: pam.Catalog{Tasks: map[string]pam.TaskSpec{
+		"New-MoveRequest": {Params: []pam.ParamSpec{{Name: "identity", Type: pam.ParamString, Required: true}}},
+	}}})
+	defer m.Close(context.Background())
+	_, err := m.CreatePolicy(pam.WithActor(context.Background(), "admin"), pam.Policy{
+		ID: "move-mailboxes", Scope: pam.TaskScope("New-MoveRequest"), Approval: pam.Manual,
+		ApproverGroups: []pam.ApproverGroup{{Group: "mailbox-managers"}},
+		RequireBind:    []string{"identity"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	alice := pam.WithActor(context.Background(), "alice")
+	r, err := m.Submit(alice, pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "INC-4711: the CEO's mailbox",
+		Bind: map[string]any{"identity": "ceo@contoso.com"}, MaxUses: 1})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("bob reads:", r.Bounds())
+	if _, err := m.Approve(pam.WithActor(context.Background(), "bob"), r.ID, ""); err != nil {
+		log.Fatal(err)
+	}
+
+	move := func(mailbox string) string {
+		err := m.Guard(alice, pam.Op{Task: "New-MoveRequest", Params: map[string]any{"identity": mailbox}},
+			func(context.Context) error { return nil })
+		var nae *pam.NotApprovedError
+		if errors.As(err, &nae) {
+			return strings.ReplaceAll(nae.Reason, r.ID, "req_…")
+		}
+		return fmt.Sprint(err)
+	}
+	fmt.Println("another mailbox:", move("cfo@contoso.com"))
+	fmt.Println("the CEO's:", move("ceo@contoso.com"))
+	fmt.Println("again:", move("ceo@contoso.com"))
+	// Output:
+	// bob reads: bound to identity = "ceo@contoso.com"; 1 run (0 used)
+	// another mailbox: request req_… is bound to identity = "ceo@contoso.com", which this operation's parameters do not match
+	// the CEO's: <nil>
+	// again: request req_… has used its 1 run
 }

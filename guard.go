@@ -64,6 +64,7 @@ type PolicyCheck struct {
 	// Grant is the request that satisfies the policy, if any.
 	Grant              string `json:"grant,omitempty"`
 	grantVersion       int64
+	grantLimited       bool // the grant limits its runs: a run takes one
 	grantPolicyVersion int64
 	ExpiresAt          time.Time `json:"expires_at,omitzero"`
 	// Missing says why no grant satisfies a covering policy, and what the
@@ -434,7 +435,12 @@ func decideGuard(f *guardFacts) CheckResult {
 				missing = fmt.Sprintf("request %s was approved under policy version %d; the policy changed and now requires version %d or later", g.RequestID, g.PolicyVersion, c.MinGrantVersion)
 			case !f.catalog.coversTask(g.Scope, f.op.Task):
 				missing = fmt.Sprintf("request %s grants %s, which does not include this task", g.RequestID, g.Scope)
-			case best == nil || g.ExpiresAt.After(best.ExpiresAt):
+			case g.Spent():
+				missing = fmt.Sprintf("request %s has used its %s", g.RequestID, runCount(g.MaxUses))
+			case bindMismatch(g.Bind, f.op.Params) != "":
+				name := bindMismatch(g.Bind, f.op.Params)
+				missing = fmt.Sprintf("request %s is bound to %s = %s, which this operation's parameters do not match", g.RequestID, name, formatBound(g.Bind[name]))
+			case best == nil || betterGrant(g, best):
 				best = g
 			}
 		}
@@ -446,6 +452,7 @@ func decideGuard(f *guardFacts) CheckResult {
 			continue
 		}
 		pc.Grant, pc.grantVersion, pc.grantPolicyVersion, pc.ExpiresAt = best.RequestID, best.Version, best.PolicyVersion, best.ExpiresAt
+		pc.grantLimited = best.MaxUses > 0
 		if res.Deadline.IsZero() || best.ExpiresAt.Before(res.Deadline) {
 			res.Deadline = best.ExpiresAt
 		}
@@ -456,6 +463,64 @@ func decideGuard(f *guardFacts) CheckResult {
 	}
 	res.Allowed, res.Outcome = true, OutcomeGranted
 	return res
+}
+
+// betterGrant reports whether g is a better grant to run under than
+// best: one that does not count its runs, then the one that ends last.
+func betterGrant(g, best *Grant) bool {
+	if (g.MaxUses == 0) != (best.MaxUses == 0) {
+		return g.MaxUses == 0
+	}
+	return g.ExpiresAt.After(best.ExpiresAt)
+}
+
+// runCount says "1 run" or "n runs".
+func runCount(n int) string {
+	if n == 1 {
+		return "1 run"
+	}
+	return fmt.Sprintf("%d runs", n)
+}
+
+// spend is what a run's start takes from use-limited grants: their
+// requests with one more run used, and the events that records (see
+// ActionUse), committed with the start.
+type spend struct {
+	requests []Request
+	events   []Event
+}
+
+// spendRuns takes one run of each use-limited grant res runs under, as
+// of the versions res decided on: errGrantChanged when a grant moved
+// since (another run took a use, say), so that Guard decides again.
+func (m *Manager) spendRuns(ctx context.Context, res *CheckResult) (*spend, error) {
+	var sp *spend
+	for _, pc := range res.Policies {
+		if !pc.grantLimited {
+			continue
+		}
+		r, err := m.store.Request(ctx, pc.Grant)
+		if err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return nil, errGrantChanged
+			}
+			return nil, err
+		}
+		if r.Version != pc.grantVersion {
+			return nil, errGrantChanged
+		}
+		next, events, err := apply(r, ActionUse, facts{Actor: res.Actor, Now: res.At})
+		if err != nil {
+			return nil, errGrantChanged
+		}
+		next.Version++
+		if sp == nil {
+			sp = &spend{}
+		}
+		sp.requests = append(sp.requests, next)
+		sp.events = append(sp.events, events...)
+	}
+	return sp, nil
 }
 
 // enforce carries out a decision: audit, run, audit.
@@ -472,14 +537,7 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 		return res.Err
 	}
 	if down := m.feed.requiredDown(); down != nil {
-		deny := start
-		deny.Type, deny.Outcome = EventGuardDenied, OutcomeAuditUnavailable
-		deny.Detail = maps.Clone(start.Detail)
-		if deny.Detail == nil {
-			deny.Detail = map[string]string{}
-		}
-		deny.Detail["error"] = cleanText(down.Error())
-		m.recordDenial(ctx, deny)
+		m.recordDenial(ctx, denial(start, OutcomeAuditUnavailable, down))
 		return fmt.Errorf("%w: %w", ErrAudit, down)
 	}
 	runCtx := ctx
@@ -507,11 +565,20 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 		}()
 		runCtx = gc
 	}
+	sp, err := m.spendRuns(ctx, res)
+	if err != nil {
+		if err == errGrantChanged {
+			return err
+		}
+		err = fmt.Errorf("pam: read grant: %w", err)
+		m.recordDenial(ctx, denial(start, OutcomeNotApproved, err))
+		return err
+	}
 	start.Run = m.ends.newID()
 	// Known here as running from before its start commits, so that this
 	// Manager's Sweep never takes it for abandoned.
 	m.ends.started(start.Run)
-	seq, err := m.record(ctx, start, res.Policies, res.rev, m.ends.due(res))
+	seq, err := m.record(ctx, start, res.Policies, res.rev, m.ends.due(res), sp)
 	if err != nil {
 		if errors.Is(err, ErrConflict) {
 			m.ends.ended(start.Run)
@@ -544,6 +611,19 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 		return errors.Join(err, fmt.Errorf("%w: %w", ErrAuditIncomplete, ferr))
 	}
 	return err
+}
+
+// denial is the guard.denied event, of outcome o for err, of an allowed
+// decision's start that cannot go ahead.
+func denial(start Event, o Outcome, err error) Event {
+	deny := start
+	deny.Type, deny.Outcome = EventGuardDenied, o
+	deny.Detail = maps.Clone(start.Detail)
+	if deny.Detail == nil {
+		deny.Detail = map[string]string{}
+	}
+	deny.Detail["error"] = cleanText(err.Error())
+	return deny
 }
 
 func (m *Manager) guardEvent(res *CheckResult) Event {
@@ -628,12 +708,12 @@ func (m *Manager) finish(ctx context.Context, res *CheckResult, start Event, sta
 // A run's start opens the run, due to be taken as ended unknown at due,
 // and carries the ends waiting to be recorded (see runEnds); a run's
 // guard.finished closes it (ErrNotFound when it is not open).
-func (m *Manager) record(ctx context.Context, e Event, checks []PolicyCheck, rev int64, due time.Time) (int64, error) {
-	seq, err := m.recordCarrying(ctx, e, checks, rev, due, true)
+func (m *Manager) record(ctx context.Context, e Event, checks []PolicyCheck, rev int64, due time.Time, sp *spend) (int64, error) {
+	seq, err := m.recordCarrying(ctx, e, checks, rev, due, sp, true)
 	if errors.Is(err, errCarried) {
 		// A carried end's run was closed: the ends go their own way,
 		// and the start alone.
-		seq, err = m.recordCarrying(ctx, e, checks, rev, due, false)
+		seq, err = m.recordCarrying(ctx, e, checks, rev, due, sp, false)
 	}
 	return seq, err
 }
@@ -641,7 +721,7 @@ func (m *Manager) record(ctx context.Context, e Event, checks []PolicyCheck, rev
 // errCarried: a start's commit failed on an end it carried.
 var errCarried = errors.New("pam: an end carried by a start found its run closed")
 
-func (m *Manager) recordCarrying(ctx context.Context, e Event, checks []PolicyCheck, rev int64, due time.Time, carry bool) (int64, error) {
+func (m *Manager) recordCarrying(ctx context.Context, e Event, checks []PolicyCheck, rev int64, due time.Time, sp *spend, carry bool) (int64, error) {
 	one := oneEventTxs.Get().(*oneEventTx)
 	var carried []Event
 	if e.Run != "" {
@@ -666,8 +746,15 @@ func (m *Manager) recordCarrying(ctx context.Context, e Event, checks []PolicyCh
 	n := len(carried) + 1
 	one.ev[n-1] = e
 	one.tx.Events = one.ev[:n]
+	if sp != nil {
+		// The runs the start takes, written with it (each request's
+		// version checked), and request.spent for a last one.
+		one.tx.Requests = sp.requests
+		one.tx.Events = append(one.tx.Events, sp.events...)
+		one.tx.PolicyRevision = rev
+	}
 	for _, pc := range checks {
-		if pc.Grant == "" {
+		if pc.Grant == "" || pc.grantLimited && sp != nil {
 			continue
 		}
 		if one.tx.Unchanged == nil {
@@ -680,9 +767,9 @@ func (m *Manager) recordCarrying(ctx context.Context, e Event, checks []PolicyCh
 		one.tx.Unchanged = append(one.tx.Unchanged, RequestVersion{ID: pc.Grant, Version: pc.grantVersion})
 	}
 	err := m.commit(ctx, &one.tx)
-	seq := one.ev[n-1].Seq
+	seq := one.tx.Events[n-1].Seq
 	if err == nil {
-		m.published(one.ev[:n])
+		m.published(one.tx.Events)
 	}
 	if len(carried) > 0 {
 		m.ends.carried(carried, err)
@@ -715,7 +802,7 @@ var oneEventTxs = sync.Pool{New: func() any { return new(oneEventTx) }}
 func (m *Manager) recordDenial(ctx context.Context, e Event) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.feed.timeout)
 	defer cancel()
-	if _, err := m.record(dctx, e, nil, 0, time.Time{}); err != nil {
+	if _, err := m.record(dctx, e, nil, 0, time.Time{}, nil); err != nil {
 		m.onError(fmt.Errorf("pam: record denial of %s to %s: %w", e.Task, e.Actor, err))
 	}
 }

@@ -31,6 +31,10 @@ const (
 	ActionRelinquish Action = "relinquish"
 	// ActionExpire records the expiry of a request whose deadline passed.
 	ActionExpire Action = "expire"
+	// ActionUse takes one of a use-limited grant's runs (Request.MaxUses):
+	// Guard takes it in the commit of the run's start, by the grant's
+	// holder.
+	ActionUse Action = "use"
 )
 
 // due is the row of the lifecycle table for a request whose deadline has
@@ -44,7 +48,7 @@ const due State = "due"
 // allow nothing: terminal states never change.
 var lifecycle = map[State][]Action{
 	Pending:  {ActionSettle, ActionApprove, ActionDeny, ActionCancel},
-	Approved: {ActionRevoke, ActionRelinquish},
+	Approved: {ActionRevoke, ActionRelinquish, ActionUse},
 	due:      {ActionExpire},
 }
 
@@ -121,6 +125,10 @@ type membership map[string][]int
 //   - relinquish: only by the requester, the grant's holder; whether the
 //     policy still exists does not matter.
 //   - expire: the request closes at its deadline, whenever it is recorded.
+//   - use: only by the requester, on a grant with runs left; taking the
+//     last writes request.spent. The request stays Approved until its
+//     window ends, so a run started under it runs on, and Guard starts
+//     no other.
 func apply(r Request, a Action, f facts) (Request, []Event, error) {
 	if err := checkState(&r, a, f.Now); err != nil {
 		return r, nil, err
@@ -148,6 +156,20 @@ func apply(r Request, a Action, f facts) (Request, []Event, error) {
 		}
 		r = closeRequest(r, Relinquished, f.Actor, f.Now)
 		return r, []Event{requestEvent(EventRequestRelinquished, &r, f.Actor, f.Now, commentDetail(f.Comment))}, nil
+	case ActionUse:
+		switch {
+		case f.Actor != r.Requester:
+			return r, nil, fmt.Errorf("%w: only the holder of request %s may run under it", ErrForbidden, r.ID)
+		case r.MaxUses == 0:
+			return r, nil, invalid("Action", "request %s does not limit its runs", r.ID)
+		case r.Uses >= r.MaxUses:
+			return r, nil, fmt.Errorf("%w: request %s has used its %d runs", ErrWrongState, r.ID, r.MaxUses)
+		}
+		r.Uses++
+		if r.Uses < r.MaxUses {
+			return r, nil, nil
+		}
+		return r, []Event{requestEvent(EventRequestSpent, &r, f.Actor, f.Now, map[string]string{"max_uses": fmt.Sprint(r.MaxUses)})}, nil
 	case ActionExpire:
 		from := r.State
 		r = closeRequest(r, Expired, "", r.Due())

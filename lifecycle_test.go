@@ -24,7 +24,8 @@ var (
 // table, as of lcNow.
 func lcRequest(row string) pam.Request {
 	r := pam.Request{ID: "r1", Requester: "alice", Scope: pam.TaskScope("New-MoveRequest"), PolicyID: "move", Reason: "INC-1",
-		Duration: 2 * time.Hour, State: pam.Pending, PolicyVersion: 3, CreatedAt: epoch, PendingUntil: epoch.Add(24 * time.Hour), Version: 1}
+		Duration: 2 * time.Hour, State: pam.Pending, PolicyVersion: 3, CreatedAt: epoch, PendingUntil: epoch.Add(24 * time.Hour), Version: 1,
+		MaxUses: 1}
 	switch row {
 	case "pending":
 	case "pending, due":
@@ -44,7 +45,7 @@ func lcRequest(row string) pam.Request {
 
 var lcRows = []string{"pending", "pending, due", "approved", "approved, due", "denied", "canceled", "revoked", "relinquished", "expired"}
 
-var lcActions = []pam.Action{pam.ActionSettle, pam.ActionApprove, pam.ActionDeny, pam.ActionCancel, pam.ActionRevoke, pam.ActionRelinquish, pam.ActionExpire}
+var lcActions = []pam.Action{pam.ActionSettle, pam.ActionApprove, pam.ActionDeny, pam.ActionCancel, pam.ActionRevoke, pam.ActionRelinquish, pam.ActionExpire, pam.ActionUse}
 
 // lcFacts returns facts under which the actor may take action a, so that
 // only the table decides.
@@ -55,7 +56,7 @@ func lcFacts(a pam.Action) pam.Facts {
 		f.Verdict = pam.Decision{Approver: "auto:policy", Verdict: pam.Approve, At: lcNow, PolicyVersion: 3}
 	case pam.ActionApprove, pam.ActionDeny:
 		f.Actor, f.MemberOf = "bob", pam.Membership{"bob": {0}}
-	case pam.ActionCancel, pam.ActionRelinquish:
+	case pam.ActionCancel, pam.ActionRelinquish, pam.ActionUse:
 		f.Actor = "alice"
 	case pam.ActionRevoke:
 		f.Actor, f.Admin = "admin", true
@@ -69,12 +70,13 @@ func TestLifecycleTable(t *testing.T) {
 	legal := map[string][]pam.Action{
 		"pending":       {pam.ActionSettle, pam.ActionApprove, pam.ActionDeny, pam.ActionCancel},
 		"pending, due":  {pam.ActionExpire},
-		"approved":      {pam.ActionRevoke, pam.ActionRelinquish},
+		"approved":      {pam.ActionRevoke, pam.ActionRelinquish, pam.ActionUse},
 		"approved, due": {pam.ActionExpire},
 	}
 	next := map[pam.Action]pam.State{
 		pam.ActionSettle: pam.Approved, pam.ActionApprove: pam.Pending, pam.ActionDeny: pam.Denied,
 		pam.ActionCancel: pam.Canceled, pam.ActionRevoke: pam.Revoked, pam.ActionRelinquish: pam.Relinquished, pam.ActionExpire: pam.Expired,
+		pam.ActionUse: pam.Approved,
 	}
 	for _, row := range lcRows {
 		for _, a := range lcActions {
@@ -208,6 +210,34 @@ func TestLifecycleFacts(t *testing.T) {
 			return r
 		}(), a: pam.ActionRelinquish, state: pam.Relinquished, types: []pam.EventType{pam.EventRequestRelinquished}},
 		{name: "revoke: a relinquished request", r: lcRequest("relinquished"), a: pam.ActionRevoke, err: pam.ErrWrongState},
+		{name: "use: the first of two runs", r: func() pam.Request {
+			r := lcRequest("approved")
+			r.MaxUses = 2
+			return r
+		}(), a: pam.ActionUse, state: pam.Approved},
+		{name: "use: the last run", r: func() pam.Request {
+			r := lcRequest("approved")
+			r.MaxUses, r.Uses = 3, 2
+			return r
+		}(), a: pam.ActionUse, state: pam.Approved, types: []pam.EventType{pam.EventRequestSpent}},
+		{name: "use: none left", r: func() pam.Request {
+			r := lcRequest("approved")
+			r.Uses = 1
+			return r
+		}(), a: pam.ActionUse, err: pam.ErrWrongState},
+		{name: "use: someone else", r: lcRequest("approved"), a: pam.ActionUse,
+			change: func(f *pam.Facts) { f.Actor, f.Admin = "admin", true }, err: pam.ErrForbidden},
+		{name: "use: a grant without a limit", r: func() pam.Request {
+			r := lcRequest("approved")
+			r.MaxUses = 0
+			return r
+		}(), a: pam.ActionUse, err: pam.ErrInvalid},
+		{name: "use: one nanosecond before the end of the window", r: func() pam.Request {
+			r := lcRequest("approved")
+			r.ExpiresAt = lcNow.Add(time.Nanosecond)
+			return r
+		}(), a: pam.ActionUse, state: pam.Approved, types: []pam.EventType{pam.EventRequestSpent}},
+		{name: "use: at the end of the window", r: lcRequest("approved, due"), a: pam.ActionUse, err: pam.ErrWrongState},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := lcFacts(tc.a)

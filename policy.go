@@ -19,6 +19,8 @@ const (
 	MaxRegoLen   = 64 << 10 // each Rego field of a policy
 	MaxGroups    = 32       // approver groups per policy
 	MaxQuorum    = 32       // MinApprovals of one approver group
+	MaxBind      = 16       // parameters a request binds, or a policy requires bound
+	MaxGrantUses = 1 << 20  // runs one grant may allow (RequestInput.MaxUses, Policy.MaxUses)
 	maxDuration  = 366 * 24 * time.Hour
 )
 
@@ -128,6 +130,18 @@ type Policy struct {
 	// at submission; a directory error refuses the submission. Empty:
 	// anyone may request. Changing it leaves existing grants valid.
 	RequesterGroups []string `json:"requester_groups,omitempty"`
+	// RequireBind names operation parameters that every request under
+	// the policy must bind (RequestInput.Bind), so that a grant never
+	// covers more than the one target it names: ["identity"] for
+	// New-MoveRequest, say. Checked at submission (with the bound values
+	// against the catalog's declarations); changing it leaves existing
+	// grants valid.
+	RequireBind []string `json:"require_bind,omitempty"`
+	// MaxUses caps the runs one grant under the policy allows: a request
+	// may ask for fewer (RequestInput.MaxUses), and one that names none
+	// gets MaxUses, so 1 makes every grant good for one run. 0: no cap.
+	// Checked at submission; changing it leaves existing grants valid.
+	MaxUses int `json:"max_uses,omitempty"`
 
 	DefaultDuration time.Duration `json:"default_duration,omitempty"` // 0: DefaultDuration, or MaxDuration when that is shorter
 	MaxDuration     time.Duration `json:"max_duration,omitempty"`     // 0: DefaultMaxWindow
@@ -222,6 +236,21 @@ func (p *Policy) Validate() error {
 		if slices.Contains(p.RequesterGroups[:i], g) {
 			return invalid(field, "group %q listed twice", g)
 		}
+	}
+	if len(p.RequireBind) > MaxBind {
+		return invalid("RequireBind", "more than %d parameters", MaxBind)
+	}
+	for i, name := range p.RequireBind {
+		field := fmt.Sprintf("RequireBind[%d]", i)
+		if err := checkName(field, name); err != nil {
+			return err
+		}
+		if slices.Contains(p.RequireBind[:i], name) {
+			return invalid(field, "parameter %q listed twice", name)
+		}
+	}
+	if p.MaxUses < 0 || p.MaxUses > MaxGrantUses {
+		return invalid("MaxUses", "must be between 0 (no cap) and %d", MaxGrantUses)
 	}
 	for _, d := range []struct {
 		field string
@@ -408,8 +437,9 @@ func (m *Manager) UpdatePolicy(ctx context.Context, p Policy) (Policy, error) {
 	next.Name, next.Scope, next.Condition = p.Name, p.Scope, p.Condition
 	next.Approval, next.ApproverGroups = p.Approval, append([]ApproverGroup(nil), p.ApproverGroups...)
 	next.RequesterGroups = slices.Clone(p.RequesterGroups)
+	next.RequireBind, next.MaxUses = slices.Clone(p.RequireBind), p.MaxUses
 	next.DefaultDuration, next.MaxDuration, next.PendingTTL = p.DefaultDuration, p.MaxDuration, p.PendingTTL
-	next.RequestRule, next.AutoApproveRule = p.RequestRule, p.AutoApproveRule
+	next.RequestRule, next.AutoApproveRule, next.ParamAudit = p.RequestRule, p.AutoApproveRule, p.ParamAudit
 	next.Version, next.UpdatedAt, next.UpdatedBy = cur.Version+1, now, actor
 	if accessChanged(&cur, &next) {
 		next.MinGrantVersion = next.Version

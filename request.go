@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"time"
 )
@@ -59,6 +60,15 @@ type RequestInput struct {
 	Duration time.Duration `json:"duration,omitempty"`
 	// Ticket optionally names a change or incident ticket.
 	Ticket string `json:"ticket,omitempty"`
+	// Bind binds the grant to operations whose parameters equal these
+	// values (strings, numbers or booleans): a grant for New-MoveRequest
+	// with Bind {"identity": "ceo@contoso.com"} lets its holder move that
+	// mailbox and no other. The catalog must declare each name for a
+	// task of the scope; a policy may require some (RequireBind).
+	Bind map[string]any `json:"bind,omitempty"`
+	// MaxUses limits the grant to that many runs of Guard, each taken
+	// when its start is stored. 0: the policy's MaxUses, or no limit.
+	MaxUses int `json:"max_uses,omitempty"`
 }
 
 // Validate checks the fields on their own; Submit also checks them against
@@ -88,6 +98,12 @@ func (n *RequestInput) Validate() error {
 			return err
 		}
 	}
+	if _, err := normalizeBind(n.Bind); err != nil {
+		return err
+	}
+	if n.MaxUses < 0 || n.MaxUses > MaxGrantUses {
+		return invalid("MaxUses", "must be between 0 and %d", MaxGrantUses)
+	}
 	return nil
 }
 
@@ -101,6 +117,13 @@ type Request struct {
 	Reason    string        `json:"reason"`
 	Ticket    string        `json:"ticket,omitempty"`
 	Duration  time.Duration `json:"duration"`
+	// Bind holds the operation parameters the grant is bound to
+	// (RequestInput.Bind), numbers as float64.
+	Bind map[string]any `json:"bind,omitempty"`
+	// MaxUses is how many runs the grant allows (0: no limit); Uses how
+	// many have started under it.
+	MaxUses int `json:"max_uses,omitempty"`
+	Uses    int `json:"uses,omitempty"`
 
 	// State is the state as of the last read. Reads through the Manager
 	// compute it from the clock, so a request past its deadline reads as
@@ -138,6 +161,7 @@ func (r *Request) StateAt(now time.Time) State {
 
 func (r Request) clone() Request {
 	r.Decisions = append([]Decision(nil), r.Decisions...)
+	r.Bind = maps.Clone(r.Bind)
 	return r
 }
 
@@ -180,6 +204,10 @@ func (m *Manager) Submit(ctx context.Context, n RequestInput) (Request, error) {
 	case !s.catalog.known(p.Scope):
 		return Request{}, &RejectedError{PolicyID: p.ID, Messages: []string{fmt.Sprintf("the policy's scope %s is not in the catalog", p.Scope)}}
 	}
+	bind, uses, err := s.bounds(&p.Policy, &n)
+	if err != nil {
+		return Request{}, err
+	}
 	d := n.Duration
 	if d == 0 {
 		d = p.defaultDuration()
@@ -196,15 +224,15 @@ func (m *Manager) Submit(ctx context.Context, n RequestInput) (Request, error) {
 	}
 	r := Request{
 		ID: m.newID("req"), Requester: actor, Scope: n.Scope, PolicyID: p.ID, Reason: n.Reason, Ticket: n.Ticket,
-		Duration: d, State: Pending, PolicyVersion: p.Version, CreatedAt: now, PendingUntil: now.Add(p.pendingTTL()), Version: 1,
+		Duration: d, Bind: bind, MaxUses: uses, State: Pending, PolicyVersion: p.Version, CreatedAt: now, PendingUntil: now.Add(p.pendingTTL()), Version: 1,
 	}
 	input := ruleInput(&r, now)
 	if err := m.checkRequestRule(ctx, p, input, now); err != nil {
 		return Request{}, err
 	}
-	events := []Event{requestEvent(EventRequestSubmitted, &r, actor, now, map[string]string{
-		"reason": r.Reason, "duration": r.Duration.String(), "ticket": r.Ticket,
-	})}
+	submitted := map[string]string{"reason": r.Reason, "duration": r.Duration.String(), "ticket": r.Ticket}
+	r.boundsDetail(submitted)
+	events := []Event{requestEvent(EventRequestSubmitted, &r, actor, now, submitted)}
 	if v, ok := m.automatic(ctx, p, &r, input, now); ok {
 		var more []Event
 		if r, more, err = apply(r, ActionSettle, facts{Now: now, Policy: &p.Policy, Verdict: v}); err != nil {
@@ -311,6 +339,8 @@ func ruleInput(r *Request, now time.Time) map[string]any {
 			"ticket":    r.Ticket,
 			"duration":  int64(r.Duration),
 			"requester": r.Requester,
+			"bind":      bindInput(r.Bind),
+			"max_uses":  r.MaxUses,
 		},
 	}
 }

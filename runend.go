@@ -424,7 +424,7 @@ func (m *Manager) storeEnd(ctx context.Context, e Event) error {
 // fails with ErrNotFound when it is not open), a guard.finished_late
 // does not.
 func (m *Manager) commitEnd(ctx context.Context, e Event) error {
-	_, err := m.record(ctx, e, nil, 0, time.Time{})
+	_, err := m.record(ctx, e, nil, 0, time.Time{}, nil)
 	return err
 }
 

@@ -183,12 +183,21 @@ type Grant struct {
 	PolicyVersion int64     `json:"policy_version"`
 	ApprovedAt    time.Time `json:"approved_at"`
 	ExpiresAt     time.Time `json:"expires_at"`
+	// Bind, MaxUses and Uses are the request's: the parameter values the
+	// grant is bound to, and the runs it allows and has had.
+	Bind    map[string]any `json:"bind,omitempty"`
+	MaxUses int            `json:"max_uses,omitempty"`
+	Uses    int            `json:"uses,omitempty"`
 }
 
-// Grant returns r's grant fields.
+// Grant returns r's grant fields. Bind is shared with r.
 func (r *Request) Grant() Grant {
-	return Grant{RequestID: r.ID, Version: r.Version, PolicyID: r.PolicyID, Scope: r.Scope, PolicyVersion: r.PolicyVersion, ApprovedAt: r.ApprovedAt, ExpiresAt: r.ExpiresAt}
+	return Grant{RequestID: r.ID, Version: r.Version, PolicyID: r.PolicyID, Scope: r.Scope, PolicyVersion: r.PolicyVersion, ApprovedAt: r.ApprovedAt, ExpiresAt: r.ExpiresAt,
+		Bind: r.Bind, MaxUses: r.MaxUses, Uses: r.Uses}
 }
+
+// Spent reports whether g allows no more runs.
+func (g *Grant) Spent() bool { return g.MaxUses > 0 && g.Uses >= g.MaxUses }
 
 // ActiveAt reports whether the grant's window is open at now.
 func (g *Grant) ActiveAt(now time.Time) bool {

@@ -309,6 +309,32 @@ func TestUsageAndDirectDatabase(t *testing.T) {
 	}
 	direct(exitConflict, "request", "cancel", r.ID)
 	direct(exitNotFound, "request", "cancel", r.ID+"x")
+
+	// A grant bound to a parameter and good for one run, under a policy
+	// that requires the binding and caps the runs.
+	var capped pam.Policy
+	json.Unmarshal([]byte(direct(exitOK, "policy", "set", "drop", "--require-bind", "table", "--max-uses", "1", "--json")), &capped)
+	if strings.Join(capped.RequireBind, ",") != "table" || capped.MaxUses != 1 {
+		t.Errorf("policy set --require-bind --max-uses: %+v", capped)
+	}
+	direct(exitInvalid, "request", "new", "--policy", "drop", "--reason", "CHG-2")
+	direct(exitInvalid, "request", "new", "--policy", "drop", "--reason", "CHG-2", "--bind", "table=orders", "--uses", "2")
+	direct(exitUsage, "request", "new", "--policy", "drop", "--reason", "CHG-2", "--bind", "table")
+	direct(exitUsage, "request", "new", "--policy", "drop", "--reason", "CHG-2", "--bind", "rows:=many")
+	var bound pam.Request
+	json.Unmarshal([]byte(direct(exitOK, "request", "new", "--policy", "drop", "--reason", "CHG-2", "--bind", "table=orders", "--bind", "rows:=100", "--json")), &bound)
+	if bound.Bind["table"] != "orders" || bound.Bind["rows"] != 100.0 || bound.MaxUses != 1 {
+		t.Fatalf("request new --bind: %+v", bound)
+	}
+	asBob(exitOK, "request", "approve", bound.ID)
+	if s := direct(exitOK, "request", "get", bound.ID); !strings.Contains(s, `limits: bound to rows = 100, table = "orders"; 1 run (0 used)`) {
+		t.Errorf("request get of a bound grant:\n%s", s)
+	}
+	var cleared2 pam.Policy
+	json.Unmarshal([]byte(direct(exitOK, "policy", "set", "drop", "--require-bind", "", "--max-uses", "0", "--json")), &cleared2)
+	if cleared2.RequireBind != nil || cleared2.MaxUses != 0 {
+		t.Errorf(`policy set --require-bind "" --max-uses 0: %+v`, cleared2)
+	}
 }
 
 // TestExitCodes: one mapping, from the engine's errors and from a

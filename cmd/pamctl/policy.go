@@ -94,8 +94,9 @@ var policyCommands = []command{
 // policyFlags are the flags of policy new and policy set.
 type policyFlags struct {
 	id, name, task, role, roleGroup, approval, condition, file string
-	groups, requesterGroups                                    multi
+	groups, requesterGroups, requireBind                       multi
 	maxHours, defaultHours                                     float64
+	maxUses                                                    *int
 }
 
 func definePolicyFlags(fs *flag.FlagSet) *policyFlags {
@@ -108,6 +109,15 @@ func definePolicyFlags(fs *flag.FlagSet) *policyFlags {
 	fs.StringVar(&f.approval, "approval", "", "manual (default) or auto")
 	fs.Var(&f.groups, "group", "approver group, GROUP or GROUP:MIN (repeat for several)")
 	fs.Var(&f.requesterGroups, "requester-group", `group whose members may request under the policy (repeat for several; "" lets anyone request)`)
+	fs.Var(&f.requireBind, "require-bind", `operation parameter every request must bind (repeat for several; "" requires none)`)
+	fs.Func("max-uses", "most runs one grant allows (1: once; 0: no cap)", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number", v)
+		}
+		f.maxUses = &n
+		return nil
+	})
 	fs.Float64Var(&f.maxHours, "max-hours", 0, "longest access a request may ask for")
 	fs.Float64Var(&f.defaultHours, "default-hours", 0, "access when a request names no duration")
 	fs.StringVar(&f.condition, "condition", "", "Rego condition over input.op")
@@ -164,6 +174,17 @@ func (f *policyFlags) apply(p *pam.Policy) error {
 				p.RequesterGroups = append(p.RequesterGroups, g)
 			}
 		}
+	}
+	if len(f.requireBind) > 0 {
+		p.RequireBind = nil
+		for _, name := range f.requireBind {
+			if name != "" {
+				p.RequireBind = append(p.RequireBind, name)
+			}
+		}
+	}
+	if f.maxUses != nil {
+		p.MaxUses = *f.maxUses
 	}
 	if f.maxHours != 0 {
 		p.MaxDuration = hours(f.maxHours)

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/zerostanding/pam"
@@ -13,18 +15,25 @@ import (
 
 var requestCommands = []command{
 	{noun: "request", verb: "new", summary: "Request access (New-ElevatedAccessRequest).",
-		examples: "  pamctl request new --task New-MoveRequest --reason \"INC-4711: leaver\" --hours 2\n  pamctl request new --policy drop --reason \"CHG-12\" --ticket CHG-12\n",
+		examples: "  pamctl request new --task New-MoveRequest --reason \"INC-4711: leaver\" --hours 2\n  pamctl request new --policy drop --reason \"CHG-12\" --ticket CHG-12\n  pamctl request new --task New-MoveRequest --bind identity=ceo@contoso.com --uses 1 --reason \"INC-4711\"\n  pamctl request new --task Set-Quota --bind quota_gb:=50 --reason \"INC-4712\"\n",
 		flags: func(fs *flag.FlagSet) action {
 			var task, role string
 			var n pam.RequestInput
 			var h float64
+			var binds multi
 			fs.StringVar(&task, "task", "", "the task to run")
 			fs.StringVar(&role, "role", "", "or a role")
 			fs.StringVar(&n.PolicyID, "policy", "", "or a policy ID")
 			fs.StringVar(&n.Reason, "reason", "", "why (required)")
 			fs.Float64Var(&h, "hours", 0, "how long (default: the policy's)")
 			fs.StringVar(&n.Ticket, "ticket", "", "change or incident ticket")
+			fs.Var(&binds, "bind", "bind the grant to operations whose parameter NAME is VALUE: NAME=VALUE (a string) or NAME:=JSON (a number, true or false); repeat for several")
+			fs.IntVar(&n.MaxUses, "uses", 0, "allow at most this many runs (default: the policy's, or no limit)")
 			return func(ctx context.Context, c *cli, _ []string) error {
+				var err error
+				if n.Bind, err = parseBinds(binds); err != nil {
+					return err
+				}
 				switch {
 				case task != "":
 					n.Scope = pam.TaskScope(task)
@@ -94,6 +103,9 @@ var requestCommands = []command{
 			if err := c.printRequest(r); err != nil || c.json {
 				return err
 			}
+			if b := r.Bounds(); b != "" {
+				fmt.Fprintf(c.out, "  limits: %s\n", b)
+			}
 			for _, d := range r.Decisions {
 				fmt.Fprintf(c.out, "  %s %s at %s: %s\n", d.Approver, d.Verdict, d.At.UTC().Format(time.RFC3339), d.Comment)
 			}
@@ -133,6 +145,33 @@ func (c *cli) printRequest(r pam.Request) error {
 		return c.printJSON(r)
 	}
 	return c.printRequests([]pam.Request{r})
+}
+
+// parseBinds parses --bind flags: NAME=VALUE binds a string, NAME:=JSON
+// a number or a boolean.
+func parseBinds(binds []string) (map[string]any, error) {
+	if len(binds) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]any, len(binds))
+	for _, b := range binds {
+		name, v, ok := strings.Cut(b, "=")
+		var val any = v
+		if typed, isJSON := strings.CutSuffix(name, ":"); ok && isJSON {
+			name = typed
+			if err := json.Unmarshal([]byte(v), &val); err != nil {
+				return nil, usagef("--bind %q: the value after := is not JSON: %v", b, err)
+			}
+		}
+		if !ok || name == "" {
+			return nil, usagef("--bind %q: want NAME=VALUE or NAME:=JSON", b)
+		}
+		if _, dup := out[name]; dup {
+			return nil, usagef("--bind %q: %s is bound twice", b, name)
+		}
+		out[name] = val
+	}
+	return out, nil
 }
 
 // printRequests writes a table, or a JSON array.

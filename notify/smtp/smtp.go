@@ -105,6 +105,8 @@ Duration:  {{.Request.Duration}}
 Reason:    {{.Request.Reason}}
 {{- if .Request.Ticket}}
 Ticket:    {{.Request.Ticket}}{{end}}
+{{- with .Request.Bounds}}
+Limits:    {{.}}{{end}}
 Request:   {{.Request.ID}}
 {{- if .Link}}
 
@@ -119,6 +121,7 @@ Review it: {{.Link}}{{end}}
 <tr><td>Duration</td><td>{{.Request.Duration}}</td></tr>
 <tr><td>Reason</td><td>{{.Request.Reason}}</td></tr>
 {{- if .Request.Ticket}}<tr><td>Ticket</td><td>{{.Request.Ticket}}</td></tr>{{end}}
+{{- with .Request.Bounds}}<tr><td>Limits</td><td>{{.}}</td></tr>{{end}}
 <tr><td>Request</td><td>{{.Request.ID}}</td></tr>
 </table>
 {{- if .Link}}

@@ -130,6 +130,9 @@ func Slack(baseURL string) func(pam.Notification) ([]byte, error) {
 		switch x.Type {
 		case pam.EventRequestSubmitted:
 			text = fmt.Sprintf("*%s* requests *%s* for %s: %s", esc(r.Requester), esc(r.Scope.String()), r.Duration, esc(r.Reason))
+			if b := r.Bounds(); b != "" {
+				text += " (" + esc(b) + ")"
+			}
 		case pam.EventRequestApproved:
 			text = fmt.Sprintf("Your request for *%s* is approved until %s", esc(r.Scope.String()), r.ExpiresAt.UTC().Format(time.RFC1123))
 		case pam.EventRequestDenied:

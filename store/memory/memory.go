@@ -371,11 +371,16 @@ func (s *Store) Events(ctx context.Context, f pam.EventFilter) ([]pam.Event, err
 
 func clonePolicy(p pam.Policy) pam.Policy {
 	p.ApproverGroups = slices.Clone(p.ApproverGroups)
+	p.RequesterGroups = slices.Clone(p.RequesterGroups)
+	p.RequireBind = slices.Clone(p.RequireBind)
 	return p
 }
 
+// cloneRequest copies what r shares: its decisions, and its bound
+// values (strings, numbers and booleans: a shallow copy is whole).
 func cloneRequest(r pam.Request) pam.Request {
 	r.Decisions = slices.Clone(r.Decisions)
+	r.Bind = maps.Clone(r.Bind)
 	return r
 }
 

@@ -411,3 +411,14 @@ func TestGrantWatchersRestart(t *testing.T) {
 	clk.Set(epoch)
 	storetest.GrantEndsAcross(t, open(t, schema, clk), open(t, schema, clk), clk, 5*time.Millisecond, 100*time.Millisecond, 20)
 }
+
+// TestLastUseAcrossReplicas: 64 Guards over two replicas, each on its
+// own pool, race for the runs of use-limited grants; exactly the runs
+// allowed start.
+func TestLastUseAcrossReplicas(t *testing.T) {
+	dsn(t)
+	schema := freshSchema(t)
+	clk := clock.NewMock()
+	clk.Set(storetest.Epoch)
+	storetest.LastUseRace(t, []pam.Store{open(t, schema, clk), open(t, schema, clk)}, clk)
+}
