@@ -13,9 +13,10 @@ import (
 	"github.com/zerostanding/pam"
 )
 
-// The state-machine test drives random sequences of submissions,
-// decisions, cancellations, revocations, relinquishments, clock moves, group changes,
-// sweeps and Guards against a small reference model, and checks after
+// The state-machine test drives random sequences of submissions (some
+// bound to a mailbox, some limited in runs), decisions, cancellations,
+// revocations, relinquishments, clock moves, group changes, sweeps and
+// Guards (on either mailbox, or none) against a small reference model, and checks after
 // every step that the engine agrees with the model and that the
 // invariants hold.
 
@@ -28,7 +29,12 @@ type modelRequest struct {
 	decided               map[string]pam.Verdict
 	approvals             []string // approvers in order
 	terminalSeen          pam.State
+	bind                  string // the mailbox the grant is bound to, or ""
+	maxUses, uses         int
 }
+
+// smMailboxes are the mailboxes requests bind and operations name.
+var smMailboxes = []string{"ceo@contoso.com", "cfo@contoso.com"}
 
 func (r *modelRequest) stateAt(now time.Time) pam.State {
 	switch {
@@ -235,11 +241,17 @@ func (m *machine) Submit(t *rapid.T) {
 	who := rapid.SampledFrom(smUsers[:5]).Draw(t, "requester")
 	p := rapid.SampledFrom(smPolicies).Draw(t, "policy")
 	d := rapid.SampledFrom([]time.Duration{time.Hour, 2 * time.Hour, 4 * time.Hour}).Draw(t, "duration")
-	r, err := m.e.m.Submit(m.e.as(who), pam.RequestInput{Scope: pam.TaskScope(p.task), Reason: "r", Duration: d})
+	bind := rapid.SampledFrom(append([]string{""}, smMailboxes...)).Draw(t, "bind")
+	uses := rapid.IntRange(0, 2).Draw(t, "uses")
+	n := pam.RequestInput{Scope: pam.TaskScope(p.task), Reason: "r", Duration: d, MaxUses: uses}
+	if bind != "" {
+		n.Bind = map[string]any{"mailbox": bind}
+	}
+	r, err := m.e.m.Submit(m.e.as(who), n)
 	m.check(t, err, nil)
 	now := m.e.clk.Now()
 	m.requests = append(m.requests, &modelRequest{id: r.ID, requester: who, policy: p.id, duration: d,
-		pendingUntil: now.Add(p.ttl), state: pam.Pending, decided: map[string]pam.Verdict{}})
+		pendingUntil: now.Add(p.ttl), state: pam.Pending, decided: map[string]pam.Verdict{}, bind: bind, maxUses: uses})
 	m.expectEvents(t, pam.EventRequestSubmitted)
 }
 
@@ -375,30 +387,87 @@ func (m *machine) Guard(t *rapid.T) {
 	who := rapid.SampledFrom(smUsers[:5]).Draw(t, "who")
 	task := rapid.SampledFrom([]string{"New-MoveRequest", "Set-JournalRule", "Get-Mailbox"}).Draw(t, "task")
 	now := m.e.clk.Now()
+	// Random picks rarely find a grant: draw a holder and the task of
+	// their grant more often, so that runs are taken and spent.
+	var held []*modelRequest
+	for _, r := range m.requests {
+		if r.stateAt(now) == pam.Approved {
+			held = append(held, r)
+		}
+	}
+	if len(held) > 0 && rapid.Bool().Draw(t, "a holder?") {
+		r := rapid.SampledFrom(held).Draw(t, "held grant")
+		who, task = r.requester, policyOf(r.policy).task
+	}
 	covering := ""
 	for _, p := range smPolicies {
 		if p.task == task {
 			covering = p.id
 		}
 	}
-	active := false
+	mailbox := rapid.SampledFrom(append([]string{""}, smMailboxes...)).Draw(t, "mailbox")
+	var params map[string]any
+	if mailbox != "" {
+		params = map[string]any{"mailbox": mailbox}
+	}
+	// The grants that cover the operation: active, bound to nothing or
+	// to its mailbox, with runs left. The engine runs under the best of
+	// them: one that does not count runs, else one that ends last.
+	var cands []*modelRequest
 	for _, r := range m.requests {
-		if r.requester == who && r.policy == covering && r.stateAt(now) == pam.Approved && !now.Before(r.approvedAt) {
-			active = true
+		if r.requester == who && r.policy == covering && r.stateAt(now) == pam.Approved && !now.Before(r.approvedAt) &&
+			(r.bind == "" || r.bind == mailbox) && (r.maxUses == 0 || r.uses < r.maxUses) {
+			cands = append(cands, r)
 		}
 	}
-	ran, err := m.e.guard(who, task, nil)
+	better := func(a, b *modelRequest) bool {
+		if (a.maxUses == 0) != (b.maxUses == 0) {
+			return a.maxUses == 0
+		}
+		return a.expiresAt.After(b.expiresAt)
+	}
+	ran, err := m.e.guard(who, task, params)
 	switch {
 	case covering == "":
 		if !ran || err != nil {
 			t.Fatalf("uncovered %s: ran %v, %v", task, ran, err)
 		}
 		m.expectEvents(t)
-	case active:
+	case len(cands) > 0:
 		if !ran || err != nil {
 			t.Fatalf("%s with an active grant: ran %v, %v", task, ran, err)
 		}
-		m.expectEvents(t, pam.EventGuardAllowed, pam.EventGuardFinished)
+		// Which grant gave a run: the one whose Uses moved, one of the
+		// best; none when the best counts no runs.
+		var used *modelRequest
+		for _, r := range cands {
+			got, err := m.e.m.Request(m.e.admin(), r.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case got.Uses == r.uses:
+			case got.Uses == r.uses+1 && used == nil:
+				used = r
+			default:
+				t.Fatalf("request %s: %d runs used, model %d", r.id, got.Uses, r.uses)
+			}
+		}
+		for _, r := range cands {
+			if used != nil && better(r, used) || used == nil && r.maxUses != 0 && !slices.ContainsFunc(cands, func(c *modelRequest) bool { return c.maxUses == 0 }) {
+				t.Fatalf("Guard ran under %v, but %s was a better grant", used, r.id)
+			}
+		}
+		if used == nil {
+			m.expectEvents(t, pam.EventGuardAllowed, pam.EventGuardFinished)
+			return
+		}
+		used.uses++
+		if used.uses == used.maxUses {
+			m.expectEvents(t, pam.EventGuardAllowed, pam.EventRequestSpent, pam.EventGuardFinished)
+		} else {
+			m.expectEvents(t, pam.EventGuardAllowed, pam.EventGuardFinished)
+		}
 	default:
 		if ran || !errors.Is(err, pam.ErrNotApproved) {
 			t.Fatalf("%s without an active grant: ran %v, %v", task, ran, err)
@@ -445,6 +514,9 @@ func (m *machine) Check(t *rapid.T) {
 		}
 		if got.State.Terminal() {
 			r.terminalSeen = got.State
+		}
+		if got.Uses != r.uses || got.MaxUses != r.maxUses {
+			t.Fatalf("request %s: %d of %d runs used, model %d of %d", r.id, got.Uses, got.MaxUses, r.uses, r.maxUses)
 		}
 		if got.State == pam.Approved && (!got.ApprovedAt.Equal(r.approvedAt) || !got.ExpiresAt.Equal(r.expiresAt)) {
 			t.Fatalf("request %s window %v..%v, model %v..%v", r.id, got.ApprovedAt, got.ExpiresAt, r.approvedAt, r.expiresAt)
