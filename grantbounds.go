@@ -169,8 +169,11 @@ func bindMismatch(bind, params map[string]any) string {
 		return ""
 	}
 	for _, name := range slices.Sorted(maps.Keys(bind)) {
+		// Both sides as bindValue keeps them: a store may read a bound
+		// number back as another numeric type.
+		want, _ := bindValue(bind[name])
 		got, ok := bindValue(params[name])
-		if !ok || got != bind[name] {
+		if !ok || got != want {
 			return name
 		}
 	}

@@ -110,3 +110,39 @@ func lastUseRace(t *testing.T, stores []pam.Store, clk clock.Clock, uses int) {
 		t.Errorf("the trail holds %d guard.allowed and %d request.spent for the grant, want %d and 1", allowed, spent, uses)
 	}
 }
+
+// testBoundGrant: a grant bound to parameter values, read back through
+// the store, covers the operations that match them and no other.
+func testBoundGrant(t *testing.T, s pam.Store, clk clock.Clock) {
+	m := Manager(t, s, clk)
+	t.Cleanup(func() { m.Close(context.Background()) })
+	if _, err := m.CreatePolicy(As("admin"), TwoApprovals); err != nil {
+		t.Fatal(err)
+	}
+	r, err := m.Submit(As("alice"), pam.RequestInput{Scope: TwoApprovals.Scope, Reason: "one mailbox",
+		Bind: map[string]any{"mailbox": "ceo@contoso.com", "batch": 50, "suspend": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, who := range []string{"bob", "carol"} {
+		if _, err := m.Approve(As(who), r.ID, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	guard := func(params map[string]any) error {
+		return m.Guard(As("alice"), pam.Op{Task: TwoApprovals.Scope.Name, Params: params}, func(context.Context) error { return nil })
+	}
+	if err := guard(map[string]any{"mailbox": "ceo@contoso.com", "batch": 50.0, "suspend": true}); err != nil {
+		t.Errorf("the bound operation: %v", err)
+	}
+	for _, params := range []map[string]any{
+		{"mailbox": "cfo@contoso.com", "batch": 50, "suspend": true},
+		{"mailbox": "ceo@contoso.com", "batch": 51, "suspend": true},
+		{"mailbox": "ceo@contoso.com", "batch": 50, "suspend": false},
+		nil,
+	} {
+		if err := guard(params); !errors.Is(err, pam.ErrNotApproved) {
+			t.Errorf("Guard(%v) = %v, want ErrNotApproved", params, err)
+		}
+	}
+}
