@@ -341,3 +341,35 @@ func TestNewValidates(t *testing.T) {
 		t.Errorf("New(nil) = %v", err)
 	}
 }
+
+// TestBoundRequestThroughThePage: the form's "Only for" lines bind the
+// grant and "Runs" limits it; the approver's page shows both; a bad line
+// is refused and nothing is stored. The JSON API takes and returns the
+// same fields.
+func TestBoundRequestThroughThePage(t *testing.T) {
+	e := newEnv(t)
+	form := func(user, path string, v url.Values) (int, string, http.Header) {
+		return e.do(user, "POST", path, "application/x-www-form-urlencoded", v.Encode())
+	}
+	if st, page, _ := form("alice", "/requests", url.Values{"policy_id": {"move"}, "reason": {"INC-9"}, "bind": {"identity"}}); st != 400 || !strings.Contains(page, "is not NAME=VALUE") {
+		t.Errorf("a bind line without =: %d\n%s", st, page)
+	}
+	if st, _, _ := form("alice", "/requests", url.Values{"policy_id": {"move"}, "reason": {"INC-9"}, "uses": {"0"}}); st != 400 {
+		t.Errorf("0 runs: %d", st)
+	}
+	st, _, h := form("alice", "/requests", url.Values{"policy_id": {"move"}, "reason": {"INC-9"}, "bind": {"identity = ceo@contoso.com\r\n\r\n"}, "uses": {"1"}})
+	if st != http.StatusSeeOther {
+		t.Fatalf("submit form: %d, %v", st, h)
+	}
+	mine, _, _ := e.m.Requests(pam.WithActor(context.Background(), "alice"), pam.RequestFilter{Requester: "alice"})
+	if len(mine) != 1 || mine[0].Bind["identity"] != "ceo@contoso.com" || mine[0].MaxUses != 1 {
+		t.Fatalf("requests %+v", mine)
+	}
+	if _, page, _ := e.do("bob", "GET", "/", "", ""); !strings.Contains(page, `<dt>Limits</dt><dd>bound to identity = &#34;ceo@contoso.com&#34;; 1 run (0 used)</dd>`) {
+		t.Errorf("bob's page does not show the limits:\n%s", page)
+	}
+	st, body, _ := e.do("alice", "POST", "/api/v1/requests", "application/json", `{"task":"New-MoveRequest","reason":"r","bind":{"identity":"cfo@contoso.com","batch":5},"max_uses":2}`)
+	if st != 201 || !strings.Contains(body, `"bind":{"batch":5,"identity":"cfo@contoso.com"}`) || !strings.Contains(body, `"max_uses":2`) {
+		t.Errorf("submit through the API: %d %s", st, body)
+	}
+}

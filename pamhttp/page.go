@@ -133,6 +133,29 @@ func (h *Handler) submitForm(ctx context.Context, r *http.Request) error {
 		}
 		n.Duration = time.Duration(f * float64(time.Hour)).Round(time.Minute)
 	}
+	if uses := r.PostFormValue("uses"); uses != "" {
+		k, err := strconv.Atoi(uses)
+		if err != nil || k < 1 {
+			return fmt.Errorf("%w: runs %q", pam.ErrInvalid, uses)
+		}
+		n.MaxUses = k
+	}
+	// One NAME=VALUE per line: the grant covers only operations whose
+	// parameter NAME is VALUE (a string).
+	for line := range strings.Lines(r.PostFormValue("bind")) {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		name, v, ok := strings.Cut(line, "=")
+		if !ok || strings.TrimSpace(name) == "" {
+			return fmt.Errorf("%w: %q is not NAME=VALUE", pam.ErrInvalid, line)
+		}
+		if n.Bind == nil {
+			n.Bind = map[string]any{}
+		}
+		n.Bind[strings.TrimSpace(name)] = strings.TrimSpace(v)
+	}
 	_, err := h.m.Submit(ctx, n)
 	return err
 }
