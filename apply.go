@@ -256,6 +256,7 @@ func (m *Manager) plan(ctx context.Context, s *snapshot, cat *Catalog, catalogGi
 		next.Name, next.Scope, next.Condition = p.Name, p.Scope, p.Condition
 		next.Approval, next.ApproverGroups, next.RequesterGroups = p.Approval, p.ApproverGroups, p.RequesterGroups
 		next.RequireBind, next.MaxUses = p.RequireBind, p.MaxUses
+		next.RemindAfter, next.EscalateAfter, next.EscalationGroup = p.RemindAfter, p.EscalateAfter, p.EscalationGroup
 		next.DefaultDuration, next.MaxDuration, next.PendingTTL = p.DefaultDuration, p.MaxDuration, p.PendingTTL
 		next.RequestRule, next.AutoApproveRule, next.ParamAudit = p.RequestRule, p.AutoApproveRule, p.ParamAudit
 		next.Version, next.UpdatedAt, next.UpdatedBy = cur.Version+1, now, actor
@@ -323,6 +324,9 @@ func changedFields(a, b *Policy) []string {
 		{"requester_groups", slices.Equal(a.RequesterGroups, b.RequesterGroups)},
 		{"require_bind", slices.Equal(a.RequireBind, b.RequireBind)},
 		{"max_uses", a.MaxUses == b.MaxUses},
+		{"remind_after", a.RemindAfter == b.RemindAfter},
+		{"escalate_after", a.EscalateAfter == b.EscalateAfter},
+		{"escalation_group", a.EscalationGroup == b.EscalationGroup},
 		{"default_duration", a.DefaultDuration == b.DefaultDuration},
 		{"max_duration", a.MaxDuration == b.MaxDuration},
 		{"pending_ttl", a.PendingTTL == b.PendingTTL},

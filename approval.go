@@ -28,6 +28,9 @@ type Decision struct {
 	// Automatic marks decisions made by the policy (Auto), its
 	// AutoApproveRule or an Approver plug-in rather than a person.
 	Automatic bool `json:"automatic,omitempty"`
+	// Escalation marks a decision made by a member of the policy's
+	// EscalationGroup after the request escalated: it decides alone.
+	Escalation bool `json:"escalation,omitempty"`
 }
 
 // Approver is an automatic reviewer the host plugs in (a rule engine, an
@@ -162,6 +165,15 @@ func (m *Manager) transition(ctx context.Context, id string, a Action, actor, co
 	return Request{}, fmt.Errorf("%w: request %s kept changing, gave up after %d attempts", ErrConflict, id, maxAttempts)
 }
 
+// escalator gathers the Escalator fact: r escalated, and actor is in
+// policy p's EscalationGroup.
+func (m *Manager) escalator(ctx context.Context, r *Request, p *Policy, actor string) (bool, error) {
+	if r.EscalatedAt.IsZero() || p == nil || p.EscalationGroup == "" || actor == "" {
+		return false, nil
+	}
+	return m.isMember(ctx, p.EscalationGroup, actor)
+}
+
 // gather collects the facts action a on r depends on. It asks the
 // directory only what the action reads, and nothing when the lifecycle
 // table already refuses the action (so that answer does not depend on
@@ -177,7 +189,9 @@ func (m *Manager) gather(ctx context.Context, r *Request, a Action, actor, comme
 	var err error
 	switch a {
 	case ActionApprove, ActionDeny:
-		f.MemberOf, err = m.memberships(ctx, f.Policy, append(approvers(r.Decisions), actor))
+		if f.MemberOf, err = m.memberships(ctx, f.Policy, append(approvers(r.Decisions), actor)); err == nil {
+			f.Escalator, err = m.escalator(ctx, r, f.Policy, actor)
+		}
 	case ActionRevoke:
 		if actor == r.Requester {
 			break // the requester may always give up their own access
@@ -255,6 +269,9 @@ func (m *Manager) Reviewable(ctx context.Context) ([]Request, error) {
 				continue
 			}
 			ok, err := inGroups(p)
+			if err == nil && !ok {
+				ok, err = m.escalator(ctx, &r, &p.Policy, actor)
+			}
 			if err != nil {
 				return nil, err
 			}

@@ -27,6 +27,13 @@ const (
 	EventRequestRevoked      EventType = "request.revoked"
 	EventRequestRelinquished EventType = "request.relinquished" // the holder ended their grant early
 	EventRequestExpired      EventType = "request.expired"
+	// EventRequestReminded: a pending request's approvers who have not
+	// decided were reminded (Policy.RemindAfter).
+	EventRequestReminded EventType = "request.reminded"
+	// EventRequestEscalated: a request pending past
+	// Policy.EscalateAfter escalated to the policy's EscalationGroup,
+	// whose members were notified and may now decide it alone.
+	EventRequestEscalated EventType = "request.escalated"
 	// EventRequestSpent: a use-limited grant's last run started (in the
 	// same commit as that run's guard.allowed); Guard starts no other
 	// under it. The request stays approved until its window ends.

@@ -178,7 +178,7 @@
 // recorded:
 //
 //	state      allowed actions
-//	pending    settle (automatic verdict), approve, deny, cancel
+//	pending    settle (automatic verdict), approve, deny, cancel, remind, escalate
 //	approved   revoke, relinquish, use (Guard, on a use-limited grant)
 //	due        expire
 //	denied, canceled, revoked, relinquished, expired: none
@@ -219,6 +219,16 @@
 // eligibility policies; beyond Purview). Others are refused with
 // ErrForbidden naming the groups, membership is read through the
 // Directory at submission, and a directory error refuses the submission.
+//
+// Approvals do not sit unseen: a policy's RemindAfter notifies the
+// approvers who have not decided again, every RemindAfter from
+// submission, and EscalateAfter with EscalationGroup escalates a request
+// still pending: the group's members are notified, see the request, and
+// one of them may then approve or deny it alone (Decision.Escalation).
+// Sweep records each (request.reminded, request.escalated) when due,
+// through the outbox, once per instant across Managers: the request's
+// version decides which Manager records it. Beyond Purview, whose
+// pending requests wait silently for 24 hours.
 //
 // Only members of the policy's approver groups decide, checked through the
 // Directory at decision time; never the requester, compared on canonical

@@ -428,3 +428,37 @@ func ExampleRequestInput_bind() {
 	// the CEO's: <nil>
 	// again: request req_… has used its 1 run
 }
+
+// Approvals that do not sit unseen: the approvers are reminded after an
+// hour, and after four the request escalates to a group whose members
+// may decide it alone.
+func ExamplePolicy_escalation() {
+	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}, "dba": {"bob", "carol"}, "dba-leads": {"dana"}})
+	clk := clock.NewMock()
+	m, _ := pam.New(memory.New(), dir, &pam.Options{Clock: clk})
+	defer m.Close(context.Background())
+	_, err := m.CreatePolicy(pam.WithActor(context.Background(), "admin"), pam.Policy{
+		ID: "drop", Scope: pam.TaskScope("Drop-Table"), Approval: pam.Manual,
+		ApproverGroups: []pam.ApproverGroup{{Group: "dba", MinApprovals: 2}},
+		RemindAfter:    time.Hour, EscalateAfter: 4 * time.Hour, EscalationGroup: "dba-leads",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	r, err := m.Submit(pam.WithActor(context.Background(), "alice"), pam.RequestInput{Scope: pam.TaskScope("Drop-Table"), Reason: "CHG-12"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, after := range []time.Duration{time.Hour, 3 * time.Hour, 4 * time.Hour} {
+		clk.Set(r.CreatedAt.Add(after))
+		n, _ := m.Sweep(context.Background()) // Run sweeps on its own
+		fmt.Printf("after %v: %d recorded\n", after, n)
+	}
+	r, err = m.Approve(pam.WithActor(context.Background(), "dana"), r.ID, "both DBAs are out")
+	fmt.Println(r.State, err)
+	// Output:
+	// after 1h0m0s: 1 recorded
+	// after 3h0m0s: 1 recorded
+	// after 4h0m0s: 2 recorded
+	// approved <nil>
+}

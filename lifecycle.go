@@ -31,6 +31,11 @@ const (
 	ActionRelinquish Action = "relinquish"
 	// ActionExpire records the expiry of a request whose deadline passed.
 	ActionExpire Action = "expire"
+	// ActionRemind and ActionEscalate nudge a pending request's deciders
+	// when its policy says (Policy.RemindAfter, EscalateAfter); Sweep
+	// takes them when they are due.
+	ActionRemind   Action = "remind"
+	ActionEscalate Action = "escalate"
 	// ActionUse takes one of a use-limited grant's runs (Request.MaxUses):
 	// Guard takes it in the commit of the run's start, by the grant's
 	// holder.
@@ -47,7 +52,7 @@ const due State = "due"
 // (StateAt), or due. Denied, Canceled, Revoked, Relinquished and Expired
 // allow nothing: terminal states never change.
 var lifecycle = map[State][]Action{
-	Pending:  {ActionSettle, ActionApprove, ActionDeny, ActionCancel},
+	Pending:  {ActionSettle, ActionApprove, ActionDeny, ActionCancel, ActionRemind, ActionEscalate},
 	Approved: {ActionRevoke, ActionRelinquish, ActionUse},
 	due:      {ActionExpire},
 }
@@ -102,6 +107,9 @@ type facts struct {
 	// Eligible: Actor is in one of the policy's RequesterGroups (read by
 	// mayRequest, for a policy that names any).
 	Eligible bool
+	// Escalator: the request escalated and Actor is in the policy's
+	// EscalationGroup (read by approve, deny and the read rule).
+	Escalator bool
 }
 
 // membership maps an identity to the indices of the policy's approver
@@ -125,6 +133,12 @@ type membership map[string][]int
 //   - relinquish: only by the requester, the grant's holder; whether the
 //     policy still exists does not matter.
 //   - expire: the request closes at its deadline, whenever it is recorded.
+//   - remind, escalate: only when due (RemindAt, EscalateAt has come);
+//     the next reminder comes on the request's cadence (every
+//     RemindAfter from the first), unless past the pending deadline or
+//     the policy stopped reminding; a request
+//     escalates once, and from then a member of the escalation group
+//     (Escalator) may approve or deny it alone.
 //   - use: only by the requester, on a grant with runs left; taking the
 //     last writes request.spent. The request stays Approved until its
 //     window ends, so a run started under it runs on, and Guard starts
@@ -156,6 +170,31 @@ func apply(r Request, a Action, f facts) (Request, []Event, error) {
 		}
 		r = closeRequest(r, Relinquished, f.Actor, f.Now)
 		return r, []Event{requestEvent(EventRequestRelinquished, &r, f.Actor, f.Now, commentDetail(f.Comment))}, nil
+	case ActionRemind:
+		if r.RemindAt.IsZero() || r.RemindAt.After(f.Now) {
+			return r, nil, fmt.Errorf("%w: no reminder of request %s is due", ErrWrongState, r.ID)
+		}
+		// The next on the request's own cadence, past now: reminders a
+		// sweep missed are not made up.
+		next := time.Time{}
+		if p := f.Policy; p != nil && p.RemindAfter > 0 {
+			next = r.RemindAt.Add((f.Now.Sub(r.RemindAt)/p.RemindAfter + 1) * p.RemindAfter)
+			if !next.Before(r.PendingUntil) {
+				next = time.Time{}
+			}
+		}
+		r.RemindAt = next
+		return r, []Event{requestEvent(EventRequestReminded, &r, "", f.Now, nil)}, nil
+	case ActionEscalate:
+		if r.EscalateAt.IsZero() || r.EscalateAt.After(f.Now) {
+			return r, nil, fmt.Errorf("%w: request %s is not due to escalate", ErrWrongState, r.ID)
+		}
+		r.EscalateAt, r.EscalatedAt = time.Time{}, f.Now
+		var detail map[string]string
+		if p := f.Policy; p != nil {
+			detail = map[string]string{"group": p.EscalationGroup}
+		}
+		return r, []Event{requestEvent(EventRequestEscalated, &r, "", f.Now, detail)}, nil
 	case ActionUse:
 		switch {
 		case f.Actor != r.Requester:
@@ -172,7 +211,7 @@ func apply(r Request, a Action, f facts) (Request, []Event, error) {
 		return r, []Event{requestEvent(EventRequestSpent, &r, f.Actor, f.Now, map[string]string{"max_uses": fmt.Sprint(r.MaxUses)})}, nil
 	case ActionExpire:
 		from := r.State
-		r = closeRequest(r, Expired, "", r.Due())
+		r = closeRequest(r, Expired, "", r.deadline())
 		return r, []Event{requestEvent(EventRequestExpired, &r, "", f.Now, map[string]string{
 			"from": string(from), "expired_at": r.ClosedAt.UTC().Format(time.RFC3339Nano),
 		})}, nil
@@ -210,7 +249,7 @@ func orList(names []string) string {
 // admins and to members of its policy's approver groups (f.MemberOf of
 // f.Actor). Events follow the request they belong to.
 func mayView(r *Request, f facts) bool {
-	return f.Actor != "" && (f.Actor == r.Requester || f.Admin || len(f.MemberOf[f.Actor]) > 0)
+	return f.Actor != "" && (f.Actor == r.Requester || f.Admin || len(f.MemberOf[f.Actor]) > 0 || f.Escalator)
 }
 
 // decide records a person's approve or deny.
@@ -227,16 +266,16 @@ func decide(r Request, v Verdict, f facts) (Request, []Event, error) {
 			return r, nil, fmt.Errorf("%w: %s already decided %s", ErrAlreadyDecided, actor, prev.Verdict)
 		}
 	}
-	if len(f.MemberOf[actor]) == 0 {
+	if len(f.MemberOf[actor]) == 0 && !f.Escalator {
 		return r, nil, fmt.Errorf("%w: %s is not in an approver group of policy %s", ErrForbidden, actor, p.ID)
 	}
-	d := Decision{Approver: actor, Verdict: v, Comment: f.Comment, At: f.Now, PolicyVersion: p.Version}
+	d := Decision{Approver: actor, Verdict: v, Comment: f.Comment, At: f.Now, PolicyVersion: p.Version, Escalation: f.Escalator}
 	r, events := record(r, d, f.Now)
 	switch {
 	case v == Deny:
 		r = closeRequest(r, Denied, actor, f.Now)
 		events = append(events, requestEvent(EventRequestDenied, &r, actor, f.Now, nil))
-	case quorum(p.ApproverGroups, approvers(r.Decisions), f.MemberOf):
+	case f.Escalator || quorum(p.ApproverGroups, approvers(r.Decisions), f.MemberOf):
 		var e Event
 		r, e = open(r, p, f.Now)
 		e.Actor = actor
@@ -273,6 +312,9 @@ func record(r Request, d Decision, now time.Time) (Request, []Event) {
 	if d.Automatic {
 		detail["automatic"] = "true"
 	}
+	if d.Escalation {
+		detail["escalation"] = "true"
+	}
 	if d.Comment != "" {
 		detail["comment"] = d.Comment
 	}
@@ -290,6 +332,19 @@ func open(r Request, p *Policy, now time.Time) (Request, Event) {
 	return r, requestEvent(EventRequestApproved, &r, "", now, map[string]string{
 		"expires_at": r.ExpiresAt.UTC().Format(time.RFC3339Nano), "policy_version": fmt.Sprint(p.Version),
 	})
+}
+
+// nudgeAt returns when a nudge every interval after now falls for r: the
+// zero time when interval is 0 or it would not come before r's pending
+// deadline.
+func nudgeAt(r *Request, now time.Time, interval time.Duration) time.Time {
+	if interval <= 0 {
+		return time.Time{}
+	}
+	if t := now.Add(interval); t.Before(r.PendingUntil) {
+		return t
+	}
+	return time.Time{}
 }
 
 func closeRequest(r Request, s State, by string, now time.Time) Request {

@@ -25,7 +25,7 @@ var (
 func lcRequest(row string) pam.Request {
 	r := pam.Request{ID: "r1", Requester: "alice", Scope: pam.TaskScope("New-MoveRequest"), PolicyID: "move", Reason: "INC-1",
 		Duration: 2 * time.Hour, State: pam.Pending, PolicyVersion: 3, CreatedAt: epoch, PendingUntil: epoch.Add(24 * time.Hour), Version: 1,
-		MaxUses: 1}
+		MaxUses: 1, RemindAt: lcNow, EscalateAt: lcNow}
 	switch row {
 	case "pending":
 	case "pending, due":
@@ -45,7 +45,7 @@ func lcRequest(row string) pam.Request {
 
 var lcRows = []string{"pending", "pending, due", "approved", "approved, due", "denied", "canceled", "revoked", "relinquished", "expired"}
 
-var lcActions = []pam.Action{pam.ActionSettle, pam.ActionApprove, pam.ActionDeny, pam.ActionCancel, pam.ActionRevoke, pam.ActionRelinquish, pam.ActionExpire, pam.ActionUse}
+var lcActions = []pam.Action{pam.ActionSettle, pam.ActionApprove, pam.ActionDeny, pam.ActionCancel, pam.ActionRevoke, pam.ActionRelinquish, pam.ActionExpire, pam.ActionUse, pam.ActionRemind, pam.ActionEscalate}
 
 // lcFacts returns facts under which the actor may take action a, so that
 // only the table decides.
@@ -68,7 +68,7 @@ func lcFacts(a pam.Action) pam.Facts {
 // succeed, every other is ErrWrongState and changes nothing.
 func TestLifecycleTable(t *testing.T) {
 	legal := map[string][]pam.Action{
-		"pending":       {pam.ActionSettle, pam.ActionApprove, pam.ActionDeny, pam.ActionCancel},
+		"pending":       {pam.ActionSettle, pam.ActionApprove, pam.ActionDeny, pam.ActionCancel, pam.ActionRemind, pam.ActionEscalate},
 		"pending, due":  {pam.ActionExpire},
 		"approved":      {pam.ActionRevoke, pam.ActionRelinquish, pam.ActionUse},
 		"approved, due": {pam.ActionExpire},
@@ -76,7 +76,7 @@ func TestLifecycleTable(t *testing.T) {
 	next := map[pam.Action]pam.State{
 		pam.ActionSettle: pam.Approved, pam.ActionApprove: pam.Pending, pam.ActionDeny: pam.Denied,
 		pam.ActionCancel: pam.Canceled, pam.ActionRevoke: pam.Revoked, pam.ActionRelinquish: pam.Relinquished, pam.ActionExpire: pam.Expired,
-		pam.ActionUse: pam.Approved,
+		pam.ActionUse: pam.Approved, pam.ActionRemind: pam.Pending, pam.ActionEscalate: pam.Pending,
 	}
 	for _, row := range lcRows {
 		for _, a := range lcActions {
@@ -238,6 +238,40 @@ func TestLifecycleFacts(t *testing.T) {
 			return r
 		}(), a: pam.ActionUse, state: pam.Approved, types: []pam.EventType{pam.EventRequestSpent}},
 		{name: "use: at the end of the window", r: lcRequest("approved, due"), a: pam.ActionUse, err: pam.ErrWrongState},
+		{name: "remind: one nanosecond early", r: func() pam.Request {
+			r := lcRequest("pending")
+			r.RemindAt = lcNow.Add(time.Nanosecond)
+			return r
+		}(), a: pam.ActionRemind, err: pam.ErrWrongState},
+		{name: "remind: none set", r: func() pam.Request {
+			r := lcRequest("pending")
+			r.RemindAt = time.Time{}
+			return r
+		}(), a: pam.ActionRemind, err: pam.ErrWrongState},
+		{name: "remind: the policy deleted", r: lcRequest("pending"), a: pam.ActionRemind,
+			change: func(f *pam.Facts) { f.Policy = nil }, state: pam.Pending, types: []pam.EventType{pam.EventRequestReminded}},
+		{name: "escalate: one nanosecond early", r: func() pam.Request {
+			r := lcRequest("pending")
+			r.EscalateAt = lcNow.Add(time.Nanosecond)
+			return r
+		}(), a: pam.ActionEscalate, err: pam.ErrWrongState},
+		{name: "escalate: twice", r: func() pam.Request {
+			r := lcRequest("pending")
+			r.EscalateAt, r.EscalatedAt = time.Time{}, epoch
+			return r
+		}(), a: pam.ActionEscalate, err: pam.ErrWrongState},
+		{name: "approve: an escalator alone", r: func() pam.Request {
+			r := lcRequest("pending")
+			r.EscalateAt, r.EscalatedAt = time.Time{}, epoch
+			return r
+		}(), a: pam.ActionApprove,
+			change: func(f *pam.Facts) { f.Actor, f.MemberOf, f.Escalator = "sam", nil, true },
+			state:  pam.Approved, types: []pam.EventType{pam.EventRequestDecision, pam.EventRequestApproved}},
+		{name: "deny: an escalator", r: lcRequest("pending"), a: pam.ActionDeny,
+			change: func(f *pam.Facts) { f.Actor, f.MemberOf, f.Escalator = "sam", nil, true },
+			state:  pam.Denied, types: []pam.EventType{pam.EventRequestDecision, pam.EventRequestDenied}},
+		{name: "approve: the requester as escalator", r: lcRequest("pending"), a: pam.ActionApprove,
+			change: func(f *pam.Facts) { f.Actor, f.MemberOf, f.Escalator = "alice", nil, true }, err: pam.ErrSelfApproval},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := lcFacts(tc.a)

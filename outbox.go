@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -217,6 +218,16 @@ func (m *Manager) notifications(ctx context.Context, events []Event, r Request, 
 			if r.State == Pending && p != nil {
 				to = m.approverRecipients(ctx, p, r.Requester)
 			}
+		case EventRequestReminded:
+			if p != nil {
+				to = m.approverRecipients(ctx, p, r.Requester)
+				// Those who decided already are not reminded.
+				to = slices.DeleteFunc(to, func(who string) bool { return slices.Contains(approvers(r.Decisions), who) })
+			}
+		case EventRequestEscalated:
+			if p != nil && p.EscalationGroup != "" {
+				to = m.groupRecipients(ctx, []string{p.EscalationGroup}, r.Requester)
+			}
 		case EventRequestApproved, EventRequestDenied, EventRequestExpired, EventRequestRevoked, EventRequestRelinquished:
 			to = []string{r.Requester}
 		}
@@ -365,12 +376,22 @@ func (m *Manager) Messages(ctx context.Context, f MessageFilter) (msgs []Message
 }
 
 func (m *Manager) approverRecipients(ctx context.Context, p *compiled, requester string) []string {
+	groups := make([]string, len(p.ApproverGroups))
+	for i, g := range p.ApproverGroups {
+		groups[i] = g.Group
+	}
+	return m.groupRecipients(ctx, groups, requester)
+}
+
+// groupRecipients returns the members of groups, canonical and once
+// each, but not the requester.
+func (m *Manager) groupRecipients(ctx context.Context, groups []string, requester string) []string {
 	seen := map[string]bool{requester: true}
 	var to []string
-	for _, g := range p.ApproverGroups {
-		members, err := m.dir.Members(ctx, g.Group)
+	for _, g := range groups {
+		members, err := m.dir.Members(ctx, g)
 		if err != nil {
-			m.onError(fmt.Errorf("pam: members of %s: %w", g.Group, err))
+			m.onError(fmt.Errorf("pam: members of %s: %w", g, err))
 			continue
 		}
 		for _, who := range members {

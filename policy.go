@@ -21,7 +21,10 @@ const (
 	MaxQuorum    = 32       // MinApprovals of one approver group
 	MaxBind      = 16       // parameters a request binds, or a policy requires bound
 	MaxGrantUses = 1 << 20  // runs one grant may allow (RequestInput.MaxUses, Policy.MaxUses)
-	maxDuration  = 366 * 24 * time.Hour
+	// MinNudgeInterval is the shortest Policy.RemindAfter and
+	// EscalateAfter: no approver is notified more often than this.
+	MinNudgeInterval = time.Minute
+	maxDuration      = 366 * 24 * time.Hour
 )
 
 // Defaults applied to a policy's zero fields.
@@ -143,6 +146,20 @@ type Policy struct {
 	// Checked at submission; changing it leaves existing grants valid.
 	MaxUses int `json:"max_uses,omitempty"`
 
+	// RemindAfter, when set, notifies a pending request's approvers who
+	// have not decided again once it has waited this long, and again
+	// every RemindAfter until it is decided or expires. At least
+	// MinNudgeInterval and less than the pending TTL.
+	RemindAfter time.Duration `json:"remind_after,omitempty"`
+	// EscalateAfter and EscalationGroup, set together, escalate a
+	// request still pending after EscalateAfter: the group's members are
+	// notified and from then one of them may decide it alone (an
+	// approval approves it; a deny denies it), never its requester.
+	// EscalateAfter is at least MinNudgeInterval and less than the
+	// pending TTL.
+	EscalateAfter   time.Duration `json:"escalate_after,omitempty"`
+	EscalationGroup string        `json:"escalation_group,omitempty"`
+
 	DefaultDuration time.Duration `json:"default_duration,omitempty"` // 0: DefaultDuration, or MaxDuration when that is shorter
 	MaxDuration     time.Duration `json:"max_duration,omitempty"`     // 0: DefaultMaxWindow
 	PendingTTL      time.Duration `json:"pending_ttl,omitempty"`      // 0: DefaultPendingTTL
@@ -182,6 +199,29 @@ type Policy struct {
 	// Revision is set by the store on every write: a store-wide counter of
 	// policy changes, which tells replicas what they have not seen yet.
 	Revision int64 `json:"revision"`
+}
+
+// validateNudges checks RemindAfter, EscalateAfter and EscalationGroup.
+func (p *Policy) validateNudges() error {
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{{"RemindAfter", p.RemindAfter}, {"EscalateAfter", p.EscalateAfter}} {
+		switch {
+		case d.v == 0:
+		case d.v < MinNudgeInterval:
+			return invalid(d.field, "must be 0 (none) or at least %v", MinNudgeInterval)
+		case d.v >= p.pendingTTL():
+			return invalid(d.field, "%v is not less than the pending TTL %v: it would never come", d.v, p.pendingTTL())
+		}
+	}
+	switch {
+	case (p.EscalateAfter == 0) != (p.EscalationGroup == ""):
+		return invalid("EscalationGroup", "EscalateAfter and EscalationGroup are set together")
+	case p.EscalationGroup != "":
+		return checkName("EscalationGroup", p.EscalationGroup)
+	}
+	return nil
 }
 
 // Validate checks the fields a host sets. Zero durations mean the
@@ -259,6 +299,9 @@ func (p *Policy) Validate() error {
 		if d.v < 0 || d.v > maxDuration {
 			return invalid(d.field, "must be between 0 (default) and %v", maxDuration)
 		}
+	}
+	if err := p.validateNudges(); err != nil {
+		return err
 	}
 	if p.defaultDuration() > p.maxDuration() {
 		return invalid("DefaultDuration", "%v exceeds MaxDuration %v", p.defaultDuration(), p.maxDuration())
@@ -438,6 +481,7 @@ func (m *Manager) UpdatePolicy(ctx context.Context, p Policy) (Policy, error) {
 	next.Approval, next.ApproverGroups = p.Approval, append([]ApproverGroup(nil), p.ApproverGroups...)
 	next.RequesterGroups = slices.Clone(p.RequesterGroups)
 	next.RequireBind, next.MaxUses = slices.Clone(p.RequireBind), p.MaxUses
+	next.RemindAfter, next.EscalateAfter, next.EscalationGroup = p.RemindAfter, p.EscalateAfter, p.EscalationGroup
 	next.DefaultDuration, next.MaxDuration, next.PendingTTL = p.DefaultDuration, p.MaxDuration, p.PendingTTL
 	next.RequestRule, next.AutoApproveRule, next.ParamAudit = p.RequestRule, p.AutoApproveRule, p.ParamAudit
 	next.Version, next.UpdatedAt, next.UpdatedBy = cur.Version+1, now, actor

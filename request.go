@@ -136,11 +136,17 @@ type Request struct {
 	PolicyVersion int64 `json:"policy_version"`
 
 	CreatedAt    time.Time `json:"created_at"`
-	PendingUntil time.Time `json:"pending_until"`        // a pending request expires here
-	ApprovedAt   time.Time `json:"approved_at,omitzero"` // the window opens here...
-	ExpiresAt    time.Time `json:"expires_at,omitzero"`  // ...and closes here
-	ClosedAt     time.Time `json:"closed_at,omitzero"`   // when it became terminal
-	ClosedBy     string    `json:"closed_by,omitempty"`
+	PendingUntil time.Time `json:"pending_until"` // a pending request expires here
+	// RemindAt is when a pending request's approvers are next reminded
+	// (Policy.RemindAfter); EscalateAt when it escalates
+	// (Policy.EscalateAfter), EscalatedAt when it did. Zero: none.
+	RemindAt    time.Time `json:"remind_at,omitzero"`
+	EscalateAt  time.Time `json:"escalate_at,omitzero"`
+	EscalatedAt time.Time `json:"escalated_at,omitzero"`
+	ApprovedAt  time.Time `json:"approved_at,omitzero"` // the window opens here...
+	ExpiresAt   time.Time `json:"expires_at,omitzero"`  // ...and closes here
+	ClosedAt    time.Time `json:"closed_at,omitzero"`   // when it became terminal
+	ClosedBy    string    `json:"closed_by,omitempty"`
 
 	// Version counts the request's writes; stores compare it.
 	Version int64 `json:"version"`
@@ -226,6 +232,7 @@ func (m *Manager) Submit(ctx context.Context, n RequestInput) (Request, error) {
 		ID: m.newID("req"), Requester: actor, Scope: n.Scope, PolicyID: p.ID, Reason: n.Reason, Ticket: n.Ticket,
 		Duration: d, Bind: bind, MaxUses: uses, State: Pending, PolicyVersion: p.Version, CreatedAt: now, PendingUntil: now.Add(p.pendingTTL()), Version: 1,
 	}
+	r.RemindAt, r.EscalateAt = nudgeAt(&r, now, p.RemindAfter), nudgeAt(&r, now, p.EscalateAfter)
 	input := ruleInput(&r, now)
 	if err := m.checkRequestRule(ctx, p, input, now); err != nil {
 		return Request{}, err
@@ -462,7 +469,9 @@ func (m *Manager) viewFacts(ctx context.Context, actor string, r *Request) (fact
 		return f, err
 	}
 	if p := s.policy(r.PolicyID); p != nil {
-		f.MemberOf, err = m.memberships(ctx, &p.Policy, []string{actor})
+		if f.MemberOf, err = m.memberships(ctx, &p.Policy, []string{actor}); err == nil && len(f.MemberOf[actor]) == 0 {
+			f.Escalator, err = m.escalator(ctx, r, &p.Policy, actor)
+		}
 	}
 	return f, err
 }
@@ -530,10 +539,12 @@ func (m *Manager) Requests(ctx context.Context, f RequestFilter) (rs []Request, 
 }
 
 // Sweep records the expiry of every request whose pending time or access
-// window has passed, with audit events and notifications, and the end of
+// window has passed, with audit events and notifications, the reminders
+// and escalations of pending requests that are due (Policy.RemindAfter,
+// EscalateAfter), and the end of
 // every guarded run whose end was never recorded within
 // Options.RunEndGrace (OutcomeEndedUnknown; see Guard), and returns how
-// many events of either kind it recorded. State reads do not depend on it
+// many of these it recorded. State reads do not depend on it
 // (they compute expiry from the clock); Sweep makes the trail and the
 // notifications complete.
 func (m *Manager) Sweep(ctx context.Context) (int, error) {
@@ -547,14 +558,30 @@ func (m *Manager) Sweep(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, r := range due {
-		_, err := m.transition(ctx, r.ID, ActionExpire, "", "")
-		switch {
-		case err == nil:
-			n++
-		case errors.Is(err, ErrWrongState):
-			// Another Manager recorded it, or it was revoked meanwhile.
-		default:
-			return n, err
+		// What is due: the expiry, or else an escalation and a reminder
+		// (each at most once per instant it is due, across Managers:
+		// the request's version decides who records it).
+		actions := []Action{ActionExpire}
+		if r.StateAt(now) != Expired {
+			actions = actions[:0]
+			if !r.EscalateAt.IsZero() && !r.EscalateAt.After(now) {
+				actions = append(actions, ActionEscalate)
+			}
+			if !r.RemindAt.IsZero() && !r.RemindAt.After(now) {
+				actions = append(actions, ActionRemind)
+			}
+		}
+		for _, a := range actions {
+			_, err := m.transition(ctx, r.ID, a, "", "")
+			switch {
+			case err == nil:
+				n++
+			case errors.Is(err, ErrWrongState):
+				// Another Manager recorded it, or the request was
+				// decided or revoked meanwhile.
+			default:
+				return n, err
+			}
 		}
 	}
 	ended, err := m.endAbandoned(ctx, now)

@@ -131,14 +131,31 @@ func hexHash(h *[HashSize]byte) string {
 	return string(b[:])
 }
 
-// Due returns when r's recorded state times out: PendingUntil for a
-// Pending request, ExpiresAt for an Approved one, the zero time for the
-// others, which never time out.
+// Due returns when something must next happen to r: for a Pending
+// request the earliest of PendingUntil, RemindAt and EscalateAt (those
+// set); ExpiresAt for an Approved one; the zero time for the others,
+// which never time out.
 //
 // For store authors: RequestFilter.DueBy selects on it (a request is due
 // by t when Due is not zero and not after t); a store that indexes due
 // requests stores it when it writes the request.
 func (r *Request) Due() time.Time {
+	if r.State != Pending {
+		return r.deadline()
+	}
+	due := r.PendingUntil
+	for _, t := range []time.Time{r.RemindAt, r.EscalateAt} {
+		if !t.IsZero() && t.Before(due) {
+			due = t
+		}
+	}
+	return due
+}
+
+// deadline returns when r's recorded state times out: PendingUntil for
+// a Pending request, ExpiresAt for an Approved one, the zero time for
+// the others.
+func (r *Request) deadline() time.Time {
 	switch r.State {
 	case Pending:
 		return r.PendingUntil

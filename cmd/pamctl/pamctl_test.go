@@ -330,6 +330,17 @@ func TestUsageAndDirectDatabase(t *testing.T) {
 	if s := direct(exitOK, "request", "get", bound.ID); !strings.Contains(s, `limits: bound to rows = 100, table = "orders"; 1 run (0 used)`) {
 		t.Errorf("request get of a bound grant:\n%s", s)
 	}
+	var nudged pam.Policy
+	json.Unmarshal([]byte(direct(exitOK, "policy", "set", "drop", "--remind-hours", "1", "--escalate-hours", "4", "--escalation-group", "dba-leads", "--json")), &nudged)
+	if nudged.RemindAfter != time.Hour || nudged.EscalateAfter != 4*time.Hour || nudged.EscalationGroup != "dba-leads" {
+		t.Errorf("policy set --remind-hours --escalate-hours --escalation-group: %+v", nudged)
+	}
+	direct(exitInvalid, "policy", "set", "drop", "--escalation-group", "", "--escalate-hours", "48")
+	var unnudged pam.Policy
+	json.Unmarshal([]byte(direct(exitOK, "policy", "set", "drop", "--remind-hours", "-1", "--escalate-hours", "-1", "--json")), &unnudged)
+	if unnudged.Version == 0 || unnudged.RemindAfter != 0 || unnudged.EscalateAfter != 0 || unnudged.EscalationGroup != "" {
+		t.Errorf("policy set --remind-hours -1 --escalate-hours -1: %+v", unnudged)
+	}
 	var cleared2 pam.Policy
 	json.Unmarshal([]byte(direct(exitOK, "policy", "set", "drop", "--require-bind", "", "--max-uses", "0", "--json")), &cleared2)
 	if cleared2.RequireBind != nil || cleared2.MaxUses != 0 {

@@ -51,7 +51,7 @@ var policyCommands = []command{
 			return c.printPolicy(p)
 		})},
 	{noun: "policy", verb: "set", args: "ID", summary: "Change a policy (Set-ElevatedAccessApprovalPolicy): only the flags given change. Admins only.",
-		examples: "  pamctl policy set move --max-hours 4\n  pamctl policy set drop --group dba:2 --group security\n  pamctl policy set drop --requester-group dba --requester-group sre\n  pamctl policy set drop --requester-group \"\"   # anyone may request\n",
+		examples: "  pamctl policy set move --max-hours 4\n  pamctl policy set drop --group dba:2 --group security\n  pamctl policy set drop --requester-group dba --requester-group sre\n  pamctl policy set drop --requester-group \"\"   # anyone may request\n  pamctl policy set drop --remind-hours 1 --escalate-hours 4 --escalation-group dba-leads\n",
 		flags: func(fs *flag.FlagSet) action {
 			pf := definePolicyFlags(fs)
 			return func(ctx context.Context, c *cli, args []string) error {
@@ -95,7 +95,8 @@ var policyCommands = []command{
 type policyFlags struct {
 	id, name, task, role, roleGroup, approval, condition, file string
 	groups, requesterGroups, requireBind                       multi
-	maxHours, defaultHours                                     float64
+	maxHours, defaultHours, remindHours, escalateHours         float64
+	escalationGroup                                            string
 	maxUses                                                    *int
 }
 
@@ -118,6 +119,9 @@ func definePolicyFlags(fs *flag.FlagSet) *policyFlags {
 		f.maxUses = &n
 		return nil
 	})
+	fs.Float64Var(&f.remindHours, "remind-hours", 0, "remind the approvers of a request still pending after this long, and again each time (-1: never)")
+	fs.Float64Var(&f.escalateHours, "escalate-hours", 0, "escalate a request still pending after this long to --escalation-group (-1: never)")
+	fs.StringVar(&f.escalationGroup, "escalation-group", "", "the group that may decide a request alone once it escalates")
 	fs.Float64Var(&f.maxHours, "max-hours", 0, "longest access a request may ask for")
 	fs.Float64Var(&f.defaultHours, "default-hours", 0, "access when a request names no duration")
 	fs.StringVar(&f.condition, "condition", "", "Rego condition over input.op")
@@ -185,6 +189,21 @@ func (f *policyFlags) apply(p *pam.Policy) error {
 	}
 	if f.maxUses != nil {
 		p.MaxUses = *f.maxUses
+	}
+	switch {
+	case f.remindHours < 0:
+		p.RemindAfter = 0
+	case f.remindHours > 0:
+		p.RemindAfter = hours(f.remindHours)
+	}
+	switch {
+	case f.escalateHours < 0:
+		p.EscalateAfter, p.EscalationGroup = 0, ""
+	case f.escalateHours > 0:
+		p.EscalateAfter = hours(f.escalateHours)
+	}
+	if f.escalationGroup != "" {
+		p.EscalationGroup = f.escalationGroup
 	}
 	if f.maxHours != 0 {
 		p.MaxDuration = hours(f.maxHours)

@@ -256,6 +256,10 @@ func title(x *pam.Notification) string {
 		return fmt.Sprintf("You ended your access to %s", r.Scope)
 	case pam.EventRequestExpired:
 		return fmt.Sprintf("Your request for %s has expired", r.Scope)
+	case pam.EventRequestReminded:
+		return fmt.Sprintf("Reminder: %s still waits for a decision on %s for %s", r.Requester, r.Scope, r.Duration)
+	case pam.EventRequestEscalated:
+		return fmt.Sprintf("Escalated to you: %s requests %s for %s", r.Requester, r.Scope, r.Duration)
 	}
 	return fmt.Sprintf("%s: %s", x.Type, r.Scope)
 }

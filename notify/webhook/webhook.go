@@ -143,6 +143,15 @@ func Slack(baseURL string) func(pam.Notification) ([]byte, error) {
 			text = fmt.Sprintf("You ended your access to *%s*", esc(r.Scope.String()))
 		case pam.EventRequestExpired:
 			text = fmt.Sprintf("Your request for *%s* has expired", esc(r.Scope.String()))
+		case pam.EventRequestReminded, pam.EventRequestEscalated:
+			lead := "Reminder: *%s* still waits for a decision on *%s* for %s: %s"
+			if x.Type == pam.EventRequestEscalated {
+				lead = "Escalated to you: *%s* requests *%s* for %s: %s"
+			}
+			text = fmt.Sprintf(lead, esc(r.Requester), esc(r.Scope.String()), r.Duration, esc(r.Reason))
+			if b := r.Bounds(); b != "" {
+				text += " (" + esc(b) + ")"
+			}
 		default:
 			text = fmt.Sprintf("%s: %s", esc(string(x.Type)), esc(r.Scope.String()))
 		}

@@ -120,4 +120,15 @@ func TestSlackFormat(t *testing.T) {
 			t.Errorf("%s: %s", typ, b)
 		}
 	}
+	// Approvers nudged read what they decide on, limits included.
+	for typ, lead := range map[pam.EventType]string{pam.EventRequestReminded: "Reminder: *alice* still waits", pam.EventRequestEscalated: "Escalated to you: *alice* requests"} {
+		x := note()
+		x.Type = typ
+		x.Request.Bind, x.Request.MaxUses = map[string]any{"identity": "ceo@contoso.com"}, 1
+		b, _ := webhook.Slack("")(x)
+		json.Unmarshal(b, &got)
+		if !strings.HasPrefix(got["text"], lead) || !strings.Contains(got["text"], `(bound to identity = "ceo@contoso.com"; 1 run (0 used))`) {
+			t.Errorf("%s: %s", typ, got["text"])
+		}
+	}
 }

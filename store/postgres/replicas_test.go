@@ -422,3 +422,13 @@ func TestLastUseAcrossReplicas(t *testing.T) {
 	clk.Set(storetest.Epoch)
 	storetest.LastUseRace(t, []pam.Store{open(t, schema, clk), open(t, schema, clk)}, clk)
 }
+
+// TestNudgeOnceAcrossReplicas: two replicas sweeping at once record each
+// reminder and escalation once.
+func TestNudgeOnceAcrossReplicas(t *testing.T) {
+	dsn(t)
+	schema := freshSchema(t)
+	clk := clock.NewMock()
+	clk.Set(storetest.Epoch)
+	storetest.NudgeOnce(t, []pam.Store{open(t, schema, clk), open(t, schema, clk)}, clk)
+}
