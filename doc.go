@@ -196,7 +196,9 @@
 // A grant can be narrower than its scope and window. RequestInput.Bind
 // binds it to operation parameters: it covers only operations whose
 // parameters equal the bound values (strings, numbers, booleans; checked
-// against the catalog's declarations at submission), and a policy can
+// against the catalog's declarations at submission; over a role, every
+// task of it must declare each bound name, and the grant covers no task
+// that stops declaring one), and a policy can
 // require bindings (Policy.RequireBind) so that no grant under it covers
 // more than one target. RequestInput.MaxUses limits it to that many runs
 // (Policy.MaxUses caps it, and is the default): Guard takes a run with the

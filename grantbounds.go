@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"math/big"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +20,12 @@ import (
 
 // maxBindValueLen bounds a bound string value.
 const maxBindValueLen = 1024
+
+// bindName is what a bound parameter's name may be.
+var bindName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`)
+
+// exact is the bound of the integers a float64 holds exactly.
+const exact = 1 << 53
 
 // normalizeBind checks the values of a RequestInput.Bind and returns
 // them as a request stores them: strings, booleans, and numbers as
@@ -33,13 +41,16 @@ func normalizeBind(bind map[string]any) (map[string]any, error) {
 	out := make(map[string]any, len(bind))
 	for _, name := range slices.Sorted(maps.Keys(bind)) {
 		field := "Bind[" + strconv.Quote(cleanText(name)) + "]"
-		if err := checkName(field, name); err != nil {
-			return nil, err
+		if !bindName.MatchString(name) {
+			// A name is shown to approvers as it is: one that could read
+			// as more than a name (spaces, quotes, "=", format
+			// characters) is refused.
+			return nil, invalid(field, "a bound parameter's name is letters, digits, _, - and . (at most 64), starting with a letter or _")
 		}
 		v, ok := bindValue(bind[name])
 		switch {
 		case !ok && typeOf(bind[name]) == ParamNumber:
-			return nil, invalid(field, "must be a finite number within ±2^53, which a bound value holds exactly")
+			return nil, invalid(field, "must be a number within ±2^53 that a float64 holds exactly")
 		case !ok:
 			return nil, invalid(field, "must be a string, a number or a boolean, not %s", typeName(bind[name]))
 		}
@@ -54,14 +65,15 @@ func normalizeBind(bind map[string]any) (map[string]any, error) {
 }
 
 // bindValue returns v as bound values are kept and compared: a string,
-// a bool or a float64 that is exactly v. ok is false for anything else.
+// a bool or a float64 that is exactly v, within ±2^53 so that no two
+// integers share one. ok is false for anything else: bound values and
+// operation parameters outside it never match.
 func bindValue(v any) (any, bool) {
-	const exact = 1 << 53
 	switch x := v.(type) {
 	case string, bool:
 		return x, true
 	case float64:
-		return x, !math.IsNaN(x) && !math.IsInf(x, 0)
+		return x, !math.IsNaN(x) && x > -exact && x < exact
 	case float32:
 		return bindValue(float64(x))
 	case int:
@@ -85,8 +97,13 @@ func bindValue(v any) (any, bool) {
 	case uint64:
 		return float64(x), x < exact
 	case json.Number:
-		f, err := x.Float64()
-		if err != nil {
+		// Exactly, or not at all: Float64 would round.
+		r, ok := new(big.Rat).SetString(string(x))
+		if !ok {
+			return nil, false
+		}
+		f, isExact := r.Float64()
+		if !isExact {
 			return nil, false
 		}
 		return bindValue(f)
@@ -119,17 +136,10 @@ func (s *snapshot) bounds(p *Policy, n *RequestInput) (map[string]any, int, erro
 		if scope == (Scope{}) {
 			scope = p.Scope
 		}
-		var declared []*TaskSpec
-		for _, t := range s.catalog.tasks(scope) {
-			if spec := s.catalog.specs[t]; spec != nil {
-				declared = append(declared, spec)
-			}
-		}
-		if len(declared) > 0 {
-			for _, name := range slices.Sorted(maps.Keys(bind)) {
-				if err := checkBound(declared, name, bind[name], scope); err != nil {
-					return nil, 0, err
-				}
+		tasks := s.catalog.tasks(scope)
+		for _, name := range slices.Sorted(maps.Keys(bind)) {
+			if err := checkBound(s.catalog, tasks, name, bind[name], scope); err != nil {
+				return nil, 0, err
 			}
 		}
 	}
@@ -145,21 +155,54 @@ func (s *snapshot) bounds(p *Policy, n *RequestInput) (map[string]any, int, erro
 }
 
 // checkBound checks one bound parameter against the declarations of the
-// scope's tasks.
-func checkBound(declared []*TaskSpec, name string, v any, scope Scope) error {
+// scope's tasks. Over a scope of one task, an undeclared task binds any
+// name; a declared one, only the names it declares, as a string, number
+// or boolean of the value's type. Over a scope of several tasks, each
+// must declare the name with that type: a name means one thing in one
+// task and another (or nothing) in the next, and a grant bound to one
+// target of one task must not cover every target of another (see
+// boundCovers).
+func checkBound(ix *catalogIndex, tasks []string, name string, v any, scope Scope) error {
 	field := "Bind[" + strconv.Quote(name) + "]"
-	for _, spec := range declared {
-		for _, ps := range spec.Params {
-			if ps.Name != name {
-				continue
-			}
-			if ps.Type == typeOf(v) {
+	for _, task := range tasks {
+		spec := ix.specs[task]
+		if spec == nil {
+			if len(tasks) == 1 {
 				return nil
 			}
-			return invalid(field, "the catalog declares %s as %s, not %s", name, article(ps.Type), typeName(v))
+			return invalid(field, "%s covers %d tasks, and the catalog declares no parameters of %s: a binding over several tasks needs each to declare %s", scope, len(tasks), task, name)
+		}
+		i := slices.IndexFunc(spec.Params, func(ps ParamSpec) bool { return ps.Name == name })
+		switch {
+		case i < 0 && len(tasks) == 1:
+			return invalid(field, "no task of %s declares a parameter %s", scope, name)
+		case i < 0:
+			return invalid(field, "%s covers %s, which does not declare a parameter %s", scope, task, name)
+		case spec.Params[i].Type != typeOf(v):
+			return invalid(field, "the catalog declares %s of %s as %s, not %s", name, task, article(spec.Params[i].Type), typeName(v))
 		}
 	}
-	return invalid(field, "no task of %s declares a parameter %s", scope, name)
+	return nil
+}
+
+// boundCovers reports whether a grant of scope bound to bind may cover
+// task at all: a grant of one task, or, over several tasks, one whose
+// every bound name the task declares (the rule checkBound enforced at
+// submission, checked again against the catalog of now).
+func boundCovers(ix *catalogIndex, scope Scope, task string, bind map[string]any) bool {
+	if len(bind) == 0 || scope.Kind == KindTask {
+		return true
+	}
+	spec := ix.specs[task]
+	if spec == nil {
+		return false
+	}
+	for name := range bind {
+		if !slices.ContainsFunc(spec.Params, func(ps ParamSpec) bool { return ps.Name == name }) {
+			return false
+		}
+	}
+	return true
 }
 
 // bindMismatch returns "" when params match every value in bind, and

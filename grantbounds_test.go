@@ -51,7 +51,7 @@ func TestBoundGrant(t *testing.T) {
 		{"nothing bound", nil, "requires binding identity"},
 		{"another parameter only", map[string]any{"target_database": "DB02"}, "requires binding identity"},
 		{"undeclared", map[string]any{"identity": "ceo@contoso.com", "mailbox": "x"}, "declares a parameter mailbox"},
-		{"wrong type", map[string]any{"identity": 7}, "declares identity as a string, not a number"},
+		{"wrong type", map[string]any{"identity": 7}, "declares identity of New-MoveRequest as a string, not a number"},
 		{"an array", map[string]any{"identity": []any{"a", "b"}}, "must be a string, a number or a boolean"},
 		{"null", map[string]any{"identity": nil}, "must be a string, a number or a boolean"},
 		{"an integer past 2^53", map[string]any{"identity": "x", "batch_size": int64(1) << 60}, "within ±2^53"},
@@ -229,4 +229,103 @@ func equalJSON(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
+}
+
+// TestBindOverSeveralTasks: over a scope of several tasks, a binding
+// needs every task to declare the bound name (a name means one target in
+// one task and another, or nothing, in the next), and a grant bound so
+// covers no task that, by the catalog of now, does not declare it.
+func TestBindOverSeveralTasks(t *testing.T) {
+	declare := func(tasks map[string]pam.TaskSpec) func(*pam.Options) {
+		return func(o *pam.Options) {
+			cat := testCatalog.Clone()
+			cat.Tasks = tasks
+			o.Catalog = cat
+		}
+	}
+	identity := pam.TaskSpec{Params: []pam.ParamSpec{{Name: "identity", Type: pam.ParamString, Required: true}}}
+	mailbox := pam.TaskSpec{Params: []pam.ParamSpec{{Name: "mailbox", Type: pam.ParamString, Required: true}}}
+	role := pam.RoleScope("Move Mailboxes") // New-MoveRequest, Remove-MoveRequest
+
+	// Remove-MoveRequest names its target otherwise: refused, nothing stored.
+	e := newEnv(t, declare(map[string]pam.TaskSpec{"New-MoveRequest": identity, "Remove-MoveRequest": mailbox}))
+	p := movePolicy()
+	p.Scope, p.RequireBind = role, []string{"identity"}
+	e.policy(p)
+	_, err := e.m.Submit(e.as("alice"), pam.RequestInput{Scope: role, Reason: "INC-1", Bind: map[string]any{"identity": "ceo@contoso.com"}})
+	if !errors.Is(err, pam.ErrInvalid) || !strings.Contains(err.Error(), "Remove-MoveRequest, which does not declare a parameter identity") {
+		t.Errorf("a binding one task of the scope does not declare: %v", err)
+	}
+	// A task of the scope the catalog does not declare at all: refused.
+	e = newEnv(t, declare(map[string]pam.TaskSpec{"New-MoveRequest": identity}))
+	e.policy(p)
+	if _, err := e.m.Submit(e.as("alice"), pam.RequestInput{Scope: role, Reason: "INC-1", Bind: map[string]any{"identity": "ceo@contoso.com"}}); !errors.Is(err, pam.ErrInvalid) {
+		t.Errorf("a binding over a task with no declarations: %v", err)
+	}
+	// Both declare it: the grant covers each task for the bound target
+	// only, extra parameters or not.
+	e = newEnv(t, declare(map[string]pam.TaskSpec{"New-MoveRequest": identity, "Remove-MoveRequest": identity}))
+	e.policy(p)
+	e.grant("alice", pam.RequestInput{Scope: role, Bind: map[string]any{"identity": "ceo@contoso.com"}})
+	for task, want := range map[string]bool{"New-MoveRequest": true, "Remove-MoveRequest": true} {
+		if ran, err := e.guard("alice", task, map[string]any{"identity": "ceo@contoso.com"}); ran != want {
+			t.Errorf("%s on the bound mailbox: ran %v, %v", task, ran, err)
+		}
+		if ran, _ := e.guard("alice", task, map[string]any{"identity": "cfo@contoso.com", "mailbox": "ceo@contoso.com"}); ran {
+			t.Errorf("%s on another mailbox ran", task)
+		}
+	}
+	// The catalog changes: Remove-MoveRequest no longer declares it, and
+	// the grant no longer covers it.
+	cat, err := e.m.Catalog(e.admin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat.Tasks["Remove-MoveRequest"] = mailbox
+	if err := e.m.SetCatalog(e.admin(), cat); err != nil {
+		t.Fatal(err)
+	}
+	ran, err := e.guard("alice", "Remove-MoveRequest", map[string]any{"mailbox": "cfo@contoso.com", "identity": "ceo@contoso.com"})
+	var nae *pam.NotApprovedError
+	if ran || !errors.As(err, &nae) || !strings.Contains(nae.Reason, "which Remove-MoveRequest does not declare") {
+		t.Errorf("a task that no longer declares the bound name: ran %v, %v", ran, err)
+	}
+}
+
+// TestBindNamesAndNumbersAreExact: what approvers read is what is bound.
+// A name is an identifier (one that could read as another binding is
+// refused), and a number is one a float64 holds exactly within ±2^53:
+// beyond, from any Go type or json.Number, it is refused at submission
+// and never matches at Guard, so no two integers share a grant.
+func TestBindNamesAndNumbersAreExact(t *testing.T) {
+	e := boundEnv(t)
+	e.policy(movePolicy())
+	move := pam.TaskScope("New-MoveRequest")
+	for _, bind := range []map[string]any{
+		{`identity = "ceo@contoso.com", note`: "x"},
+		{"identity\u202e": "x"},
+		{"9lives": "x"},
+		{"identity": "ceo@contoso.com", "batch_size": json.Number("9007199254740993")},
+		{"identity": "ceo@contoso.com", "batch_size": json.Number("0.1000000000000000000001")},
+		{"identity": "ceo@contoso.com", "batch_size": float64(1 << 60)},
+		{"identity": "ceo@contoso.com", "batch_size": uint64(1) << 60},
+	} {
+		if _, err := e.m.Submit(e.as("mallory"), pam.RequestInput{Scope: move, Reason: "INC-1", Bind: bind}); !errors.Is(err, pam.ErrInvalid) {
+			t.Errorf("Bind %v: %v, want ErrInvalid", bind, err)
+		}
+	}
+	e.grant("alice", pam.RequestInput{Scope: move, Bind: map[string]any{"identity": "ceo@contoso.com", "batch_size": json.Number("9007199254740991")}})
+	for params, want := range map[string]bool{
+		"9007199254740991":   true,
+		"9007199254740993":   false, // rounds onto 2^53 as a float64
+		"9007199254740992.5": false,
+	} {
+		ran, _ := e.guard("alice", "New-MoveRequest", map[string]any{"identity": "ceo@contoso.com", "batch_size": json.Number(params)})
+		if ran != want {
+			t.Errorf("batch_size %s: ran %v, want %v", params, ran, want)
+		}
+	}
+	if ran, _ := e.guard("alice", "New-MoveRequest", map[string]any{"identity": "ceo@contoso.com", "batch_size": float64(1 << 60)}); ran {
+		t.Error("a float64 beyond 2^53 matched")
+	}
 }

@@ -146,19 +146,34 @@ func (m *Manager) Guard(ctx context.Context, op Op, fn func(ctx context.Context)
 		}
 		return fn(ctx)
 	}
-	for range maxAttempts {
-		res := m.decide(ctx, s, actor, aerr, op, cands, pre)
-		if err := m.enforce(ctx, &res, fn); err != errGrantChanged {
+	var res CheckResult
+	for changed, raced := 0, 0; changed < maxAttempts && raced < maxUseRaces; {
+		res = m.decide(ctx, s, actor, aerr, op, cands, pre)
+		switch err := m.enforce(ctx, &res, fn); err {
+		case errGrantChanged:
+			changed++
+		case errUseRaced:
+			raced++
+		default:
 			return err
 		}
-		// A grant changed (was revoked, say) between reading it and
-		// recording the run: decide again on what is there now.
+		// A grant changed (was revoked, say, or another run took a use)
+		// between reading it and recording the run: decide again on what
+		// is there now.
 		if s, cands, pre, err = m.readGuard(ctx, actor, aerr, op.Task); err != nil {
 			return err
 		}
 	}
-	return fmt.Errorf("%w: the grants for %q kept changing", ErrConflict, op.Task)
+	err = fmt.Errorf("%w: the grants for %q kept changing", ErrConflict, op.Task)
+	m.recordDenial(ctx, denial(m.guardEvent(&res), OutcomeNotApproved, err))
+	return err
 }
+
+// maxUseRaces bounds the times one Guard decides again because other
+// runs took uses of the use-limited grant it decided on. Each such race
+// is another run's progress, and a grant has at most MaxUses of them, so
+// it is bounded apart from maxAttempts, which counts other changes.
+const maxUseRaces = 1 << 12
 
 // readGuard returns the current policies and task's candidates among
 // them. Over a GuardReader it also returns what it read with the policy
@@ -204,8 +219,20 @@ func (m *Manager) readGuard(ctx context.Context, actor string, aerr error, task 
 	return nil, nil, nil, fmt.Errorf("%w: the policies kept changing", ErrConflict)
 }
 
-// errGrantChanged tells Guard to decide again.
-var errGrantChanged = errors.New("pam: grant changed while recording")
+// errGrantChanged tells Guard to decide again; errUseRaced too, when the
+// decision ran under a use-limited grant, whose version every run moves.
+var (
+	errGrantChanged = errors.New("pam: grant changed while recording")
+	errUseRaced     = errors.New("pam: another run took a use of the grant")
+)
+
+// changed is the error that tells Guard to decide again on res.
+func changed(res *CheckResult) error {
+	if slices.ContainsFunc(res.Policies, func(pc PolicyCheck) bool { return pc.grantLimited }) {
+		return errUseRaced
+	}
+	return errGrantChanged
+}
 
 // Check returns what Guard would decide for op now, and why, without
 // running anything or writing to the audit trail. A condition's error text
@@ -437,6 +464,8 @@ func decideGuard(f *guardFacts) CheckResult {
 				missing = fmt.Sprintf("request %s grants %s, which does not include this task", g.RequestID, g.Scope)
 			case g.Spent():
 				missing = fmt.Sprintf("request %s has used its %s", g.RequestID, runCount(g.MaxUses))
+			case !boundCovers(f.catalog, g.Scope, f.op.Task, g.Bind):
+				missing = fmt.Sprintf("request %s is bound to %s, which %s does not declare", g.RequestID, formatBind(g.Bind), f.op.Task)
 			case bindMismatch(g.Bind, f.op.Params) != "":
 				name := bindMismatch(g.Bind, f.op.Params)
 				missing = fmt.Sprintf("request %s is bound to %s = %s, which this operation's parameters do not match", g.RequestID, name, formatBound(g.Bind[name]))
@@ -568,7 +597,7 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 	sp, err := m.spendRuns(ctx, res)
 	if err != nil {
 		if err == errGrantChanged {
-			return err
+			return changed(res)
 		}
 		err = fmt.Errorf("pam: read grant: %w", err)
 		m.recordDenial(ctx, denial(start, OutcomeNotApproved, err))
@@ -582,7 +611,7 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 	if err != nil {
 		if errors.Is(err, ErrConflict) {
 			m.ends.ended(start.Run)
-			return errGrantChanged
+			return changed(res)
 		}
 		// The start may be stored all the same (a commit whose reply was
 		// lost): fn does not run, and a stored start gets an end that

@@ -63,8 +63,12 @@ type RequestInput struct {
 	// Bind binds the grant to operations whose parameters equal these
 	// values (strings, numbers or booleans): a grant for New-MoveRequest
 	// with Bind {"identity": "ceo@contoso.com"} lets its holder move that
-	// mailbox and no other. The catalog must declare each name for a
-	// task of the scope; a policy may require some (RequireBind).
+	// mailbox and no other. Names are identifiers (letters, digits, _, -
+	// and .); numbers are those a float64 holds exactly within ±2^53.
+	// Over a task the catalog declares, each name must be a declared
+	// string, number or boolean parameter of the value's type; over a
+	// scope of several tasks, every task must declare it so. A policy
+	// may require some (RequireBind).
 	Bind map[string]any `json:"bind,omitempty"`
 	// MaxUses limits the grant to that many runs of Guard, each taken
 	// when its start is stored. 0: the policy's MaxUses, or no limit.

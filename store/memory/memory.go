@@ -326,6 +326,7 @@ func (s *Store) Grants(ctx context.Context, requester string, policyIDs []string
 	var out []pam.Grant
 	for _, g := range v.([]pam.Grant) {
 		if slices.Contains(policyIDs, g.PolicyID) {
+			g.Bind = maps.Clone(g.Bind) // shared with the stored request
 			out = append(out, g)
 		}
 	}

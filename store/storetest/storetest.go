@@ -573,25 +573,34 @@ func testEventFilters(t *testing.T, s pam.Store) {
 func testCopies(t *testing.T, s pam.Store) {
 	p := policy("p1", 1)
 	r := request("r1", "alice", "p1", pam.Approved, 1)
+	r.Bind = map[string]any{"mailbox": "ceo@contoso.com"}
 	e := event(pam.EventRequestApproved, "bob", "r1")
 	commit(t, s, &pam.Tx{Policies: []pam.Policy{p}, Requests: []pam.Request{r}, Events: []pam.Event{e}})
 	// The caller changing what it passed in must not change the store...
 	p.ApproverGroups[0].Group = "changed"
 	r.Decisions[0].Approver = "changed"
+	r.Bind["mailbox"] = "changed"
 	e.Detail["reason"] = "changed"
 	// ...nor changing what it got back.
 	gp, _ := s.Policy(ctx, "p1")
 	gp.ApproverGroups[0].Group = "changed"
 	gr, _ := s.Request(ctx, "r1")
 	gr.Decisions[0].Approver = "changed"
+	gr.Bind["mailbox"] = "changed"
+	if gs, _ := s.Grants(ctx, "alice", []string{"p1"}); len(gs) == 1 {
+		gs[0].Bind["mailbox"] = "changed"
+	}
 	ge, _ := s.Events(ctx, pam.EventFilter{})
 	ge[0].Detail["reason"] = "changed"
 
 	if p, _ := s.Policy(ctx, "p1"); p.ApproverGroups[0].Group != "g1" {
 		t.Errorf("policy changed through an alias: %+v", p.ApproverGroups)
 	}
-	if r, _ := s.Request(ctx, "r1"); r.Decisions[0].Approver != "bob" {
-		t.Errorf("request changed through an alias: %+v", r.Decisions)
+	if r, _ := s.Request(ctx, "r1"); r.Decisions[0].Approver != "bob" || r.Bind["mailbox"] != "ceo@contoso.com" {
+		t.Errorf("request changed through an alias: %+v %v", r.Decisions, r.Bind)
+	}
+	if gs, _ := s.Grants(ctx, "alice", []string{"p1"}); len(gs) != 1 || gs[0].Bind["mailbox"] != "ceo@contoso.com" {
+		t.Errorf("grant changed through an alias: %+v", gs)
 	}
 	if es, _ := s.Events(ctx, pam.EventFilter{}); es[0].Detail["reason"] != "because" {
 		t.Errorf("event changed through an alias: %+v", es[0].Detail)
