@@ -59,6 +59,13 @@ type RequestInput struct {
 	Duration time.Duration `json:"duration,omitempty"`
 	// Ticket optionally names a change or incident ticket.
 	Ticket string `json:"ticket,omitempty"`
+	// Start, when set, schedules the window: once approved, it opens at
+	// Start, or at the approval when that comes later, and lasts
+	// Duration. A Start at or before the submission is taken as now (no
+	// schedule); one further ahead than the policy's MaxStartDelay is
+	// refused (ErrInvalid, field Start). The pending TTL still counts
+	// from the submission.
+	Start time.Time `json:"start,omitzero"`
 }
 
 // Validate checks the fields on their own; Submit also checks them against
@@ -101,6 +108,9 @@ type Request struct {
 	Reason    string        `json:"reason"`
 	Ticket    string        `json:"ticket,omitempty"`
 	Duration  time.Duration `json:"duration"`
+	// Start is when the requester asked the window to open, the zero
+	// time for as soon as approved (see RequestInput.Start).
+	Start time.Time `json:"start,omitzero"`
 
 	// State is the state as of the last read. Reads through the Manager
 	// compute it from the clock, so a request past its deadline reads as
@@ -113,11 +123,21 @@ type Request struct {
 	PolicyVersion int64 `json:"policy_version"`
 
 	CreatedAt    time.Time `json:"created_at"`
-	PendingUntil time.Time `json:"pending_until"`        // a pending request expires here
-	ApprovedAt   time.Time `json:"approved_at,omitzero"` // the window opens here...
-	ExpiresAt    time.Time `json:"expires_at,omitzero"`  // ...and closes here
-	ClosedAt     time.Time `json:"closed_at,omitzero"`   // when it became terminal
-	ClosedBy     string    `json:"closed_by,omitempty"`
+	PendingUntil time.Time `json:"pending_until"` // a pending request expires here
+	// ApprovedAt is when the window opens: the approval, or Start when
+	// that is later (the grant is then scheduled: approved, not active
+	// before ApprovedAt). The approval's own time is its decisions'.
+	ApprovedAt time.Time `json:"approved_at,omitzero"`
+	// ExpiresAt is when the window closes: ApprovedAt plus Duration,
+	// plus every extension granted.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	ClosedAt  time.Time `json:"closed_at,omitzero"` // when it became terminal
+	ClosedBy  string    `json:"closed_by,omitempty"`
+
+	// Extension is the latest extension of the window its holder asked
+	// for (Manager.Extend), pending or decided; earlier ones are in the
+	// audit trail.
+	Extension *Extension `json:"extension,omitempty"`
 
 	// Version counts the request's writes; stores compare it.
 	Version int64 `json:"version"`
@@ -138,7 +158,40 @@ func (r *Request) StateAt(now time.Time) State {
 
 func (r Request) clone() Request {
 	r.Decisions = append([]Decision(nil), r.Decisions...)
+	if r.Extension != nil {
+		x := *r.Extension
+		x.Decisions = append([]Decision(nil), x.Decisions...)
+		r.Extension = &x
+	}
 	return r
+}
+
+// Scheduled reports whether r is approved and its window opens after
+// now.
+func (r *Request) Scheduled(now time.Time) bool {
+	return r.StateAt(now) == Approved && now.Before(r.ApprovedAt)
+}
+
+// ExtensionPending reports whether r is an active grant whose holder
+// asked for an extension not decided yet: approvers decide it with
+// Approve and Deny, as they decide requests.
+func (r *Request) ExtensionPending(now time.Time) bool {
+	return r.StateAt(now) == Approved && r.extensionPending()
+}
+
+// extensionPending: r's recorded state is Approved and its extension
+// waits for a decision (whether the window is still open is StateAt's).
+func (r *Request) extensionPending() bool {
+	return r.State == Approved && r.Extension != nil && r.Extension.State == Pending
+}
+
+// pendingDecisions are the decisions on what is pending on r: its
+// extension's when one is, otherwise the request's own.
+func (r *Request) pendingDecisions() []Decision {
+	if r.extensionPending() {
+		return r.Extension.Decisions
+	}
+	return r.Decisions
 }
 
 // Submit asks for access on behalf of the context's actor. The request is
@@ -148,7 +201,9 @@ func (r Request) clone() Request {
 // error is returned as it is, and nothing is written). The policy's request rule may reject it
 // (ErrRejected); Auto policies, the policy's auto-approval rule and the
 // configured Approvers may settle it at once. The access window opens
-// when the request is approved, not when it is submitted.
+// when the request is approved, not when it is submitted, or at
+// n.Start when that is later (a start beyond the policy's MaxStartDelay
+// is ErrInvalid).
 func (m *Manager) Submit(ctx context.Context, n RequestInput) (Request, error) {
 	actor, err := actorOf(ctx)
 	if err != nil {
@@ -191,20 +246,26 @@ func (m *Manager) Submit(ctx context.Context, n RequestInput) (Request, error) {
 	if err != nil {
 		return Request{}, err
 	}
+	start, err := scheduleStart(&p.Policy, n.Start, now)
+	if err != nil {
+		return Request{}, err
+	}
 	if err := m.checkPending(ctx, actor, now); err != nil {
 		return Request{}, err
 	}
 	r := Request{
 		ID: m.newID("req"), Requester: actor, Scope: n.Scope, PolicyID: p.ID, Reason: n.Reason, Ticket: n.Ticket,
-		Duration: d, State: Pending, PolicyVersion: p.Version, CreatedAt: now, PendingUntil: now.Add(p.pendingTTL()), Version: 1,
+		Duration: d, Start: start, State: Pending, PolicyVersion: p.Version, CreatedAt: now, PendingUntil: now.Add(p.pendingTTL()), Version: 1,
 	}
 	input := ruleInput(&r, now)
 	if err := m.checkRequestRule(ctx, p, input, now); err != nil {
 		return Request{}, err
 	}
-	events := []Event{requestEvent(EventRequestSubmitted, &r, actor, now, map[string]string{
-		"reason": r.Reason, "duration": r.Duration.String(), "ticket": r.Ticket,
-	})}
+	detail := map[string]string{"reason": r.Reason, "duration": r.Duration.String(), "ticket": r.Ticket}
+	if !start.IsZero() {
+		detail["start"] = start.UTC().Format(time.RFC3339Nano)
+	}
+	events := []Event{requestEvent(EventRequestSubmitted, &r, actor, now, detail)}
 	if v, ok := m.automatic(ctx, p, &r, input, now); ok {
 		var more []Event
 		if r, more, err = apply(r, ActionSettle, facts{Now: now, Policy: &p.Policy, Verdict: v}); err != nil {
@@ -218,6 +279,21 @@ func (m *Manager) Submit(ctx context.Context, n RequestInput) (Request, error) {
 	}
 	m.after(tx)
 	return r, nil
+}
+
+// scheduleStart is the rule of a submission's start under p at now: the
+// zero time (open when approved) for none, or one at or before now; the
+// start itself when it is within p's MaxStartDelay of now; otherwise
+// ErrInvalid naming the field.
+func scheduleStart(p *Policy, start, now time.Time) (time.Time, error) {
+	if !start.After(now) {
+		return time.Time{}, nil
+	}
+	if delay := start.Sub(now); delay > p.maxStartDelay() {
+		return time.Time{}, invalid("Start", "%s is %v ahead; policy %s schedules at most %v ahead (MaxStartDelay)",
+			start.UTC().Format(time.RFC3339), delay, p.ID, p.maxStartDelay())
+	}
+	return start, nil
 }
 
 // eligible gathers the fact mayRequest reads: whether actor is in one
@@ -311,8 +387,17 @@ func ruleInput(r *Request, now time.Time) map[string]any {
 			"ticket":    r.Ticket,
 			"duration":  int64(r.Duration),
 			"requester": r.Requester,
+			"start":     unixNanos(r.Start),
 		},
 	}
+}
+
+// unixNanos is t in Unix nanoseconds, 0 for the zero time.
+func unixNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
 
 func (m *Manager) checkRequestRule(ctx context.Context, p *compiled, input map[string]any, now time.Time) error {
@@ -517,7 +602,7 @@ func (m *Manager) Sweep(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, r := range due {
-		_, err := m.transition(ctx, r.ID, ActionExpire, "", "")
+		_, err := m.change(ctx, r.ID, ActionExpire, facts{})
 		switch {
 		case err == nil:
 			n++

@@ -376,6 +376,11 @@ func clonePolicy(p pam.Policy) pam.Policy {
 
 func cloneRequest(r pam.Request) pam.Request {
 	r.Decisions = slices.Clone(r.Decisions)
+	if r.Extension != nil {
+		x := *r.Extension
+		x.Decisions = slices.Clone(x.Decisions)
+		r.Extension = &x
+	}
 	return r
 }
 
