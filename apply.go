@@ -258,6 +258,7 @@ func (m *Manager) plan(ctx context.Context, s *snapshot, cat *Catalog, catalogGi
 		next.RequireBind, next.MaxUses = p.RequireBind, p.MaxUses
 		next.RemindAfter, next.EscalateAfter, next.EscalationGroup = p.RemindAfter, p.EscalateAfter, p.EscalationGroup
 		next.DefaultDuration, next.MaxDuration, next.PendingTTL = p.DefaultDuration, p.MaxDuration, p.PendingTTL
+		next.MaxStartDelay, next.MaxExtendedDuration = p.MaxStartDelay, p.MaxExtendedDuration
 		next.RequestRule, next.AutoApproveRule, next.ParamAudit = p.RequestRule, p.AutoApproveRule, p.ParamAudit
 		next.Version, next.UpdatedAt, next.UpdatedBy = cur.Version+1, now, actor
 		pc := PolicyChange{Action: PlanUpdate, PolicyID: id, Changed: changed}
@@ -330,6 +331,8 @@ func changedFields(a, b *Policy) []string {
 		{"default_duration", a.DefaultDuration == b.DefaultDuration},
 		{"max_duration", a.MaxDuration == b.MaxDuration},
 		{"pending_ttl", a.PendingTTL == b.PendingTTL},
+		{"max_start_delay", a.MaxStartDelay == b.MaxStartDelay},
+		{"max_extended_duration", a.MaxExtendedDuration == b.MaxExtendedDuration},
 		{"request_rule", a.RequestRule == b.RequestRule},
 		{"auto_approve_rule", a.AutoApproveRule == b.AutoApproveRule},
 		{"param_audit", a.ParamAudit.Default == b.ParamAudit.Default && (len(a.ParamAudit.Params) == 0 && len(b.ParamAudit.Params) == 0 || reflect.DeepEqual(a.ParamAudit.Params, b.ParamAudit.Params))},

@@ -36,7 +36,9 @@ type Decision struct {
 // Approver is an automatic reviewer the host plugs in (a rule engine, an
 // on-call schedule, a ticket system). Submit consults each configured
 // Approver in order for requests under Manual policies, until one returns
-// a verdict; that verdict settles the request at once.
+// a verdict; that verdict settles the request at once. Extend consults
+// them alike for an extension, passing the request with its Extension
+// pending.
 type Approver interface {
 	// Review returns a Review with an empty Verdict to abstain. An error
 	// counts as abstaining; it is reported through Options.OnError.
@@ -106,17 +108,19 @@ func (m *Manager) act(ctx context.Context, id string, a Action, comment string) 
 	if err := checkText("comment", comment, MaxReasonLen); err != nil {
 		return Request{}, err
 	}
-	return m.transition(ctx, id, a, actor, comment)
+	return m.change(ctx, id, a, facts{Actor: actor, Comment: comment})
 }
 
 // maxAttempts bounds the retries of a write that lost a version race.
 const maxAttempts = 32
 
-// transition is every request change after submission: read the request,
-// gather the facts, apply the lifecycle, commit the result with its events
-// and notifications, and start again from the read when another writer
-// committed first.
-func (m *Manager) transition(ctx context.Context, id string, a Action, actor, comment string) (Request, error) {
+// change is every request change after submission: read the request,
+// gather the facts (to those the caller gives: the actor, the comment,
+// the extension's length), apply the lifecycle, commit the result with
+// its events and notifications, and start again from the read when
+// another writer committed first.
+func (m *Manager) change(ctx context.Context, id string, a Action, given facts) (Request, error) {
+	actor := given.Actor
 	if err := checkName("ID", id); err != nil {
 		return Request{}, err
 	}
@@ -134,7 +138,7 @@ func (m *Manager) transition(ctx context.Context, id string, a Action, actor, co
 			return Request{}, err
 		}
 		p := s.policy(cur.PolicyID)
-		f, err := m.gather(ctx, &cur, a, actor, comment, p, now)
+		f, err := m.gather(ctx, &cur, a, given, p, now)
 		if err != nil {
 			return Request{}, err
 		}
@@ -178,8 +182,9 @@ func (m *Manager) escalator(ctx context.Context, r *Request, p *Policy, actor st
 // directory only what the action reads, and nothing when the lifecycle
 // table already refuses the action (so that answer does not depend on
 // the directory being up).
-func (m *Manager) gather(ctx context.Context, r *Request, a Action, actor, comment string, p *compiled, now time.Time) (facts, error) {
-	f := facts{Actor: actor, Now: now, Comment: comment}
+func (m *Manager) gather(ctx context.Context, r *Request, a Action, given facts, p *compiled, now time.Time) (facts, error) {
+	f := facts{Actor: given.Actor, Now: now, Comment: given.Comment, By: given.By}
+	actor := f.Actor
 	if p != nil {
 		f.Policy = &p.Policy
 	}
@@ -189,8 +194,15 @@ func (m *Manager) gather(ctx context.Context, r *Request, a Action, actor, comme
 	var err error
 	switch a {
 	case ActionApprove, ActionDeny:
-		if f.MemberOf, err = m.memberships(ctx, f.Policy, append(approvers(r.Decisions), actor)); err == nil {
+		f.MemberOf, err = m.memberships(ctx, f.Policy, append(approvers(r.pendingDecisions()), actor))
+		if err == nil && !r.extensionPending() {
+			// An escalation was the request's; an extension asked
+			// later is the approvers' again.
 			f.Escalator, err = m.escalator(ctx, r, f.Policy, actor)
+		}
+	case ActionExtend:
+		if p != nil && actor == r.Requester {
+			f.Verdict, f.Rejected = m.judgeExtension(ctx, r, p, f.By, f.Comment, now)
 		}
 	case ActionRevoke:
 		if actor == r.Requester {
@@ -224,9 +236,11 @@ func (m *Manager) memberships(ctx context.Context, p *Policy, people []string) (
 	return memberOf, nil
 }
 
-// Reviewable returns the requests waiting for the actor: pending, not
-// their own, not yet decided by them, under a policy with an approver
-// group they belong to. Oldest first.
+// Reviewable returns the requests waiting for the actor: pending, or
+// active with an extension pending, not their own, not yet decided by
+// them (the extension, for those), under a policy with an approver group
+// they belong to. Oldest first, by when the request or the extension
+// was asked.
 func (m *Manager) Reviewable(ctx context.Context) ([]Request, error) {
 	actor, err := actorOf(ctx)
 	if err != nil {
@@ -257,7 +271,7 @@ func (m *Manager) Reviewable(ctx context.Context) ([]Request, error) {
 		return false, nil
 	}
 	var out []Request
-	f := RequestFilter{States: []State{Pending}, Limit: MaxPageSize}
+	f := RequestFilter{States: []State{Pending, Approved}, Limit: MaxPageSize}
 	for {
 		page, err := m.store.Requests(ctx, f)
 		if err != nil {
@@ -265,7 +279,7 @@ func (m *Manager) Reviewable(ctx context.Context) ([]Request, error) {
 		}
 		for _, r := range page {
 			p := s.policy(r.PolicyID)
-			if p == nil || r.Requester == actor || r.StateAt(now) != Pending || contains(approvers(r.Decisions), actor) {
+			if ph := phase(&r, now); p == nil || r.Requester == actor || (ph != Pending && ph != extending) || contains(approvers(r.pendingDecisions()), actor) {
 				continue
 			}
 			ok, err := inGroups(p)
@@ -276,7 +290,7 @@ func (m *Manager) Reviewable(ctx context.Context) ([]Request, error) {
 				return nil, err
 			}
 			if ok {
-				r.State = Pending
+				r.State = r.StateAt(now)
 				out = append(out, r)
 			}
 		}
@@ -285,7 +299,13 @@ func (m *Manager) Reviewable(ctx context.Context) ([]Request, error) {
 		}
 		f.After = page[len(page)-1].ID
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	asked := func(r *Request) time.Time {
+		if r.extensionPending() {
+			return r.Extension.RequestedAt
+		}
+		return r.CreatedAt
+	}
+	sort.SliceStable(out, func(i, j int) bool { return asked(&out[i]).Before(asked(&out[j])) })
 	return out, nil
 }
 

@@ -39,6 +39,12 @@ const (
 	// under it. The request stays approved until its window ends.
 	EventRequestSpent EventType = "request.spent"
 
+	// The holder asked for a longer window (Extend); it was granted (the
+	// window's end moved), or denied (the grant runs on to its end).
+	EventRequestExtensionRequested EventType = "request.extension_requested"
+	EventRequestExtended           EventType = "request.extended"
+	EventRequestExtensionDenied    EventType = "request.extension_denied"
+
 	EventGuardAllowed  EventType = "guard.allowed"  // a covered task starts under a grant
 	EventGuardExempt   EventType = "guard.exempt"   // a system account runs a covered task
 	EventGuardDenied   EventType = "guard.denied"   // no grant (or no actor, or deny-by-default)
@@ -73,7 +79,8 @@ type Event struct {
 	// "no_policy" or "audit_unavailable"; for guard.finished "ok",
 	// "error", "panic", "not_run" or "ended_unknown"; for sink.failed and sink.recovered
 	// "required" or "best_effort"; for
-	// request.decision the verdict, "approve" or "deny".
+	// request.decision the verdict, "approve" or "deny" (its detail
+	// "extension" is "true" for a decision on an extension).
 	Outcome Outcome           `json:"outcome,omitempty"`
 	Detail  map[string]string `json:"detail,omitempty"`
 	// PrevHash and Hash chain the event to the one before it (see

@@ -179,12 +179,39 @@
 //
 //	state      allowed actions
 //	pending    settle (automatic verdict), approve, deny, cancel, remind, escalate
-//	approved   revoke, relinquish, use (Guard, on a use-limited grant)
+//	scheduled  revoke, relinquish
+//	approved   revoke, relinquish, extend, use (Guard, on a use-limited grant)
+//	extending  settle, approve, deny (the extension), revoke, relinquish, use
 //	due        expire
 //	denied, canceled, revoked, relinquished, expired: none
 //
-// Request.Allows answers from the same table, for front ends. Any other
-// action is ErrWrongState and changes nothing.
+// Scheduled and extending are Approved requests: before their window
+// opens, and with an extension of their window pending. Request.Allows
+// answers from the same table, for front ends. Any other action is
+// ErrWrongState and changes nothing.
+//
+// A request may name a start (RequestInput.Start): once approved, its
+// window opens at the later of the start and the approval, and lasts
+// its duration; until then the grant is scheduled, and Guard and Check
+// deny with "request X is approved and opens at T". A start at or
+// before the submission is taken as now; one further ahead than the
+// policy's MaxStartDelay (default 30 days) is refused (ErrInvalid,
+// field Start). The pending TTL counts from the submission.
+//
+// The holder of an active grant may ask to extend it (Extend, by a
+// duration, with a reason). The extension is decided as the request
+// was: the policy's approver groups and quorum, no self-approval, one
+// decision per approver, Approve and Deny on the request's ID; at once
+// under an Auto policy, its auto-approval rule or an Approver; its
+// request rule may reject it. While it is pending the grant runs to its
+// current end; granted, the end moves (request.extended), including for
+// work already running (its context's Deadline moves); denied, the
+// grant runs on (request.extension_denied). The whole window, from its
+// opening to its end, never exceeds the policy's MaxExtendedDuration,
+// which is MaxDuration unless set higher to allow renewals up to a cap.
+// An extension still pending when the grant ends lapses. Scheduled
+// windows and extensions go beyond Purview, whose window opens at
+// approval and never moves.
 //
 // Revoke ends a grant for whoever may (an admin, an approver, the
 // requester); Relinquish is the holder ending their own grant once the
@@ -208,8 +235,8 @@
 // so the last run runs on. Request.Bounds says both in words, for
 // approvers. Purview grants cover every operation of their scope.
 //
-// The access window opens when a request is approved, not when it was
-// submitted. Terminal states never change. Every transition is one atomic
+// The access window opens when a request is approved (or at its start,
+// when later), not when it was submitted. Terminal states never change. Every transition is one atomic
 // store write of the new state together with its audit events. States are
 // computed from the clock whenever they are read; Run (or Sweep) records
 // expiries in the trail and notifies the requester.
@@ -355,6 +382,7 @@
 //	apply.go        policies as code: Config, Plan, Apply
 //	request.go      Request, Submit, reads, Sweep
 //	approval.go     decisions: Approve, Deny, Cancel, Revoke, Relinquish, Reviewable
+//	extend.go       Extension and Extend: a longer window, decided as a request is
 //	guard.go        Guard and Check: gathering, and the pure decision
 //	grantbounds.go  grants bound to parameter values and limited in runs
 //	explain.go      what a denial tells the user: a pending request, eligibility

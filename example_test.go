@@ -462,3 +462,95 @@ func ExamplePolicy_escalation() {
 	// after 4h0m0s: 2 recorded
 	// approved <nil>
 }
+
+// A request may name its start: approved ahead of it, the grant is
+// scheduled, Guard says when it opens, and the window lasts the duration
+// from the start.
+func ExampleRequestInput_start() {
+	clk := clock.NewMock()
+	clk.Set(time.Date(2026, 11, 6, 17, 0, 0, 0, time.UTC)) // Friday evening
+	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}, "mailbox-managers": {"bob"}})
+	m, _ := pam.New(memory.New(), dir, &pam.Options{Clock: clk})
+	defer m.Close(context.Background())
+	_, err := m.CreatePolicy(pam.WithActor(context.Background(), "admin"), pam.Policy{
+		ID: "move-mailboxes", Scope: pam.TaskScope("New-MoveRequest"), Approval: pam.Manual,
+		ApproverGroups: []pam.ApproverGroup{{Group: "mailbox-managers"}}, MaxStartDelay: 7 * 24 * time.Hour,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	alice := pam.WithActor(context.Background(), "alice")
+	r, err := m.Submit(alice, pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "CHG-7: weekend migration",
+		Duration: 4 * time.Hour, Start: time.Date(2026, 11, 7, 22, 0, 0, 0, time.UTC)})
+	if err != nil {
+		log.Fatal(err)
+	}
+	r, _ = m.Approve(pam.WithActor(context.Background(), "bob"), r.ID, "")
+	fmt.Println("window:", r.ApprovedAt.Format(time.RFC3339), "to", r.ExpiresAt.Format(time.RFC3339))
+
+	err = m.Guard(alice, pam.Op{Task: "New-MoveRequest"}, func(context.Context) error { return nil })
+	var na *pam.NotApprovedError
+	if errors.As(err, &na) {
+		fmt.Println("now:", strings.Replace(na.Reason, r.ID, "req", 1))
+	}
+	clk.Set(r.ApprovedAt)
+	err = m.Guard(alice, pam.Op{Task: "New-MoveRequest"}, func(context.Context) error { return nil })
+	fmt.Println("at the start:", err)
+
+	_, err = m.Submit(alice, pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "later", Start: clk.Now().Add(8 * 24 * time.Hour)})
+	fmt.Println("eight days ahead:", errors.Is(err, pam.ErrInvalid))
+	// Output:
+	// window: 2026-11-07T22:00:00Z to 2026-11-08T02:00:00Z
+	// now: request req is approved and opens at 2026-11-07T22:00:00Z
+	// at the start: <nil>
+	// eight days ahead: true
+}
+
+// The holder asks for more time; the approvers decide it as they did the
+// request, and work already running follows the new end.
+func ExampleManager_Extend() {
+	clk := clock.NewMock()
+	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}, "mailbox-managers": {"bob", "carol"}})
+	m, _ := pam.New(memory.New(), dir, &pam.Options{Clock: clk})
+	defer m.Close(context.Background())
+	_, err := m.CreatePolicy(pam.WithActor(context.Background(), "admin"), pam.Policy{
+		ID: "move-mailboxes", Scope: pam.TaskScope("New-MoveRequest"), Approval: pam.Manual,
+		ApproverGroups: []pam.ApproverGroup{{Group: "mailbox-managers", MinApprovals: 2}},
+		MaxDuration:    4 * time.Hour, MaxExtendedDuration: 6 * time.Hour, // renewals up to 6 hours in all
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	alice := pam.WithActor(context.Background(), "alice")
+	bob, carol := pam.WithActor(context.Background(), "bob"), pam.WithActor(context.Background(), "carol")
+	r, _ := m.Submit(alice, pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "INC-4711", Duration: 4 * time.Hour})
+	m.Approve(bob, r.ID, "")
+	r, _ = m.Approve(carol, r.ID, "")
+	start := r.ApprovedAt
+
+	err = m.Guard(alice, pam.Op{Task: "New-MoveRequest"}, func(ctx context.Context) error {
+		deadline, _ := ctx.Deadline()
+		fmt.Println("run's deadline:", deadline.Sub(start))
+		_, err := m.Extend(alice, r.ID, 3*time.Hour, "the archive is slow")
+		fmt.Println("3h more:", errors.Is(err, pam.ErrDurationTooLong))
+		if r, err = m.Extend(alice, r.ID, 2*time.Hour, "the archive is slow"); err != nil {
+			return err
+		}
+		fmt.Println("asked:", r.Extension.State, r.Extension.By)
+		m.Approve(bob, r.ID, "")
+		if r, err = m.Approve(carol, r.ID, "ok"); err != nil {
+			return err
+		}
+		deadline, _ = ctx.Deadline()
+		fmt.Println("extension:", r.Extension.State, "- run's deadline:", deadline.Sub(start))
+		return nil
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// run's deadline: 4h0m0s
+	// 3h more: true
+	// asked: pending 2h0m0s
+	// extension: approved - run's deadline: 6h0m0s
+}

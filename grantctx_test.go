@@ -18,7 +18,7 @@ func TestGrantContext(t *testing.T) {
 		clk := clock.NewMock()
 		clk.Set(start)
 		parent, cancel := context.WithCancel(context.WithValue(context.Background(), ctxKey{}, "v"))
-		return newGrantContext(parent, end, clk), clk, cancel
+		return newGrantContext(parent, end, 0, clk), clk, cancel
 	}
 
 	t.Run("deadline and value without a timer", func(t *testing.T) {
@@ -90,7 +90,7 @@ func TestGrantContext(t *testing.T) {
 		clk.Set(start)
 		parent, cancel := context.WithDeadline(context.Background(), start.Add(time.Minute))
 		defer cancel()
-		c := newGrantContext(parent, end, clk)
+		c := newGrantContext(parent, end, 0, clk)
 		if d, _ := c.Deadline(); !d.Equal(start.Add(time.Minute)) {
 			t.Errorf("Deadline = %v", d)
 		}

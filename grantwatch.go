@@ -22,7 +22,9 @@ import (
 //     Options.AuditPollInterval, and at once when a store that is a
 //     ChangeNotifier signals a change. It stops when a check finds no fn
 //     running, and with Close; it never outlives Close;
-//   - at the grant's end, by the grantContext's own timer.
+//   - at the grant's end, by the grantContext's own timer; an extension
+//     granted through this Manager (committed) or read by the watcher
+//     moves that end later.
 //
 // Registering a run is a map insert under one of runShards mutexes,
 // picked at random: no store round trip, and Guards on many cores rarely
@@ -108,7 +110,7 @@ func (r *runs) list() []*grantContext {
 }
 
 // committed ends the runs whose grant tx, just committed by this
-// Manager, ended.
+// Manager, ended, and moves the end of those whose grant it extended.
 func (r *runs) committed(tx *Tx) {
 	if len(tx.Requests) == 0 && len(tx.Policies) == 0 {
 		return
@@ -120,6 +122,8 @@ func (r *runs) committed(tx *Tx) {
 				if q := &tx.Requests[i]; q.ID == g.requestID && q.State != Approved {
 					c.end(g.ended(endReason(q.State)))
 					break grants
+				} else if q.ID == g.requestID {
+					c.extend(q.ID, q.ExpiresAt)
 				}
 			}
 			for i := range tx.Policies {
@@ -232,7 +236,11 @@ func (r *runs) check(ctx context.Context) bool {
 		}
 		return true
 	}
-	states := make(map[string]State, len(list))
+	type stored struct {
+		state   State
+		expires time.Time // zero: unknown
+	}
+	read := make(map[string]stored, len(list))
 	for _, c := range list {
 		for i := range c.grants {
 			g := &c.grants[i]
@@ -240,25 +248,29 @@ func (r *runs) check(ctx context.Context) bool {
 				c.end(g.ended(GrantCut))
 				break
 			}
-			st, seen := states[g.requestID]
+			st, seen := read[g.requestID]
 			if !seen {
 				q, err := r.store.Request(ctx, g.requestID)
 				switch {
 				case errors.Is(err, ErrNotFound):
-					st = Revoked
+					st.state = Revoked
 				case err != nil:
 					if ctx.Err() == nil {
 						r.onError(fmt.Errorf("pam: check running grant %s: %w", g.requestID, err))
 					}
-					st = Approved // unknown: check again next time
+					st.state = Approved // unknown: check again next time
 				default:
-					st = q.State
+					st = stored{q.State, q.ExpiresAt}
 				}
-				states[g.requestID] = st
+				read[g.requestID] = st
 			}
-			if st != Approved {
-				c.end(g.ended(endReason(st)))
+			if st.state != Approved {
+				c.end(g.ended(endReason(st.state)))
 				break
+			}
+			if !st.expires.IsZero() && st.expires.After(c.grantExpires(g.requestID)) {
+				// Extended through another Manager.
+				c.extend(g.requestID, st.expires)
 			}
 		}
 	}

@@ -456,6 +456,8 @@ func decideGuard(f *guardFacts) CheckResult {
 			switch {
 			case g.PolicyID != c.ID:
 				continue
+			case f.now.Before(g.ApprovedAt):
+				missing = "request " + g.RequestID + " is approved and opens at " + g.ApprovedAt.UTC().Format(time.RFC3339)
 			case !g.ActiveAt(f.now):
 				missing = "the grant from request " + g.RequestID + " expired at " + g.ExpiresAt.UTC().Format(time.RFC3339)
 			case g.PolicyVersion < c.MinGrantVersion:
@@ -573,15 +575,15 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 	if !res.Deadline.IsZero() {
 		// The deadline is in the decision's time; the context counts on
 		// Options.Clock, which may differ from a store's TimeSource.
-		deadline := res.Deadline
+		var skew time.Duration
 		if m.times != nil {
-			deadline = deadline.Add(m.clock.Now().Sub(res.At))
+			skew = m.clock.Now().Sub(res.At)
 		}
-		gc := newGrantContext(ctx, deadline, m.clock)
+		gc := newGrantContext(ctx, res.Deadline, skew, m.clock)
 		gc.grants = gc.grantBuf[:0]
 		for _, pc := range res.Policies {
 			if pc.Grant != "" {
-				gc.grants = append(gc.grants, runGrant{requestID: pc.Grant, policyID: pc.PolicyID, policyVersion: pc.grantPolicyVersion})
+				gc.grants = append(gc.grants, runGrant{requestID: pc.Grant, policyID: pc.PolicyID, policyVersion: pc.grantPolicyVersion, expires: pc.ExpiresAt})
 			}
 		}
 		// Registered before the start event commits: a revocation

@@ -59,7 +59,9 @@ func (p Policy) MarshalJSON() ([]byte, error) {
 		DefaultDuration duration `json:"default_duration,omitempty"`
 		MaxDuration     duration `json:"max_duration,omitempty"`
 		PendingTTL      duration `json:"pending_ttl,omitempty"`
-	}{plain(p), duration(p.DefaultDuration), duration(p.MaxDuration), duration(p.PendingTTL)})
+		MaxStartDelay   duration `json:"max_start_delay,omitempty"`
+		MaxExtended     duration `json:"max_extended_duration,omitempty"`
+	}{plain(p), duration(p.DefaultDuration), duration(p.MaxDuration), duration(p.PendingTTL), duration(p.MaxStartDelay), duration(p.MaxExtendedDuration)})
 }
 
 // UnmarshalJSON reads p, its durations as Go duration strings or integer
@@ -71,11 +73,14 @@ func (p *Policy) UnmarshalJSON(b []byte) error {
 		DefaultDuration duration `json:"default_duration"`
 		MaxDuration     duration `json:"max_duration"`
 		PendingTTL      duration `json:"pending_ttl"`
-	}{(*plain)(p), duration(p.DefaultDuration), duration(p.MaxDuration), duration(p.PendingTTL)}
+		MaxStartDelay   duration `json:"max_start_delay"`
+		MaxExtended     duration `json:"max_extended_duration"`
+	}{(*plain)(p), duration(p.DefaultDuration), duration(p.MaxDuration), duration(p.PendingTTL), duration(p.MaxStartDelay), duration(p.MaxExtendedDuration)}
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
 	p.DefaultDuration, p.MaxDuration, p.PendingTTL = time.Duration(v.DefaultDuration), time.Duration(v.MaxDuration), time.Duration(v.PendingTTL)
+	p.MaxStartDelay, p.MaxExtendedDuration = time.Duration(v.MaxStartDelay), time.Duration(v.MaxExtended)
 	return nil
 }
 
@@ -124,5 +129,29 @@ func (n *RequestInput) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	n.Duration = time.Duration(v.Duration)
+	return nil
+}
+
+// MarshalJSON writes x with its duration as a Go duration string.
+func (x Extension) MarshalJSON() ([]byte, error) {
+	type plain Extension
+	return json.Marshal(struct {
+		plain
+		By duration `json:"by"`
+	}{plain(x), duration(x.By)})
+}
+
+// UnmarshalJSON reads x, its duration as a Go duration string or integer
+// nanoseconds. Members absent from b leave x's fields as they are.
+func (x *Extension) UnmarshalJSON(b []byte) error {
+	type plain Extension
+	v := struct {
+		*plain
+		By duration `json:"by"`
+	}{(*plain)(x), duration(x.By)}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	x.By = time.Duration(v.By)
 	return nil
 }

@@ -15,7 +15,7 @@ type Action string
 const (
 	// ActionSettle applies an automatic verdict (an Auto policy, the
 	// policy's auto-approval rule or an Approver) to a request just
-	// submitted.
+	// submitted, or to an extension just asked.
 	ActionSettle Action = "settle"
 	// ActionApprove and ActionDeny record one approver's decision.
 	ActionApprove Action = "approve"
@@ -40,30 +40,62 @@ const (
 	// Guard takes it in the commit of the run's start, by the grant's
 	// holder.
 	ActionUse Action = "use"
+	// ActionExtend asks for an active grant's window to last longer (its
+	// requester only). The extension is then decided like a request:
+	// ActionSettle, ActionApprove and ActionDeny apply to it while it is
+	// pending.
+	ActionExtend Action = "extend"
 )
 
-// due is the row of the lifecycle table for a request whose deadline has
-// passed (StateAt says Expired) while its recorded state is still Pending
-// or Approved: the only thing left to do is to record the expiry.
-const due State = "due"
+// Rows of the lifecycle table that are no State of their own: an
+// approved request is scheduled before its window opens, and extending
+// while an extension of its window waits for a decision; due is a
+// request whose deadline has passed (StateAt says Expired) while its
+// recorded state is still Pending or Approved: the only thing left to do
+// is to record the expiry.
+const (
+	scheduled State = "scheduled"
+	extending State = "extending"
+	due       State = "due"
+)
 
 // lifecycle is the table of legal (state, action) pairs, the first rule
 // every transition passes. The state is the request's state as of now
-// (StateAt), or due. Denied, Canceled, Revoked, Relinquished and Expired
-// allow nothing: terminal states never change.
+// (StateAt), or one of the rows above (phase). Denied, Canceled,
+// Revoked, Relinquished and Expired allow nothing: terminal states never
+// change. Settle, approve and deny decide what is pending: the request,
+// or on an extending one, its extension.
 var lifecycle = map[State][]Action{
-	Pending:  {ActionSettle, ActionApprove, ActionDeny, ActionCancel, ActionRemind, ActionEscalate},
-	Approved: {ActionRevoke, ActionRelinquish, ActionUse},
-	due:      {ActionExpire},
+	Pending:   {ActionSettle, ActionApprove, ActionDeny, ActionCancel, ActionRemind, ActionEscalate},
+	scheduled: {ActionRevoke, ActionRelinquish},
+	Approved:  {ActionRevoke, ActionRelinquish, ActionExtend, ActionUse},
+	extending: {ActionSettle, ActionApprove, ActionDeny, ActionRevoke, ActionRelinquish, ActionUse},
+	due:       {ActionExpire},
 }
 
 // phase returns r's row in the lifecycle table at now.
 func phase(r *Request, now time.Time) State {
 	s := r.StateAt(now)
-	if s == Expired && !r.State.Terminal() {
+	switch {
+	case s == Expired && !r.State.Terminal():
 		return due
+	case s == Approved && now.Before(r.ApprovedAt):
+		return scheduled
+	case s == Approved && r.extensionPending():
+		return extending
 	}
 	return s
+}
+
+// phaseText says what a row of the table means, for errors.
+func phaseText(s State) string {
+	switch s {
+	case scheduled:
+		return "approved, its window not open yet"
+	case extending:
+		return "approved, with an extension pending"
+	}
+	return string(s)
 }
 
 // Allows reports whether the lifecycle allows action a on r at now,
@@ -79,8 +111,7 @@ func checkState(r *Request, a Action, now time.Time) error {
 	if r.Allows(a, now) {
 		return nil
 	}
-	s := r.StateAt(now)
-	return fmt.Errorf("%w: cannot %s a request that is %s", ErrWrongState, a, s)
+	return fmt.Errorf("%w: cannot %s a request that is %s", ErrWrongState, a, phaseText(phase(r, now)))
 }
 
 // facts are what a transition depends on besides the request itself,
@@ -92,8 +123,10 @@ type facts struct {
 	Actor string
 	Now   time.Time
 	// Comment goes into the events of approve, deny, cancel, revoke and
-	// relinquish.
+	// relinquish; for extend it is the extension's reason.
 	Comment string
+	// By is how much longer extend asks the window to last.
+	By time.Duration
 	// Policy is the request's live policy; nil when it was deleted.
 	Policy *Policy
 	// Admin: Actor is in the admin group (read for ActionRevoke).
@@ -102,8 +135,12 @@ type facts struct {
 	// before, to the indices of the policy's approver groups they are in
 	// now.
 	MemberOf membership
-	// Verdict is the automatic decision of ActionSettle.
+	// Verdict is the automatic decision of ActionSettle, and of extend,
+	// which it then settles at once; zero when there is none.
 	Verdict Decision
+	// Rejected is the policy's request rule rejecting an extension
+	// (read by extend); nil when it does not.
+	Rejected error
 	// Eligible: Actor is in one of the policy's RequesterGroups (read by
 	// mayRequest, for a policy that names any).
 	Eligible bool
@@ -132,7 +169,15 @@ type membership map[string][]int
 //     a member of one of the policy's approver groups.
 //   - relinquish: only by the requester, the grant's holder; whether the
 //     policy still exists does not matter.
-//   - expire: the request closes at its deadline, whenever it is recorded.
+//   - expire: the request closes at its deadline, whenever it is recorded;
+//     an extension still pending lapses with it (Expired).
+//   - extend: only by the requester, the grant's holder, under the live
+//     policy, for a grant no policy change has cut, by a positive
+//     duration that keeps the whole window (from its opening to its new
+//     end) within the policy's MaxExtendedDuration; the request rule may
+//     reject it (f.Rejected); an automatic verdict (f.Verdict) settles it
+//     at once. Decisions on it follow the rules of approve and deny, and
+//     the window moves when the quorum is reached.
 //   - remind, escalate: only when due (RemindAt, EscalateAt has come);
 //     the next reminder comes on the request's cadence (every
 //     RemindAfter from the first), unless past the pending deadline or
@@ -209,6 +254,8 @@ func apply(r Request, a Action, f facts) (Request, []Event, error) {
 			return r, nil, nil
 		}
 		return r, []Event{requestEvent(EventRequestSpent, &r, f.Actor, f.Now, map[string]string{"max_uses": fmt.Sprint(r.MaxUses)})}, nil
+	case ActionExtend:
+		return extend(r, f)
 	case ActionExpire:
 		from := r.State
 		r = closeRequest(r, Expired, "", r.deadline())
@@ -261,7 +308,12 @@ func decide(r Request, v Verdict, f facts) (Request, []Event, error) {
 	case actor == r.Requester:
 		return r, nil, ErrSelfApproval
 	}
-	for _, prev := range r.Decisions {
+	if r.extensionPending() && v == Approve {
+		if err := extensionFits(&r, r.Extension.By, p); err != nil {
+			return r, nil, err
+		}
+	}
+	for _, prev := range r.pendingDecisions() {
 		if prev.Approver == actor {
 			return r, nil, fmt.Errorf("%w: %s already decided %s", ErrAlreadyDecided, actor, prev.Verdict)
 		}
@@ -273,11 +325,12 @@ func decide(r Request, v Verdict, f facts) (Request, []Event, error) {
 	r, events := record(r, d, f.Now)
 	switch {
 	case v == Deny:
-		r = closeRequest(r, Denied, actor, f.Now)
-		events = append(events, requestEvent(EventRequestDenied, &r, actor, f.Now, nil))
-	case f.Escalator || quorum(p.ApproverGroups, approvers(r.Decisions), f.MemberOf):
 		var e Event
-		r, e = open(r, p, f.Now)
+		r, e = refuse(r, actor, f.Now)
+		events = append(events, e)
+	case f.Escalator || quorum(p.ApproverGroups, approvers(r.pendingDecisions()), f.MemberOf):
+		var e Event
+		r, e = grant(r, p, f.Now)
 		e.Actor = actor
 		events = append(events, e)
 	}
@@ -293,22 +346,83 @@ func settle(r Request, f facts) (Request, []Event, error) {
 	case d.Verdict != Approve && d.Verdict != Deny:
 		return r, nil, invalid("Verdict", "unknown verdict %q", d.Verdict)
 	}
+	if r.extensionPending() && d.Verdict == Approve {
+		if err := extensionFits(&r, r.Extension.By, f.Policy); err != nil {
+			return r, nil, err
+		}
+	}
 	d.Automatic = true
 	r, events := record(r, d, f.Now)
+	var e Event
 	if d.Verdict == Deny {
-		r = closeRequest(r, Denied, d.Approver, f.Now)
-		return r, append(events, requestEvent(EventRequestDenied, &r, d.Approver, f.Now, nil)), nil
+		r, e = refuse(r, d.Approver, f.Now)
+		return r, append(events, e), nil
 	}
-	r, e := open(r, f.Policy, f.Now)
+	r, e = grant(r, f.Policy, f.Now)
 	e.Actor = d.Approver
 	return r, append(events, e), nil
 }
 
-// record appends decision d to r with its request.decision event.
+// extend records the holder's ask for a longer window, and settles it at
+// once when there is an automatic verdict.
+func extend(r Request, f facts) (Request, []Event, error) {
+	p := f.Policy
+	switch {
+	case p == nil:
+		return r, nil, fmt.Errorf("%w: the policy of request %s was deleted", ErrWrongState, r.ID)
+	case f.Actor != r.Requester:
+		return r, nil, fmt.Errorf("%w: only the holder of request %s may extend it", ErrForbidden, r.ID)
+	case f.By <= 0:
+		return r, nil, invalid("By", "must be positive")
+	}
+	if err := extensionFits(&r, f.By, p); err != nil {
+		return r, nil, err
+	}
+	if f.Rejected != nil {
+		return r, nil, f.Rejected
+	}
+	r = r.clone()
+	r.Extension = &Extension{By: f.By, Reason: f.Comment, RequestedAt: f.Now, State: Pending}
+	events := []Event{requestEvent(EventRequestExtensionRequested, &r, f.Actor, f.Now, map[string]string{
+		"by": f.By.String(), "reason": f.Comment,
+		"expires_at": r.ExpiresAt.UTC().Format(time.RFC3339Nano), "extended_to": r.ExpiresAt.Add(f.By).UTC().Format(time.RFC3339Nano),
+	})}
+	if f.Verdict.Verdict == "" {
+		return r, events, nil
+	}
+	next, more, err := apply(r, ActionSettle, f)
+	if err != nil {
+		return r, nil, err
+	}
+	return next, append(events, more...), nil
+}
+
+// extensionFits is the rule every extension of r by by under p passes,
+// when asked and again when granted: the grant still counts under p (no
+// policy change cut it), and its whole window, from its opening to its
+// new end, stays within p's MaxExtendedDuration.
+func extensionFits(r *Request, by time.Duration, p *Policy) error {
+	if r.PolicyVersion < p.MinGrantVersion {
+		return fmt.Errorf("%w: request %s was approved under policy version %d; the policy changed and now requires version %d or later", ErrWrongState, r.ID, r.PolicyVersion, p.MinGrantVersion)
+	}
+	total := r.ExpiresAt.Sub(r.ApprovedAt) + by
+	if by > maxDuration || total > p.maxExtendedDuration() {
+		return fmt.Errorf("%w: extending request %s by %v makes its window %v, policy %s allows %v in all", ErrDurationTooLong, r.ID, by, total, p.ID, p.maxExtendedDuration())
+	}
+	return nil
+}
+
+// record appends decision d to what is pending on r, the request or its
+// extension, with its request.decision event.
 func record(r Request, d Decision, now time.Time) (Request, []Event) {
 	r = r.clone()
-	r.Decisions = append(r.Decisions, d)
 	detail := map[string]string{"verdict": string(d.Verdict)}
+	if r.extensionPending() {
+		r.Extension.Decisions = append(r.Extension.Decisions, d)
+		detail["extension"] = "true"
+	} else {
+		r.Decisions = append(r.Decisions, d)
+	}
 	if d.Automatic {
 		detail["automatic"] = "true"
 	}
@@ -323,14 +437,19 @@ func record(r Request, d Decision, now time.Time) (Request, []Event) {
 	return r, []Event{e}
 }
 
-// open approves r: its access window opens at now under policy p.
-func open(r Request, p *Policy, now time.Time) (Request, Event) {
-	r.State = Approved
-	r.ApprovedAt = now
-	r.ExpiresAt = now.Add(r.Duration)
-	r.PolicyVersion = p.Version
-	return r, requestEvent(EventRequestApproved, &r, "", now, map[string]string{
-		"expires_at": r.ExpiresAt.UTC().Format(time.RFC3339Nano), "policy_version": fmt.Sprint(p.Version),
+// grant carries out the approval of what is pending on r (r is a clone
+// already): the request, whose window opens, or its extension, which
+// moves the window's end.
+func grant(r Request, p *Policy, now time.Time) (Request, Event) {
+	if !r.extensionPending() {
+		return open(r, p, now)
+	}
+	x := r.Extension
+	x.State, x.DecidedAt = Approved, now
+	from := r.ExpiresAt
+	r.ExpiresAt = r.ExpiresAt.Add(x.By)
+	return r, requestEvent(EventRequestExtended, &r, "", now, map[string]string{
+		"by": x.By.String(), "from": from.UTC().Format(time.RFC3339Nano), "expires_at": r.ExpiresAt.UTC().Format(time.RFC3339Nano),
 	})
 }
 
@@ -347,7 +466,47 @@ func nudgeAt(r *Request, now time.Time, interval time.Duration) time.Time {
 	return time.Time{}
 }
 
+// refuse carries out a deny of what is pending on r (r is a clone
+// already): the request is denied, or its extension is, and the grant
+// runs on to its end.
+func refuse(r Request, by string, now time.Time) (Request, Event) {
+	if !r.extensionPending() {
+		r = closeRequest(r, Denied, by, now)
+		return r, requestEvent(EventRequestDenied, &r, by, now, nil)
+	}
+	r.Extension.State, r.Extension.DecidedAt = Denied, now
+	return r, requestEvent(EventRequestExtensionDenied, &r, by, now, map[string]string{
+		"by": r.Extension.By.String(), "expires_at": r.ExpiresAt.UTC().Format(time.RFC3339Nano),
+	})
+}
+
+// open approves r: its access window opens under policy p at now, or at
+// the start the request asked for when that is later, and lasts its
+// Duration.
+func open(r Request, p *Policy, now time.Time) (Request, Event) {
+	r.State = Approved
+	r.ApprovedAt = now
+	if r.Start.After(now) {
+		r.ApprovedAt = r.Start
+	}
+	r.ExpiresAt = r.ApprovedAt.Add(r.Duration)
+	r.PolicyVersion = p.Version
+	detail := map[string]string{
+		"expires_at": r.ExpiresAt.UTC().Format(time.RFC3339Nano), "policy_version": fmt.Sprint(p.Version),
+	}
+	if r.ApprovedAt.After(now) {
+		detail["opens_at"] = r.ApprovedAt.UTC().Format(time.RFC3339Nano)
+	}
+	return r, requestEvent(EventRequestApproved, &r, "", now, detail)
+}
+
+// closeRequest makes r terminal. An extension still pending lapses: it
+// is Expired, never to be decided.
 func closeRequest(r Request, s State, by string, now time.Time) Request {
+	if r.extensionPending() {
+		r = r.clone()
+		r.Extension.State, r.Extension.DecidedAt = Expired, now
+	}
 	r.State = s
 	r.ClosedAt = now
 	r.ClosedBy = by

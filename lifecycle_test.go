@@ -35,6 +35,14 @@ func lcRequest(row string) pam.Request {
 		if row == "approved, due" {
 			r.ExpiresAt = lcNow
 		}
+	case "scheduled":
+		r.State, r.Start, r.ApprovedAt, r.ExpiresAt = pam.Approved, lcNow.Add(time.Hour), lcNow.Add(time.Hour), lcNow.Add(3*time.Hour)
+	case "extending", "extending, due":
+		r.State, r.ApprovedAt, r.ExpiresAt = pam.Approved, epoch, epoch.Add(2*time.Hour)
+		r.Extension = &pam.Extension{By: time.Hour, Reason: "more to move", RequestedAt: epoch.Add(30 * time.Minute), State: pam.Pending}
+		if row == "extending, due" {
+			r.ExpiresAt = lcNow
+		}
 	case "denied", "canceled", "revoked", "relinquished", "expired":
 		r.State, r.ClosedAt = pam.State(row), epoch
 	default:
@@ -43,9 +51,11 @@ func lcRequest(row string) pam.Request {
 	return r
 }
 
-var lcRows = []string{"pending", "pending, due", "approved", "approved, due", "denied", "canceled", "revoked", "relinquished", "expired"}
+var lcRows = []string{"pending", "pending, due", "approved", "approved, due", "scheduled", "extending", "extending, due",
+	"denied", "canceled", "revoked", "relinquished", "expired"}
 
-var lcActions = []pam.Action{pam.ActionSettle, pam.ActionApprove, pam.ActionDeny, pam.ActionCancel, pam.ActionRevoke, pam.ActionRelinquish, pam.ActionExpire, pam.ActionUse, pam.ActionRemind, pam.ActionEscalate}
+var lcActions = []pam.Action{pam.ActionSettle, pam.ActionApprove, pam.ActionDeny, pam.ActionCancel, pam.ActionRevoke, pam.ActionRelinquish,
+	pam.ActionExpire, pam.ActionExtend, pam.ActionUse, pam.ActionRemind, pam.ActionEscalate}
 
 // lcFacts returns facts under which the actor may take action a, so that
 // only the table decides.
@@ -58,6 +68,8 @@ func lcFacts(a pam.Action) pam.Facts {
 		f.Actor, f.MemberOf = "bob", pam.Membership{"bob": {0}}
 	case pam.ActionCancel, pam.ActionRelinquish, pam.ActionUse:
 		f.Actor = "alice"
+	case pam.ActionExtend:
+		f.Actor, f.By, f.Comment = "alice", time.Hour, "more to move"
 	case pam.ActionRevoke:
 		f.Actor, f.Admin = "admin", true
 	}
@@ -70,14 +82,21 @@ func TestLifecycleTable(t *testing.T) {
 	legal := map[string][]pam.Action{
 		"pending":       {pam.ActionSettle, pam.ActionApprove, pam.ActionDeny, pam.ActionCancel, pam.ActionRemind, pam.ActionEscalate},
 		"pending, due":  {pam.ActionExpire},
-		"approved":      {pam.ActionRevoke, pam.ActionRelinquish, pam.ActionUse},
+		"approved":      {pam.ActionRevoke, pam.ActionRelinquish, pam.ActionExtend, pam.ActionUse},
 		"approved, due": {pam.ActionExpire},
+		// Before its window opens a grant can be given up, not extended.
+		"scheduled": {pam.ActionRevoke, pam.ActionRelinquish},
+		// An extension pending is decided as a request is.
+		"extending":      {pam.ActionSettle, pam.ActionApprove, pam.ActionDeny, pam.ActionRevoke, pam.ActionRelinquish, pam.ActionUse},
+		"extending, due": {pam.ActionExpire},
 	}
 	next := map[pam.Action]pam.State{
 		pam.ActionSettle: pam.Approved, pam.ActionApprove: pam.Pending, pam.ActionDeny: pam.Denied,
 		pam.ActionCancel: pam.Canceled, pam.ActionRevoke: pam.Revoked, pam.ActionRelinquish: pam.Relinquished, pam.ActionExpire: pam.Expired,
-		pam.ActionUse: pam.Approved, pam.ActionRemind: pam.Pending, pam.ActionEscalate: pam.Pending,
+		pam.ActionExtend: pam.Approved, pam.ActionUse: pam.Approved, pam.ActionRemind: pam.Pending, pam.ActionEscalate: pam.Pending,
 	}
+	// Decisions on an extension leave the grant approved.
+	extensionNext := map[pam.Action]pam.State{pam.ActionSettle: pam.Approved, pam.ActionApprove: pam.Approved, pam.ActionDeny: pam.Approved}
 	for _, row := range lcRows {
 		for _, a := range lcActions {
 			t.Run(row+"/"+string(a), func(t *testing.T) {
@@ -98,8 +117,12 @@ func TestLifecycleTable(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got.State != next[a] {
-					t.Errorf("state %s, want %s", got.State, next[a])
+				want := next[a]
+				if s, ok := extensionNext[a]; ok && row == "extending" {
+					want = s
+				}
+				if got.State != want {
+					t.Errorf("state %s, want %s", got.State, want)
 				}
 				if len(events) == 0 {
 					t.Error("no audit event")

@@ -19,10 +19,11 @@ type Notification struct {
 	// attempt, so receivers can drop duplicates (delivery is at least
 	// once).
 	ID string `json:"id"`
-	// Type is the event that caused it: EventRequestSubmitted (to the
-	// approvers), EventRequestApproved, EventRequestDenied,
-	// EventRequestExpired, EventRequestRevoked or EventRequestRelinquished
-	// (to the requester).
+	// Type is the event that caused it: EventRequestSubmitted or
+	// EventRequestExtensionRequested (to the approvers);
+	// EventRequestApproved, EventRequestDenied, EventRequestExpired,
+	// EventRequestRevoked, EventRequestRelinquished, EventRequestExtended
+	// or EventRequestExtensionDenied (to the requester).
 	Type       EventType `json:"type"`
 	Request    Request   `json:"request"`
 	Recipients []string  `json:"recipients"` // canonical identities; one per message
@@ -203,8 +204,9 @@ func newNotifiers(opts *Options) (map[string]*notifier, []string, error) {
 }
 
 // notifications returns the messages a request transition's events cause: a new
-// request to every member of its approver groups but the requester; a
-// decision, expiry, revocation or relinquishment to the requester. One message per
+// request, or a new extension still pending, to every member of its
+// approver groups but the requester; a decision, expiry, revocation,
+// relinquishment or an extension's outcome to the requester. One message per
 // recipient and notifier.
 func (m *Manager) notifications(ctx context.Context, events []Event, r Request, p *compiled, now time.Time) []Message {
 	if len(m.outbox.notifiers) == 0 {
@@ -228,7 +230,12 @@ func (m *Manager) notifications(ctx context.Context, events []Event, r Request, 
 			if p != nil && p.EscalationGroup != "" {
 				to = m.groupRecipients(ctx, []string{p.EscalationGroup}, r.Requester)
 			}
-		case EventRequestApproved, EventRequestDenied, EventRequestExpired, EventRequestRevoked, EventRequestRelinquished:
+		case EventRequestExtensionRequested:
+			if r.extensionPending() && p != nil {
+				to = m.approverRecipients(ctx, p, r.Requester)
+			}
+		case EventRequestApproved, EventRequestDenied, EventRequestExpired, EventRequestRevoked, EventRequestRelinquished,
+			EventRequestExtended, EventRequestExtensionDenied:
 			to = []string{r.Requester}
 		}
 		for _, name := range m.outbox.names {

@@ -32,6 +32,9 @@ const (
 	DefaultDuration   = 4 * time.Hour  // Purview's default for -DurationHours
 	DefaultMaxWindow  = 24 * time.Hour // longest grant a policy allows unless set
 	DefaultPendingTTL = 24 * time.Hour // Purview: pending requests expire after 24 h
+	// DefaultMaxStartDelay is how far ahead a request may schedule its
+	// window unless the policy says (RequestInput.Start).
+	DefaultMaxStartDelay = 30 * 24 * time.Hour
 )
 
 // ScopeKind says what a Scope names.
@@ -163,6 +166,16 @@ type Policy struct {
 	DefaultDuration time.Duration `json:"default_duration,omitempty"` // 0: DefaultDuration, or MaxDuration when that is shorter
 	MaxDuration     time.Duration `json:"max_duration,omitempty"`     // 0: DefaultMaxWindow
 	PendingTTL      time.Duration `json:"pending_ttl,omitempty"`      // 0: DefaultPendingTTL
+	// MaxStartDelay is how far ahead of its submission a request may
+	// schedule its window to open (RequestInput.Start); 0:
+	// DefaultMaxStartDelay.
+	MaxStartDelay time.Duration `json:"max_start_delay,omitempty"`
+	// MaxExtendedDuration caps a grant's whole window, from its opening
+	// to its end, extensions included (Manager.Extend); 0: MaxDuration,
+	// so that extensions fill the window up to MaxDuration and no
+	// further. Set above MaxDuration, it allows renewals past it up to
+	// the cap; it may not be below MaxDuration.
+	MaxExtendedDuration time.Duration `json:"max_extended_duration,omitempty"`
 
 	// RequestRule is Rego (rules without a package line) that may reject a
 	// submission by defining `deny` as a set of messages, e.g.
@@ -295,7 +308,8 @@ func (p *Policy) Validate() error {
 	for _, d := range []struct {
 		field string
 		v     time.Duration
-	}{{"DefaultDuration", p.DefaultDuration}, {"MaxDuration", p.MaxDuration}, {"PendingTTL", p.PendingTTL}} {
+	}{{"DefaultDuration", p.DefaultDuration}, {"MaxDuration", p.MaxDuration}, {"PendingTTL", p.PendingTTL},
+		{"MaxStartDelay", p.MaxStartDelay}, {"MaxExtendedDuration", p.MaxExtendedDuration}} {
 		if d.v < 0 || d.v > maxDuration {
 			return invalid(d.field, "must be between 0 (default) and %v", maxDuration)
 		}
@@ -305,6 +319,9 @@ func (p *Policy) Validate() error {
 	}
 	if p.defaultDuration() > p.maxDuration() {
 		return invalid("DefaultDuration", "%v exceeds MaxDuration %v", p.defaultDuration(), p.maxDuration())
+	}
+	if p.MaxExtendedDuration != 0 && p.MaxExtendedDuration < p.maxDuration() {
+		return invalid("MaxExtendedDuration", "%v is below MaxDuration %v", p.MaxExtendedDuration, p.maxDuration())
 	}
 	for _, r := range []struct{ field, src string }{
 		{"Condition", p.Condition}, {"RequestRule", p.RequestRule}, {"AutoApproveRule", p.AutoApproveRule},
@@ -331,6 +348,20 @@ func (p *Policy) maxDuration() time.Duration {
 		return DefaultMaxWindow
 	}
 	return p.MaxDuration
+}
+
+func (p *Policy) maxStartDelay() time.Duration {
+	if p.MaxStartDelay == 0 {
+		return DefaultMaxStartDelay
+	}
+	return p.MaxStartDelay
+}
+
+func (p *Policy) maxExtendedDuration() time.Duration {
+	if p.MaxExtendedDuration == 0 {
+		return p.maxDuration()
+	}
+	return p.MaxExtendedDuration
 }
 
 func (p *Policy) pendingTTL() time.Duration {
@@ -483,6 +514,7 @@ func (m *Manager) UpdatePolicy(ctx context.Context, p Policy) (Policy, error) {
 	next.RequireBind, next.MaxUses = slices.Clone(p.RequireBind), p.MaxUses
 	next.RemindAfter, next.EscalateAfter, next.EscalationGroup = p.RemindAfter, p.EscalateAfter, p.EscalationGroup
 	next.DefaultDuration, next.MaxDuration, next.PendingTTL = p.DefaultDuration, p.MaxDuration, p.PendingTTL
+	next.MaxStartDelay, next.MaxExtendedDuration = p.MaxStartDelay, p.MaxExtendedDuration
 	next.RequestRule, next.AutoApproveRule, next.ParamAudit = p.RequestRule, p.AutoApproveRule, p.ParamAudit
 	next.Version, next.UpdatedAt, next.UpdatedBy = cur.Version+1, now, actor
 	if accessChanged(&cur, &next) {

@@ -73,6 +73,13 @@ type RequestInput struct {
 	// MaxUses limits the grant to that many runs of Guard, each taken
 	// when its start is stored. 0: the policy's MaxUses, or no limit.
 	MaxUses int `json:"max_uses,omitempty"`
+	// Start, when set, schedules the window: once approved, it opens at
+	// Start, or at the approval when that comes later, and lasts
+	// Duration. A Start at or before the submission is taken as now (no
+	// schedule); one further ahead than the policy's MaxStartDelay is
+	// refused (ErrInvalid, field Start). The pending TTL still counts
+	// from the submission.
+	Start time.Time `json:"start,omitzero"`
 }
 
 // Validate checks the fields on their own; Submit also checks them against
@@ -128,6 +135,9 @@ type Request struct {
 	// many have started under it.
 	MaxUses int `json:"max_uses,omitempty"`
 	Uses    int `json:"uses,omitempty"`
+	// Start is when the requester asked the window to open, the zero
+	// time for as soon as approved (see RequestInput.Start).
+	Start time.Time `json:"start,omitzero"`
 
 	// State is the state as of the last read. Reads through the Manager
 	// compute it from the clock, so a request past its deadline reads as
@@ -147,10 +157,20 @@ type Request struct {
 	RemindAt    time.Time `json:"remind_at,omitzero"`
 	EscalateAt  time.Time `json:"escalate_at,omitzero"`
 	EscalatedAt time.Time `json:"escalated_at,omitzero"`
-	ApprovedAt  time.Time `json:"approved_at,omitzero"` // the window opens here...
-	ExpiresAt   time.Time `json:"expires_at,omitzero"`  // ...and closes here
-	ClosedAt    time.Time `json:"closed_at,omitzero"`   // when it became terminal
-	ClosedBy    string    `json:"closed_by,omitempty"`
+	// ApprovedAt is when the window opens: the approval, or Start when
+	// that is later (the grant is then scheduled: approved, not active
+	// before ApprovedAt). The approval's own time is its decisions'.
+	ApprovedAt time.Time `json:"approved_at,omitzero"`
+	// ExpiresAt is when the window closes: ApprovedAt plus Duration,
+	// plus every extension granted.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	ClosedAt  time.Time `json:"closed_at,omitzero"` // when it became terminal
+	ClosedBy  string    `json:"closed_by,omitempty"`
+
+	// Extension is the latest extension of the window its holder asked
+	// for (Manager.Extend), pending or decided; earlier ones are in the
+	// audit trail.
+	Extension *Extension `json:"extension,omitempty"`
 
 	// Version counts the request's writes; stores compare it.
 	Version int64 `json:"version"`
@@ -172,7 +192,40 @@ func (r *Request) StateAt(now time.Time) State {
 func (r Request) clone() Request {
 	r.Decisions = append([]Decision(nil), r.Decisions...)
 	r.Bind = maps.Clone(r.Bind)
+	if r.Extension != nil {
+		x := *r.Extension
+		x.Decisions = append([]Decision(nil), x.Decisions...)
+		r.Extension = &x
+	}
 	return r
+}
+
+// Scheduled reports whether r is approved and its window opens after
+// now.
+func (r *Request) Scheduled(now time.Time) bool {
+	return r.StateAt(now) == Approved && now.Before(r.ApprovedAt)
+}
+
+// ExtensionPending reports whether r is an active grant whose holder
+// asked for an extension not decided yet: approvers decide it with
+// Approve and Deny, as they decide requests.
+func (r *Request) ExtensionPending(now time.Time) bool {
+	return r.StateAt(now) == Approved && r.extensionPending()
+}
+
+// extensionPending: r's recorded state is Approved and its extension
+// waits for a decision (whether the window is still open is StateAt's).
+func (r *Request) extensionPending() bool {
+	return r.State == Approved && r.Extension != nil && r.Extension.State == Pending
+}
+
+// pendingDecisions are the decisions on what is pending on r: its
+// extension's when one is, otherwise the request's own.
+func (r *Request) pendingDecisions() []Decision {
+	if r.extensionPending() {
+		return r.Extension.Decisions
+	}
+	return r.Decisions
 }
 
 // Submit asks for access on behalf of the context's actor. The request is
@@ -182,7 +235,9 @@ func (r Request) clone() Request {
 // error is returned as it is, and nothing is written). The policy's request rule may reject it
 // (ErrRejected); Auto policies, the policy's auto-approval rule and the
 // configured Approvers may settle it at once. The access window opens
-// when the request is approved, not when it is submitted.
+// when the request is approved, not when it is submitted, or at
+// n.Start when that is later (a start beyond the policy's MaxStartDelay
+// is ErrInvalid).
 func (m *Manager) Submit(ctx context.Context, n RequestInput) (Request, error) {
 	actor, err := actorOf(ctx)
 	if err != nil {
@@ -229,21 +284,28 @@ func (m *Manager) Submit(ctx context.Context, n RequestInput) (Request, error) {
 	if err != nil {
 		return Request{}, err
 	}
+	start, err := scheduleStart(&p.Policy, n.Start, now)
+	if err != nil {
+		return Request{}, err
+	}
 	if err := m.checkPending(ctx, actor, now); err != nil {
 		return Request{}, err
 	}
 	r := Request{
 		ID: m.newID("req"), Requester: actor, Scope: n.Scope, PolicyID: p.ID, Reason: n.Reason, Ticket: n.Ticket,
-		Duration: d, Bind: bind, MaxUses: uses, State: Pending, PolicyVersion: p.Version, CreatedAt: now, PendingUntil: now.Add(p.pendingTTL()), Version: 1,
+		Duration: d, Start: start, Bind: bind, MaxUses: uses, State: Pending, PolicyVersion: p.Version, CreatedAt: now, PendingUntil: now.Add(p.pendingTTL()), Version: 1,
 	}
 	r.RemindAt, r.EscalateAt = nudgeAt(&r, now, p.RemindAfter), nudgeAt(&r, now, p.EscalateAfter)
 	input := ruleInput(&r, now)
 	if err := m.checkRequestRule(ctx, p, input, now); err != nil {
 		return Request{}, err
 	}
-	submitted := map[string]string{"reason": r.Reason, "duration": r.Duration.String(), "ticket": r.Ticket}
-	r.boundsDetail(submitted)
-	events := []Event{requestEvent(EventRequestSubmitted, &r, actor, now, submitted)}
+	detail := map[string]string{"reason": r.Reason, "duration": r.Duration.String(), "ticket": r.Ticket}
+	if !start.IsZero() {
+		detail["start"] = start.UTC().Format(time.RFC3339Nano)
+	}
+	r.boundsDetail(detail)
+	events := []Event{requestEvent(EventRequestSubmitted, &r, actor, now, detail)}
 	if v, ok := m.automatic(ctx, p, &r, input, now); ok {
 		var more []Event
 		if r, more, err = apply(r, ActionSettle, facts{Now: now, Policy: &p.Policy, Verdict: v}); err != nil {
@@ -257,6 +319,21 @@ func (m *Manager) Submit(ctx context.Context, n RequestInput) (Request, error) {
 	}
 	m.after(tx)
 	return r, nil
+}
+
+// scheduleStart is the rule of a submission's start under p at now: the
+// zero time (open when approved) for none, or one at or before now; the
+// start itself when it is within p's MaxStartDelay of now; otherwise
+// ErrInvalid naming the field.
+func scheduleStart(p *Policy, start, now time.Time) (time.Time, error) {
+	if !start.After(now) {
+		return time.Time{}, nil
+	}
+	if delay := start.Sub(now); delay > p.maxStartDelay() {
+		return time.Time{}, invalid("Start", "%s is %v ahead; policy %s schedules at most %v ahead (MaxStartDelay)",
+			start.UTC().Format(time.RFC3339), delay, p.ID, p.maxStartDelay())
+	}
+	return start, nil
 }
 
 // eligible gathers the fact mayRequest reads: whether actor is in one
@@ -352,8 +429,17 @@ func ruleInput(r *Request, now time.Time) map[string]any {
 			"requester": r.Requester,
 			"bind":      bindInput(r.Bind),
 			"max_uses":  r.MaxUses,
+			"start":     unixNanos(r.Start),
 		},
 	}
+}
+
+// unixNanos is t in Unix nanoseconds, 0 for the zero time.
+func unixNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
 
 func (m *Manager) checkRequestRule(ctx context.Context, p *compiled, input map[string]any, now time.Time) error {
@@ -576,7 +662,7 @@ func (m *Manager) Sweep(ctx context.Context) (int, error) {
 			}
 		}
 		for _, a := range actions {
-			_, err := m.transition(ctx, r.ID, a, "", "")
+			_, err := m.change(ctx, r.ID, a, facts{})
 			switch {
 			case err == nil:
 				n++

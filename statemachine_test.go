@@ -14,27 +14,46 @@ import (
 )
 
 // The state-machine test drives random sequences of submissions (some
-// bound to a mailbox, some limited in runs), decisions, cancellations,
-// revocations, relinquishments, clock moves, group changes, sweeps and
-// Guards (on either mailbox, or none) against a small reference model, and checks after
+// bound to a mailbox, some limited in runs, some scheduled to start
+// later), decisions, cancellations, revocations, relinquishments,
+// extensions and decisions on them, clock moves, group changes, sweeps
+// and Guards (on either mailbox, or none) against a small reference
+// model, and checks after
 // every step that the engine agrees with the model and that the
 // invariants hold.
 
 type modelRequest struct {
 	id, requester, policy string
 	duration              time.Duration
+	start                 time.Time // zero: when approved
 	pendingUntil          time.Time
 	state                 pam.State // as recorded by the model's transitions
-	approvedAt, expiresAt time.Time
+	approvedAt, expiresAt time.Time // the window
 	decided               map[string]pam.Verdict
 	approvals             []string // approvers in order
 	terminalSeen          pam.State
 	bind                  string // the mailbox the grant is bound to, or ""
 	maxUses, uses         int
+
+	// The latest extension: asked (ext set), pending until decided.
+	ext          bool
+	extBy        time.Duration
+	extPending   bool
+	extDecided   map[string]pam.Verdict
+	extApprovals []string
 }
 
 // smMailboxes are the mailboxes requests bind and operations name.
 var smMailboxes = []string{"ceo@contoso.com", "cfo@contoso.com"}
+
+// extending: an open window whose extension waits for a decision.
+func (r *modelRequest) extending(now time.Time) bool {
+	return r.stateAt(now) == pam.Approved && !now.Before(r.approvedAt) && r.extPending
+}
+
+// smMaxWindow is the policies' MaxDuration, the default, which caps
+// extensions too.
+const smMaxWindow = pam.DefaultMaxWindow
 
 func (r *modelRequest) stateAt(now time.Time) pam.State {
 	switch {
@@ -156,13 +175,18 @@ func (m *machine) decide(t *rapid.T, v pam.Verdict) {
 	// Random picks rarely reach a quorum: draw pending requests and
 	// members of their approver groups more often, so that grants exist
 	// for the steps that act on them.
-	var pending []*modelRequest
+	var pending, extending []*modelRequest
 	for _, q := range m.requests {
-		if q.stateAt(now) == pam.Pending {
+		switch {
+		case q.stateAt(now) == pam.Pending:
 			pending = append(pending, q)
+		case q.extending(now):
+			extending = append(extending, q)
 		}
 	}
-	if len(pending) > 0 && rapid.Bool().Draw(t, "a pending request?") {
+	if len(extending) > 0 && rapid.Bool().Draw(t, "an extension?") {
+		r = rapid.SampledFrom(extending).Draw(t, "extending grant")
+	} else if len(pending) > 0 && rapid.Bool().Draw(t, "a pending request?") {
 		r = rapid.SampledFrom(pending).Draw(t, "pending request")
 	}
 	p := policyOf(r.policy)
@@ -181,13 +205,18 @@ func (m *machine) decide(t *rapid.T, v pam.Verdict) {
 		}
 	}
 	who := rapid.SampledFrom(candidates).Draw(t, "approver")
+	onExtension := r.extending(now)
+	decided := r.decided
+	if onExtension {
+		decided = r.extDecided
+	}
 	var want error
 	switch {
-	case r.stateAt(now) != pam.Pending:
+	case r.stateAt(now) != pam.Pending && !onExtension:
 		want = pam.ErrWrongState
 	case who == r.requester:
 		want = pam.ErrSelfApproval
-	case r.decided[who] != "":
+	case decided[who] != "":
 		want = pam.ErrAlreadyDecided
 	default:
 		eligible := false
@@ -212,7 +241,22 @@ func (m *machine) decide(t *rapid.T, v pam.Verdict) {
 		m.expectEvents(t)
 		return
 	}
-	r.decided[who] = v
+	decided[who] = v
+	if onExtension {
+		switch {
+		case v == pam.Deny:
+			r.extPending = false
+			m.expectEvents(t, pam.EventRequestDecision, pam.EventRequestExtensionDenied)
+		case m.quorum(p, append(r.extApprovals, who)):
+			r.extApprovals = append(r.extApprovals, who)
+			r.extPending, r.expiresAt = false, r.expiresAt.Add(r.extBy)
+			m.expectEvents(t, pam.EventRequestDecision, pam.EventRequestExtended)
+		default:
+			r.extApprovals = append(r.extApprovals, who)
+			m.expectEvents(t, pam.EventRequestDecision)
+		}
+		return
+	}
 	if v == pam.Deny {
 		r.state = pam.Denied
 		m.expectEvents(t, pam.EventRequestDecision, pam.EventRequestDenied)
@@ -220,7 +264,11 @@ func (m *machine) decide(t *rapid.T, v pam.Verdict) {
 	}
 	r.approvals = append(r.approvals, who)
 	if m.quorum(p, r.approvals) {
-		r.state, r.approvedAt, r.expiresAt = pam.Approved, now, now.Add(r.duration)
+		r.state, r.approvedAt = pam.Approved, now
+		if r.start.After(now) {
+			r.approvedAt = r.start
+		}
+		r.expiresAt = r.approvedAt.Add(r.duration)
 		m.expectEvents(t, pam.EventRequestDecision, pam.EventRequestApproved)
 		return
 	}
@@ -241,16 +289,29 @@ func (m *machine) Submit(t *rapid.T) {
 	who := rapid.SampledFrom(smUsers[:5]).Draw(t, "requester")
 	p := rapid.SampledFrom(smPolicies).Draw(t, "policy")
 	d := rapid.SampledFrom([]time.Duration{time.Hour, 2 * time.Hour, 4 * time.Hour}).Draw(t, "duration")
+	now := m.e.clk.Now()
+	// Scheduled: none, in the past (taken as now), soon, or after the
+	// pending TTL of the journal policy.
+	start := rapid.SampledFrom([]time.Duration{0, 0, -time.Minute, time.Nanosecond, 30 * time.Minute, 4 * time.Hour}).Draw(t, "start")
+	var at time.Time
+	if start != 0 {
+		at = now.Add(start)
+	}
 	bind := rapid.SampledFrom(append([]string{""}, smMailboxes...)).Draw(t, "bind")
 	uses := rapid.IntRange(0, 2).Draw(t, "uses")
-	n := pam.RequestInput{Scope: pam.TaskScope(p.task), Reason: "r", Duration: d, MaxUses: uses}
+	n := pam.RequestInput{Scope: pam.TaskScope(p.task), Reason: "r", Duration: d, Start: at, MaxUses: uses}
 	if bind != "" {
 		n.Bind = map[string]any{"mailbox": bind}
 	}
 	r, err := m.e.m.Submit(m.e.as(who), n)
 	m.check(t, err, nil)
-	now := m.e.clk.Now()
-	m.requests = append(m.requests, &modelRequest{id: r.ID, requester: who, policy: p.id, duration: d,
+	if !at.After(now) {
+		at = time.Time{}
+	}
+	if !r.Start.Equal(at) {
+		t.Fatalf("request %s starts %v, model %v", r.ID, r.Start, at)
+	}
+	m.requests = append(m.requests, &modelRequest{id: r.ID, requester: who, policy: p.id, duration: d, start: at,
 		pendingUntil: now.Add(p.ttl), state: pam.Pending, decided: map[string]pam.Verdict{}, bind: bind, maxUses: uses})
 	m.expectEvents(t, pam.EventRequestSubmitted)
 }
@@ -258,8 +319,10 @@ func (m *machine) Submit(t *rapid.T) {
 func (m *machine) Approve(t *rapid.T) { m.decide(t, pam.Approve) }
 
 func (m *machine) Deny(t *rapid.T) {
-	// Denials end requests; draw them less often than approvals.
-	if rapid.IntRange(0, 3).Draw(t, "deny?") != 0 {
+	// Denials end requests; draw them less often than approvals, unless
+	// an extension waits (denying it ends nothing).
+	extending := slices.ContainsFunc(m.requests, func(r *modelRequest) bool { return r.extending(m.e.clk.Now()) })
+	if !extending && rapid.IntRange(0, 3).Draw(t, "deny?") != 0 {
 		t.Skip("not this time")
 	}
 	m.decide(t, pam.Deny)
@@ -352,12 +415,53 @@ func (m *machine) Relinquish(t *rapid.T) {
 	m.expectEvents(t, pam.EventRequestRelinquished)
 }
 
+// Extend: only the holder of an open window with no extension pending,
+// within the cap on the whole window.
+func (m *machine) Extend(t *rapid.T) {
+	now := m.e.clk.Now()
+	r := m.pick(t)
+	var open []*modelRequest
+	for _, q := range m.requests {
+		if q.stateAt(now) == pam.Approved {
+			open = append(open, q)
+		}
+	}
+	if len(open) > 0 && rapid.Bool().Draw(t, "an active grant?") {
+		r = rapid.SampledFrom(open).Draw(t, "grant")
+	}
+	who := rapid.SampledFrom(smUsers).Draw(t, "who")
+	if rapid.Bool().Draw(t, "its holder?") {
+		who = r.requester
+	}
+	by := rapid.SampledFrom([]time.Duration{time.Nanosecond, 30 * time.Minute, time.Hour, 20 * time.Hour, 24 * time.Hour}).Draw(t, "by")
+	var want error
+	switch {
+	case r.stateAt(now) != pam.Approved || now.Before(r.approvedAt) || r.extPending:
+		want = pam.ErrWrongState
+	case who != r.requester && m.mayView(r, who):
+		want = pam.ErrForbidden
+	case who != r.requester:
+		want = pam.ErrNotFound
+	case r.expiresAt.Sub(r.approvedAt)+by > smMaxWindow:
+		want = pam.ErrDurationTooLong
+	}
+	_, err := m.e.m.Extend(m.e.as(who), r.id, by, "more")
+	m.check(t, err, want)
+	if want != nil {
+		m.expectEvents(t)
+		return
+	}
+	r.ext, r.extBy, r.extPending = true, by, true
+	r.extDecided, r.extApprovals = map[string]pam.Verdict{}, nil
+	m.expectEvents(t, pam.EventRequestExtensionRequested)
+}
+
 func (m *machine) Advance(t *rapid.T) {
 	now := m.e.clk.Now()
 	steps := []time.Duration{time.Nanosecond, time.Minute, 59 * time.Minute, time.Hour, 3 * time.Hour, 25 * time.Hour}
 	// Land exactly on, just before and just after the next deadlines.
 	for _, r := range m.requests {
-		for _, d := range []time.Time{r.pendingUntil, r.expiresAt} {
+		for _, d := range []time.Time{r.pendingUntil, r.approvedAt, r.expiresAt} {
 			if d.After(now) {
 				steps = append(steps, d.Sub(now)-time.Nanosecond, d.Sub(now), d.Sub(now)+time.Nanosecond)
 			}
@@ -520,6 +624,17 @@ func (m *machine) Check(t *rapid.T) {
 		}
 		if got.State == pam.Approved && (!got.ApprovedAt.Equal(r.approvedAt) || !got.ExpiresAt.Equal(r.expiresAt)) {
 			t.Fatalf("request %s window %v..%v, model %v..%v", r.id, got.ApprovedAt, got.ExpiresAt, r.approvedAt, r.expiresAt)
+		}
+		if got.Scheduled(now) != (got.State == pam.Approved && now.Before(r.approvedAt)) {
+			t.Fatalf("request %s: Scheduled %v at %v, model opens at %v", r.id, got.Scheduled(now), now, r.approvedAt)
+		}
+		switch {
+		case r.ext != (got.Extension != nil):
+			t.Fatalf("request %s: extension %+v, model asked %v", r.id, got.Extension, r.ext)
+		case got.ExtensionPending(now) != (got.State == pam.Approved && r.extPending):
+			t.Fatalf("request %s: extension pending %v, model %v", r.id, got.ExtensionPending(now), r.extPending)
+		case r.ext && r.state.Terminal() && got.Extension.State == pam.Pending:
+			t.Fatalf("request %s is %s with its extension still pending", r.id, got.State)
 		}
 		var approvers []string
 		for _, d := range got.Decisions {

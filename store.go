@@ -159,12 +159,14 @@ type GuardRead struct {
 
 // ChangeNotifier is an optional interface of a Store shared by several
 // Managers that can tell them at once that another writer may have ended
-// a grant, so that fns running under it stop within milliseconds rather
-// than at the next Options.AuditPollInterval. Without it, Managers poll.
+// a grant (or moved its end), so that fns running under it stop (or run
+// on) within milliseconds rather than at the next
+// Options.AuditPollInterval. Without it, Managers poll.
 type ChangeNotifier interface {
 	// Changes starts listening and returns a channel that receives a
 	// value soon after any writer sharing the store commits a request
-	// that leaves Pending or Approved (revoked, expired, denied, ...), a
+	// that leaves Pending or Approved (revoked, expired, denied, ...) or
+	// whose grant is extended (a Tx with an EventRequestExtended), a
 	// policy or the catalog. Listening has begun when Changes returns: a
 	// change committed later is signalled. Values coalesce, one standing
 	// for any number of changes; the receiver re-reads what it needs. The

@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/zerostanding/pam"
 )
@@ -37,6 +38,7 @@ type API interface {
 	Cancel(ctx context.Context, id, comment string) (pam.Request, error)
 	Revoke(ctx context.Context, id, comment string) (pam.Request, error)
 	Relinquish(ctx context.Context, id, comment string) (pam.Request, error)
+	Extend(ctx context.Context, id string, by time.Duration, reason string) (pam.Request, error)
 
 	Check(ctx context.Context, op pam.Op) (pam.CheckResult, error)
 	IsAdmin(ctx context.Context) (bool, error)
@@ -145,6 +147,41 @@ func (s *SubmitRequest) input() (pam.RequestInput, error) {
 // also be empty.
 type Comment struct {
 	Comment string `json:"comment,omitempty"`
+}
+
+// ExtendRequest is the body of POST /api/v1/requests/{id}/extend: how
+// much longer, as a Go duration ("2h"), and why.
+type ExtendRequest struct {
+	By     time.Duration `json:"by"`
+	Reason string        `json:"reason"`
+}
+
+// MarshalJSON writes By as a Go duration string.
+func (x ExtendRequest) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		By     string `json:"by"`
+		Reason string `json:"reason"`
+	}{x.By.String(), x.Reason})
+}
+
+// UnmarshalJSON reads By as a Go duration string, or integer
+// nanoseconds, as every duration of the API.
+func (x *ExtendRequest) UnmarshalJSON(b []byte) error {
+	var v struct {
+		By     json.RawMessage `json:"by"`
+		Reason string          `json:"reason"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	ext := pam.Extension{}
+	if len(v.By) > 0 {
+		if err := json.Unmarshal([]byte(`{"by":`+string(v.By)+`}`), &ext); err != nil {
+			return err
+		}
+	}
+	x.By, x.Reason = ext.By, v.Reason
+	return nil
 }
 
 // CheckAnswer is the body of POST /api/v1/check: the CheckResult, with
@@ -282,6 +319,15 @@ func (h *Handler) apiRoutes() []route {
 		})
 	act.optionalBody = true
 	act.params = []param{{name: "action", in: "path", typ: "string", desc: "what to do", enum: actionWords()}}
+	extend := send("POST", "/requests/{id}/extend", "extendRequest", "Ask for a longer window",
+		"The holder of an active grant asks for it to end by later (beyond Purview). The extension is decided as the request was: "+
+			"approve and deny on the request decide it while it is pending (at once under an Auto policy or an auto-approval rule), "+
+			"and the grant runs to its current end meanwhile. Granted, the window ends by later, for running work too. "+
+			"Refused: not the holder (forbidden), a grant not active or with an extension pending (wrong_state), "+
+			"a window longer in all than the policy's max_extended_duration (duration_too_long).",
+		http.StatusOK, func(ctx context.Context, r *http.Request, x *ExtendRequest) (pam.Request, error) {
+			return m.Extend(ctx, r.PathValue("id"), x.By, x.Reason)
+		})
 	setCatalog := send("PUT", "/catalog", "setCatalog", "Replace the catalog",
 		"Admins only. Refused (invalid) when it would remove or empty a role or role group that a live policy is scoped to; "+
 			"every policy whose tasks change has the grants approved under its old meaning cut.", http.StatusOK,
@@ -369,7 +415,9 @@ func (h *Handler) apiRoutes() []route {
 				rs, next, err := m.Requests(ctx, f)
 				return page(rs, next), err
 			}),
-		send("POST", "/requests", "submitRequest", "Request access", "New-ElevatedAccessRequest.", http.StatusCreated,
+		send("POST", "/requests", "submitRequest", "Request access",
+			"New-ElevatedAccessRequest. With start, the window opens at that time or at the approval, whichever is later (beyond Purview); "+
+				"a start beyond the policy's max_start_delay is invalid.", http.StatusCreated,
 			func(ctx context.Context, _ *http.Request, s *SubmitRequest) (pam.Request, error) {
 				n, err := s.input()
 				if err != nil {
@@ -381,8 +429,10 @@ func (h *Handler) apiRoutes() []route {
 			func(ctx context.Context, r *http.Request) (pam.Request, error) {
 				return m.Request(ctx, r.PathValue("id"))
 			}),
+		extend,
 		act,
-		call("GET", "/reviewable", "listReviewable", "Requests waiting for me", "Pending, not one's own, not yet decided by one, under a policy whose approver group one is in. Oldest first.", nil,
+		call("GET", "/reviewable", "listReviewable", "Requests waiting for me",
+			"Pending, or active with an extension pending, not one's own, not yet decided by one, under a policy whose approver group one is in. Oldest first.", nil,
 			func(ctx context.Context, _ *http.Request) ([]pam.Request, error) {
 				rs, err := m.Reviewable(ctx)
 				return nonNil(rs), err

@@ -228,6 +228,13 @@ func (c *Client) Relinquish(ctx context.Context, id, comment string) (pam.Reques
 	return c.act(ctx, id, "relinquish", comment)
 }
 
+// Extend asks for the caller's active grant, request id, to end by
+// later.
+func (c *Client) Extend(ctx context.Context, id string, by time.Duration, reason string) (pam.Request, error) {
+	var r pam.Request
+	return r, c.call(ctx, "POST", idPath("/requests", id)+"/extend", nil, ExtendRequest{By: by, Reason: reason}, &r)
+}
+
 // Check returns what Guard would decide for the caller and op. Its Err,
 // when not allowed, is a *Problem matching the engine's sentinel.
 func (c *Client) Check(ctx context.Context, op pam.Op) (pam.CheckResult, error) {

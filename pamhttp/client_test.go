@@ -79,12 +79,14 @@ func scenario(t *testing.T, as func(user string) (context.Context, pamhttp.API))
 	is(t, "no actor", err, pam.ErrNoActor)
 
 	// Policies.
-	x := pam.Policy{ID: "x", Name: "X", Scope: pam.TaskScope("X"), Approval: pam.Auto, DefaultDuration: time.Hour, MaxDuration: 90 * time.Minute}
+	x := pam.Policy{ID: "x", Name: "X", Scope: pam.TaskScope("X"), Approval: pam.Auto, DefaultDuration: time.Hour, MaxDuration: 90 * time.Minute,
+		MaxStartDelay: 48 * time.Hour, MaxExtendedDuration: 3 * time.Hour}
 	_, err = alice.CreatePolicy(aliceCtx, x)
 	is(t, "create as a non-admin", err, pam.ErrForbidden)
 	p, err := admin.CreatePolicy(adminCtx, x)
 	ok(t, "create", err)
-	if p.Version != 1 || p.MaxDuration != 90*time.Minute || p.DefaultDuration != time.Hour || p.CreatedBy != "admin" {
+	if p.Version != 1 || p.MaxDuration != 90*time.Minute || p.DefaultDuration != time.Hour || p.CreatedBy != "admin" ||
+		p.MaxStartDelay != 48*time.Hour || p.MaxExtendedDuration != 3*time.Hour {
 		t.Fatalf("created %+v", p)
 	}
 	_, err = admin.CreatePolicy(adminCtx, x)
@@ -276,6 +278,51 @@ func scenario(t *testing.T, as func(user string) (context.Context, pamhttp.API))
 	}
 	_, err = alice.Relinquish(aliceCtx, third.ID, "")
 	is(t, "relinquish twice", err, pam.ErrWrongState)
+
+	// A start ahead schedules the window; not beyond the horizon.
+	start := epoch.Add(time.Hour)
+	sched, err := alice.Submit(aliceCtx, pam.RequestInput{Scope: move, Reason: "INC-4", Duration: time.Hour, Start: start})
+	ok(t, "submit a scheduled request", err)
+	sched, err = bob.Approve(bobCtx, sched.ID, "")
+	ok(t, "approve the scheduled request", err)
+	if !sched.Start.Equal(start) || !sched.ApprovedAt.Equal(start) || !sched.ExpiresAt.Equal(start.Add(time.Hour)) {
+		t.Fatalf("scheduled %+v", sched)
+	}
+	_, err = alice.Extend(aliceCtx, sched.ID, time.Hour, "more")
+	is(t, "extend a grant not open yet", err, pam.ErrWrongState)
+	_, err = alice.Relinquish(aliceCtx, sched.ID, "not needed")
+	ok(t, "relinquish a scheduled grant", err)
+	_, err = alice.Submit(aliceCtx, pam.RequestInput{Scope: move, Reason: "r", Start: epoch.Add(pam.DefaultMaxStartDelay + time.Second)})
+	is(t, "a start beyond the horizon", err, pam.ErrInvalid)
+
+	// The holder asks for more time; an approver grants it.
+	fifth, err := alice.Submit(aliceCtx, pam.RequestInput{Scope: move, Reason: "INC-5", Duration: time.Hour})
+	ok(t, "submit a fifth", err)
+	fifth, err = bob.Approve(bobCtx, fifth.ID, "")
+	ok(t, "approve the fifth", err)
+	_, err = bob.Extend(bobCtx, fifth.ID, time.Hour, "more")
+	is(t, "extend another's grant", err, pam.ErrForbidden)
+	_, err = alice.Extend(aliceCtx, fifth.ID, 7*time.Hour+time.Nanosecond, "more")
+	is(t, "extend past the cap", err, pam.ErrDurationTooLong)
+	_, err = alice.Extend(aliceCtx, fifth.ID, 0, "more")
+	is(t, "extend by nothing", err, pam.ErrInvalid)
+	ext, err := alice.Extend(aliceCtx, fifth.ID, 30*time.Minute, "the move is slow")
+	ok(t, "extend", err)
+	if ext.Extension == nil || ext.Extension.State != pam.Pending || ext.Extension.By != 30*time.Minute || !ext.ExpiresAt.Equal(fifth.ExpiresAt) {
+		t.Fatalf("extension asked %+v", ext.Extension)
+	}
+	_, err = alice.Extend(aliceCtx, fifth.ID, 30*time.Minute, "again")
+	is(t, "extend with an extension pending", err, pam.ErrWrongState)
+	waiting, err = bob.Reviewable(bobCtx)
+	ok(t, "reviewable", err)
+	if len(waiting) != 1 || waiting[0].ID != fifth.ID || waiting[0].Extension == nil {
+		t.Fatalf("waiting for bob %+v", waiting)
+	}
+	ext, err = bob.Approve(bobCtx, fifth.ID, "ok")
+	ok(t, "approve the extension", err)
+	if ext.Extension.State != pam.Approved || !ext.ExpiresAt.Equal(fifth.ExpiresAt.Add(30*time.Minute)) {
+		t.Fatalf("extended %+v", ext)
+	}
 }
 
 // TestClientReadChecks: the engine checks reads, and the Client reports

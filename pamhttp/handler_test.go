@@ -373,3 +373,67 @@ func TestBoundRequestThroughThePage(t *testing.T) {
 		t.Errorf("submit through the API: %d %s", st, body)
 	}
 }
+
+// TestApproverPageScheduleAndExtend: the page asks for a start, shows
+// it to the approver and the scheduled window to the holder; the holder
+// asks for more time from the page, and the approver sees the extension
+// waiting, with its reason, and approves it there.
+func TestApproverPageScheduleAndExtend(t *testing.T) {
+	e := newEnv(t)
+	form := func(user, path string, v url.Values) (int, string, http.Header) {
+		return e.do(user, "POST", path, "application/x-www-form-urlencoded", v.Encode())
+	}
+	st, page, _ := form("alice", "/requests", url.Values{"policy_id": {"move"}, "reason": {"leaver"}, "hours": {"1"}, "start": {"2026-11-02T11:30"}})
+	if st != http.StatusSeeOther {
+		t.Fatalf("submit with a start: %d\n%s", st, page)
+	}
+	if st, page, _ := form("alice", "/requests", url.Values{"policy_id": {"move"}, "reason": {"x"}, "start": {"tomorrow"}}); st != 400 || !strings.Contains(page, "start") {
+		t.Errorf("a start the form cannot read: %d\n%s", st, page)
+	}
+	mine, _, _ := e.m.Requests(pam.WithActor(context.Background(), "alice"), pam.RequestFilter{Requester: "alice"})
+	if len(mine) != 1 || !mine[0].Start.Equal(epoch.Add(150*time.Minute)) {
+		t.Fatalf("requests %+v", mine)
+	}
+	id := mine[0].ID
+	if _, page, _ := e.do("bob", "GET", "/", "", ""); !strings.Contains(page, "<dt>Starts</dt><dd>2026-11-02 11:30 UTC, or when approved if later</dd>") {
+		t.Errorf("bob's page does not show the start:\n%s", page)
+	}
+	if st, _, _ := form("bob", "/requests/"+id+"/decide", url.Values{"verdict": {"approve"}}); st != http.StatusSeeOther {
+		t.Fatalf("approve: %d", st)
+	}
+	_, page, _ = e.do("alice", "GET", "/", "", "")
+	if !strings.Contains(page, "approved, opens in 2h 30m for 1h 0m") || strings.Contains(page, `action="./requests/`+id+`/extend"`) {
+		t.Errorf("alice's page, scheduled:\n%s", page)
+	}
+
+	e.clk.Set(epoch.Add(3 * time.Hour))
+	_, page, _ = e.do("alice", "GET", "/", "", "")
+	if !strings.Contains(page, `action="./requests/`+id+`/extend"`) {
+		t.Fatalf("alice's page offers no extension of her active grant:\n%s", page)
+	}
+	if st, page, _ := form("alice", "/requests/"+id+"/extend", url.Values{"hours": {"x"}, "reason": {"more"}}); st != 400 {
+		t.Errorf("extend by x hours: %d\n%s", st, page)
+	}
+	st, _, h := form("alice", "/requests/"+id+"/extend", url.Values{"hours": {"0.5"}, "reason": {"<b>slow</b> move"}})
+	if st != http.StatusSeeOther || h.Get("Location") != "../../?done=extend" {
+		t.Fatalf("extend form: %d, Location %q", st, h.Get("Location"))
+	}
+	if _, page, _ := e.do("alice", "GET", "/?done=extend", "", ""); !strings.Contains(page, "You asked for more time.") || !strings.Contains(page, "30m more asked") {
+		t.Errorf("after extending:\n%s", page)
+	}
+	_, page, _ = e.do("bob", "GET", "/", "", "")
+	if !strings.Contains(page, "alice asks to extend task:New-MoveRequest by 30m0s") || !strings.Contains(page, "&lt;b&gt;slow&lt;/b&gt; move") ||
+		!strings.Contains(page, `action="./requests/`+id+`/decide"`) {
+		t.Fatalf("bob's page does not show the extension waiting:\n%s", page)
+	}
+	if st, _, _ := form("bob", "/requests/"+id+"/decide", url.Values{"verdict": {"approve"}, "comment": {"fine"}}); st != http.StatusSeeOther {
+		t.Fatalf("approve the extension: %d", st)
+	}
+	r, _ := e.m.Request(pam.WithActor(context.Background(), "alice"), id)
+	if r.Extension.State != pam.Approved || !r.ExpiresAt.Equal(epoch.Add(4*time.Hour)) {
+		t.Errorf("after the page's approval: %+v, ends %v", r.Extension, r.ExpiresAt)
+	}
+	if _, page, _ := e.do("alice", "GET", "/requests/"+id, "", ""); !strings.Contains(page, "<dt>Extension</dt><dd>30m0s more, approved") {
+		t.Errorf("the request's page:\n%s", page)
+	}
+}

@@ -26,6 +26,7 @@ var pageRoutes = []string{
 	"GET /requests/{id}",
 	"POST /requests",
 	"POST /requests/{id}/decide",
+	"POST /requests/{id}/extend",
 }
 
 type openAPIDoc struct {

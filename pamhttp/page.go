@@ -24,6 +24,7 @@ var notices = map[string]string{
 	"deny":       "You denied the request.",
 	"cancel":     "You cancelled the request.",
 	"relinquish": "You ended your access.",
+	"extend":     "You asked for more time.",
 }
 
 // view is what the page template renders.
@@ -45,10 +46,22 @@ func (h *Handler) routesPage(mux *recordingMux) {
 			case pam.Pending:
 				return "waits for approval, " + short(r.PendingUntil.Sub(now)) + " left"
 			case pam.Approved:
-				return "active, " + short(r.ExpiresAt.Sub(now)) + " left"
+				if r.Scheduled(now) {
+					return "approved, opens in " + short(r.ApprovedAt.Sub(now)) + " for " + short(r.ExpiresAt.Sub(r.ApprovedAt))
+				}
+				left := "active, " + short(r.ExpiresAt.Sub(now)) + " left"
+				if r.ExtensionPending(now) {
+					left += ", " + short(r.Extension.By) + " more asked"
+				}
+				return left
 			}
 			return string(r.State)
 		},
+		// extending: an active grant whose extension waits for a decision.
+		"extending": func(r pam.Request) bool { return r.ExtensionPending(h.opts.Now()) },
+		// extendable: the holder may ask for more time now.
+		"extendable": func(r pam.Request) bool { return r.Allows(pam.ActionExtend, h.opts.Now()) },
+		"utc":        func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 MST") },
 	}
 	page := template.Must(template.New("").Funcs(funcs).ParseFS(assets, "assets/page.html"))
 	css, err := assets.ReadFile("assets/style.css")
@@ -89,11 +102,26 @@ func (h *Handler) routesPage(mux *recordingMux) {
 		}
 		seeOther(w, root(r)+"?done=submitted")
 	})
+	mux.HandleFunc("POST /requests/{id}/extend", func(w http.ResponseWriter, r *http.Request) {
+		ctx, err := h.actor(r)
+		if err == nil {
+			var by time.Duration
+			if by, err = formHours(r.PostFormValue("hours")); err == nil {
+				_, err = h.m.Extend(ctx, r.PathValue("id"), by, r.PostFormValue("reason"))
+			}
+		}
+		if err != nil {
+			st, _ := status(err)
+			h.render(w, r, page, st, err.Error())
+			return
+		}
+		seeOther(w, root(r)+"?done=extend")
+	})
 	mux.HandleFunc("POST /requests/{id}/decide", func(w http.ResponseWriter, r *http.Request) {
 		ctx, err := h.actor(r)
 		verdict := r.PostFormValue("verdict")
 		if err == nil {
-			if _, ok := notices[verdict]; !ok || verdict == "submitted" {
+			if _, ok := notices[verdict]; !ok || verdict == "submitted" || verdict == "extend" {
 				err = fmt.Errorf("%w: no action %q", pam.ErrInvalid, verdict)
 			} else {
 				_, err = Act(ctx, h.m, r.PathValue("id"), verdict, r.PostFormValue("comment"))
@@ -127,11 +155,19 @@ func seeOther(w http.ResponseWriter, location string) {
 func (h *Handler) submitForm(ctx context.Context, r *http.Request) error {
 	n := pam.RequestInput{PolicyID: r.PostFormValue("policy_id"), Reason: r.PostFormValue("reason"), Ticket: r.PostFormValue("ticket")}
 	if hours := r.PostFormValue("hours"); hours != "" {
-		f, err := strconv.ParseFloat(hours, 64)
-		if err != nil || f <= 0 || f > 24*365 {
-			return fmt.Errorf("%w: hours %q", pam.ErrInvalid, hours)
+		d, err := formHours(hours)
+		if err != nil {
+			return err
 		}
-		n.Duration = time.Duration(f * float64(time.Hour)).Round(time.Minute)
+		n.Duration = d
+	}
+	if start := r.PostFormValue("start"); start != "" {
+		// A datetime-local field: the browser's wall time, taken as UTC.
+		t, err := time.Parse("2006-01-02T15:04", start)
+		if err != nil {
+			return fmt.Errorf("%w: start %q: want a date and time such as 2026-11-02T09:30 (UTC)", pam.ErrInvalid, start)
+		}
+		n.Start = t
 	}
 	if uses := r.PostFormValue("uses"); uses != "" {
 		k, err := strconv.Atoi(uses)
@@ -158,6 +194,15 @@ func (h *Handler) submitForm(ctx context.Context, r *http.Request) error {
 	}
 	_, err := h.m.Submit(ctx, n)
 	return err
+}
+
+// formHours reads a form's hours as a duration, to the minute.
+func formHours(hours string) (time.Duration, error) {
+	f, err := strconv.ParseFloat(hours, 64)
+	if err != nil || f <= 0 || f > 24*365 {
+		return 0, fmt.Errorf("%w: hours %q", pam.ErrInvalid, hours)
+	}
+	return time.Duration(f * float64(time.Hour)).Round(time.Minute), nil
 }
 
 // render shows the home page, with an error when there is one.

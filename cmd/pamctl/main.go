@@ -1,7 +1,8 @@
 // Pamctl manages privileged access from a terminal, in the terms of the
 // Purview cmdlets: policies (New-/Get-/Set-/Remove-ElevatedAccessApprovalPolicy),
 // requests (New-/Get-/Approve-/Deny-ElevatedAccessRequest, plus revoke,
-// cancel and end, which ends one's own grant early), the audit trail, and what-if checks; and policies as code:
+// cancel, end, which ends one's own grant early, and extend, which asks for
+// more time on it; new takes --start to schedule the window), the audit trail, and what-if checks; and policies as code:
 // apply -f FILE makes the catalog and the policies what a YAML or JSON
 // file says (examples/pam.yaml), showing the plan first.
 //

@@ -294,6 +294,36 @@ func TestUsageAndDirectDatabase(t *testing.T) {
 		t.Errorf("audit search: %s", s)
 	}
 	direct(exitInvalid, "audit", "search", "--since", "yesterday")
+	// root asks for more time, within the policy's two hours in all, and
+	// bob grants it.
+	direct(exitUsage, "request", "extend", r.ID, "--reason", "more")
+	asBob(exitForbidden, "request", "extend", r.ID, "--by", "10m", "--reason", "not mine")
+	direct(exitInvalid, "request", "extend", r.ID, "--by", "31m", "--reason", "more")
+	var ext pam.Request
+	json.Unmarshal([]byte(direct(exitOK, "request", "extend", r.ID, "--by", "30m", "--reason", "the table is big", "--json")), &ext)
+	if ext.Extension == nil || ext.Extension.State != pam.Pending || ext.Extension.By != 30*time.Minute || ext.Extension.Reason != "the table is big" {
+		t.Fatalf("request extend: %+v", ext.Extension)
+	}
+	if s := direct(exitOK, "request", "list", "--state", "approved"); !strings.Contains(s, "(+30m0s asked)") {
+		t.Errorf("request list with an extension pending: %s", s)
+	}
+	direct(exitConflict, "request", "extend", r.ID, "--by", "10m", "--reason", "again")
+	asBob(exitOK, "request", "approve", r.ID, "--comment", "fine")
+	if s := direct(exitOK, "audit", "search", "--request", r.ID, "--type", "request.extended", "--json"); !strings.Contains(s, `"expires_at": "`+ext.ExpiresAt.Add(30*time.Minute).UTC().Format(time.RFC3339Nano)+`"`) {
+		t.Errorf("audit search for the extension: %s", s)
+	}
+	// A start ahead schedules the window; not beyond the policy's horizon.
+	var sched pam.Request
+	json.Unmarshal([]byte(direct(exitOK, "request", "new", "--policy", "drop", "--reason", "CHG-2", "--start", "2h", "--json")), &sched)
+	if d := time.Until(sched.Start); d < time.Hour || d > 2*time.Hour {
+		t.Errorf("request new --start 2h: starts %v", sched.Start)
+	}
+	asBob(exitOK, "request", "approve", sched.ID)
+	if s := direct(exitOK, "request", "get", sched.ID); !strings.Contains(s, "(opens "+sched.Start.UTC().Format(time.RFC3339)+")") {
+		t.Errorf("request get of a scheduled grant: %s", s)
+	}
+	direct(exitInvalid, "request", "new", "--policy", "drop", "--reason", "CHG-3", "--start", "2100-01-01T00:00:00Z")
+	direct(exitUsage, "request", "new", "--policy", "drop", "--reason", "CHG-3", "--start", "tomorrow")
 	// root ends the grant early: bob, who approved it, may not.
 	asBob(exitForbidden, "request", "end", r.ID)
 	if s := direct(exitOK, "request", "end", r.ID, "--comment", "done early"); !strings.Contains(s, "relinquished") {

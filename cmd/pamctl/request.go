@@ -15,9 +15,11 @@ import (
 
 var requestCommands = []command{
 	{noun: "request", verb: "new", summary: "Request access (New-ElevatedAccessRequest).",
-		examples: "  pamctl request new --task New-MoveRequest --reason \"INC-4711: leaver\" --hours 2\n  pamctl request new --policy drop --reason \"CHG-12\" --ticket CHG-12\n  pamctl request new --task New-MoveRequest --bind identity=ceo@contoso.com --uses 1 --reason \"INC-4711\"\n  pamctl request new --task Set-Quota --bind quota_gb:=50 --reason \"INC-4712\"\n",
+		examples: "  pamctl request new --task New-MoveRequest --reason \"INC-4711: leaver\" --hours 2\n  pamctl request new --policy drop --reason \"CHG-12\" --ticket CHG-12\n" +
+			"  pamctl request new --task New-MoveRequest --reason \"CHG-7: weekend migration\" --start 2026-11-07T22:00:00Z --hours 4\n" +
+			"  pamctl request new --task New-MoveRequest --bind identity=ceo@contoso.com --uses 1 --reason \"INC-4711\"\n  pamctl request new --task Set-Quota --bind quota_gb:=50 --reason \"INC-4712\"\n",
 		flags: func(fs *flag.FlagSet) action {
-			var task, role string
+			var task, role, start string
 			var n pam.RequestInput
 			var h float64
 			var binds multi
@@ -29,10 +31,18 @@ var requestCommands = []command{
 			fs.StringVar(&n.Ticket, "ticket", "", "change or incident ticket")
 			fs.Var(&binds, "bind", "bind the grant to operations whose parameter NAME is VALUE: NAME=VALUE (a string) or NAME:=JSON (a number, true or false); repeat for several")
 			fs.IntVar(&n.MaxUses, "uses", 0, "allow at most this many runs (default: the policy's, or no limit)")
+			fs.StringVar(&start, "start", "", "when the window is to open, once approved: an RFC 3339 time, or a duration from now such as 2h (default: at approval)")
 			return func(ctx context.Context, c *cli, _ []string) error {
 				var err error
 				if n.Bind, err = parseBinds(binds); err != nil {
 					return err
+				}
+				if start != "" {
+					t, err := startTime(start, time.Now())
+					if err != nil {
+						return err
+					}
+					n.Start = t
 				}
 				switch {
 				case task != "":
@@ -116,6 +126,40 @@ var requestCommands = []command{
 	decision("revoke", "revoke", "End an approved request's access now (Revoke-ElevatedAccessAuthorization).", "  pamctl request revoke req_06h1... --comment \"incident over\"\n"),
 	decision("end", "relinquish", "End your own approved access now, as its holder (recorded as relinquished).", "  pamctl request end req_06h1... --comment \"done early\"\n"),
 	decision("cancel", "cancel", "Withdraw your pending request.", "  pamctl request cancel req_06h1...\n"),
+	{noun: "request", verb: "extend", args: "ID", summary: "Ask for more time on your active grant; its approvers decide it as they did the request.",
+		examples: "  pamctl request extend req_06h1... --by 2h --reason \"the move is slow\"\n",
+		flags: func(fs *flag.FlagSet) action {
+			var by time.Duration
+			var reason string
+			fs.DurationVar(&by, "by", 0, "how much longer, such as 2h or 30m (required)")
+			fs.StringVar(&reason, "reason", "", "why (required)")
+			return func(ctx context.Context, c *cli, args []string) error {
+				id, err := one(args, "request ID")
+				if err != nil {
+					return err
+				}
+				if by <= 0 {
+					return usagef("give --by, a positive duration such as 2h")
+				}
+				r, err := c.api.Extend(ctx, id, by, reason)
+				if err != nil {
+					return err
+				}
+				return c.printRequest(r)
+			}
+		}},
+}
+
+// startTime reads --start: an RFC 3339 time, or a Go duration after now.
+func startTime(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return time.Time{}, usagef("--start %q: give an RFC 3339 time such as 2026-11-07T22:00:00Z, or a duration from now such as 2h", s)
+	}
+	return now.Add(d), nil
 }
 
 // decision is the command verb of an action on a request, named by its
@@ -187,6 +231,11 @@ func (c *cli) printRequests(rs []pam.Request) error {
 			until = r.PendingUntil.UTC().Format(time.RFC3339)
 		case pam.Approved:
 			until = r.ExpiresAt.UTC().Format(time.RFC3339)
+			if now := time.Now(); r.Scheduled(now) {
+				until += " (opens " + r.ApprovedAt.UTC().Format(time.RFC3339) + ")"
+			} else if r.ExtensionPending(now) {
+				until += " (+" + r.Extension.By.String() + " asked)"
+			}
 		}
 		rows = append(rows, []string{r.ID, r.Requester, r.Scope.String(), string(r.State), r.Duration.String(), until, r.Reason})
 	}

@@ -247,7 +247,18 @@ func title(x *pam.Notification) string {
 	case pam.EventRequestSubmitted:
 		return fmt.Sprintf("%s requests %s for %s", r.Requester, r.Scope, r.Duration)
 	case pam.EventRequestApproved:
+		if len(r.Decisions) > 0 && r.ApprovedAt.After(r.Decisions[len(r.Decisions)-1].At) {
+			return fmt.Sprintf("Your request for %s is approved from %s until %s", r.Scope, r.ApprovedAt.UTC().Format("2006-01-02 15:04 MST"), r.ExpiresAt.UTC().Format("2006-01-02 15:04 MST"))
+		}
 		return fmt.Sprintf("Your request for %s is approved until %s", r.Scope, r.ExpiresAt.UTC().Format("2006-01-02 15:04 MST"))
+	case pam.EventRequestExtensionRequested:
+		if r.Extension != nil {
+			return fmt.Sprintf("%s asks to extend %s by %s", r.Requester, r.Scope, r.Extension.By)
+		}
+	case pam.EventRequestExtended:
+		return fmt.Sprintf("Your access to %s is extended until %s", r.Scope, r.ExpiresAt.UTC().Format("2006-01-02 15:04 MST"))
+	case pam.EventRequestExtensionDenied:
+		return fmt.Sprintf("More time on %s was denied: your access ends %s", r.Scope, r.ExpiresAt.UTC().Format("2006-01-02 15:04 MST"))
 	case pam.EventRequestDenied:
 		return fmt.Sprintf("Your request for %s was denied", r.Scope)
 	case pam.EventRequestRevoked:

@@ -135,6 +135,18 @@ func Slack(baseURL string) func(pam.Notification) ([]byte, error) {
 			}
 		case pam.EventRequestApproved:
 			text = fmt.Sprintf("Your request for *%s* is approved until %s", esc(r.Scope.String()), r.ExpiresAt.UTC().Format(time.RFC1123))
+			if len(r.Decisions) > 0 && r.ApprovedAt.After(r.Decisions[len(r.Decisions)-1].At) {
+				text = fmt.Sprintf("Your request for *%s* is approved from %s until %s", esc(r.Scope.String()), r.ApprovedAt.UTC().Format(time.RFC1123), r.ExpiresAt.UTC().Format(time.RFC1123))
+			}
+		case pam.EventRequestExtensionRequested:
+			if r.Extension == nil {
+				return nil, fmt.Errorf("webhook: %s without an extension", x.Type)
+			}
+			text = fmt.Sprintf("*%s* asks to extend *%s* by %s: %s", esc(r.Requester), esc(r.Scope.String()), r.Extension.By, esc(r.Extension.Reason))
+		case pam.EventRequestExtended:
+			text = fmt.Sprintf("Your access to *%s* is extended until %s", esc(r.Scope.String()), r.ExpiresAt.UTC().Format(time.RFC1123))
+		case pam.EventRequestExtensionDenied:
+			text = fmt.Sprintf("More time on *%s* was denied: your access ends %s", esc(r.Scope.String()), r.ExpiresAt.UTC().Format(time.RFC1123))
 		case pam.EventRequestDenied:
 			text = fmt.Sprintf("Your request for *%s* was denied", esc(r.Scope.String()))
 		case pam.EventRequestRevoked:

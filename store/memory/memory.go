@@ -382,6 +382,11 @@ func clonePolicy(p pam.Policy) pam.Policy {
 func cloneRequest(r pam.Request) pam.Request {
 	r.Decisions = slices.Clone(r.Decisions)
 	r.Bind = maps.Clone(r.Bind)
+	if r.Extension != nil {
+		x := *r.Extension
+		x.Decisions = slices.Clone(x.Decisions)
+		r.Extension = &x
+	}
 	return r
 }
 

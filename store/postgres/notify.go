@@ -20,14 +20,20 @@ const changesChannel = "pam_changes"
 // when, and only if, the commit does.
 const sqlNotify = `SELECT pg_notify('` + changesChannel + `', '')`
 
-// notifies reports whether tx can end a grant: it writes a policy or the
-// catalog, or closes a request.
+// notifies reports whether tx can end a grant or move its end: it writes
+// a policy or the catalog, closes a request, or records an extension
+// granted (pam.EventRequestExtended).
 func notifies(tx *pam.Tx) bool {
 	if tx.Catalog != nil || len(tx.Policies) > 0 {
 		return true
 	}
 	for i := range tx.Requests {
 		if tx.Requests[i].State.Terminal() {
+			return true
+		}
+	}
+	for i := range tx.Events {
+		if tx.Events[i].Type == pam.EventRequestExtended {
 			return true
 		}
 	}
@@ -39,7 +45,7 @@ func notifies(tx *pam.Tx) bool {
 // must not take one of the pool's connections for as long as it
 // listens), and closed when the listening ends: when ctx is done, the
 // connection fails, or Close. Every Commit that writes a policy or the
-// catalog, or closes a request, sends a NOTIFY in its own transaction,
+// catalog, closes a request or extends a grant, sends a NOTIFY in its own transaction,
 // which PostgreSQL delivers to every listener when it commits.
 func (s *Store) Changes(ctx context.Context) (<-chan struct{}, error) {
 	if s.listening.Err() != nil {

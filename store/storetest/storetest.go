@@ -81,7 +81,7 @@ func policy(id string, version int64) pam.Policy {
 	return pam.Policy{
 		ID: id, Name: "Policy " + id, Scope: pam.TaskScope("task-" + id), Condition: "input.op.params.x == 1",
 		Approval: pam.Manual, ApproverGroups: []pam.ApproverGroup{{Group: "g1", MinApprovals: 2}, {Group: "g2"}},
-		DefaultDuration: time.Hour, MaxDuration: 8 * time.Hour, PendingTTL: 24 * time.Hour,
+		DefaultDuration: time.Hour, MaxDuration: 8 * time.Hour, PendingTTL: 24 * time.Hour, MaxStartDelay: 72 * time.Hour, MaxExtendedDuration: 12 * time.Hour,
 		RequestRule: `deny contains "x" if false`, AutoApproveRule: "approve if false",
 		Version: version, MinGrantVersion: 1, CreatedAt: Epoch, CreatedBy: "admin", UpdatedAt: later, UpdatedBy: "admin2",
 	}
@@ -96,6 +96,10 @@ func request(id, requester, policyID string, state pam.State, version int64) pam
 	if state != pam.Pending {
 		r.Decisions = []pam.Decision{{Approver: "bob", Verdict: pam.Approve, Comment: "ok", At: later, PolicyVersion: 3}}
 		r.ApprovedAt, r.ExpiresAt = later, later.Add(4*time.Hour)
+		// Scheduled, and extended: every field travels in the stored data.
+		r.Start = later
+		r.Extension = &pam.Extension{By: 90 * time.Minute, Reason: "more to move", RequestedAt: later.Add(time.Hour), State: pam.Pending,
+			Decisions: []pam.Decision{{Approver: "carol", Verdict: pam.Approve, At: later.Add(2 * time.Hour), PolicyVersion: 3}}}
 	}
 	if state.Terminal() {
 		r.ClosedAt, r.ClosedBy = later.Add(time.Minute), "carol"
