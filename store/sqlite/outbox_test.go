@@ -53,12 +53,20 @@ func TestOutboxSurvivesKill(t *testing.T) {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestOutboxChild$")
 		cmd.Env = append(os.Environ(), "PAM_OUTBOX_CHILD="+path, "PAM_OUTBOX_URL="+srv.URL, "PAM_OUTBOX_MODE="+mode, "PAM_OUTBOX_RUN="+strconv.Itoa(run))
 		out := &strings.Builder{}
-		cmd.Stdout, cmd.Stderr = out, out
+		ready := make(chan struct{})
+		cmd.Stdout, cmd.Stderr = &readyWriter{out: out, ready: ready}, out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		if mode == "work" {
-			time.Sleep(time.Duration(150+rng.IntN(400)) * time.Millisecond)
+			// Killed at a random point once it has committed its first
+			// request, however slow the machine is to start it.
+			select {
+			case <-ready:
+			case <-time.After(60 * time.Second):
+				t.Fatalf("run %d wrote nothing in 60 s:\n%s", run, out)
+			}
+			time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
 			cmd.Process.Signal(syscall.SIGKILL)
 		}
 		err := cmd.Wait()
@@ -90,6 +98,30 @@ func TestOutboxSurvivesKill(t *testing.T) {
 		t.Fatalf("%d kills, %d messages: the test did not exercise anything", killed, len(msgs))
 	}
 	t.Logf("%d runs killed with SIGKILL, then one drain: %d messages, %d POSTs, %d taken by the idempotent receiver (each exactly once)", killed, len(msgs), posts, len(taken))
+}
+
+// childReady is the line a working child prints once its first request
+// is committed.
+const childReady = "pam-outbox-child-ready"
+
+// readyWriter passes a child's output to out and closes ready when it
+// has printed childReady.
+type readyWriter struct {
+	mu    sync.Mutex
+	out   *strings.Builder
+	ready chan struct{}
+	seen  bool
+}
+
+func (w *readyWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.out.Write(p)
+	if !w.seen && strings.Contains(w.out.String(), childReady) {
+		w.seen = true
+		close(w.ready)
+	}
+	return len(p), nil
 }
 
 // TestOutboxChild is the child of TestOutboxSurvivesKill.
@@ -151,6 +183,9 @@ func TestOutboxChild(t *testing.T) {
 		who := pam.WithActor(ctx, fmt.Sprintf("user%s-%d", os.Getenv("PAM_OUTBOX_RUN"), i))
 		if _, err := m.Submit(who, pam.RequestInput{Scope: pam.TaskScope("t"), Reason: "outbox test"}); err != nil {
 			t.Fatal(err)
+		}
+		if i == 0 {
+			fmt.Println(childReady)
 		}
 		if i%3 == 2 {
 			if _, err := m.Deliver(ctx); err != nil {
