@@ -168,4 +168,31 @@ func TestBrowserApproval(t *testing.T) {
 	if err != nil || len(r.Decisions) != 1 || r.Decisions[0].Approver != "bob" || r.Decisions[0].Comment != "checked INC-1" {
 		t.Errorf("bob's decision: %+v, %v", r.Decisions, err)
 	}
+
+	// The holder asks for more time; the approver decides it on the page.
+	do("11. alice asks to extend Move mailbox by an hour", login("alice"),
+		chromedp.SendKeys(chromedp.CSS(`#mine-`+move+` input[name=hours]`), "1"),
+		chromedp.SendKeys(chromedp.CSS(`#mine-`+move+` input[name=reason]`), "INC-1: the move is slow"),
+		chromedp.Click(chromedp.CSS(`#mine-`+move+` form[action$="/extend"] button`)),
+		chromedp.WaitVisible(chromedp.CSS(`.notice`)))
+	do("12. bob sees the extension waiting, with its reason", login("bob"))
+	if got := text(`#req-` + move); !strings.Contains(got, "alice asks to extend task:New-MoveRequest by 1h0m0s") || !strings.Contains(got, "INC-1: the move is slow") {
+		t.Errorf("bob's view of the extension: %q", got)
+	}
+	do("   and approves it", approve(move))
+	extended, err := s.m.Request(pam.WithActor(context.Background(), "alice"), move)
+	if err != nil || !extended.ExpiresAt.Equal(r.ExpiresAt.Add(time.Hour)) {
+		t.Errorf("after the extension: ends %v, want %v (%v)", extended.ExpiresAt, r.ExpiresAt.Add(time.Hour), err)
+	}
+	// The holder ends it early: the next run is denied.
+	do("13. alice ends her Move mailbox access now", login("alice"),
+		chromedp.Click(chromedp.CSS(`#mine-`+move+` button[value=relinquish]`)),
+		chromedp.WaitVisible(chromedp.CSS(`.notice`)))
+	if got := text(`#mine-` + move); !strings.Contains(got, "relinquished") {
+		t.Errorf("alice's request after ending it: %q", got)
+	}
+	do("14. alice runs Move mailbox: denied", runOp("New-MoveRequest"))
+	if got := text(`#result`); !strings.Contains(got, "Denied") {
+		t.Fatalf("after ending the grant: %q", got)
+	}
 }
