@@ -61,7 +61,10 @@ func (p Policy) MarshalJSON() ([]byte, error) {
 		PendingTTL      duration `json:"pending_ttl,omitempty"`
 		MaxStartDelay   duration `json:"max_start_delay,omitempty"`
 		MaxExtended     duration `json:"max_extended_duration,omitempty"`
-	}{plain(p), duration(p.DefaultDuration), duration(p.MaxDuration), duration(p.PendingTTL), duration(p.MaxStartDelay), duration(p.MaxExtendedDuration)})
+		RemindAfter     duration `json:"remind_after,omitempty"`
+		EscalateAfter   duration `json:"escalate_after,omitempty"`
+	}{plain(p), duration(p.DefaultDuration), duration(p.MaxDuration), duration(p.PendingTTL), duration(p.MaxStartDelay), duration(p.MaxExtendedDuration),
+		duration(p.RemindAfter), duration(p.EscalateAfter)})
 }
 
 // UnmarshalJSON reads p, its durations as Go duration strings or integer
@@ -75,12 +78,16 @@ func (p *Policy) UnmarshalJSON(b []byte) error {
 		PendingTTL      duration `json:"pending_ttl"`
 		MaxStartDelay   duration `json:"max_start_delay"`
 		MaxExtended     duration `json:"max_extended_duration"`
-	}{(*plain)(p), duration(p.DefaultDuration), duration(p.MaxDuration), duration(p.PendingTTL), duration(p.MaxStartDelay), duration(p.MaxExtendedDuration)}
+		RemindAfter     duration `json:"remind_after"`
+		EscalateAfter   duration `json:"escalate_after"`
+	}{(*plain)(p), duration(p.DefaultDuration), duration(p.MaxDuration), duration(p.PendingTTL), duration(p.MaxStartDelay), duration(p.MaxExtendedDuration),
+		duration(p.RemindAfter), duration(p.EscalateAfter)}
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
 	p.DefaultDuration, p.MaxDuration, p.PendingTTL = time.Duration(v.DefaultDuration), time.Duration(v.MaxDuration), time.Duration(v.PendingTTL)
 	p.MaxStartDelay, p.MaxExtendedDuration = time.Duration(v.MaxStartDelay), time.Duration(v.MaxExtended)
+	p.RemindAfter, p.EscalateAfter = time.Duration(v.RemindAfter), time.Duration(v.EscalateAfter)
 	return nil
 }
 

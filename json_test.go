@@ -25,6 +25,8 @@ func TestJSONDurationsAreGoDurationStrings(t *testing.T) {
 	}{
 		{"policy", pam.Policy{ID: "p", DefaultDuration: time.Hour, MaxDuration: 90 * time.Minute, PendingTTL: 24 * time.Hour},
 			[]string{`"default_duration":"1h0m0s"`, `"max_duration":"1h30m0s"`, `"pending_ttl":"24h0m0s"`}},
+		{"a policy's reminders and escalation", pam.Policy{ID: "p", RemindAfter: time.Hour, EscalateAfter: 4 * time.Hour, EscalationGroup: "leads"},
+			[]string{`"remind_after":"1h0m0s"`, `"escalate_after":"4h0m0s"`, `"escalation_group":"leads"`}},
 		{"a policy's zero durations are left out", &pam.Policy{ID: "p"}, nil},
 		{"request", r, []string{`"duration":"2h0m0s"`}},
 		{"request by pointer", &r, []string{`"duration":"2h0m0s"`}},

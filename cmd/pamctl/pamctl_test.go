@@ -366,6 +366,11 @@ func TestUsageAndDirectDatabase(t *testing.T) {
 		t.Errorf("policy set --remind-hours --escalate-hours --escalation-group: %+v", nudged)
 	}
 	direct(exitInvalid, "policy", "set", "drop", "--escalation-group", "", "--escalate-hours", "48")
+	var windows pam.Policy
+	json.Unmarshal([]byte(direct(exitOK, "policy", "set", "drop", "--max-start-hours", "48", "--max-extended-hours", "3", "--json")), &windows)
+	if windows.MaxStartDelay != 48*time.Hour || windows.MaxExtendedDuration != 3*time.Hour {
+		t.Errorf("policy set --max-start-hours --max-extended-hours: %+v", windows)
+	}
 	var unnudged pam.Policy
 	json.Unmarshal([]byte(direct(exitOK, "policy", "set", "drop", "--remind-hours", "-1", "--escalate-hours", "-1", "--json")), &unnudged)
 	if unnudged.Version == 0 || unnudged.RemindAfter != 0 || unnudged.EscalateAfter != 0 || unnudged.EscalationGroup != "" {

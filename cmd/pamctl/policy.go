@@ -96,6 +96,7 @@ type policyFlags struct {
 	id, name, task, role, roleGroup, approval, condition, file string
 	groups, requesterGroups, requireBind                       multi
 	maxHours, defaultHours, remindHours, escalateHours         float64
+	maxStartHours, maxExtendedHours                            float64
 	escalationGroup                                            string
 	maxUses                                                    *int
 }
@@ -123,6 +124,8 @@ func definePolicyFlags(fs *flag.FlagSet) *policyFlags {
 	fs.Float64Var(&f.escalateHours, "escalate-hours", 0, "escalate a request still pending after this long to --escalation-group (-1: never)")
 	fs.StringVar(&f.escalationGroup, "escalation-group", "", "the group that may decide a request alone once it escalates")
 	fs.Float64Var(&f.maxHours, "max-hours", 0, "longest access a request may ask for")
+	fs.Float64Var(&f.maxStartHours, "max-start-hours", 0, "how far ahead a request may schedule its start (default 720, 30 days)")
+	fs.Float64Var(&f.maxExtendedHours, "max-extended-hours", 0, "longest a window may last with its extensions (default: --max-hours)")
 	fs.Float64Var(&f.defaultHours, "default-hours", 0, "access when a request names no duration")
 	fs.StringVar(&f.condition, "condition", "", "Rego condition over input.op")
 	fs.StringVar(&f.file, "file", "", `read the policy from this YAML or JSON file (- for stdin); durations as "8h"`)
@@ -207,6 +210,12 @@ func (f *policyFlags) apply(p *pam.Policy) error {
 	}
 	if f.maxHours != 0 {
 		p.MaxDuration = hours(f.maxHours)
+	}
+	if f.maxStartHours != 0 {
+		p.MaxStartDelay = hours(f.maxStartHours)
+	}
+	if f.maxExtendedHours != 0 {
+		p.MaxExtendedDuration = hours(f.maxExtendedHours)
 	}
 	if f.defaultHours != 0 {
 		p.DefaultDuration = hours(f.defaultHours)
