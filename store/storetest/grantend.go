@@ -19,7 +19,8 @@ import (
 // holder relinquishes it on the first, and once while the first cuts it
 // with a policy change. Each fn's context must end within bound of
 // the change returning, with the reason as its cause; the delays are
-// logged (min, median, max).
+// logged (min, median, max). Last, an extension granted on the first
+// must move the deadline of the fn running on the second within bound.
 func GrantEndsAcross(t *testing.T, sa, sb pam.Store, clk clock.Clock, poll, bound time.Duration, rounds int) {
 	t.Helper()
 	newManager := func(s pam.Store) *pam.Manager {
@@ -136,4 +137,55 @@ func GrantEndsAcross(t *testing.T, sa, sb pam.Store, clk clock.Clock, poll, boun
 	}
 	d = wait("policy cut", end, done, time.Now(), pam.GrantCut, r.ID)
 	t.Logf("policy cut on one Manager, fn on the other ended after %v", d)
+
+	// An extension granted on one Manager moves the deadline of the fn
+	// running on the other, which runs on.
+	if p, err = a.Policy(As("admin"), p.ID); err != nil {
+		t.Fatal(err)
+	}
+	p.ApproverGroups = []pam.ApproverGroup{{Group: "approvers", MinApprovals: 2}}
+	if _, err = a.UpdatePolicy(As("admin"), p); err != nil {
+		t.Fatal(err)
+	}
+	r = grant()
+	started, moved, ran := make(chan time.Time, 1), make(chan time.Time, 1), make(chan error, 1)
+	go func() {
+		ran <- b.Guard(As("alice"), pam.Op{Task: "New-MoveRequest"}, func(ctx context.Context) error {
+			first, _ := ctx.Deadline()
+			started <- first
+			for give := time.Now().Add(bound + 10*time.Second); time.Now().Before(give); time.Sleep(time.Millisecond) {
+				if dl, _ := ctx.Deadline(); dl.After(first) {
+					moved <- dl
+					return ctx.Err()
+				}
+			}
+			return errors.New("the deadline never moved")
+		})
+	}()
+	first := <-started
+	if _, err := a.Extend(As("alice"), r.ID, 30*time.Minute, "the move is slow"); err != nil {
+		t.Fatal(err)
+	}
+	for _, who := range []string{"bob", "carol"} {
+		if r, err = a.Approve(As(who), r.ID, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	since := time.Now()
+	select {
+	case dl := <-moved:
+		if d := time.Since(since); d > bound {
+			t.Errorf("extension: fn's deadline moved %v after the change, want within %v", d, bound)
+		} else {
+			t.Logf("extension on one Manager, fn's deadline on the other moved after %v", d)
+		}
+		if got := dl.Sub(first); got != 30*time.Minute {
+			t.Errorf("extension: the deadline moved by %v, want 30m", got)
+		}
+	case err := <-ran:
+		t.Fatalf("extension: fn returned before its deadline moved: %v", err)
+	}
+	if err := <-ran; err != nil {
+		t.Errorf("extension: Guard = %v, want fn to run on", err)
+	}
 }
