@@ -225,19 +225,21 @@
 // parameters equal the bound values (strings, numbers, booleans; checked
 // against the catalog's declarations at submission; over a role, every
 // task of it must declare each bound name, and the grant covers no task
-// that stops declaring one), and a policy can
-// require bindings (Policy.RequireBind) so that no grant under it covers
-// more than one target. RequestInput.MaxUses limits it to that many runs
-// (Policy.MaxUses caps it, and is the default): Guard takes a run with the
-// use action in the same durable commit as the run's start, each version
-// checked, so that Guards racing for the last run start it once; the last
-// writes request.spent. The request stays approved until its window ends,
-// so the last run runs on. Request.Bounds says both in words, for
-// approvers. Purview grants cover every operation of their scope.
+// that stops declaring one), and a policy can require bindings
+// (Policy.RequireBind) so that no grant under it covers more than one
+// target. RequestInput.MaxUses limits it to that many runs
+// (Policy.MaxUses caps it, and is the default): Guard takes a run with
+// the use action in the same durable commit as the run's start, each
+// version checked, so that Guards racing for the last run start it once;
+// the last writes request.spent. The request stays approved until its
+// window ends, so the last run runs on. Request.Bounds says both in
+// words, for approvers. Purview grants cover every operation of their
+// scope.
 //
 // The access window opens when a request is approved (or at its start,
-// when later), not when it was submitted. Terminal states never change. Every transition is one atomic
-// store write of the new state together with its audit events. States are
+// when later), not when it was submitted. Terminal states never change.
+// Every transition is one atomic store write of the new state together
+// with its audit events. States are
 // computed from the clock whenever they are read; Run (or Sweep) records
 // expiries in the trail and notifies the requester.
 //
