@@ -192,6 +192,13 @@ func (m *Manager) gather(ctx context.Context, r *Request, a Action, actor, comme
 		if f.MemberOf, err = m.memberships(ctx, f.Policy, append(approvers(r.Decisions), actor)); err == nil {
 			f.Escalator, err = m.escalator(ctx, r, f.Policy, actor)
 		}
+	case ActionConfirm, ActionFlag:
+		if actor == r.Requester {
+			break // never their own review
+		}
+		if f.Admin, err = m.isAdmin(ctx, actor); err == nil {
+			f.MemberOf, err = m.memberships(ctx, f.Policy, []string{actor})
+		}
 	case ActionRevoke:
 		if actor == r.Requester {
 			break // the requester may always give up their own access

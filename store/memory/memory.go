@@ -374,14 +374,23 @@ func clonePolicy(p pam.Policy) pam.Policy {
 	p.ApproverGroups = slices.Clone(p.ApproverGroups)
 	p.RequesterGroups = slices.Clone(p.RequesterGroups)
 	p.RequireBind = slices.Clone(p.RequireBind)
+	if p.BreakGlass != nil {
+		bg := *p.BreakGlass
+		p.BreakGlass = &bg
+	}
 	return p
 }
 
-// cloneRequest copies what r shares: its decisions, and its bound
-// values (strings, numbers and booleans: a shallow copy is whole).
+// cloneRequest copies what r shares: its decisions, its bound values
+// (strings, numbers and booleans: a shallow copy is whole) and its
+// break-glass review.
 func cloneRequest(r pam.Request) pam.Request {
 	r.Decisions = slices.Clone(r.Decisions)
 	r.Bind = maps.Clone(r.Bind)
+	if r.BreakGlass != nil {
+		v := *r.BreakGlass
+		r.BreakGlass = &v
+	}
 	return r
 }
 
