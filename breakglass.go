@@ -192,9 +192,6 @@ func (m *Manager) BreakGlass(ctx context.Context, n RequestInput) (Request, erro
 	if err != nil {
 		return Request{}, err // fail closed: no emergency access the directory cannot vouch for
 	}
-	if !member {
-		return Request{}, fmt.Errorf("%w: %s may not break glass under policy %s: only members of %s may", ErrForbidden, actor, p.ID, bg.Group)
-	}
 	switch {
 	case p.broken != nil:
 		return Request{}, &RejectedError{PolicyID: p.ID, Messages: []string{"the policy cannot be evaluated: " + p.broken.Error()}}
@@ -208,9 +205,6 @@ func (m *Manager) BreakGlass(ctx context.Context, n RequestInput) (Request, erro
 	d := n.Duration
 	if d == 0 {
 		d = bg.duration(&p.Policy)
-	}
-	if d > bg.duration(&p.Policy) {
-		return Request{}, fmt.Errorf("%w: %v requested, policy %s allows break-glass for %v", ErrDurationTooLong, d, p.ID, bg.duration(&p.Policy))
 	}
 	prefix := breakGlassPrefix(p.ID, actor)
 	for range maxAttempts {
@@ -229,11 +223,14 @@ func (m *Manager) BreakGlass(ctx context.Context, n RequestInput) (Request, erro
 			ID: fmt.Sprintf("%s%d", prefix, len(past)+1), Requester: actor, Scope: n.Scope, PolicyID: p.ID, Reason: n.Reason, Ticket: n.Ticket,
 			Duration: d, Bind: bind, MaxUses: uses, State: Pending, PolicyVersion: p.Version, CreatedAt: now, PendingUntil: now.Add(p.pendingTTL()), Version: 1,
 		}
-		if err := m.checkRequestRule(ctx, p, ruleInput(&r, now), now); err != nil {
+		// The lifecycle decides (who, how long, how often); then the
+		// policy's request rule judges the reason.
+		input := ruleInput(&r, now)
+		r, events, err := apply(r, ActionBreakGlass, facts{Actor: actor, Now: now, Policy: &p.Policy, BreakGlasser: member, BreakGlassUsed: usedWithin(past, bg, now)})
+		if err != nil {
 			return Request{}, err
 		}
-		r, events, err := apply(r, ActionBreakGlass, facts{Actor: actor, Now: now, Policy: &p.Policy, BreakGlasser: true, BreakGlassUsed: usedWithin(past, bg, now)})
-		if err != nil {
+		if err := m.checkRequestRule(ctx, p, input, now); err != nil {
 			return Request{}, err
 		}
 		tx := &Tx{Requests: []Request{r}, Events: events, Messages: m.notifications(ctx, events, r, p, now)}

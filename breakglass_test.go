@@ -349,3 +349,18 @@ func TestBreakGlassPolicyValidation(t *testing.T) {
 		}
 	}
 }
+
+// TestBreakGlassRequestRule: the policy's request rule judges a
+// break-glass reason as it does a request's; a rejection writes nothing.
+func TestBreakGlassRequestRule(t *testing.T) {
+	e := newEnv(t)
+	p := breakGlassPolicy()
+	p.RequestRule = "deny contains \"name the incident (INC-n)\" if { not regex.match(`INC-[0-9]+`, input.request.reason) }"
+	e.policy(p)
+	seq := e.lastSeq()
+	if _, err := e.m.BreakGlass(e.as("erin"), pam.RequestInput{PolicyID: "move", Reason: "urgent"}); !errors.Is(err, pam.ErrRejected) {
+		t.Errorf("no incident named: %v, want ErrRejected", err)
+	}
+	e.nothingWritten(t, "a rejection", seq)
+	e.breakGlass("erin") // "INC-9 mail flow down"
+}
