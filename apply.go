@@ -184,6 +184,7 @@ func (m *Manager) validateConfig(ctx context.Context, cfg *Config) (map[string]P
 		p.ApproverGroups = slices.Clone(p.ApproverGroups)
 		p.RequesterGroups = slices.Clone(p.RequesterGroups)
 		p.RequireBind = slices.Clone(p.RequireBind)
+		p.BreakGlass = p.BreakGlass.clone()
 		want[name] = p
 	}
 	for _, name := range cfg.SameScope {
@@ -257,6 +258,7 @@ func (m *Manager) plan(ctx context.Context, s *snapshot, cat *Catalog, catalogGi
 		next.Approval, next.ApproverGroups, next.RequesterGroups = p.Approval, p.ApproverGroups, p.RequesterGroups
 		next.RequireBind, next.MaxUses = p.RequireBind, p.MaxUses
 		next.RemindAfter, next.EscalateAfter, next.EscalationGroup = p.RemindAfter, p.EscalateAfter, p.EscalationGroup
+		next.BreakGlass = p.BreakGlass.clone()
 		next.DefaultDuration, next.MaxDuration, next.PendingTTL = p.DefaultDuration, p.MaxDuration, p.PendingTTL
 		next.MaxStartDelay, next.MaxExtendedDuration = p.MaxStartDelay, p.MaxExtendedDuration
 		next.RequestRule, next.AutoApproveRule, next.ParamAudit = p.RequestRule, p.AutoApproveRule, p.ParamAudit
@@ -328,6 +330,7 @@ func changedFields(a, b *Policy) []string {
 		{"remind_after", a.RemindAfter == b.RemindAfter},
 		{"escalate_after", a.EscalateAfter == b.EscalateAfter},
 		{"escalation_group", a.EscalationGroup == b.EscalationGroup},
+		{"break_glass", a.BreakGlass == nil && b.BreakGlass == nil || a.BreakGlass != nil && b.BreakGlass != nil && *a.BreakGlass == *b.BreakGlass},
 		{"default_duration", a.DefaultDuration == b.DefaultDuration},
 		{"max_duration", a.MaxDuration == b.MaxDuration},
 		{"pending_ttl", a.PendingTTL == b.PendingTTL},

@@ -204,6 +204,13 @@ func (m *Manager) gather(ctx context.Context, r *Request, a Action, given facts,
 		if p != nil && actor == r.Requester {
 			f.Verdict, f.Rejected = m.judgeExtension(ctx, r, p, f.By, f.Comment, now)
 		}
+	case ActionConfirm, ActionFlag:
+		if actor == r.Requester {
+			break // never their own review
+		}
+		if f.Admin, err = m.isAdmin(ctx, actor); err == nil {
+			f.MemberOf, err = m.memberships(ctx, f.Policy, []string{actor})
+		}
 	case ActionRevoke:
 		if actor == r.Requester {
 			break // the requester may always give up their own access

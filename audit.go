@@ -38,6 +38,18 @@ const (
 	// same commit as that run's guard.allowed); Guard starts no other
 	// under it. The request stays approved until its window ends.
 	EventRequestSpent EventType = "request.spent"
+	// EventRequestBreakGlass: a member of the policy's BreakGlass.Group
+	// opened the request at once, without approval (followed by its
+	// request.approved); its post-hoc review is pending.
+	EventRequestBreakGlass EventType = "request.break_glass"
+	// EventRequestBreakGlassConfirmed and EventRequestBreakGlassFlagged:
+	// an approver reviewed a break-glass request (a flag on an active
+	// grant is followed by its request.revoked).
+	EventRequestBreakGlassConfirmed EventType = "request.break_glass_confirmed"
+	EventRequestBreakGlassFlagged   EventType = "request.break_glass_flagged"
+	// EventRequestBreakGlassOverdue: a break-glass request's review is
+	// overdue, and its reviewers were told again.
+	EventRequestBreakGlassOverdue EventType = "request.break_glass_overdue"
 
 	// The holder asked for a longer window (Extend); it was granted (the
 	// window's end moved), or denied (the grant runs on to its end).

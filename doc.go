@@ -178,12 +178,17 @@
 // recorded:
 //
 //	state      allowed actions
-//	pending    settle (automatic verdict), approve, deny, cancel, remind, escalate
+//	pending    settle (automatic verdict), approve, deny, cancel, remind, escalate,
+//	           break_glass
 //	scheduled  revoke, relinquish
-//	approved   revoke, relinquish, extend, use (Guard, on a use-limited grant)
-//	extending  settle, approve, deny (the extension), revoke, relinquish, use
-//	due        expire
-//	denied, canceled, revoked, relinquished, expired: none
+//	approved   revoke, relinquish, extend, use (Guard, on a use-limited grant),
+//	           confirm, flag, review_overdue (break-glass reviews)
+//	extending  settle, approve, deny (the extension), revoke, relinquish, use,
+//	           confirm, flag, review_overdue
+//	due        expire (a pending request)
+//	due grant  expire, confirm, flag, review_overdue (an approved one)
+//	revoked, relinquished, expired: confirm, flag, review_overdue
+//	denied, canceled: none
 //
 // Scheduled and extending are Approved requests: before their window
 // opens, and with an extension of their window pending. Request.Allows
@@ -236,10 +241,34 @@
 // words, for approvers. Purview grants cover every operation of their
 // scope.
 //
+// Break-glass is emergency access with a review afterwards. A policy's
+// BreakGlass names a group whose members may act at once, without
+// approval (Manager.BreakGlass, pamctl breakglass): the grant lasts at
+// most BreakGlass.MaxDuration (default 1 h), an actor may break glass
+// Limit times per Period (default once per 24 h; ErrLimit beyond,
+// counted exactly across replicas: the n-th activation of an actor under
+// a policy has an ID of its own that only one writer can create), and
+// the policy's approver groups and AlertGroup are notified at once
+// (request.break_glass, then request.approved). Every guard.allowed under
+// it carries the detail break_glass (the request IDs); Guard prefers an
+// approved grant when the actor holds one too. A member of the approver
+// groups or an admin, never the activator, then confirms or flags it
+// (Manager.ReviewBreakGlass: request.break_glass_confirmed,
+// request.break_glass_flagged); a flag on a grant still active revokes it
+// (request.revoked), which ends running work as Revoke does. A review not
+// done within ReviewWithin (default 24 h) is overdue: Sweep notifies the
+// reviewers again (request.break_glass_overdue), once per ReviewWithin
+// across Managers, also after the grant ended (Request.Due includes the
+// review's next notice, so the stores' due index finds it).
+// Manager.BreakGlassReviews lists the activations waiting for review and
+// those flagged. The review is the one thing recorded on a request that
+// ended: its state and window never change. Purview has no break-glass;
+// it keeps standing emergency accounts, reviewed by no one.
+//
 // The access window opens when a request is approved (or at its start,
-// when later), not when it was submitted. Terminal states never change.
-// Every transition is one atomic store write of the new state together
-// with its audit events. States are
+// when later), not when it was submitted. Terminal states never change,
+// but for a break-glass review. Every transition is one atomic store
+// write of the new state together with its audit events. States are
 // computed from the clock whenever they are read; Run (or Sweep) records
 // expiries in the trail and notifies the requester.
 //
@@ -387,6 +416,7 @@
 //	extend.go       Extension and Extend: a longer window, decided as a request is
 //	guard.go        Guard and Check: gathering, and the pure decision
 //	grantbounds.go  grants bound to parameter values and limited in runs
+//	breakglass.go   break-glass: BreakGlass, activation, review, the review list
 //	explain.go      what a denial tells the user: a pending request, eligibility
 //	grantctx.go     fn's context; grantwatch.go ends it with its grant
 //	runend.go       run IDs, each run's one end: deferred, retried, swept

@@ -60,8 +60,10 @@ var (
 	ErrAmbiguous = errors.New("pam: several policies cover this scope")
 
 	// ErrLimit: the requester already has Options.MaxPending pending
-	// requests; one must be decided, canceled or expire first.
-	ErrLimit = errors.New("pam: too many pending requests")
+	// requests (one must be decided, canceled or expire first), or broke
+	// glass under the policy its BreakGlass.Limit times within the
+	// Period.
+	ErrLimit = errors.New("pam: limit reached")
 
 	// ErrDurationTooLong: the requested duration exceeds the policy's
 	// MaxDuration. Requests are rejected, never clipped.

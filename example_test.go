@@ -554,3 +554,52 @@ func ExampleManager_Extend() {
 	// asked: pending 2h0m0s
 	// extension: approved - run's deadline: 6h0m0s
 }
+
+// ExampleManager_BreakGlass: an on-call engineer acts at once in an
+// emergency; every run is marked in the trail, and an approver reviews
+// the activation afterwards.
+func ExampleManager_BreakGlass() {
+	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}, "dba": {"bob"}, "oncall": {"alice"}, "security": {"sec"}})
+	m, _ := pam.New(memory.New(), dir, &pam.Options{Clock: clock.NewMock()})
+	defer m.Close(context.Background())
+	_, err := m.CreatePolicy(pam.WithActor(context.Background(), "admin"), pam.Policy{
+		ID: "drop", Scope: pam.TaskScope("Drop-Table"), Approval: pam.Manual,
+		ApproverGroups: []pam.ApproverGroup{{Group: "dba"}},
+		// An hour at most, once a day per person, reviewed within a day.
+		BreakGlass: &pam.BreakGlass{Group: "oncall", AlertGroup: "security"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	alice := pam.WithActor(context.Background(), "alice")
+	r, err := m.BreakGlass(alice, pam.RequestInput{PolicyID: "drop", Reason: "INC-77 disk full"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(r.State, r.Duration, r.BreakGlass.State)
+	err = m.Guard(alice, pam.Op{Task: "Drop-Table"}, func(ctx context.Context) error { return nil })
+	fmt.Println("run:", err)
+	_, err = m.BreakGlass(alice, pam.RequestInput{PolicyID: "drop", Reason: "again"})
+	fmt.Println(errors.Is(err, pam.ErrLimit))
+
+	bob := pam.WithActor(context.Background(), "bob")
+	todo, _ := m.BreakGlassReviews(bob)
+	fmt.Println("to review:", len(todo))
+	r, err = m.ReviewBreakGlass(bob, r.ID, pam.ReviewConfirmed, "the disk was full")
+	fmt.Println(r.BreakGlass.State, err)
+	events, _, _ := m.Audit(pam.WithActor(context.Background(), "admin"), pam.EventFilter{RequestID: r.ID, Types: []pam.EventType{
+		pam.EventRequestBreakGlass, pam.EventRequestApproved, pam.EventGuardAllowed, pam.EventRequestBreakGlassConfirmed}})
+	for _, e := range events {
+		fmt.Println(e.Type, e.Detail["break_glass"] != "")
+	}
+	// Output:
+	// approved 1h0m0s pending
+	// run: <nil>
+	// true
+	// to review: 1
+	// confirmed <nil>
+	// request.break_glass false
+	// request.approved false
+	// guard.allowed true
+	// request.break_glass_confirmed false
+}

@@ -67,6 +67,9 @@ type PolicyCheck struct {
 	grantLimited       bool // the grant limits its runs: a run takes one
 	grantPolicyVersion int64
 	ExpiresAt          time.Time `json:"expires_at,omitzero"`
+	// BreakGlass: Grant is a break-glass request (Manager.BreakGlass);
+	// the run's guard.allowed says so (detail break_glass).
+	BreakGlass bool `json:"break_glass,omitempty"`
 	// Missing says why no grant satisfies a covering policy, and what the
 	// actor can do about it: that a request of theirs is pending (its ID,
 	// the approvals so far, the approver groups it waits for), or that
@@ -483,7 +486,7 @@ func decideGuard(f *guardFacts) CheckResult {
 			continue
 		}
 		pc.Grant, pc.grantVersion, pc.grantPolicyVersion, pc.ExpiresAt = best.RequestID, best.Version, best.PolicyVersion, best.ExpiresAt
-		pc.grantLimited = best.MaxUses > 0
+		pc.grantLimited, pc.BreakGlass = best.MaxUses > 0, best.BreakGlass
 		if res.Deadline.IsZero() || best.ExpiresAt.Before(res.Deadline) {
 			res.Deadline = best.ExpiresAt
 		}
@@ -497,8 +500,13 @@ func decideGuard(f *guardFacts) CheckResult {
 }
 
 // betterGrant reports whether g is a better grant to run under than
-// best: one that does not count its runs, then the one that ends last.
+// best: one that is not break-glass (so that a run marked break-glass
+// had no other grant), then one that does not count its runs, then the
+// one that ends last.
 func betterGrant(g, best *Grant) bool {
+	if g.BreakGlass != best.BreakGlass {
+		return !g.BreakGlass
+	}
 	if (g.MaxUses == 0) != (best.MaxUses == 0) {
 		return g.MaxUses == 0
 	}
@@ -668,8 +676,11 @@ func (m *Manager) guardEvent(res *CheckResult) Event {
 		e.Type = EventGuardDenied
 		e.Detail = map[string]string{"error": cleanText(res.Err.Error())}
 	}
-	var pols, grants, condErrs []string
+	var pols, grants, condErrs, breakGlass []string
 	for _, pc := range res.Policies {
+		if pc.BreakGlass && pc.Grant != "" {
+			breakGlass = append(breakGlass, pc.Grant)
+		}
 		if pc.Covered {
 			pols = append(pols, pc.PolicyID)
 			if pc.Condition == conditionFailed && pc.ConditionError != "" {
@@ -692,6 +703,13 @@ func (m *Manager) guardEvent(res *CheckResult) Event {
 		}
 		e.Detail["policies"] = strings.Join(pols, ",")
 		e.Detail["requests"] = strings.Join(grants, ",")
+	}
+	if len(breakGlass) > 0 {
+		// The run is under break-glass: the requests it runs under.
+		if e.Detail == nil {
+			e.Detail = map[string]string{}
+		}
+		e.Detail["break_glass"] = strings.Join(breakGlass, ",")
 	}
 	if res.ParamsError != "" {
 		if e.Detail == nil {

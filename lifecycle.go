@@ -45,38 +45,60 @@ const (
 	// ActionSettle, ActionApprove and ActionDeny apply to it while it is
 	// pending.
 	ActionExtend Action = "extend"
+	// ActionBreakGlass opens a request at once, without approval, for
+	// its requester, a member of the policy's BreakGlass.Group
+	// (Manager.BreakGlass), and opens its post-hoc review.
+	ActionBreakGlass Action = "break_glass"
+	// ActionConfirm and ActionFlag record an approver's post-hoc review
+	// of a break-glass request, whatever became of its grant; a flag on
+	// an active grant revokes it. ActionReviewOverdue tells the
+	// reviewers again that the review is overdue; Sweep takes it when
+	// due.
+	ActionConfirm       Action = "confirm"
+	ActionFlag          Action = "flag"
+	ActionReviewOverdue Action = "review_overdue"
 )
 
 // Rows of the lifecycle table that are no State of their own: an
 // approved request is scheduled before its window opens, and extending
 // while an extension of its window waits for a decision; due is a
-// request whose deadline has passed (StateAt says Expired) while its
-// recorded state is still Pending or Approved: the only thing left to do
-// is to record the expiry.
+// pending request whose deadline has passed (StateAt says Expired) while
+// its recorded state is still Pending: the only thing left to do is to
+// record the expiry; dueGrant is an Approved one whose window has ended
+// unrecorded: record the expiry, or review it if it was break-glass.
 const (
 	scheduled State = "scheduled"
 	extending State = "extending"
 	due       State = "due"
+	dueGrant  State = "due grant"
 )
 
 // lifecycle is the table of legal (state, action) pairs, the first rule
 // every transition passes. The state is the request's state as of now
-// (StateAt), or one of the rows above (phase). Denied, Canceled,
-// Revoked, Relinquished and Expired allow nothing: terminal states never
-// change. Settle, approve and deny decide what is pending: the request,
-// or on an extending one, its extension.
+// (StateAt), or one of the rows above (phase). Terminal states never
+// change: Denied and Canceled allow nothing, and Revoked, Relinquished
+// and Expired only the post-hoc review of a break-glass grant (confirm,
+// flag, review_overdue), which changes the review and nothing else of
+// the request. Settle, approve and deny decide what is pending: the
+// request, or on an extending one, its extension.
 var lifecycle = map[State][]Action{
-	Pending:   {ActionSettle, ActionApprove, ActionDeny, ActionCancel, ActionRemind, ActionEscalate},
-	scheduled: {ActionRevoke, ActionRelinquish},
-	Approved:  {ActionRevoke, ActionRelinquish, ActionExtend, ActionUse},
-	extending: {ActionSettle, ActionApprove, ActionDeny, ActionRevoke, ActionRelinquish, ActionUse},
-	due:       {ActionExpire},
+	Pending:      {ActionSettle, ActionApprove, ActionDeny, ActionCancel, ActionRemind, ActionEscalate, ActionBreakGlass},
+	scheduled:    {ActionRevoke, ActionRelinquish},
+	Approved:     {ActionRevoke, ActionRelinquish, ActionExtend, ActionUse, ActionConfirm, ActionFlag, ActionReviewOverdue},
+	extending:    {ActionSettle, ActionApprove, ActionDeny, ActionRevoke, ActionRelinquish, ActionUse, ActionConfirm, ActionFlag, ActionReviewOverdue},
+	due:          {ActionExpire},
+	dueGrant:     {ActionExpire, ActionConfirm, ActionFlag, ActionReviewOverdue},
+	Revoked:      {ActionConfirm, ActionFlag, ActionReviewOverdue},
+	Relinquished: {ActionConfirm, ActionFlag, ActionReviewOverdue},
+	Expired:      {ActionConfirm, ActionFlag, ActionReviewOverdue},
 }
 
 // phase returns r's row in the lifecycle table at now.
 func phase(r *Request, now time.Time) State {
 	s := r.StateAt(now)
 	switch {
+	case s == Expired && r.State == Approved:
+		return dueGrant
 	case s == Expired && !r.State.Terminal():
 		return due
 	case s == Approved && now.Before(r.ApprovedAt):
@@ -147,6 +169,11 @@ type facts struct {
 	// Escalator: the request escalated and Actor is in the policy's
 	// EscalationGroup (read by approve, deny and the read rule).
 	Escalator bool
+	// BreakGlasser: Actor is in the policy's BreakGlass.Group;
+	// BreakGlassUsed: how many times Actor broke glass under the policy
+	// within its BreakGlass.Period up to Now (both read by break_glass).
+	BreakGlasser   bool
+	BreakGlassUsed int
 }
 
 // membership maps an identity to the indices of the policy's approver
@@ -188,6 +215,16 @@ type membership map[string][]int
 //     last writes request.spent. The request stays Approved until its
 //     window ends, so a run started under it runs on, and Guard starts
 //     no other.
+//   - break_glass: only by the requester, a member of the policy's
+//     BreakGlass.Group, for at most its break-glass duration, fewer than
+//     Limit times per Period; approved at once, its review pending and
+//     due ReviewWithin from now.
+//   - confirm, flag: a break-glass request whose review is pending; by
+//     an admin or a member of one of the policy's approver groups, never
+//     the requester. A flag on an active grant (state Approved) also
+//     revokes it; otherwise only the review changes.
+//   - review_overdue: only when due (the review's NotifyAt has come);
+//     the next on the review's cadence (every ReviewWithin), past now.
 func apply(r Request, a Action, f facts) (Request, []Event, error) {
 	if err := checkState(&r, a, f.Now); err != nil {
 		return r, nil, err
@@ -256,6 +293,26 @@ func apply(r Request, a Action, f facts) (Request, []Event, error) {
 		return r, []Event{requestEvent(EventRequestSpent, &r, f.Actor, f.Now, map[string]string{"max_uses": fmt.Sprint(r.MaxUses)})}, nil
 	case ActionExtend:
 		return extend(r, f)
+	case ActionBreakGlass:
+		return breakGlass(r, f)
+	case ActionConfirm, ActionFlag:
+		return review(r, a, f)
+	case ActionReviewOverdue:
+		v := r.BreakGlass
+		if v == nil || v.State != ReviewPending || v.NotifyAt.IsZero() || v.NotifyAt.After(f.Now) {
+			return r, nil, fmt.Errorf("%w: the review of request %s is not overdue", ErrWrongState, r.ID)
+		}
+		r = r.clone()
+		v = r.BreakGlass
+		due := v.NotifyAt
+		v.NotifyAt = time.Time{}
+		if v.Every > 0 {
+			// Notifications a sweep missed are not made up.
+			v.NotifyAt = due.Add((f.Now.Sub(due)/v.Every + 1) * v.Every)
+		}
+		return r, []Event{requestEvent(EventRequestBreakGlassOverdue, &r, "", f.Now, map[string]string{
+			"due_at": v.DueAt.UTC().Format(time.RFC3339Nano),
+		})}, nil
 	case ActionExpire:
 		from := r.State
 		r = closeRequest(r, Expired, "", r.deadline())
@@ -264,6 +321,69 @@ func apply(r Request, a Action, f facts) (Request, []Event, error) {
 		})}, nil
 	}
 	return r, nil, invalid("Action", "unknown action %q", a)
+}
+
+// breakGlass opens r, a new request of f.Actor, at once as break-glass.
+func breakGlass(r Request, f facts) (Request, []Event, error) {
+	p := f.Policy
+	switch {
+	case p == nil || p.BreakGlass == nil:
+		return r, nil, fmt.Errorf("%w: the policy of request %s does not allow break-glass", ErrForbidden, r.ID)
+	case f.Actor != r.Requester || !f.BreakGlasser:
+		return r, nil, fmt.Errorf("%w: %s may not break glass under policy %s: only members of %s may", ErrForbidden, f.Actor, p.ID, p.BreakGlass.Group)
+	case r.BreakGlass != nil || len(r.Decisions) > 0:
+		return r, nil, fmt.Errorf("%w: request %s is not new", ErrWrongState, r.ID)
+	case r.Duration <= 0 || r.Duration > p.BreakGlass.duration(p):
+		return r, nil, fmt.Errorf("%w: %v requested, policy %s allows break-glass for %v", ErrDurationTooLong, r.Duration, p.ID, p.BreakGlass.duration(p))
+	case f.BreakGlassUsed >= p.BreakGlass.limit():
+		return r, nil, fmt.Errorf("%w: %s broke glass under policy %s %d times within %v, the most allowed", ErrLimit, f.Actor, p.ID, f.BreakGlassUsed, p.BreakGlass.period())
+	}
+	r = r.clone()
+	every := p.BreakGlass.reviewWithin()
+	r.BreakGlass = &BreakGlassReview{State: ReviewPending, DueAt: f.Now.Add(every), NotifyAt: f.Now.Add(every), Every: every}
+	// It never waits for approval.
+	r.PendingUntil, r.RemindAt, r.EscalateAt = f.Now, time.Time{}, time.Time{}
+	detail := map[string]string{"reason": r.Reason, "duration": r.Duration.String(), "ticket": r.Ticket,
+		"review_due": r.BreakGlass.DueAt.UTC().Format(time.RFC3339Nano)}
+	r.boundsDetail(detail)
+	events := []Event{requestEvent(EventRequestBreakGlass, &r, f.Actor, f.Now, detail)}
+	r, e := open(r, p, f.Now)
+	e.Actor = f.Actor
+	return r, append(events, e), nil
+}
+
+// review records an approver's post-hoc review of a break-glass request.
+func review(r Request, a Action, f facts) (Request, []Event, error) {
+	switch {
+	case r.BreakGlass == nil:
+		return r, nil, fmt.Errorf("%w: request %s is not break-glass", ErrWrongState, r.ID)
+	case r.BreakGlass.State != ReviewPending:
+		return r, nil, fmt.Errorf("%w: request %s was reviewed already (%s)", ErrWrongState, r.ID, r.BreakGlass.State)
+	case f.Actor == r.Requester:
+		return r, nil, fmt.Errorf("%w: %s activated request %s", ErrSelfApproval, f.Actor, r.ID)
+	case !f.Admin && len(f.MemberOf[f.Actor]) == 0:
+		return r, nil, fmt.Errorf("%w: %s may not review request %s", ErrForbidden, f.Actor, r.ID)
+	}
+	ph := phase(&r, f.Now)
+	active := ph == Approved || ph == extending || ph == scheduled
+	r = r.clone()
+	v := r.BreakGlass
+	t := EventRequestBreakGlassConfirmed
+	v.State = ReviewConfirmed
+	if a == ActionFlag {
+		v.State, t = ReviewFlagged, EventRequestBreakGlassFlagged
+	}
+	v.By, v.Comment, v.At, v.NotifyAt = f.Actor, f.Comment, f.Now, time.Time{}
+	detail := map[string]string{"overdue": fmt.Sprint(!f.Now.Before(v.DueAt))}
+	if f.Comment != "" {
+		detail["comment"] = f.Comment
+	}
+	events := []Event{requestEvent(t, &r, f.Actor, f.Now, detail)}
+	if a == ActionFlag && active {
+		r = closeRequest(r, Revoked, f.Actor, f.Now)
+		events = append(events, requestEvent(EventRequestRevoked, &r, f.Actor, f.Now, map[string]string{"reason": "break-glass flagged"}))
+	}
+	return r, events, nil
 }
 
 // mayRequest is the rule of who may submit under p: anyone when p names

@@ -17,7 +17,8 @@ import (
 var (
 	lcNow    = epoch.Add(time.Hour)
 	lcPolicy = &pam.Policy{ID: "move", Version: 3, Scope: pam.TaskScope("New-MoveRequest"), Approval: pam.Manual,
-		ApproverGroups: []pam.ApproverGroup{{Group: "mailbox-managers", MinApprovals: 2}, {Group: "security"}}}
+		ApproverGroups: []pam.ApproverGroup{{Group: "mailbox-managers", MinApprovals: 2}, {Group: "security"}},
+		BreakGlass:     &pam.BreakGlass{Group: "oncall", MaxDuration: 2 * time.Hour, Limit: 2}}
 )
 
 // lcRequest returns alice's request in the named row of the lifecycle
@@ -48,6 +49,12 @@ func lcRequest(row string) pam.Request {
 	default:
 		panic(row)
 	}
+	if r.State != pam.Pending {
+		// Every request that was opened is break-glass here, its review
+		// pending and overdue, so that only the table decides the
+		// review's actions.
+		r.BreakGlass = &pam.BreakGlassReview{State: pam.ReviewPending, DueAt: lcNow, NotifyAt: lcNow, Every: time.Hour}
+	}
 	return r
 }
 
@@ -55,7 +62,8 @@ var lcRows = []string{"pending", "pending, due", "approved", "approved, due", "s
 	"denied", "canceled", "revoked", "relinquished", "expired"}
 
 var lcActions = []pam.Action{pam.ActionSettle, pam.ActionApprove, pam.ActionDeny, pam.ActionCancel, pam.ActionRevoke, pam.ActionRelinquish,
-	pam.ActionExpire, pam.ActionExtend, pam.ActionUse, pam.ActionRemind, pam.ActionEscalate}
+	pam.ActionExpire, pam.ActionExtend, pam.ActionUse, pam.ActionRemind, pam.ActionEscalate,
+	pam.ActionBreakGlass, pam.ActionConfirm, pam.ActionFlag, pam.ActionReviewOverdue}
 
 // lcFacts returns facts under which the actor may take action a, so that
 // only the table decides.
@@ -64,12 +72,14 @@ func lcFacts(a pam.Action) pam.Facts {
 	switch a {
 	case pam.ActionSettle:
 		f.Verdict = pam.Decision{Approver: "auto:policy", Verdict: pam.Approve, At: lcNow, PolicyVersion: 3}
-	case pam.ActionApprove, pam.ActionDeny:
+	case pam.ActionApprove, pam.ActionDeny, pam.ActionConfirm, pam.ActionFlag:
 		f.Actor, f.MemberOf = "bob", pam.Membership{"bob": {0}}
 	case pam.ActionCancel, pam.ActionRelinquish, pam.ActionUse:
 		f.Actor = "alice"
 	case pam.ActionExtend:
 		f.Actor, f.By, f.Comment = "alice", time.Hour, "more to move"
+	case pam.ActionBreakGlass:
+		f.Actor, f.BreakGlasser = "alice", true
 	case pam.ActionRevoke:
 		f.Actor, f.Admin = "admin", true
 	}
@@ -80,20 +90,23 @@ func lcFacts(a pam.Action) pam.Facts {
 // succeed, every other is ErrWrongState and changes nothing.
 func TestLifecycleTable(t *testing.T) {
 	legal := map[string][]pam.Action{
-		"pending":       {pam.ActionSettle, pam.ActionApprove, pam.ActionDeny, pam.ActionCancel, pam.ActionRemind, pam.ActionEscalate},
+		"pending":       {pam.ActionSettle, pam.ActionApprove, pam.ActionDeny, pam.ActionCancel, pam.ActionRemind, pam.ActionEscalate, pam.ActionBreakGlass},
 		"pending, due":  {pam.ActionExpire},
-		"approved":      {pam.ActionRevoke, pam.ActionRelinquish, pam.ActionExtend, pam.ActionUse},
-		"approved, due": {pam.ActionExpire},
+		"approved":      {pam.ActionRevoke, pam.ActionRelinquish, pam.ActionExtend, pam.ActionUse, pam.ActionConfirm, pam.ActionFlag, pam.ActionReviewOverdue},
+		"approved, due": {pam.ActionExpire, pam.ActionConfirm, pam.ActionFlag, pam.ActionReviewOverdue},
 		// Before its window opens a grant can be given up, not extended.
 		"scheduled": {pam.ActionRevoke, pam.ActionRelinquish},
 		// An extension pending is decided as a request is.
-		"extending":      {pam.ActionSettle, pam.ActionApprove, pam.ActionDeny, pam.ActionRevoke, pam.ActionRelinquish, pam.ActionUse},
-		"extending, due": {pam.ActionExpire},
+		"extending":      {pam.ActionSettle, pam.ActionApprove, pam.ActionDeny, pam.ActionRevoke, pam.ActionRelinquish, pam.ActionUse, pam.ActionConfirm, pam.ActionFlag, pam.ActionReviewOverdue},
+		"extending, due": {pam.ActionExpire, pam.ActionConfirm, pam.ActionFlag, pam.ActionReviewOverdue},
+		"revoked":        {pam.ActionConfirm, pam.ActionFlag, pam.ActionReviewOverdue},
+		"relinquished":   {pam.ActionConfirm, pam.ActionFlag, pam.ActionReviewOverdue},
+		"expired":        {pam.ActionConfirm, pam.ActionFlag, pam.ActionReviewOverdue},
 	}
 	next := map[pam.Action]pam.State{
 		pam.ActionSettle: pam.Approved, pam.ActionApprove: pam.Pending, pam.ActionDeny: pam.Denied,
 		pam.ActionCancel: pam.Canceled, pam.ActionRevoke: pam.Revoked, pam.ActionRelinquish: pam.Relinquished, pam.ActionExpire: pam.Expired,
-		pam.ActionExtend: pam.Approved, pam.ActionUse: pam.Approved, pam.ActionRemind: pam.Pending, pam.ActionEscalate: pam.Pending,
+		pam.ActionExtend: pam.Approved, pam.ActionUse: pam.Approved, pam.ActionRemind: pam.Pending, pam.ActionEscalate: pam.Pending, pam.ActionBreakGlass: pam.Approved,
 	}
 	// Decisions on an extension leave the grant approved.
 	extensionNext := map[pam.Action]pam.State{pam.ActionSettle: pam.Approved, pam.ActionApprove: pam.Approved, pam.ActionDeny: pam.Approved}
@@ -117,9 +130,17 @@ func TestLifecycleTable(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				want := next[a]
-				if s, ok := extensionNext[a]; ok && row == "extending" {
-					want = s
+				want, ok := next[a]
+				if s, isExt := extensionNext[a]; isExt && row == "extending" {
+					want, ok = s, true
+				}
+				if !ok {
+					// The review's actions leave the state as recorded,
+					// but a flag on an active grant revokes it.
+					want = r.State
+					if a == pam.ActionFlag && (row == "approved" || row == "extending") {
+						want = pam.Revoked
+					}
 				}
 				if got.State != want {
 					t.Errorf("state %s, want %s", got.State, want)
@@ -435,7 +456,24 @@ func FuzzLifecycle(f *testing.F) {
 			t.Fatalf("%s on a %s request succeeded: allowed %v, %d events", a, before, r.Allows(a, fc.Now), len(events))
 		}
 		if r.State.Terminal() {
-			t.Fatalf("a terminal request changed: %s", a)
+			// A terminal request's state and window never change; only
+			// a break-glass review may be recorded on it, pending →
+			// confirmed or flagged (or its overdue notice moved on).
+			if got.State != r.State || !got.ClosedAt.Equal(r.ClosedAt) || got.ClosedBy != r.ClosedBy ||
+				!got.ApprovedAt.Equal(r.ApprovedAt) || !got.ExpiresAt.Equal(r.ExpiresAt) {
+				t.Fatalf("%s changed a terminal request's state or window", a)
+			}
+			reviewOnly := got
+			reviewOnly.BreakGlass = r.BreakGlass
+			if d := cmp.Diff(r, reviewOnly); d != "" || r.BreakGlass == nil || r.BreakGlass.State != pam.ReviewPending {
+				t.Fatalf("%s changed a terminal request beyond its pending review:\n%s", a, d)
+			}
+			if gs := got.BreakGlass.State; gs != pam.ReviewPending && gs != pam.ReviewConfirmed && gs != pam.ReviewFlagged {
+				t.Fatalf("review state %q", gs)
+			}
+		}
+		if r.BreakGlass != nil && r.BreakGlass.State != pam.ReviewPending && !cmp.Equal(r.BreakGlass, got.BreakGlass) {
+			t.Fatalf("%s changed a finished review", a)
 		}
 		if got.State.Terminal() != !got.ClosedAt.IsZero() {
 			t.Fatalf("state %s with ClosedAt %v", got.State, got.ClosedAt)

@@ -23,7 +23,13 @@ type Notification struct {
 	// EventRequestExtensionRequested (to the approvers);
 	// EventRequestApproved, EventRequestDenied, EventRequestExpired,
 	// EventRequestRevoked, EventRequestRelinquished, EventRequestExtended
-	// or EventRequestExtensionDenied (to the requester).
+	// or EventRequestExtensionDenied (to the requester);
+	// EventRequestBreakGlass (to the approvers and the policy's
+	// BreakGlass.AlertGroup), EventRequestBreakGlassOverdue (to the
+	// approvers), EventRequestBreakGlassConfirmed or
+	// EventRequestBreakGlassFlagged (to the requester);
+	// EventRequestReminded (to the approvers who have not decided) and
+	// EventRequestEscalated (to the policy's EscalationGroup).
 	Type       EventType `json:"type"`
 	Request    Request   `json:"request"`
 	Recipients []string  `json:"recipients"` // canonical identities; one per message
@@ -234,8 +240,27 @@ func (m *Manager) notifications(ctx context.Context, events []Event, r Request, 
 			if r.extensionPending() && p != nil {
 				to = m.approverRecipients(ctx, p, r.Requester)
 			}
-		case EventRequestApproved, EventRequestDenied, EventRequestExpired, EventRequestRevoked, EventRequestRelinquished,
-			EventRequestExtended, EventRequestExtensionDenied:
+		case EventRequestBreakGlass:
+			if p != nil {
+				groups := make([]string, 0, len(p.ApproverGroups)+1)
+				for _, g := range p.ApproverGroups {
+					groups = append(groups, g.Group)
+				}
+				if p.BreakGlass != nil && p.BreakGlass.AlertGroup != "" {
+					groups = append(groups, p.BreakGlass.AlertGroup)
+				}
+				to = m.groupRecipients(ctx, groups, r.Requester)
+			}
+		case EventRequestBreakGlassOverdue:
+			if p != nil {
+				to = m.approverRecipients(ctx, p, r.Requester)
+			}
+		case EventRequestApproved:
+			if r.BreakGlass == nil { // the activator knows
+				to = []string{r.Requester}
+			}
+		case EventRequestDenied, EventRequestExpired, EventRequestRevoked, EventRequestRelinquished,
+			EventRequestExtended, EventRequestExtensionDenied, EventRequestBreakGlassConfirmed, EventRequestBreakGlassFlagged:
 			to = []string{r.Requester}
 		}
 		for _, name := range m.outbox.names {

@@ -162,6 +162,11 @@ type Policy struct {
 	// pending TTL.
 	EscalateAfter   time.Duration `json:"escalate_after,omitempty"`
 	EscalationGroup string        `json:"escalation_group,omitempty"`
+	// BreakGlass, when set, lets its Group act under the policy at once
+	// in an emergency, without approval, under a short grant that the
+	// approver groups review afterwards (Manager.BreakGlass). Changing it
+	// leaves existing grants valid.
+	BreakGlass *BreakGlass `json:"break_glass,omitempty"`
 
 	DefaultDuration time.Duration `json:"default_duration,omitempty"` // 0: DefaultDuration, or MaxDuration when that is shorter
 	MaxDuration     time.Duration `json:"max_duration,omitempty"`     // 0: DefaultMaxWindow
@@ -317,6 +322,11 @@ func (p *Policy) Validate() error {
 	if err := p.validateNudges(); err != nil {
 		return err
 	}
+	if p.BreakGlass != nil {
+		if err := p.BreakGlass.validate(p); err != nil {
+			return err
+		}
+	}
 	if p.defaultDuration() > p.maxDuration() {
 		return invalid("DefaultDuration", "%v exceeds MaxDuration %v", p.defaultDuration(), p.maxDuration())
 	}
@@ -459,6 +469,7 @@ func (m *Manager) CreatePolicy(ctx context.Context, p Policy) (Policy, error) {
 	}
 	p.ApproverGroups = append([]ApproverGroup(nil), p.ApproverGroups...)
 	p.RequesterGroups = slices.Clone(p.RequesterGroups)
+	p.BreakGlass = p.BreakGlass.clone()
 	p.Version, p.MinGrantVersion, p.Revision, p.Deleted = 1, 1, 0, false
 	p.CreatedAt, p.UpdatedAt, p.CreatedBy, p.UpdatedBy = now, now, actor, actor
 	c, err := m.cache.compile(ctx, &p)
@@ -513,6 +524,7 @@ func (m *Manager) UpdatePolicy(ctx context.Context, p Policy) (Policy, error) {
 	next.RequesterGroups = slices.Clone(p.RequesterGroups)
 	next.RequireBind, next.MaxUses = slices.Clone(p.RequireBind), p.MaxUses
 	next.RemindAfter, next.EscalateAfter, next.EscalationGroup = p.RemindAfter, p.EscalateAfter, p.EscalationGroup
+	next.BreakGlass = p.BreakGlass.clone()
 	next.DefaultDuration, next.MaxDuration, next.PendingTTL = p.DefaultDuration, p.MaxDuration, p.PendingTTL
 	next.MaxStartDelay, next.MaxExtendedDuration = p.MaxStartDelay, p.MaxExtendedDuration
 	next.RequestRule, next.AutoApproveRule, next.ParamAudit = p.RequestRule, p.AutoApproveRule, p.ParamAudit

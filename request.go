@@ -171,6 +171,9 @@ type Request struct {
 	// for (Manager.Extend), pending or decided; earlier ones are in the
 	// audit trail.
 	Extension *Extension `json:"extension,omitempty"`
+	// BreakGlass marks a break-glass request (Manager.BreakGlass) and
+	// holds its post-hoc review; nil for every other request.
+	BreakGlass *BreakGlassReview `json:"break_glass,omitempty"`
 
 	// Version counts the request's writes; stores compare it.
 	Version int64 `json:"version"`
@@ -196,6 +199,10 @@ func (r Request) clone() Request {
 		x := *r.Extension
 		x.Decisions = append([]Decision(nil), x.Decisions...)
 		r.Extension = &x
+	}
+	if r.BreakGlass != nil {
+		v := *r.BreakGlass
+		r.BreakGlass = &v
 	}
 	return r
 }
@@ -631,7 +638,8 @@ func (m *Manager) Requests(ctx context.Context, f RequestFilter) (rs []Request, 
 // Sweep records the expiry of every request whose pending time or access
 // window has passed, with audit events and notifications, the reminders
 // and escalations of pending requests that are due (Policy.RemindAfter,
-// EscalateAfter), and the end of
+// EscalateAfter), the overdue notices of break-glass reviews
+// (BreakGlass.ReviewWithin), and the end of
 // every guarded run whose end was never recorded within
 // Options.RunEndGrace (OutcomeEndedUnknown; see Guard), and returns how
 // many of these it recorded. State reads do not depend on it
@@ -642,24 +650,32 @@ func (m *Manager) Sweep(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	due, err := m.store.Requests(ctx, RequestFilter{States: []State{Pending, Approved}, DueBy: now})
+	// Every state: a request that ended may still have a break-glass
+	// review due (Request.Due).
+	list, err := m.store.Requests(ctx, RequestFilter{DueBy: now})
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for _, r := range due {
-		// What is due: the expiry, or else an escalation and a reminder
-		// (each at most once per instant it is due, across Managers:
-		// the request's version decides who records it).
-		actions := []Action{ActionExpire}
-		if r.StateAt(now) != Expired {
-			actions = actions[:0]
+	for _, r := range list {
+		// What is due: the expiry, or else an escalation and a reminder,
+		// and an overdue review (each at most once per instant it is
+		// due, across Managers: the request's version decides who
+		// records it).
+		var actions []Action
+		switch phase(&r, now) {
+		case due, dueGrant:
+			actions = append(actions, ActionExpire)
+		case Pending:
 			if !r.EscalateAt.IsZero() && !r.EscalateAt.After(now) {
 				actions = append(actions, ActionEscalate)
 			}
 			if !r.RemindAt.IsZero() && !r.RemindAt.After(now) {
 				actions = append(actions, ActionRemind)
 			}
+		}
+		if v := r.BreakGlass; v != nil && v.State == ReviewPending && !v.NotifyAt.IsZero() && !v.NotifyAt.After(now) {
+			actions = append(actions, ActionReviewOverdue)
 		}
 		for _, a := range actions {
 			_, err := m.change(ctx, r.ID, a, facts{})
@@ -668,7 +684,7 @@ func (m *Manager) Sweep(ctx context.Context) (int, error) {
 				n++
 			case errors.Is(err, ErrWrongState):
 				// Another Manager recorded it, or the request was
-				// decided or revoked meanwhile.
+				// decided, revoked or reviewed meanwhile.
 			default:
 				return n, err
 			}

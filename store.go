@@ -190,12 +190,15 @@ type Grant struct {
 	Bind    map[string]any `json:"bind,omitempty"`
 	MaxUses int            `json:"max_uses,omitempty"`
 	Uses    int            `json:"uses,omitempty"`
+	// BreakGlass: the request is break-glass (Manager.BreakGlass); runs
+	// under it are marked so in the trail.
+	BreakGlass bool `json:"break_glass,omitempty"`
 }
 
 // Grant returns r's grant fields. Bind is shared with r.
 func (r *Request) Grant() Grant {
 	return Grant{RequestID: r.ID, Version: r.Version, PolicyID: r.PolicyID, Scope: r.Scope, PolicyVersion: r.PolicyVersion, ApprovedAt: r.ApprovedAt, ExpiresAt: r.ExpiresAt,
-		Bind: r.Bind, MaxUses: r.MaxUses, Uses: r.Uses}
+		Bind: r.Bind, MaxUses: r.MaxUses, Uses: r.Uses, BreakGlass: r.BreakGlass != nil}
 }
 
 // Spent reports whether g allows no more runs.
@@ -255,9 +258,11 @@ type RequestFilter struct {
 	Requester string   // canonical identity
 	PolicyIDs []string // any of
 	States    []State  // any of, as recorded
-	// DueBy, when set, keeps requests whose recorded state times out at or
-	// before it (Request.Due): Pending with PendingUntil <= DueBy,
-	// Approved with ExpiresAt <= DueBy. The sweeper uses it.
+	// DueBy, when set, keeps requests with something due at or before
+	// it (Request.Due): Pending with PendingUntil (or a reminder or
+	// escalation) <= DueBy, Approved with ExpiresAt <= DueBy, and
+	// break-glass requests in any state whose overdue review notice is
+	// due. The sweeper uses it.
 	DueBy time.Time
 	After string // ID > After
 	Limit int    // 0: no limit

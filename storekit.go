@@ -133,21 +133,25 @@ func hexHash(h *[HashSize]byte) string {
 
 // Due returns when something must next happen to r: for a Pending
 // request the earliest of PendingUntil, RemindAt and EscalateAt (those
-// set); ExpiresAt for an Approved one; the zero time for the others,
-// which never time out.
+// set); ExpiresAt for an Approved one; for a break-glass request whose
+// review is pending, also its BreakGlass.NotifyAt, whatever its state
+// (the review outlives the grant); the zero time for the others, which
+// never time out.
 //
 // For store authors: RequestFilter.DueBy selects on it (a request is due
 // by t when Due is not zero and not after t); a store that indexes due
 // requests stores it when it writes the request.
 func (r *Request) Due() time.Time {
-	if r.State != Pending {
-		return r.deadline()
-	}
-	due := r.PendingUntil
-	for _, t := range []time.Time{r.RemindAt, r.EscalateAt} {
-		if !t.IsZero() && t.Before(due) {
-			due = t
+	due := r.deadline()
+	if r.State == Pending {
+		for _, t := range []time.Time{r.RemindAt, r.EscalateAt} {
+			if !t.IsZero() && t.Before(due) {
+				due = t
+			}
 		}
+	}
+	if v := r.BreakGlass; v != nil && v.State == ReviewPending && !v.NotifyAt.IsZero() && (due.IsZero() || v.NotifyAt.Before(due)) {
+		due = v.NotifyAt
 	}
 	return due
 }

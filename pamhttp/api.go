@@ -40,6 +40,10 @@ type API interface {
 	Relinquish(ctx context.Context, id, comment string) (pam.Request, error)
 	Extend(ctx context.Context, id string, by time.Duration, reason string) (pam.Request, error)
 
+	BreakGlass(ctx context.Context, n pam.RequestInput) (pam.Request, error)
+	ReviewBreakGlass(ctx context.Context, id string, verdict pam.ReviewState, comment string) (pam.Request, error)
+	BreakGlassReviews(ctx context.Context, states ...pam.ReviewState) ([]pam.Request, error)
+
 	Check(ctx context.Context, op pam.Op) (pam.CheckResult, error)
 	IsAdmin(ctx context.Context) (bool, error)
 
@@ -68,6 +72,12 @@ var actions = []struct {
 	{"cancel", API.Cancel},
 	{"revoke", API.Revoke},
 	{"relinquish", API.Relinquish},
+	{"confirm", func(e API, ctx context.Context, id, comment string) (pam.Request, error) {
+		return e.ReviewBreakGlass(ctx, id, pam.ReviewConfirmed, comment)
+	}},
+	{"flag", func(e API, ctx context.Context, id, comment string) (pam.Request, error) {
+		return e.ReviewBreakGlass(ctx, id, pam.ReviewFlagged, comment)
+	}},
 }
 
 func actionWords() []string {
@@ -79,8 +89,9 @@ func actionWords() []string {
 }
 
 // Act carries out a decision named by its word, as the API's
-// /requests/{id}/{action} does: approve, deny, cancel, revoke or
-// relinquish. Another word is ErrNotFound.
+// /requests/{id}/{action} does: approve, deny, cancel, revoke,
+// relinquish, or the review of a break-glass request, confirm or flag.
+// Another word is ErrNotFound.
 func Act(ctx context.Context, e API, id, action, comment string) (pam.Request, error) {
 	for _, a := range actions {
 		if a.word == action {
@@ -310,9 +321,10 @@ func (h *Handler) apiRoutes() []route {
 	open := call("GET", "/openapi.json", "openapi", "This document", "OpenAPI 3.1, built from the handler's route table.", nil,
 		func(context.Context, *http.Request) (json.RawMessage, error) { return h.openapi, nil })
 	open.public = true
-	act := send("POST", "/requests/{id}/{action}", "actOnRequest", "Approve, deny, cancel, revoke or relinquish a request",
+	act := send("POST", "/requests/{id}/{action}", "actOnRequest", "Approve, deny, cancel, revoke, relinquish or review a request",
 		"Approve-/Deny-ElevatedAccessRequest, cancel a pending request of one's own, revoke an approved one (Revoke-ElevatedAccessAuthorization), "+
 			"or relinquish one's own approved grant: end it early as its holder (beyond Purview; the request becomes relinquished, and work running under it is canceled as on revocation). "+
+			"confirm and flag review a break-glass request afterwards (approvers and admins, never its activator; beyond Purview): a flag on a grant still active revokes it. "+
 			"Those who may not see the request get 404.",
 		http.StatusOK, func(ctx context.Context, r *http.Request, c *Comment) (pam.Request, error) {
 			return Act(ctx, m, r.PathValue("id"), r.PathValue("action"), c.Comment)
@@ -431,6 +443,28 @@ func (h *Handler) apiRoutes() []route {
 			}),
 		extend,
 		act,
+		send("POST", "/breakglass", "breakGlass", "Break glass",
+			"Emergency access at once, without approval, under a policy whose break_glass group one is in (beyond Purview, which keeps standing emergency accounts): "+
+				"for at most the policy's break-glass duration, a limited number of times per period (beyond it: 429, limit). "+
+				"The approvers and the alert group are notified, every run is marked break_glass in the trail, and an approver reviews it afterwards.", http.StatusCreated,
+			func(ctx context.Context, _ *http.Request, s *SubmitRequest) (pam.Request, error) {
+				n, err := s.input()
+				if err != nil {
+					return pam.Request{}, err
+				}
+				return m.BreakGlass(ctx, n)
+			}),
+		call("GET", "/breakglass/reviews", "listBreakGlassReviews", "Break-glass activations to review",
+			"Those whose review is in one of the states given (default: pending and flagged), oldest first: all of them for admins, "+
+				"those under policies whose approver group one is in for others. Review them with POST /requests/{id}/confirm or /flag.", reviewParams,
+			func(ctx context.Context, r *http.Request) ([]pam.Request, error) {
+				var states []pam.ReviewState
+				for _, st := range r.URL.Query()["state"] {
+					states = append(states, pam.ReviewState(st))
+				}
+				rs, err := m.BreakGlassReviews(ctx, states...)
+				return nonNil(rs), err
+			}),
 		call("GET", "/reviewable", "listReviewable", "Requests waiting for me",
 			"Pending, or active with an extension pending, not one's own, not yet decided by one, under a policy whose approver group one is in. Oldest first.", nil,
 			func(ctx context.Context, _ *http.Request) ([]pam.Request, error) {

@@ -198,6 +198,35 @@ func (c *Client) Reviewable(ctx context.Context) ([]pam.Request, error) {
 	return rs, c.call(ctx, "GET", "/reviewable", nil, nil, &rs)
 }
 
+// BreakGlass activates emergency access at once, without approval (see
+// pam.Manager.BreakGlass).
+func (c *Client) BreakGlass(ctx context.Context, n pam.RequestInput) (pam.Request, error) {
+	var r pam.Request
+	return r, c.call(ctx, "POST", "/breakglass", nil, SubmitRequest{RequestInput: n}, &r)
+}
+
+// ReviewBreakGlass confirms or flags break-glass request id.
+func (c *Client) ReviewBreakGlass(ctx context.Context, id string, verdict pam.ReviewState, comment string) (pam.Request, error) {
+	switch verdict {
+	case pam.ReviewConfirmed:
+		return c.act(ctx, id, "confirm", comment)
+	case pam.ReviewFlagged:
+		return c.act(ctx, id, "flag", comment)
+	}
+	return pam.Request{}, fmt.Errorf("%w: verdict must be %q or %q, got %q", pam.ErrInvalid, pam.ReviewConfirmed, pam.ReviewFlagged, verdict)
+}
+
+// BreakGlassReviews lists the break-glass activations whose review is in
+// one of states (none: pending and flagged).
+func (c *Client) BreakGlassReviews(ctx context.Context, states ...pam.ReviewState) ([]pam.Request, error) {
+	q := url.Values{}
+	for _, st := range states {
+		q.Add("state", string(st))
+	}
+	var rs []pam.Request
+	return rs, c.call(ctx, "GET", "/breakglass/reviews", q, nil, &rs)
+}
+
 func (c *Client) act(ctx context.Context, id, action, comment string) (pam.Request, error) {
 	var r pam.Request
 	return r, c.call(ctx, "POST", idPath("/requests", id)+"/"+action, nil, Comment{Comment: comment}, &r)

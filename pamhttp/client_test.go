@@ -419,3 +419,53 @@ func TestStatusTableBothWays(t *testing.T) {
 		t.Errorf("an internal error: %d %s", st, code)
 	}
 }
+
+// TestBreakGlassManagerAndClientAgree: break-glass, its review list and
+// its review answer alike in process and over HTTP.
+func TestBreakGlassManagerAndClientAgree(t *testing.T) {
+	for _, way := range ways {
+		t.Run(way.name, func(t *testing.T) {
+			e := newEnv(t)
+			adminCtx, admin := way.as(t, e, "admin")
+			aliceCtx, alice := way.as(t, e, "alice")
+			bobCtx, bob := way.as(t, e, "bob")
+			p, err := admin.Policy(adminCtx, "move")
+			ok(t, "policy", err)
+			p.BreakGlass = &pam.BreakGlass{Group: "pam-admins", MaxDuration: 30 * time.Minute}
+			_, err = admin.UpdatePolicy(adminCtx, p)
+			ok(t, "allow break-glass", err)
+			_, err = alice.BreakGlass(aliceCtx, pam.RequestInput{PolicyID: "move", Reason: "r"})
+			is(t, "alice breaks glass", err, pam.ErrForbidden)
+			_, err = admin.BreakGlass(adminCtx, pam.RequestInput{PolicyID: "move", Reason: "r", Duration: time.Hour})
+			is(t, "too long", err, pam.ErrDurationTooLong)
+			r, err := admin.BreakGlass(adminCtx, pam.RequestInput{PolicyID: "move", Reason: "r"})
+			ok(t, "break glass", err)
+			if r.Duration != 30*time.Minute || r.BreakGlass == nil || r.BreakGlass.State != pam.ReviewPending {
+				t.Fatalf("activated %+v", r)
+			}
+			_, err = admin.BreakGlass(adminCtx, pam.RequestInput{PolicyID: "move", Reason: "r"})
+			is(t, "again", err, pam.ErrLimit)
+			list, err := bob.BreakGlassReviews(bobCtx)
+			ok(t, "reviews", err)
+			if len(list) != 1 || list[0].ID != r.ID {
+				t.Fatalf("reviews %+v", list)
+			}
+			_, err = bob.BreakGlassReviews(bobCtx, "bogus")
+			is(t, "a bogus state", err, pam.ErrInvalid)
+			_, err = admin.ReviewBreakGlass(adminCtx, r.ID, pam.ReviewConfirmed, "")
+			is(t, "self-review", err, pam.ErrSelfApproval)
+			_, err = bob.ReviewBreakGlass(bobCtx, r.ID, "maybe", "")
+			is(t, "a bad verdict", err, pam.ErrInvalid)
+			got, err := bob.ReviewBreakGlass(bobCtx, r.ID, pam.ReviewConfirmed, "fine")
+			ok(t, "confirm", err)
+			if got.BreakGlass.State != pam.ReviewConfirmed || got.BreakGlass.By != "bob" {
+				t.Fatalf("confirmed %+v", got.BreakGlass)
+			}
+			list, err = bob.BreakGlassReviews(bobCtx, pam.ReviewConfirmed)
+			ok(t, "confirmed reviews", err)
+			if len(list) != 1 {
+				t.Fatalf("confirmed reviews %+v", list)
+			}
+		})
+	}
+}

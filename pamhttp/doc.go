@@ -24,6 +24,16 @@
 // are refused. Errors are problem details (RFC 9457, Problem) whose code
 // names the engine's sentinel, from one table both ways.
 //
+// # Break-glass
+//
+// POST /api/v1/breakglass takes a request body as POST /api/v1/requests
+// does and answers the approved break-glass request (201; 429 limit
+// beyond the policy's BreakGlass.Limit). GET /api/v1/breakglass/reviews
+// lists the activations to review (?state= pending, confirmed, flagged;
+// default pending and flagged), and POST /api/v1/requests/{id}/confirm
+// or /flag records the review. The approver page lists them with confirm
+// and flag forms for everyone but their activator.
+//
 // # Policies as code
 //
 // GET /api/v1/catalog returns the catalog to anyone signed in; PUT

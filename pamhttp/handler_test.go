@@ -437,3 +437,60 @@ func TestApproverPageScheduleAndExtend(t *testing.T) {
 		t.Errorf("the request's page:\n%s", page)
 	}
 }
+
+// TestBreakGlassThroughTheAPIAndPage: break-glass through the JSON API,
+// the review list, and the review through the approver page's forms.
+func TestBreakGlassThroughTheAPIAndPage(t *testing.T) {
+	e := newEnv(t)
+	admin := pam.WithActor(context.Background(), "admin")
+	p, err := e.m.Policy(admin, "move")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.BreakGlass = &pam.BreakGlass{Group: "pam-admins", ReviewWithin: time.Hour}
+	if _, err := e.m.UpdatePolicy(admin, p); err != nil {
+		t.Fatal(err)
+	}
+	if st, body := e.json("alice", "POST", "/api/v1/breakglass", `{"policy_id":"move","reason":"outage"}`); st != 403 {
+		t.Errorf("alice breaks glass: %d %s", st, body)
+	}
+	st, body := e.json("admin", "POST", "/api/v1/breakglass", `{"task":"New-MoveRequest","reason":"outage"}`)
+	var r pam.Request
+	if err := json.Unmarshal([]byte(body), &r); st != 201 || err != nil || r.BreakGlass == nil || r.State != pam.Approved || r.Duration != time.Hour {
+		t.Fatalf("admin breaks glass: %d %s", st, body)
+	}
+	if st, body := e.json("admin", "POST", "/api/v1/breakglass", `{"policy_id":"move","reason":"again"}`); st != 429 || code(t, body) != "limit" {
+		t.Errorf("a second time: %d %s", st, body)
+	}
+	if st, body := e.json("bob", "GET", "/api/v1/breakglass/reviews", ""); st != 200 || !strings.Contains(body, r.ID) {
+		t.Errorf("bob's reviews: %d %s", st, body)
+	}
+	if st, body := e.json("bob", "GET", "/api/v1/breakglass/reviews?state=bogus", ""); st != 400 {
+		t.Errorf("a bogus state: %d %s", st, body)
+	}
+	if st, body := e.json("alice", "GET", "/api/v1/breakglass/reviews", ""); st != 200 || body != "[]\n" && body != "[]" {
+		t.Errorf("alice's reviews: %d %q", st, body)
+	}
+	e.clk.Add(2 * time.Hour)
+	_, page, _ := e.do("bob", "GET", "/", "", "")
+	if !strings.Contains(page, `id="bg-`+r.ID+`"`) || !strings.Contains(page, "overdue by 1h 0m") || !strings.Contains(page, `value="flag"`) {
+		t.Fatalf("bob's page does not offer the review:\n%s", page)
+	}
+	if _, page, _ := e.do("admin", "GET", "/", "", ""); strings.Contains(page, `value="confirm"`) {
+		t.Error("the activator is offered their own review")
+	}
+	form := url.Values{"verdict": {"flag"}, "comment": {"no incident"}}
+	if st, _, h := e.do("bob", "POST", "/requests/"+r.ID+"/decide", "application/x-www-form-urlencoded", form.Encode()); st != http.StatusSeeOther || !strings.HasSuffix(h.Get("Location"), "?done=flag") {
+		t.Fatalf("flag through the page: %d %v", st, h)
+	}
+	got, err := e.m.Request(admin, r.ID)
+	if err != nil || got.BreakGlass.State != pam.ReviewFlagged || got.BreakGlass.By != "bob" {
+		t.Fatalf("after the flag: %+v, %v", got.BreakGlass, err)
+	}
+	if _, page, _ := e.do("bob", "GET", "/?done=flag", "", ""); !strings.Contains(page, "You flagged the break-glass use.") || !strings.Contains(page, "bob (no incident)") {
+		t.Errorf("the page after the flag:\n%s", page)
+	}
+	if st, body := e.json("carol", "POST", "/api/v1/requests/"+r.ID+"/confirm", `{}`); st != 409 {
+		t.Errorf("a second review: %d %s", st, body)
+	}
+}

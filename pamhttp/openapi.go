@@ -28,6 +28,7 @@ var (
 var enums = map[reflect.Type][]string{
 	reflect.TypeFor[pam.State]():        {string(pam.Pending), string(pam.Approved), string(pam.Denied), string(pam.Canceled), string(pam.Revoked), string(pam.Relinquished), string(pam.Expired)},
 	reflect.TypeFor[pam.Approval]():     {string(pam.Manual), string(pam.Auto)},
+	reflect.TypeFor[pam.ReviewState]():  {string(pam.ReviewPending), string(pam.ReviewConfirmed), string(pam.ReviewFlagged)},
 	reflect.TypeFor[pam.ScopeKind]():    {string(pam.KindTask), string(pam.KindRole), string(pam.KindRoleGroup)},
 	reflect.TypeFor[pam.Verdict]():      {string(pam.Approve), string(pam.Deny)},
 	reflect.TypeFor[pam.PlanAction]():   {string(pam.PlanCreate), string(pam.PlanUpdate), string(pam.PlanDelete)},

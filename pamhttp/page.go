@@ -25,6 +25,8 @@ var notices = map[string]string{
 	"cancel":     "You cancelled the request.",
 	"relinquish": "You ended your access.",
 	"extend":     "You asked for more time.",
+	"confirm":    "You confirmed the break-glass use.",
+	"flag":       "You flagged the break-glass use.",
 }
 
 // view is what the page template renders.
@@ -32,6 +34,7 @@ type view struct {
 	Title, Root, Actor string
 	Notice, Error      string
 	Waiting, Mine      []pam.Request
+	Glass              []pam.Request // break-glass activations to review, and flagged
 	Policies           []pam.Policy
 	Request            *pam.Request
 	Bare               bool // an error page: no lists, no form
@@ -40,6 +43,12 @@ type view struct {
 func (h *Handler) routesPage(mux *recordingMux) {
 	funcs := template.FuncMap{
 		"age": func(t time.Time) string { return short(h.opts.Now().Sub(t)) },
+		"reviewDue": func(v *pam.BreakGlassReview) string {
+			if d := v.DueAt.Sub(h.opts.Now()); d > 0 {
+				return "due in " + short(d)
+			}
+			return "overdue by " + short(h.opts.Now().Sub(v.DueAt))
+		},
 		"remaining": func(r pam.Request) string {
 			now := h.opts.Now()
 			switch r.State {
@@ -215,6 +224,9 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, page *template.
 	who, _ := pam.ActorFrom(ctx)
 	v := &view{Title: "Privileged access", Root: root(r), Actor: who, Error: errText, Notice: notices[r.URL.Query().Get("done")]}
 	if v.Waiting, err = h.m.Reviewable(ctx); err == nil {
+		v.Glass, err = h.m.BreakGlassReviews(ctx)
+	}
+	if err == nil {
 		var mine []pam.Request
 		mine, _, err = h.m.Requests(ctx, pam.RequestFilter{Requester: who, Limit: pam.MaxPageSize})
 		// Newest first.

@@ -33,6 +33,11 @@ var requestParams = []param{
 	query("limit", "integer", fmt.Sprintf("at most this many (default %d, at most %d)", pam.DefaultPageSize, pam.MaxPageSize)),
 }
 
+var reviewParams = []param{
+	{name: "state", in: "query", typ: "string", many: true, desc: "reviews in any of these states (default: pending and flagged)",
+		enum: []string{string(pam.ReviewPending), string(pam.ReviewConfirmed), string(pam.ReviewFlagged)}},
+}
+
 // requestFilter reads the query of GET /requests for the actor me.
 func requestFilter(q url.Values, me string) (pam.RequestFilter, error) {
 	f := pam.RequestFilter{Requester: me, After: q.Get("after"), PolicyIDs: q["policy_id"]}

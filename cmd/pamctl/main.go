@@ -52,7 +52,7 @@ func (c *command) name() string { return strings.TrimSpace(c.noun + " " + c.verb
 
 // commands are every command, by noun (in apply.go, catalog.go,
 // policy.go, request.go, audit.go and check.go).
-var commands = slices.Concat(applyCommands, catalogCommands, policyCommands, requestCommands, auditCommands, checkCommands)
+var commands = slices.Concat(applyCommands, catalogCommands, policyCommands, requestCommands, breakGlassCommands, auditCommands, checkCommands)
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) string) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "--help" || args[0] == "-h" {

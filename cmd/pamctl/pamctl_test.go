@@ -408,3 +408,65 @@ func TestExitCodes(t *testing.T) {
 		}
 	}
 }
+
+// TestBreakGlassCommands: a policy allows break-glass (policy new
+// --breakglass-group), an admin breaks glass once and not twice, and an
+// approver lists and confirms it (pamctl breakglass, review list,
+// review confirm), against a running examples/server.
+func TestBreakGlassCommands(t *testing.T) {
+	base, _ := startServer(t)
+	pamctl := func(user string, want int, args ...string) string {
+		t.Helper()
+		var out, errOut strings.Builder
+		env := func(k string) string {
+			switch k {
+			case "PAM_URL":
+				return base + "/pam"
+			case "PAM_TOKEN":
+				return "demo-" + user
+			}
+			return ""
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if got := run(ctx, args, &out, &errOut, env); got != want {
+			t.Fatalf("pamctl %s as %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), user, got, want, out.String(), errOut.String())
+		}
+		return out.String()
+	}
+	pamctl("admin", exitUsage, "policy", "new", "--id", "glass", "--task", "Glass-Task", "--group", "approvers", "--review-hours", "2")
+	var p pam.Policy
+	json.Unmarshal([]byte(pamctl("admin", exitOK, "policy", "new", "--id", "glass", "--task", "Glass-Task", "--group", "approvers",
+		"--breakglass-group", "pam-admins", "--breakglass-hours", "0.5", "--review-hours", "2", "--json")), &p)
+	if p.BreakGlass == nil || p.BreakGlass.Group != "pam-admins" || p.BreakGlass.MaxDuration != 30*time.Minute || p.BreakGlass.ReviewWithin != 2*time.Hour {
+		t.Fatalf("policy new --breakglass-group: %+v", p.BreakGlass)
+	}
+	pamctl("alice", exitForbidden, "breakglass", "--policy", "glass", "--reason", "outage")
+	pamctl("admin", exitUsage, "breakglass", "--reason", "outage")
+	pamctl("admin", exitInvalid, "breakglass", "--policy", "glass", "--reason", "outage", "--hours", "1")
+	var r pam.Request
+	json.Unmarshal([]byte(pamctl("admin", exitOK, "breakglass", "--policy", "glass", "--reason", "INC-77 outage", "--json")), &r)
+	if r.State != pam.Approved || r.BreakGlass == nil || r.Duration != 30*time.Minute {
+		t.Fatalf("breakglass: %+v", r)
+	}
+	pamctl("admin", exitConflict, "breakglass", "--policy", "glass", "--reason", "again")
+	if out := pamctl("bob", exitOK, "review", "list"); !strings.Contains(out, r.ID) || !strings.Contains(out, "pending") {
+		t.Errorf("review list:\n%s", out)
+	}
+	pamctl("admin", exitForbidden, "review", "confirm", r.ID)
+	if out := pamctl("bob", exitOK, "review", "confirm", r.ID, "--comment", "INC-77 was real"); !strings.Contains(out, "confirmed") || !strings.Contains(out, "bob") {
+		t.Errorf("review confirm:\n%s", out)
+	}
+	pamctl("carol", exitConflict, "review", "flag", r.ID)
+	if out := pamctl("bob", exitOK, "review", "list"); strings.Contains(out, r.ID) {
+		t.Errorf("a confirmed activation is still to review:\n%s", out)
+	}
+	if out := pamctl("bob", exitOK, "review", "list", "--state", "confirmed"); !strings.Contains(out, r.ID) {
+		t.Errorf("review list --state confirmed:\n%s", out)
+	}
+	p = pam.Policy{}
+	json.Unmarshal([]byte(pamctl("admin", exitOK, "policy", "set", "glass", "--breakglass-group", "", "--json")), &p)
+	if p.BreakGlass != nil {
+		t.Errorf("policy set --breakglass-group \"\": %+v", p.BreakGlass)
+	}
+}

@@ -51,7 +51,7 @@ var policyCommands = []command{
 			return c.printPolicy(p)
 		})},
 	{noun: "policy", verb: "set", args: "ID", summary: "Change a policy (Set-ElevatedAccessApprovalPolicy): only the flags given change. Admins only.",
-		examples: "  pamctl policy set move --max-hours 4\n  pamctl policy set drop --group dba:2 --group security\n  pamctl policy set drop --requester-group dba --requester-group sre\n  pamctl policy set drop --requester-group \"\"   # anyone may request\n  pamctl policy set drop --remind-hours 1 --escalate-hours 4 --escalation-group dba-leads\n",
+		examples: "  pamctl policy set move --max-hours 4\n  pamctl policy set drop --group dba:2 --group security\n  pamctl policy set drop --requester-group dba --requester-group sre\n  pamctl policy set drop --requester-group \"\"   # anyone may request\n  pamctl policy set drop --remind-hours 1 --escalate-hours 4 --escalation-group dba-leads\n  pamctl policy set drop --breakglass-group oncall --breakglass-alert-group security --review-hours 8\n",
 		flags: func(fs *flag.FlagSet) action {
 			pf := definePolicyFlags(fs)
 			return func(ctx context.Context, c *cli, args []string) error {
@@ -98,7 +98,13 @@ type policyFlags struct {
 	maxHours, defaultHours, remindHours, escalateHours         float64
 	maxStartHours, maxExtendedHours                            float64
 	escalationGroup                                            string
-	maxUses                                                    *int
+	// Break-glass: bgGroup set (nil: unchanged; "": none), and its
+	// settings (0: unchanged).
+	bgGroup                             *string
+	bgAlertGroup                        string
+	bgHours, bgPeriodHours, reviewHours float64
+	bgLimit                             int
+	maxUses                             *int
 }
 
 func definePolicyFlags(fs *flag.FlagSet) *policyFlags {
@@ -123,6 +129,15 @@ func definePolicyFlags(fs *flag.FlagSet) *policyFlags {
 	fs.Float64Var(&f.remindHours, "remind-hours", 0, "remind the approvers of a request still pending after this long, and again each time (-1: never)")
 	fs.Float64Var(&f.escalateHours, "escalate-hours", 0, "escalate a request still pending after this long to --escalation-group (-1: never)")
 	fs.StringVar(&f.escalationGroup, "escalation-group", "", "the group that may decide a request alone once it escalates")
+	fs.Func("breakglass-group", "the group whose members may break glass under the policy (\"\": none)", func(v string) error {
+		f.bgGroup = &v
+		return nil
+	})
+	fs.StringVar(&f.bgAlertGroup, "breakglass-alert-group", "", "a group told of every break-glass activation besides the approvers")
+	fs.Float64Var(&f.bgHours, "breakglass-hours", 0, "the longest break-glass access (default 1)")
+	fs.IntVar(&f.bgLimit, "breakglass-limit", 0, "break-glass activations per actor per period (default 1)")
+	fs.Float64Var(&f.bgPeriodHours, "breakglass-period-hours", 0, "the period of --breakglass-limit (default 24)")
+	fs.Float64Var(&f.reviewHours, "review-hours", 0, "a break-glass activation's review is due this long after it (default 24)")
 	fs.Float64Var(&f.maxHours, "max-hours", 0, "longest access a request may ask for")
 	fs.Float64Var(&f.maxStartHours, "max-start-hours", 0, "how far ahead a request may schedule its start (default 720, 30 days)")
 	fs.Float64Var(&f.maxExtendedHours, "max-extended-hours", 0, "longest a window may last with its extensions (default: --max-hours)")
@@ -208,6 +223,9 @@ func (f *policyFlags) apply(p *pam.Policy) error {
 	if f.escalationGroup != "" {
 		p.EscalationGroup = f.escalationGroup
 	}
+	if err := f.applyBreakGlass(p); err != nil {
+		return err
+	}
 	if f.maxHours != 0 {
 		p.MaxDuration = hours(f.maxHours)
 	}
@@ -257,4 +275,46 @@ func (c *cli) printPolicies(ps []pam.Policy) error {
 		rows = append(rows, []string{p.ID, p.Scope.String(), string(p.Approval), strings.Join(gs, ","), requesters, p.MaxDuration.String(), strconv.FormatInt(p.Version, 10), p.Name})
 	}
 	return c.table("ID\tSCOPE\tAPPROVAL\tAPPROVERS\tREQUESTERS\tMAX\tVERSION\tNAME", rows)
+}
+
+// applyBreakGlass sets the break-glass flags given on p.
+func (f *policyFlags) applyBreakGlass(p *pam.Policy) error {
+	switch {
+	case f.bgGroup != nil && *f.bgGroup == "":
+		p.BreakGlass = nil
+		return nil
+	case f.bgGroup != nil:
+		if p.BreakGlass == nil {
+			p.BreakGlass = &pam.BreakGlass{}
+		} else {
+			bg := *p.BreakGlass
+			p.BreakGlass = &bg
+		}
+		p.BreakGlass.Group = *f.bgGroup
+	case f.bgAlertGroup != "" || f.bgHours != 0 || f.bgLimit != 0 || f.bgPeriodHours != 0 || f.reviewHours != 0:
+		if p.BreakGlass == nil {
+			return usagef("the break-glass settings need --breakglass-group")
+		}
+		bg := *p.BreakGlass
+		p.BreakGlass = &bg
+	default:
+		return nil
+	}
+	bg := p.BreakGlass
+	if f.bgAlertGroup != "" {
+		bg.AlertGroup = f.bgAlertGroup
+	}
+	if f.bgHours != 0 {
+		bg.MaxDuration = hours(f.bgHours)
+	}
+	if f.bgLimit != 0 {
+		bg.Limit = f.bgLimit
+	}
+	if f.bgPeriodHours != 0 {
+		bg.Period = hours(f.bgPeriodHours)
+	}
+	if f.reviewHours != 0 {
+		bg.ReviewWithin = hours(f.reviewHours)
+	}
+	return nil
 }

@@ -271,6 +271,14 @@ func title(x *pam.Notification) string {
 		return fmt.Sprintf("Reminder: %s still waits for a decision on %s for %s", r.Requester, r.Scope, r.Duration)
 	case pam.EventRequestEscalated:
 		return fmt.Sprintf("Escalated to you: %s requests %s for %s", r.Requester, r.Scope, r.Duration)
+	case pam.EventRequestBreakGlass:
+		return fmt.Sprintf("Break-glass: %s took %s for %s without approval; review it", r.Requester, r.Scope, r.Duration)
+	case pam.EventRequestBreakGlassOverdue:
+		return fmt.Sprintf("Overdue: review %s's break-glass use of %s", r.Requester, r.Scope)
+	case pam.EventRequestBreakGlassConfirmed:
+		return fmt.Sprintf("Your break-glass use of %s was confirmed", r.Scope)
+	case pam.EventRequestBreakGlassFlagged:
+		return fmt.Sprintf("Your break-glass use of %s was flagged", r.Scope)
 	}
 	return fmt.Sprintf("%s: %s", x.Type, r.Scope)
 }

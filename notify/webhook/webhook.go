@@ -164,6 +164,16 @@ func Slack(baseURL string) func(pam.Notification) ([]byte, error) {
 			if b := r.Bounds(); b != "" {
 				text += " (" + esc(b) + ")"
 			}
+		case pam.EventRequestBreakGlass, pam.EventRequestBreakGlassOverdue:
+			lead := ":rotating_light: Break-glass: *%s* took *%s* for %s without approval: %s"
+			if x.Type == pam.EventRequestBreakGlassOverdue {
+				lead = "Review overdue: *%s* broke glass for *%s* (%s): %s"
+			}
+			text = fmt.Sprintf(lead, esc(r.Requester), esc(r.Scope.String()), r.Duration, esc(r.Reason))
+		case pam.EventRequestBreakGlassConfirmed:
+			text = fmt.Sprintf("Your break-glass use of *%s* was confirmed", esc(r.Scope.String()))
+		case pam.EventRequestBreakGlassFlagged:
+			text = fmt.Sprintf("Your break-glass use of *%s* was flagged", esc(r.Scope.String()))
 		default:
 			text = fmt.Sprintf("%s: %s", esc(string(x.Type)), esc(r.Scope.String()))
 		}

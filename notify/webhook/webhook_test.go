@@ -131,4 +131,14 @@ func TestSlackFormat(t *testing.T) {
 			t.Errorf("%s: %s", typ, got["text"])
 		}
 	}
+	// Break-glass alerts say who took what, without approval, and why.
+	for typ, lead := range map[pam.EventType]string{pam.EventRequestBreakGlass: ":rotating_light: Break-glass: *alice* took", pam.EventRequestBreakGlassOverdue: "Review overdue: *alice* broke glass"} {
+		x := note()
+		x.Type = typ
+		b, _ := webhook.Slack("")(x)
+		json.Unmarshal(b, &got)
+		if !strings.HasPrefix(got["text"], lead) || !strings.HasSuffix(got["text"], "without approval: &lt;b&gt;leaver&lt;/b&gt; &amp; co") && typ == pam.EventRequestBreakGlass {
+			t.Errorf("%s: %s", typ, got["text"])
+		}
+	}
 }

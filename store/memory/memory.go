@@ -374,11 +374,16 @@ func clonePolicy(p pam.Policy) pam.Policy {
 	p.ApproverGroups = slices.Clone(p.ApproverGroups)
 	p.RequesterGroups = slices.Clone(p.RequesterGroups)
 	p.RequireBind = slices.Clone(p.RequireBind)
+	if p.BreakGlass != nil {
+		bg := *p.BreakGlass
+		p.BreakGlass = &bg
+	}
 	return p
 }
 
-// cloneRequest copies what r shares: its decisions, and its bound
-// values (strings, numbers and booleans: a shallow copy is whole).
+// cloneRequest copies what r shares: its decisions, its bound values
+// (strings, numbers and booleans: a shallow copy is whole) and its
+// break-glass review.
 func cloneRequest(r pam.Request) pam.Request {
 	r.Decisions = slices.Clone(r.Decisions)
 	r.Bind = maps.Clone(r.Bind)
@@ -386,6 +391,10 @@ func cloneRequest(r pam.Request) pam.Request {
 		x := *r.Extension
 		x.Decisions = slices.Clone(x.Decisions)
 		r.Extension = &x
+	}
+	if r.BreakGlass != nil {
+		v := *r.BreakGlass
+		r.BreakGlass = &v
 	}
 	return r
 }

@@ -433,3 +433,13 @@ func TestNudgeOnceAcrossReplicas(t *testing.T) {
 	clk.Set(storetest.Epoch)
 	storetest.NudgeOnce(t, []pam.Store{open(t, schema, clk), open(t, schema, clk)}, clk)
 }
+
+// TestBreakGlassOnceAcrossReplicas: two replicas breaking glass at once
+// stay within the limit, and record each overdue review notice once.
+func TestBreakGlassOnceAcrossReplicas(t *testing.T) {
+	dsn(t)
+	schema := freshSchema(t)
+	clk := clock.NewMock()
+	clk.Set(storetest.Epoch)
+	storetest.BreakGlassOnce(t, []pam.Store{open(t, schema, clk), open(t, schema, clk)}, clk)
+}

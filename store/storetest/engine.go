@@ -24,6 +24,7 @@ func runEngine(t *testing.T, fresh func(t *testing.T) (pam.Store, *clock.Mock)) 
 	t.Run("LastUseRace", func(t *testing.T) { s, clk := fresh(t); LastUseRace(t, []pam.Store{s}, clk) })
 	t.Run("BoundGrant", func(t *testing.T) { s, clk := fresh(t); testBoundGrant(t, s, clk) })
 	t.Run("NudgeOnce", func(t *testing.T) { s, clk := fresh(t); NudgeOnce(t, []pam.Store{s, s}, clk) })
+	t.Run("BreakGlassOnce", func(t *testing.T) { s, clk := fresh(t); BreakGlassOnce(t, []pam.Store{s, s}, clk) })
 }
 
 // Manager returns a Manager over s with a small directory: admin in
