@@ -195,4 +195,39 @@ func TestBrowserApproval(t *testing.T) {
 	if got := text(`#result`); !strings.Contains(got, "Denied") {
 		t.Fatalf("after ending the grant: %q", got)
 	}
+
+	// Break-glass: carol acts at once; bob reviews it afterwards on the page.
+	admin := pam.WithActor(context.Background(), "admin")
+	p, err := s.m.Policy(admin, "drop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.BreakGlass = &pam.BreakGlass{Group: "approvers"}
+	if _, err := s.m.UpdatePolicy(admin, p); err != nil {
+		t.Fatal(err)
+	}
+	glass, err := s.m.BreakGlass(pam.WithActor(context.Background(), "carol"), pam.RequestInput{PolicyID: "drop", Reason: "INC-9: the disk is full"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	do("15. carol, who broke glass, runs Drop table: allowed", login("carol"), runOp("Drop-Table"))
+	if got := text(`#result`); !strings.Contains(got, "Drop-Table ran") {
+		t.Fatalf("under break-glass: %q", got)
+	}
+	do("16. bob sees the break-glass use to review", login("bob"))
+	if got := text(`#bg-` + glass.ID); !strings.Contains(got, "carol broke glass for task:Drop-Table") || !strings.Contains(got, "INC-9: the disk is full") {
+		t.Errorf("bob's view of the break-glass use: %q", got)
+	}
+	do("   and flags it with a comment",
+		chromedp.SendKeys(chromedp.CSS(`#bg-`+glass.ID+` input[name=comment]`), "no incident was open"),
+		chromedp.Click(chromedp.CSS(`#bg-`+glass.ID+` button[value=flag]`)),
+		chromedp.WaitVisible(chromedp.CSS(`.notice`)))
+	flagged, err := s.m.Request(admin, glass.ID)
+	if err != nil || flagged.BreakGlass == nil || flagged.BreakGlass.State != pam.ReviewFlagged || flagged.BreakGlass.Comment != "no incident was open" || flagged.State != pam.Revoked {
+		t.Errorf("after bob's flag: %+v, %v", flagged, err)
+	}
+	do("17. carol runs Drop table again: denied", login("carol"), runOp("Drop-Table"))
+	if got := text(`#result`); !strings.Contains(got, "Denied") {
+		t.Fatalf("after the flag: %q", got)
+	}
 }
