@@ -354,15 +354,18 @@ func breakGlass(r Request, f facts) (Request, []Event, error) {
 
 // review records an approver's post-hoc review of a break-glass request.
 func review(r Request, a Action, f facts) (Request, []Event, error) {
+	// Who first: a break-glass request's ID is predictable, and no one
+	// who may not see it learns from the answer whether it exists, or
+	// was reviewed (ErrForbidden reads as ErrNotFound to them).
 	switch {
-	case r.BreakGlass == nil:
-		return r, nil, fmt.Errorf("%w: request %s is not break-glass", ErrWrongState, r.ID)
-	case r.BreakGlass.State != ReviewPending:
-		return r, nil, fmt.Errorf("%w: request %s was reviewed already (%s)", ErrWrongState, r.ID, r.BreakGlass.State)
 	case f.Actor == r.Requester:
 		return r, nil, fmt.Errorf("%w: %s activated request %s", ErrSelfApproval, f.Actor, r.ID)
 	case !f.Admin && len(f.MemberOf[f.Actor]) == 0:
 		return r, nil, fmt.Errorf("%w: %s may not review request %s", ErrForbidden, f.Actor, r.ID)
+	case r.BreakGlass == nil:
+		return r, nil, fmt.Errorf("%w: request %s is not break-glass", ErrWrongState, r.ID)
+	case r.BreakGlass.State != ReviewPending:
+		return r, nil, fmt.Errorf("%w: request %s was reviewed already (%s)", ErrWrongState, r.ID, r.BreakGlass.State)
 	}
 	ph := phase(&r, f.Now)
 	active := ph == Approved || ph == extending || ph == scheduled

@@ -32,8 +32,14 @@ type modelRequest struct {
 	decided               map[string]pam.Verdict
 	approvals             []string // approvers in order
 	terminalSeen          pam.State
-	bind                  string // the mailbox the grant is bound to, or ""
-	maxUses, uses         int
+	// Break-glass: activated at createdAt, its review pending until
+	// reviewed, overdue again at bgNotifyAt.
+	breakGlass    bool
+	createdAt     time.Time
+	bgNotifyAt    time.Time
+	bgReviewed    bool
+	bind          string // the mailbox the grant is bound to, or ""
+	maxUses, uses int
 
 	// The latest extension: asked (ext set), pending until decided.
 	ext          bool
@@ -66,14 +72,15 @@ func (r *modelRequest) stateAt(now time.Time) pam.State {
 }
 
 type modelPolicy struct {
-	id, task string
-	groups   []pam.ApproverGroup
-	ttl      time.Duration
+	id, task   string
+	groups     []pam.ApproverGroup
+	ttl        time.Duration
+	breakGlass bool // security's members may break glass, for an hour, once a day
 }
 
 var smPolicies = []modelPolicy{
 	{id: "move", task: "New-MoveRequest", groups: []pam.ApproverGroup{{Group: "managers", MinApprovals: 2}}, ttl: 24 * time.Hour},
-	{id: "journal", task: "Set-JournalRule", groups: []pam.ApproverGroup{{Group: "managers"}, {Group: "security"}}, ttl: 3 * time.Hour},
+	{id: "journal", task: "Set-JournalRule", groups: []pam.ApproverGroup{{Group: "managers"}, {Group: "security"}}, ttl: 3 * time.Hour, breakGlass: true},
 }
 
 var smUsers = []string{"alice", "bob", "carol", "dave", "erin", "admin"}
@@ -524,7 +531,12 @@ func (m *machine) Guard(t *rapid.T) {
 			cands = append(cands, r)
 		}
 	}
+	// The engine's order: not break-glass, then not counting runs,
+	// then the one that ends last.
 	better := func(a, b *modelRequest) bool {
+		if a.breakGlass != b.breakGlass {
+			return !a.breakGlass
+		}
 		if (a.maxUses == 0) != (b.maxUses == 0) {
 			return a.maxUses == 0
 		}
@@ -558,7 +570,7 @@ func (m *machine) Guard(t *rapid.T) {
 			}
 		}
 		for _, r := range cands {
-			if used != nil && better(r, used) || used == nil && r.maxUses != 0 && !slices.ContainsFunc(cands, func(c *modelRequest) bool { return c.maxUses == 0 }) {
+			if used != nil && better(r, used) || used == nil && r.maxUses != 0 && !slices.ContainsFunc(cands, func(c *modelRequest) bool { return c.maxUses == 0 && !c.breakGlass }) && !r.breakGlass {
 				t.Fatalf("Guard ran under %v, but %s was a better grant", used, r.id)
 			}
 		}
@@ -590,15 +602,113 @@ func (m *machine) Sweep(t *rapid.T) {
 			want = append(want, pam.EventRequestExpired)
 		}
 	}
+	// Break-glass reviews past due are notified again, once a day from
+	// the activation; a sweep that missed days does not make them up.
+	var overdue []*modelRequest
+	for _, r := range m.requests {
+		if r.breakGlass && !r.bgReviewed && !now.Before(r.bgNotifyAt) {
+			overdue = append(overdue, r)
+			want = append(want, pam.EventRequestBreakGlassOverdue)
+		}
+	}
 	n, err := m.e.m.Sweep(t.Context())
 	m.check(t, err, nil)
-	if n != len(expiring) {
-		t.Fatalf("Sweep recorded %d, want %d", n, len(expiring))
+	if n != len(expiring)+len(overdue) {
+		t.Fatalf("Sweep recorded %d, want %d", n, len(expiring)+len(overdue))
 	}
 	for _, r := range expiring {
 		r.state = pam.Expired
 	}
-	m.expectEvents(t, want...)
+	for _, r := range overdue {
+		const day = 24 * time.Hour
+		r.bgNotifyAt = r.bgNotifyAt.Add((now.Sub(r.bgNotifyAt)/day + 1) * day)
+	}
+	// One Sweep records them in the order the store finds them due.
+	got := m.e.eventsSince(m.seq)
+	if len(got) > 0 {
+		m.seq = got[len(got)-1].Seq
+	}
+	gotTypes := types(got)
+	slices.Sort(gotTypes)
+	slices.Sort(want)
+	if !slices.Equal(gotTypes, want) {
+		t.Fatalf("Sweep wrote %v, want %v", gotTypes, want)
+	}
+}
+
+// BreakGlass: a member of security acts at once under the journal
+// policy, once a day; anyone else is refused, and nothing is written.
+func (m *machine) BreakGlass(t *rapid.T) {
+	who := rapid.SampledFrom(smUsers[:5]).Draw(t, "who")
+	now := m.e.clk.Now()
+	used := 0
+	for _, r := range m.requests {
+		if r.breakGlass && r.requester == who && r.createdAt.After(now.Add(-24*time.Hour)) {
+			used++
+		}
+	}
+	r, err := m.e.m.BreakGlass(m.e.as(who), pam.RequestInput{PolicyID: "journal", Reason: "r"})
+	switch {
+	case !m.member("security", who):
+		m.check(t, err, pam.ErrForbidden)
+		m.expectEvents(t)
+		return
+	case used > 0:
+		m.check(t, err, pam.ErrLimit)
+		m.expectEvents(t)
+		return
+	}
+	m.check(t, err, nil)
+	m.requests = append(m.requests, &modelRequest{id: r.ID, requester: who, policy: "journal", duration: time.Hour,
+		pendingUntil: now, state: pam.Approved, approvedAt: now, expiresAt: now.Add(time.Hour), decided: map[string]pam.Verdict{},
+		breakGlass: true, createdAt: now, bgNotifyAt: now.Add(24 * time.Hour)})
+	m.expectEvents(t, pam.EventRequestBreakGlass, pam.EventRequestApproved)
+}
+
+// Review: someone confirms or flags a break-glass use; a flag on a grant
+// still active revokes it.
+func (m *machine) Review(t *rapid.T) {
+	var glass []*modelRequest
+	for _, r := range m.requests {
+		if r.breakGlass {
+			glass = append(glass, r)
+		}
+	}
+	if len(glass) == 0 {
+		t.Skip("no break-glass use")
+	}
+	r := rapid.SampledFrom(glass).Draw(t, "use")
+	who := rapid.SampledFrom(smUsers).Draw(t, "reviewer")
+	flag := rapid.Bool().Draw(t, "flag?")
+	verdict := pam.ReviewConfirmed
+	if flag {
+		verdict = pam.ReviewFlagged
+	}
+	now := m.e.clk.Now()
+	_, err := m.e.m.ReviewBreakGlass(m.e.as(who), r.id, verdict, "")
+	switch {
+	case who == r.requester:
+		m.check(t, err, pam.ErrSelfApproval)
+	case !m.mayView(r, who):
+		m.check(t, err, pam.ErrNotFound)
+	case r.bgReviewed:
+		m.check(t, err, pam.ErrWrongState)
+	default:
+		m.check(t, err, nil)
+		r.bgReviewed = true
+		if !flag {
+			m.expectEvents(t, pam.EventRequestBreakGlassConfirmed)
+			return
+		}
+		if r.stateAt(now) == pam.Approved {
+			r.state, r.terminalSeen = pam.Revoked, ""
+			m.expectEvents(t, pam.EventRequestBreakGlassFlagged, pam.EventRequestRevoked)
+			return
+		}
+		m.expectEvents(t, pam.EventRequestBreakGlassFlagged)
+		return
+	}
+	m.expectEvents(t)
 }
 
 // Check runs after every step.
@@ -653,7 +763,11 @@ func TestStateMachine(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		e := newEnv(t)
 		for _, p := range smPolicies {
-			e.policy(pam.Policy{ID: p.id, Scope: pam.TaskScope(p.task), Approval: pam.Manual, ApproverGroups: p.groups, PendingTTL: p.ttl})
+			pol := pam.Policy{ID: p.id, Scope: pam.TaskScope(p.task), Approval: pam.Manual, ApproverGroups: p.groups, PendingTTL: p.ttl}
+			if p.breakGlass {
+				pol.BreakGlass = &pam.BreakGlass{Group: "security", MaxDuration: time.Hour}
+			}
+			e.policy(pol)
 		}
 		m := &machine{e: e, members: map[string]map[string]bool{}}
 		for g, members := range map[string][]string{"managers": {"bob", "carol", "dave"}, "security": {"carol", "erin"}} {
