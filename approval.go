@@ -143,9 +143,10 @@ func (m *Manager) change(ctx context.Context, id string, a Action, given facts) 
 			return Request{}, err
 		}
 		next, events, err := apply(cur, a, f)
-		if errors.Is(err, ErrForbidden) && !errors.Is(err, ErrSelfApproval) && actor != "" {
-			// No one who may not see a request may act on it: tell them
-			// what Request tells them.
+		if err != nil && actor != "" && actor != cur.Requester {
+			// No one who may not see a request may act on it, or learn
+			// from the refusal what state it is in: tell them what
+			// Request tells them.
 			if vf, verr := m.viewFacts(ctx, actor, &cur); verr == nil && !mayView(&cur, vf) {
 				return Request{}, fmt.Errorf("%w: request %q", ErrNotFound, id)
 			}

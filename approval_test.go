@@ -143,7 +143,12 @@ func TestDecisionOnDeletedPolicy(t *testing.T) {
 	if err := e.m.DeletePolicy(e.admin(), "move"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.m.Approve(e.as("bob"), r.ID, ""); !errors.Is(err, pam.ErrWrongState) {
-		t.Errorf("approval under a deleted policy = %v, want ErrWrongState", err)
+	// bob approved under the policy; with it gone he no longer sees the
+	// request, and is told so rather than its state.
+	if _, err := e.m.Approve(e.as("bob"), r.ID, ""); !errors.Is(err, pam.ErrNotFound) {
+		t.Errorf("bob's approval under a deleted policy = %v, want ErrNotFound", err)
+	}
+	if _, err := e.m.Approve(e.admin(), r.ID, ""); !errors.Is(err, pam.ErrWrongState) {
+		t.Errorf("an admin's approval under a deleted policy = %v, want ErrWrongState", err)
 	}
 }

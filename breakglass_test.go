@@ -364,3 +364,40 @@ func TestBreakGlassRequestRule(t *testing.T) {
 	e.nothingWritten(t, "a rejection", seq)
 	e.breakGlass("erin") // "INC-9 mail flow down"
 }
+
+// TestBreakGlassIDsTellStrangersNothing: a break-glass request's ID is
+// predictable (its activator and number under the policy), so whoever may
+// not see it must learn nothing by acting on it: every action answers
+// ErrNotFound, as for an ID that was never used, whatever state the
+// request is in.
+func TestBreakGlassIDsTellStrangersNothing(t *testing.T) {
+	e := newEnv(t)
+	e.policy(breakGlassPolicy())
+	r := e.breakGlass("erin")
+	never := r.ID[:len(r.ID)-1] + "9"
+	mallory := e.as("mallory")
+	for _, id := range []string{r.ID, never} {
+		for name, act := range map[string]func() error{
+			"approve": func() error { _, err := e.m.Approve(mallory, id, ""); return err },
+			"deny":    func() error { _, err := e.m.Deny(mallory, id, ""); return err },
+			"cancel":  func() error { _, err := e.m.Cancel(mallory, id, ""); return err },
+			"revoke":  func() error { _, err := e.m.Revoke(mallory, id, ""); return err },
+			"end":     func() error { _, err := e.m.Relinquish(mallory, id, ""); return err },
+			"extend":  func() error { _, err := e.m.Extend(mallory, id, time.Minute, "x"); return err },
+			"confirm": func() error { _, err := e.m.ReviewBreakGlass(mallory, id, pam.ReviewConfirmed, ""); return err },
+			"flag":    func() error { _, err := e.m.ReviewBreakGlass(mallory, id, pam.ReviewFlagged, ""); return err },
+			"read":    func() error { _, err := e.m.Request(mallory, id); return err },
+		} {
+			if err := act(); !errors.Is(err, pam.ErrNotFound) {
+				t.Errorf("%s of %s by a stranger: %v, want ErrNotFound", name, id, err)
+			}
+		}
+	}
+	// Reviewed, and then revoked: still nothing.
+	if _, err := e.m.ReviewBreakGlass(e.as("bob"), r.ID, pam.ReviewFlagged, "no incident"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.ReviewBreakGlass(mallory, r.ID, pam.ReviewConfirmed, ""); !errors.Is(err, pam.ErrNotFound) {
+		t.Errorf("a stranger's review of a reviewed request: %v, want ErrNotFound", err)
+	}
+}

@@ -219,6 +219,8 @@ func (m *machine) decide(t *rapid.T, v pam.Verdict) {
 	}
 	var want error
 	switch {
+	case who != r.requester && !m.mayView(r, who):
+		want = pam.ErrNotFound // who may not see it may not learn it exists
 	case r.stateAt(now) != pam.Pending && !onExtension:
 		want = pam.ErrWrongState
 	case who == r.requester:
@@ -340,12 +342,12 @@ func (m *machine) Cancel(t *rapid.T) {
 	who := rapid.SampledFrom(smUsers).Draw(t, "who")
 	var want error
 	switch {
+	case who != r.requester && !m.mayView(r, who):
+		want = pam.ErrNotFound
 	case r.stateAt(m.e.clk.Now()) != pam.Pending:
 		want = pam.ErrWrongState
-	case who != r.requester && m.mayView(r, who):
-		want = pam.ErrForbidden
 	case who != r.requester:
-		want = pam.ErrNotFound
+		want = pam.ErrForbidden
 	}
 	_, err := m.e.m.Cancel(m.e.as(who), r.id, "")
 	m.check(t, err, want)
@@ -366,10 +368,10 @@ func (m *machine) Revoke(t *rapid.T) {
 		allowed = allowed || m.member(g.Group, who)
 	}
 	switch {
-	case r.stateAt(m.e.clk.Now()) != pam.Approved:
-		want = pam.ErrWrongState
 	case !allowed:
 		want = pam.ErrNotFound // those who may revoke are those who may see it
+	case r.stateAt(m.e.clk.Now()) != pam.Approved:
+		want = pam.ErrWrongState
 	}
 	_, err := m.e.m.Revoke(m.e.as(who), r.id, "")
 	m.check(t, err, want)
@@ -402,12 +404,12 @@ func (m *machine) Relinquish(t *rapid.T) {
 	}
 	var want error
 	switch {
+	case who != r.requester && !m.mayView(r, who):
+		want = pam.ErrNotFound
 	case r.stateAt(m.e.clk.Now()) != pam.Approved:
 		want = pam.ErrWrongState
-	case who != r.requester && m.mayView(r, who):
-		want = pam.ErrForbidden
 	case who != r.requester:
-		want = pam.ErrNotFound
+		want = pam.ErrForbidden
 	}
 	got, err := m.e.m.Relinquish(m.e.as(who), r.id, "done early")
 	m.check(t, err, want)
@@ -443,12 +445,12 @@ func (m *machine) Extend(t *rapid.T) {
 	by := rapid.SampledFrom([]time.Duration{time.Nanosecond, 30 * time.Minute, time.Hour, 20 * time.Hour, 24 * time.Hour}).Draw(t, "by")
 	var want error
 	switch {
+	case who != r.requester && !m.mayView(r, who):
+		want = pam.ErrNotFound
 	case r.stateAt(now) != pam.Approved || now.Before(r.approvedAt) || r.extPending:
 		want = pam.ErrWrongState
-	case who != r.requester && m.mayView(r, who):
-		want = pam.ErrForbidden
 	case who != r.requester:
-		want = pam.ErrNotFound
+		want = pam.ErrForbidden
 	case r.expiresAt.Sub(r.approvedAt)+by > smMaxWindow:
 		want = pam.ErrDurationTooLong
 	}
