@@ -365,13 +365,14 @@
 // API (described by an OpenAPI 3.1 document it serves, with a Go client,
 // pamhttp.Client, that has the Manager's method signatures and maps
 // problem answers back to these sentinels) and a server-rendered approver
-// page, behind the host's own authentication; cmd/pamctl is the command line; examples/server wires
-// them together. The engine authorises reads as it does writes: a request
-// and its events are visible to its requester, to admins and to members
-// of its policy's approver groups (others are told it does not exist,
-// when they read it and when they try to act on it);
-// lists of everyone's requests, the whole trail, the outbox and Verify
-// are for admins. Reviewable, IsAdmin, MayView and Request.Allows are
+// page, behind the host's own authentication; cmd/pamctl is the command
+// line; examples/server wires them together. The engine authorises reads
+// as it does writes: a request and its events are visible to its
+// requester, to admins, to members of its policy's approver groups and,
+// once it escalated, of its escalation group (others are told it does
+// not exist, when they read it and whatever they try to do with it,
+// whichever state it is in); lists of everyone's requests, the whole
+// trail, the outbox and Verify are for admins. Reviewable, IsAdmin, MayView and Request.Allows are
 // hints for what a front end shows.
 //
 // # Stores
