@@ -603,3 +603,30 @@ func ExampleManager_BreakGlass() {
 	// guard.allowed true
 	// request.break_glass_confirmed false
 }
+
+// Only the helpdesk may ask: anyone else is refused, and Check tells them
+// that they cannot request rather than what to request.
+func ExamplePolicy_requesterGroups() {
+	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}, "mailbox-managers": {"bob"}, "helpdesk": {"alice"}})
+	m, _ := pam.New(memory.New(), dir, nil)
+	defer m.Close(context.Background())
+	_, err := m.CreatePolicy(pam.WithActor(context.Background(), "admin"), pam.Policy{
+		ID: "move-mailboxes", Scope: pam.TaskScope("New-MoveRequest"), Approval: pam.Manual,
+		ApproverGroups:  []pam.ApproverGroup{{Group: "mailbox-managers"}},
+		RequesterGroups: []string{"helpdesk"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	in := pam.RequestInput{Scope: pam.TaskScope("New-MoveRequest"), Reason: "INC-4711"}
+	_, err = m.Submit(pam.WithActor(context.Background(), "mallory"), in)
+	fmt.Println("mallory:", errors.Is(err, pam.ErrForbidden))
+	res, _ := m.Check(pam.WithActor(context.Background(), "mallory"), pam.Op{Task: "New-MoveRequest"})
+	fmt.Println("mallory is told:", res.Policies[0].Ineligible)
+	_, err = m.Submit(pam.WithActor(context.Background(), "alice"), in)
+	fmt.Println("alice:", err)
+	// Output:
+	// mallory: true
+	// mallory is told: true
+	// alice: <nil>
+}
