@@ -16,13 +16,15 @@ package groupcommit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
 	"github.com/zerostanding/pam"
 )
 
-// ErrClosed is Commit's error once Close was called.
+// ErrClosed is Commit's error once Close was called, wrapped in the
+// store's own (see Start).
 var ErrClosed = errors.New("the store is closed")
 
 // Commit is one Store.Commit's Tx on its way through the Queue.
@@ -57,14 +59,15 @@ const (
 // Close stops it.
 type Queue struct {
 	// write writes group in one transaction: see Start.
-	write func(group []*Commit)
-	max   int
+	write  func(group []*Commit)
+	max    int
+	closed error // Commit's error after Close
 
-	mu      sync.Mutex
-	cond    sync.Cond // signalled when queue grows or closed is set
-	queue   []*Commit
-	closed  bool
-	stopped chan struct{} // closed when the writer has returned
+	mu       sync.Mutex
+	cond     sync.Cond // signalled when queue grows or stopping is set
+	queue    []*Commit
+	stopping bool
+	stopped  chan struct{} // closed when the writer has returned
 
 	taken atomic.Int64 // Commits taken into groups, for the tests
 	free  sync.Pool    // of *Commit
@@ -76,8 +79,11 @@ type Queue struct {
 // Commits, in queue order; write takes each with Take before writing
 // it (skipping those it returns false for), sets Err on those that fail
 // alone, and ends with Finish, which gives every caller its result.
-func (q *Queue) Start(max int, write func(group []*Commit)) {
+//
+// name names the store in Commit's errors of its own.
+func (q *Queue) Start(name string, max int, write func(group []*Commit)) {
 	q.write, q.max = write, max
+	q.closed = fmt.Errorf("%s: %w", name, ErrClosed)
 	q.cond.L = &q.mu
 	q.stopped = make(chan struct{})
 	q.free.New = func() any { return &Commit{done: make(chan error, 1)} }
@@ -88,17 +94,24 @@ func (q *Queue) Start(max int, write func(group []*Commit)) {
 // waits for the writer to return.
 func (q *Queue) Close() {
 	q.mu.Lock()
-	q.closed = true
+	q.stopping = true
 	q.cond.Signal()
 	q.mu.Unlock()
 	<-q.stopped
 }
 
-// Commit queues tx (already validated) and returns its outcome. A caller
-// whose ctx ends while tx waits in the queue gets ctx.Err(), and tx is
-// not written; once the writer has taken it, the caller waits for the
-// outcome of the transaction it is in.
+// Commit is a store's pam.Store.Commit: it checks tx (Tx.Validate),
+// queues it and returns its outcome. A caller whose ctx ends while tx
+// waits in the queue gets ctx.Err(), and tx is not written; once the
+// writer has taken it, the caller waits for the outcome of the
+// transaction it is in (which the store's write may cut short).
 func (q *Queue) Commit(ctx context.Context, tx *pam.Tx) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := tx.Validate(); err != nil {
+		return err
+	}
 	c := q.free.Get().(*Commit)
 	c.Ctx, c.Tx = ctx, tx
 	c.Events = append(c.Events[:0], tx.Events...)
@@ -106,10 +119,10 @@ func (q *Queue) Commit(ctx context.Context, tx *pam.Tx) error {
 		c.Digests = append(c.Digests, c.Events[i].ContentDigest())
 	}
 	q.mu.Lock()
-	if q.closed {
+	if q.stopping {
 		q.mu.Unlock()
 		q.recycle(c)
-		return ErrClosed
+		return q.closed
 	}
 	q.queue = append(q.queue, c)
 	q.cond.Signal()
@@ -193,7 +206,7 @@ func (q *Queue) loop() {
 	for {
 		q.mu.Lock()
 		for len(q.queue) == 0 {
-			if q.closed {
+			if q.stopping {
 				q.mu.Unlock()
 				return
 			}

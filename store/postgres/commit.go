@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -28,23 +27,8 @@ const maxGroup = 128
 // the caller waits for the transaction's outcome, which is cut short
 // only when every caller in it has left.
 func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := tx.Validate(); err != nil {
-		return err
-	}
-	if err := s.g.Commit(ctx, tx); err != nil {
-		if errors.Is(err, groupcommit.ErrClosed) {
-			return errClosed
-		}
-		return err
-	}
-	return nil
+	return s.g.Commit(ctx, tx)
 }
-
-// errClosed is Commit's error once Close was called.
-var errClosed = fmt.Errorf("postgres: %w", groupcommit.ErrClosed)
 
 // writeGroup writes group in one transaction of one round trip. When a
 // Tx fails on its own (a version check, a run not open, a duplicate ID),

@@ -165,7 +165,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Store, error)
 	}
 	st := &Store{Store: sqlstore.New(db, db, dialect), db: db, pool: pool, clock: opts.Clock}
 	st.listening, st.stopListen = context.WithCancel(context.Background())
-	st.g.Start(maxGroup, st.writeGroup)
+	st.g.Start("postgres", maxGroup, st.writeGroup)
 	return st, nil
 }
 

@@ -24,7 +24,7 @@ type committer struct {
 }
 
 // startCommitter starts the committer; Close stops it.
-func (s *Store) startCommitter() { s.g.Start(maxGroup, s.writeGroup) }
+func (s *Store) startCommitter() { s.g.Start("sqlite", maxGroup, s.writeGroup) }
 
 // stopCommitter lets the committer write what is queued, refuses later
 // Commits and waits for the committer to return.
@@ -38,23 +38,8 @@ func (s *Store) stopCommitter() { s.g.Close() }
 // writing it, the caller waits for the transaction's outcome, which is
 // a commit away.
 func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := tx.Validate(); err != nil {
-		return err
-	}
-	if err := s.g.Commit(ctx, tx); err != nil {
-		if errors.Is(err, groupcommit.ErrClosed) {
-			return errClosed
-		}
-		return err
-	}
-	return nil
+	return s.g.Commit(ctx, tx)
 }
-
-// errClosed is Commit's error once Close was called.
-var errClosed = fmt.Errorf("sqlite: %w", groupcommit.ErrClosed)
 
 // writeGroup writes group in one transaction, each Tx inside a
 // savepoint of its own when there are several, so that one that fails
