@@ -169,18 +169,7 @@ func (v *BreakGlassReview) Overdue(now time.Time) bool {
 // and its review is pending until an approver confirms or flags it
 // (ReviewBreakGlass).
 func (m *Manager) BreakGlass(ctx context.Context, n RequestInput) (Request, error) {
-	actor, err := actorOf(ctx)
-	if err != nil {
-		return Request{}, err
-	}
-	if err := n.Validate(); err != nil {
-		return Request{}, err
-	}
-	s, err := m.cache.current(ctx)
-	if err != nil {
-		return Request{}, err
-	}
-	p, err := s.bind(&n)
+	actor, s, p, err := m.input(ctx, &n)
 	if err != nil {
 		return Request{}, err
 	}

@@ -246,18 +246,7 @@ func (r *Request) pendingDecisions() []Decision {
 // n.Start when that is later (a start beyond the policy's MaxStartDelay
 // is ErrInvalid).
 func (m *Manager) Submit(ctx context.Context, n RequestInput) (Request, error) {
-	actor, err := actorOf(ctx)
-	if err != nil {
-		return Request{}, err
-	}
-	if err := n.Validate(); err != nil {
-		return Request{}, err
-	}
-	s, err := m.cache.current(ctx)
-	if err != nil {
-		return Request{}, err
-	}
-	p, err := s.bind(&n)
+	actor, s, p, err := m.input(ctx, &n)
 	if err != nil {
 		return Request{}, err
 	}
@@ -341,6 +330,28 @@ func scheduleStart(p *Policy, start, now time.Time) (time.Time, error) {
 			start.UTC().Format(time.RFC3339), delay, p.ID, p.maxStartDelay())
 	}
 	return start, nil
+}
+
+// input is what Submit and BreakGlass begin with: the actor, the
+// policies of now, and the policy n is under (n checked on its own
+// first).
+func (m *Manager) input(ctx context.Context, n *RequestInput) (string, *snapshot, *compiled, error) {
+	actor, err := actorOf(ctx)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	if err := n.Validate(); err != nil {
+		return "", nil, nil, err
+	}
+	s, err := m.cache.current(ctx)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	p, err := s.bind(n)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	return actor, s, p, nil
 }
 
 // eligible gathers the fact mayRequest reads: whether actor is in one
