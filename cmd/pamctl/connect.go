@@ -32,14 +32,32 @@ type cli struct {
 // connection is the flags that say how to reach the engine.
 type connection struct {
 	url, token, sqlite, postgres, as string
+	env                              func(string) string
 }
 
+// define defines the flags. Their defaults come from the environment
+// only once the flags are parsed (see open), so that no --help or usage
+// message prints them: a token, or a URL or DSN with a password, would
+// land in whatever log keeps the output.
 func (c *connection) define(fs *flag.FlagSet, env func(string) string) {
-	fs.StringVar(&c.url, "url", env("PAM_URL"), "pamhttp server, e.g. https://pam.example.com/pam ($PAM_URL)")
-	fs.StringVar(&c.token, "token", env("PAM_TOKEN"), "bearer token for the server ($PAM_TOKEN)")
-	fs.StringVar(&c.sqlite, "sqlite", env("PAM_SQLITE"), "open this SQLite file directly ($PAM_SQLITE)")
-	fs.StringVar(&c.postgres, "postgres", env("PAM_POSTGRES"), "open this PostgreSQL database directly ($PAM_POSTGRES)")
-	fs.StringVar(&c.as, "as", env("USER"), "identity to act as when opening a database directly")
+	c.env = env
+	fs.StringVar(&c.url, "url", "", "pamhttp server, e.g. https://pam.example.com/pam (default $PAM_URL)")
+	fs.StringVar(&c.token, "token", "", "bearer token for the server (default $PAM_TOKEN)")
+	fs.StringVar(&c.sqlite, "sqlite", "", "open this SQLite file directly (default $PAM_SQLITE)")
+	fs.StringVar(&c.postgres, "postgres", "", "open this PostgreSQL database directly (default $PAM_POSTGRES)")
+	fs.StringVar(&c.as, "as", "", "identity to act as when opening a database directly (default $USER)")
+}
+
+// fromEnv fills the flags not given from the environment.
+func (c *connection) fromEnv() {
+	for _, f := range []struct {
+		v   *string
+		env string
+	}{{&c.url, "PAM_URL"}, {&c.token, "PAM_TOKEN"}, {&c.sqlite, "PAM_SQLITE"}, {&c.postgres, "PAM_POSTGRES"}, {&c.as, "USER"}} {
+		if *f.v == "" {
+			*f.v = c.env(f.env)
+		}
+	}
 }
 
 // engine is the API opened, who is acting, and how to close it.
@@ -52,6 +70,7 @@ type engine struct {
 // open reaches the engine: a Client of the server at --url, or a Manager
 // over the database opened directly, with ctx acting as --as.
 func (c *connection) open(ctx context.Context) (context.Context, *engine, error) {
+	c.fromEnv()
 	n := 0
 	for _, s := range []string{c.url, c.sqlite, c.postgres} {
 		if s != "" {

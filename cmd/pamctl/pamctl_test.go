@@ -211,11 +211,22 @@ func TestUsageAndDirectDatabase(t *testing.T) {
 			t.Errorf("pamctl %v: exit %d, want %d (usage)\n%s", args, got, exitUsage, errOut.String())
 		}
 	}
+	// No help or usage message prints what the environment holds: a
+	// token, or a URL or DSN with a password, would land in logs.
+	secrets := func(name string) string {
+		return map[string]string{"PAM_TOKEN": "s3cr3t-token", "PAM_URL": "https://u:s3cr3t-url@pam.example.com", "PAM_POSTGRES": "postgres://u:s3cr3t-dsn@db/pam"}[name]
+	}
 	for _, c := range commands {
-		out.Reset()
-		errOut.Reset()
-		if got := run(context.Background(), append(strings.Fields(c.name()), "--help"), &out, &errOut, none); got != exitOK || !strings.Contains(errOut.String(), "Examples:\n  pamctl ") {
-			t.Errorf("%s --help: exit %d\n%s", c.name(), got, errOut.String())
+		for _, args := range [][]string{{"--help"}, {"--no-such-flag"}} {
+			out.Reset()
+			errOut.Reset()
+			got := run(context.Background(), append(strings.Fields(c.name()), args...), &out, &errOut, secrets)
+			if args[0] == "--help" && (got != exitOK || !strings.Contains(errOut.String(), "Examples:\n  pamctl ")) {
+				t.Errorf("%s --help: exit %d\n%s", c.name(), got, errOut.String())
+			}
+			if strings.Contains(out.String()+errOut.String(), "s3cr3t") {
+				t.Errorf("%s %v prints a secret of the environment:\n%s", c.name(), args, errOut.String())
+			}
 		}
 	}
 	// Directly on a SQLite file, acting as someone.
