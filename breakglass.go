@@ -181,11 +181,8 @@ func (m *Manager) BreakGlass(ctx context.Context, n RequestInput) (Request, erro
 	if err != nil {
 		return Request{}, err // fail closed: no emergency access the directory cannot vouch for
 	}
-	switch {
-	case p.broken != nil:
-		return Request{}, &RejectedError{PolicyID: p.ID, Messages: []string{"the policy cannot be evaluated: " + p.broken.Error()}}
-	case !s.catalog.known(p.Scope):
-		return Request{}, &RejectedError{PolicyID: p.ID, Messages: []string{fmt.Sprintf("the policy's scope %s is not in the catalog", p.Scope)}}
+	if err := s.usable(p); err != nil {
+		return Request{}, err
 	}
 	bind, uses, err := s.bounds(&p.Policy, &n)
 	if err != nil {

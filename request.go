@@ -259,11 +259,8 @@ func (m *Manager) Submit(ctx context.Context, n RequestInput) (Request, error) {
 	}
 	// Fail closed: a policy that does not compile here, or whose scope
 	// the catalog cannot resolve, accepts no submissions.
-	switch {
-	case p.broken != nil:
-		return Request{}, &RejectedError{PolicyID: p.ID, Messages: []string{"the policy cannot be evaluated: " + p.broken.Error()}}
-	case !s.catalog.known(p.Scope):
-		return Request{}, &RejectedError{PolicyID: p.ID, Messages: []string{fmt.Sprintf("the policy's scope %s is not in the catalog", p.Scope)}}
+	if err := s.usable(p); err != nil {
+		return Request{}, err
 	}
 	bind, uses, err := s.bounds(&p.Policy, &n)
 	if err != nil {
@@ -352,6 +349,18 @@ func (m *Manager) input(ctx context.Context, n *RequestInput) (string, *snapshot
 		return "", nil, nil, err
 	}
 	return actor, s, p, nil
+}
+
+// usable refuses requests under p when it does not compile here or the
+// catalog cannot resolve its scope: fail closed.
+func (s *snapshot) usable(p *compiled) error {
+	switch {
+	case p.broken != nil:
+		return &RejectedError{PolicyID: p.ID, Messages: []string{"the policy cannot be evaluated: " + p.broken.Error()}}
+	case !s.catalog.known(p.Scope):
+		return &RejectedError{PolicyID: p.ID, Messages: []string{fmt.Sprintf("the policy's scope %s is not in the catalog", p.Scope)}}
+	}
+	return nil
 }
 
 // eligible gathers the fact mayRequest reads: whether actor is in one

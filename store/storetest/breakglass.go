@@ -21,12 +21,7 @@ import (
 // once reviewed. clk must be the stores' clock. Run runs it over one
 // store.
 func BreakGlassOnce(t *testing.T, stores []pam.Store, clk *clock.Mock) {
-	var ms []*pam.Manager
-	for _, s := range stores {
-		m := Manager(t, s, clk)
-		t.Cleanup(func() { m.Close(context.Background()) })
-		ms = append(ms, m)
-	}
+	ms := managers(t, stores, clk)
 	p := TwoApprovals
 	p.ID, p.Scope = "glass", pam.TaskScope("Glass-Task")
 	p.BreakGlass = &pam.BreakGlass{Group: "pam-admins", Limit: 2, ReviewWithin: 2 * time.Hour}

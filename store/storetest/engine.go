@@ -47,6 +47,19 @@ func Manager(t testing.TB, s pam.Store, clk clock.Clock) *pam.Manager {
 	return m
 }
 
+// managers returns a Manager (see Manager) over each of stores, closed
+// when the test ends.
+func managers(t testing.TB, stores []pam.Store, clk clock.Clock) []*pam.Manager {
+	t.Helper()
+	ms := make([]*pam.Manager, len(stores))
+	for i, s := range stores {
+		m := Manager(t, s, clk)
+		t.Cleanup(func() { m.Close(context.Background()) })
+		ms[i] = m
+	}
+	return ms
+}
+
 // As returns a context acting as who.
 func As(who string) context.Context { return pam.WithActor(context.Background(), who) }
 

@@ -51,12 +51,7 @@ func useLimited(t *testing.T, ms []*pam.Manager, id string, uses int) (pam.Polic
 }
 
 func usesLeft(t *testing.T, stores []pam.Store, clk clock.Clock) {
-	var ms []*pam.Manager
-	for _, s := range stores {
-		m := Manager(t, s, clk)
-		t.Cleanup(func() { m.Close(context.Background()) })
-		ms = append(ms, m)
-	}
+	ms := managers(t, stores, clk)
 	p, r := useLimited(t, ms, "many", 1000)
 	const workers, each = 32, 4
 	var ran atomic.Int64
@@ -86,12 +81,7 @@ func usesLeft(t *testing.T, stores []pam.Store, clk clock.Clock) {
 }
 
 func lastUseRace(t *testing.T, stores []pam.Store, clk clock.Clock, uses int) {
-	var ms []*pam.Manager
-	for _, s := range stores {
-		m := Manager(t, s, clk)
-		t.Cleanup(func() { m.Close(context.Background()) })
-		ms = append(ms, m)
-	}
+	ms := managers(t, stores, clk)
 	p, r := useLimited(t, ms, fmt.Sprint("once-", uses), uses)
 	if r.MaxUses != uses {
 		t.Fatalf("the request allows %d runs, want the policy's %d", r.MaxUses, uses)

@@ -17,12 +17,7 @@ import (
 // once per instant they are due, whoever sweeps. clk must be the
 // stores' clock. Run runs it over one store.
 func NudgeOnce(t *testing.T, stores []pam.Store, clk *clock.Mock) {
-	var ms []*pam.Manager
-	for _, s := range stores {
-		m := Manager(t, s, clk)
-		t.Cleanup(func() { m.Close(context.Background()) })
-		ms = append(ms, m)
-	}
+	ms := managers(t, stores, clk)
 	p := TwoApprovals
 	p.ID, p.RemindAfter, p.EscalateAfter, p.EscalationGroup = "nudged", time.Hour, 2*time.Hour, "pam-admins"
 	p.Scope = pam.TaskScope("Nudged-Task")
