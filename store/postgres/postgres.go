@@ -159,7 +159,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Store, error)
 	}
 	db := stdlib.OpenDBFromPool(pool)
 	files, _ := fs.Sub(migrations, "migrations")
-	if _, err := sqlstore.Migrate(ctx, db, files, migrationLock, map[int]func(context.Context, *sql.Tx) error{3: chainExisting}); err != nil {
+	if _, err := sqlstore.Migrate(ctx, db, files, migrationLock, map[int]func(context.Context, *sql.Tx) error{3: chainExisting, 8: sqlstore.FillSearch}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
@@ -221,3 +221,4 @@ func pgCode(err error) string {
 // prepared statements itself. Claims skip rows another replica is
 // claiming, so replicas take different messages.
 var dialect = sqlstore.Dialect{SkipLocked: " FOR UPDATE SKIP LOCKED"}
+
