@@ -29,13 +29,13 @@ type Config struct {
 	// BaseURL is where people reach the approver page
 	// ("https://pam.example.com"): the links in notifications and the
 	// sign-in's return address. $PAMD_BASE_URL overrides it.
-	BaseURL string `json:"base_url"`
+	BaseURL string      `json:"base_url"`
 	Store   StoreConfig `json:"store"`
 	// AdminGroup may manage policies, read the whole trail and the
 	// outbox. SystemAccounts are exempt from Guard (Purview's system
 	// accounts).
-	AdminGroup     string   `json:"admin_group"`
-	SystemAccounts []string `json:"system_accounts"`
+	AdminGroup     string          `json:"admin_group"`
+	SystemAccounts []string        `json:"system_accounts"`
 	Directory      DirectoryConfig `json:"directory"`
 	Auth           AuthConfig      `json:"auth"`
 	Notify         NotifyConfig    `json:"notify"`
