@@ -284,8 +284,9 @@ func SortReviewable(rs []Request) {
 // order (f.Newest: newest first), and the cursor of the next page ("" at
 // the end). f narrows it: Requester, PolicyIDs, Search, After and Limit
 // (0: DefaultPageSize, at most MaxPageSize); States, DueBy and
-// DecidedBy are not for this list (ErrInvalid). A page may be shorter
-// than Limit with more to come only when it ends at the end.
+// DecidedBy are not for this list (ErrInvalid). A page shorter than
+// Limit is the last; a full one returns the cursor of the next, which
+// may be empty.
 func (m *Manager) ReviewableRequests(ctx context.Context, f RequestFilter) ([]Request, string, error) {
 	actor, err := actorOf(ctx)
 	if err != nil {
