@@ -88,6 +88,9 @@ func (c *connection) open(ctx context.Context) (context.Context, *engine, error)
 	if n != 1 {
 		return ctx, nil, usagef("give exactly one of --url, --sqlite or --postgres (or PAM_URL, PAM_SQLITE, PAM_POSTGRES)")
 	}
+	if c.create && c.sqlite == "" {
+		return ctx, nil, usagef("--create goes with --sqlite")
+	}
 	if c.url != "" {
 		client, err := pamhttp.NewClient(c.url, &pamhttp.ClientOptions{Token: c.token})
 		if err != nil {
@@ -98,9 +101,6 @@ func (c *connection) open(ctx context.Context) (context.Context, *engine, error)
 			return me.Actor, err
 		}
 		return ctx, &engine{api: client, me: me, close: func() error { return nil }}, nil
-	}
-	if c.create && c.sqlite == "" {
-		return ctx, nil, usagef("--create goes with --sqlite")
 	}
 	if c.as == "" {
 		return ctx, nil, failf(pam.ErrNoActor, "opening the database directly, pamctl needs --as NAME, the identity to act as: there is no server to sign you in")

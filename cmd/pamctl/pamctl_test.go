@@ -148,7 +148,7 @@ func TestAgainstLiveServer(t *testing.T) {
 	if out := pamctl("admin", exitOK, "audit", "verify"); !strings.Contains(out, "the trail verifies") {
 		t.Errorf("audit verify:\n%s", out)
 	}
-	pamctl("bob", exitForbidden, "request", "end", r.ID)       // only its holder ends a grant
+	pamctl("bob", exitForbidden, "request", "end", r.ID)         // only its holder ends a grant
 	pamctl("nobody", exitNotSignedIn, "request", "revoke", r.ID) // a token that is no user's
 	pamctl("admin", exitOK, "request", "revoke", r.ID, "--comment", "done")
 	pamctl("alice", exitNotAllowed, "check", "New-MoveRequest")
