@@ -65,7 +65,7 @@ var auditCommands = []command{
 		}},
 	{noun: "audit", verb: "verify", summary: "Check the audit trail's hash chain, against checkpoints and a sink's copy when given. Exit code 7 when it does not verify. Admins only.",
 		examples: "  pamctl audit verify\n" +
-			"  pamctl audit verify --sqlite pam.db --checkpoints pam.db.checkpoints.jsonl --public-key MCowBQYDK2VwAyEA...\n" +
+			"  pamctl audit verify --sqlite pam.db --as auditor --checkpoints pam.db.checkpoints.jsonl --public-key MCowBQYDK2VwAyEA...\n" +
 			"  pamctl audit verify --sink-file audit.jsonl --json\n",
 		flags: func(fs *pflag.FlagSet) action {
 			var checkpoints, sinkFile string

@@ -544,8 +544,11 @@ func TestEveryExitCode(t *testing.T) {
 	check(exitConflict, "decided already", bob, "request", "approve", r.ID)
 	check(exitNotAllowed, "check, not allowed", bob, "check", "New-MoveRequest")
 	check(exitInvalid, "a bad --state", alice, "request", "list", "--state", "bogus")
-	if errOut := check(exitNotSignedIn, "no token", nobody, "request", "list"); !strings.Contains(errOut, "no token was given: set --token or $PAM_TOKEN") {
+	if errOut := check(exitNotSignedIn, "no token", nobody, "request", "list"); errOut != "pamctl: not signed in to the PAM server at "+base+": no token was given. Set --token or $PAM_TOKEN.\n" {
 		t.Errorf("no token:\n%s", errOut)
+	}
+	if errOut := check(exitNotSignedIn, "a token that is no one's", as(t, base, ""), "request", "list", "--token", "bogus"); !strings.HasPrefix(errOut, "pamctl: the PAM server at "+base+" did not take the token (") {
+		t.Errorf("a bad token:\n%s", errOut)
 	}
 	addr := closedAddr(t)
 	errOut := check(exitUnreachable, "no server", as(t, "http://"+addr+"/pam", "alice"), "request", "list")

@@ -144,11 +144,10 @@ func explain(err error, conn *connection) error {
 		return &unreachableError{url: redacted(conn.url), why: why}
 	}
 	if exitCode(err) == exitNotSignedIn {
-		hint := "set --token or $PAM_TOKEN to a token the server accepts"
 		if conn.token == "" {
-			hint = "no token was given: set --token or $PAM_TOKEN"
+			return &failure{fmt.Sprintf("not signed in to the PAM server at %s: no token was given. Set --token or $PAM_TOKEN.", redacted(conn.url)), err}
 		}
-		return fmt.Errorf("%w; %s", err, hint)
+		return &failure{fmt.Sprintf("the PAM server at %s did not take the token (%s). Set --token or $PAM_TOKEN to a token it accepts.", redacted(conn.url), strings.TrimPrefix(err.Error(), "pam: ")), err}
 	}
 	return err
 }
