@@ -132,6 +132,12 @@ func TestNoSecretInErrors(t *testing.T) {
 		return ""
 	}
 	var out, errOut strings.Builder
+	run(context.Background(), []string{"request", "list", "--url", "ftp://u:s3cr3t@pam.example.com"}, &out, &errOut, env)
+	if !strings.Contains(errOut.String(), "--url (or $PAM_URL) is not an http or https URL") || strings.Contains(errOut.String(), "s3cr3t") {
+		t.Errorf("a URL that is not http:\n%s", errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
 	if got := run(context.Background(), []string{"request", "list"}, &out, &errOut, env); got != exitUnreachable || strings.Contains(errOut.String(), "s3cr3t") {
 		t.Errorf("exit %d:\n%s", got, errOut.String())
 	}

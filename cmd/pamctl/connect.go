@@ -94,7 +94,8 @@ func (c *connection) open(ctx context.Context) (context.Context, *engine, error)
 	if c.url != "" {
 		client, err := pamhttp.NewClient(c.url, &pamhttp.ClientOptions{Token: c.token})
 		if err != nil {
-			return ctx, nil, usagef("--url: %v", err)
+			// Not err: it quotes the URL, password and all.
+			return ctx, nil, usagef("--url (or $PAM_URL) is not an http or https URL such as https://pam.example.com/pam")
 		}
 		me := func(ctx context.Context) (string, error) {
 			me, err := client.Me(ctx)

@@ -143,7 +143,10 @@ func newRoot(conn *connection, c *cli, env func(string) string, ran *bool) *cobr
 
 Connect with --url and --token ($PAM_URL, $PAM_TOKEN) to a pamhttp server,
 or open a database directly with --sqlite FILE or --postgres DSN
-($PAM_SQLITE, $PAM_POSTGRES), acting as --as NAME.
+($PAM_SQLITE, $PAM_POSTGRES), acting as --as NAME: there, --as is required
+and trusted, since whoever can open the database can write it; each event
+records the OS user and host pamctl ran as. A --sqlite file that does not
+exist is refused unless --create is given.
 
 ` + exitCodesHelp(),
 		Example: `  pamctl apply -f examples/pam.yaml --dry-run
