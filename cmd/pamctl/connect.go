@@ -56,16 +56,17 @@ func (c *connection) define(fs *pflag.FlagSet, env func(string) string) {
 	fs.StringVar(&c.as, "as", "", "opening a database directly: the identity to act as (required; trusted, since whoever can open the database can write it)")
 }
 
-// fromEnv fills the flags not given from the environment.
+// fromEnv fills the flags not given from the environment: the token,
+// and the way to the engine unless a flag gives one (--sqlite with
+// $PAM_URL set opens the file).
 func (c *connection) fromEnv() {
-	for _, f := range []struct {
-		v   *string
-		env string
-	}{{&c.url, "PAM_URL"}, {&c.token, "PAM_TOKEN"}, {&c.sqlite, "PAM_SQLITE"}, {&c.postgres, "PAM_POSTGRES"}} {
-		if *f.v == "" {
-			*f.v = c.env(f.env)
-		}
+	if c.token == "" {
+		c.token = c.env("PAM_TOKEN")
 	}
+	if c.url != "" || c.sqlite != "" || c.postgres != "" {
+		return
+	}
+	c.url, c.sqlite, c.postgres = c.env("PAM_URL"), c.env("PAM_SQLITE"), c.env("PAM_POSTGRES")
 }
 
 // engine is the API opened, who is acting, and how to close it.
