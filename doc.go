@@ -374,8 +374,12 @@
 // once it escalated, of its escalation group (others are told it does
 // not exist, when they read it and whatever they try to do with it,
 // whichever state it is in); lists of everyone's requests, the whole
-// trail, the outbox and Verify are for admins. Reviewable, IsAdmin, MayView and Request.Allows are
-// hints for what a front end shows.
+// trail, the outbox and Verify are for admins; an approver lists the
+// requests they decided (RequestFilter.DecidedBy) and pages through what
+// waits for them (ReviewableRequests), newest first if they like
+// (RequestFilter.Newest), narrowed by a search of requester, ticket,
+// policy, scope and ID (RequestFilter.Search). Reviewable, IsAdmin,
+// MayView and Request.Allows are hints for what a front end shows.
 //
 // # Stores
 //

@@ -33,6 +33,7 @@ type API interface {
 	Request(ctx context.Context, id string) (pam.Request, error)
 	Requests(ctx context.Context, f pam.RequestFilter) (rs []pam.Request, next string, err error)
 	Reviewable(ctx context.Context) ([]pam.Request, error)
+	ReviewableRequests(ctx context.Context, f pam.RequestFilter) (rs []pam.Request, next string, err error)
 	Approve(ctx context.Context, id, comment string) (pam.Request, error)
 	Deny(ctx context.Context, id, comment string) (pam.Request, error)
 	Cancel(ctx context.Context, id, comment string) (pam.Request, error)
@@ -466,10 +467,15 @@ func (h *Handler) apiRoutes() []route {
 				return nonNil(rs), err
 			}),
 		call("GET", "/reviewable", "listReviewable", "Requests waiting for me",
-			"Pending, or active with an extension pending, not one's own, not yet decided by one, under a policy whose approver group one is in. Oldest first.", nil,
-			func(ctx context.Context, _ *http.Request) ([]pam.Request, error) {
-				rs, err := m.Reviewable(ctx)
-				return nonNil(rs), err
+			"Pending, or active with an extension pending, not one's own, not yet decided by one, under a policy whose approver group one is in, or escalated to one; "+
+				"a page at a time, by ID (order=desc: the newest first).", reviewableParams,
+			func(ctx context.Context, r *http.Request) (Page[pam.Request, string], error) {
+				f, err := reviewableFilter(r.URL.Query())
+				if err != nil {
+					return Page[pam.Request, string]{}, err
+				}
+				rs, next, err := m.ReviewableRequests(ctx, f)
+				return page(rs, next), err
 			}),
 		send("POST", "/check", "check", "What-if", "Would Guard let me run this operation now, and why. Runs nothing.", http.StatusOK,
 			func(ctx context.Context, _ *http.Request, op *pam.Op) (CheckAnswer, error) {
