@@ -28,7 +28,9 @@ type actorDetail struct {
 // key, prefixed with ActorDetailPrefix, goes into the event's Detail,
 // beside the engine's own keys, and so into the hash chain. Events of
 // other actors in the same commit (an automatic approval) are left as
-// they are.
+// they are, and so are the ends of Guard's runs, which may be committed
+// with another call's events: a run's end is linked to its start, which
+// carries the detail, by Event.Run.
 //
 // The detail is what the caller says, recorded as said: it is evidence
 // of what the caller claimed, not an authentication. Keys are 1 to 64
@@ -79,8 +81,8 @@ func addActorDetail(ctx context.Context, tx *Tx) error {
 	}
 	for i := range tx.Events {
 		e := &tx.Events[i]
-		if e.Actor != actor || len(d.detail) == 0 {
-			continue
+		if e.Actor != actor || len(d.detail) == 0 || e.Type == EventGuardFinished || e.Type == EventGuardFinishedLate {
+			continue // a run's end may ride with another call's commit; its start has the detail
 		}
 		detail := make(map[string]string, len(e.Detail)+len(d.detail))
 		maps.Copy(detail, d.detail)

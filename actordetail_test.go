@@ -1,6 +1,7 @@
 package pam_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -57,6 +58,37 @@ func TestWithActorDetail(t *testing.T) {
 	}
 	if from["os_user"] != "alice-unix" || len(from) != 2 {
 		t.Errorf("the caller's map changed: %v", from)
+	}
+}
+
+func TestWithActorDetailGuard(t *testing.T) {
+	e := newEnv(t)
+	p := e.policy(movePolicy())
+	e.grant("alice", pam.RequestInput{PolicyID: p.ID})
+	// The first run's end may ride with the second run's start, from
+	// another host: it takes the detail of neither.
+	for _, host := range []string{"laptop-7", "desk-2"} {
+		ctx := pam.WithActorDetail(e.as("alice"), map[string]string{"host": host})
+		if err := e.m.Guard(ctx, pam.Op{Task: "New-MoveRequest"}, func(context.Context) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hosts := map[string]bool{}
+	var start, end bool
+	for _, ev := range e.events() {
+		switch ev.Type {
+		case pam.EventGuardAllowed:
+			start = true
+			hosts[ev.Detail["actor.host"]] = true
+		case pam.EventGuardFinished:
+			end = true
+			if _, ok := ev.Detail["actor.host"]; ok {
+				t.Errorf("the run's end: detail %v", ev.Detail)
+			}
+		}
+	}
+	if !start || !end || !hosts["laptop-7"] || !hosts["desk-2"] || len(hosts) != 2 {
+		t.Errorf("starts from %v; a start %v, an end %v", hosts, start, end)
 	}
 }
 
