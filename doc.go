@@ -305,7 +305,9 @@
 // Every state change and every Guard outcome on a covered operation is an
 // Event with a gapless sequence number, written in the same store
 // transaction as the change. Audit searches the trail by actor, task,
-// type, outcome, request, policy and time, in pages.
+// type, outcome, request, policy and time, in pages. WithActorDetail adds
+// what a front end knows of where its actor acts from (pamctl records the
+// OS user and host) to the Detail of the events that actor's calls commit.
 //
 // The trail is a hash chain: each event carries the SHA-256 of its own
 // fields and of the previous event's hash, computed inside the store's
