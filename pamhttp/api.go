@@ -31,6 +31,7 @@ type API interface {
 
 	Submit(ctx context.Context, n pam.RequestInput) (pam.Request, error)
 	Request(ctx context.Context, id string) (pam.Request, error)
+	Progress(ctx context.Context, id string) (pam.Progress, error)
 	Requests(ctx context.Context, f pam.RequestFilter) (rs []pam.Request, next string, err error)
 	Reviewable(ctx context.Context) ([]pam.Request, error)
 	ReviewableRequests(ctx context.Context, f pam.RequestFilter) (rs []pam.Request, next string, err error)
@@ -441,6 +442,11 @@ func (h *Handler) apiRoutes() []route {
 		call("GET", "/requests/{id}", "getRequest", "Get a request", "With its decisions. Those who may not see it get 404.", nil,
 			func(ctx context.Context, r *http.Request) (pam.Request, error) {
 				return m.Request(ctx, r.PathValue("id"))
+			}),
+		call("GET", "/requests/{id}/progress", "getProgress", "Where a request waiting for approval stands",
+			"The approvals that count per approver group, what is missing (M of N), and whether the caller may decide it. Those who may not see the request get 404.", nil,
+			func(ctx context.Context, r *http.Request) (pam.Progress, error) {
+				return m.Progress(ctx, r.PathValue("id"))
 			}),
 		extend,
 		act,

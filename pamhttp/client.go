@@ -180,6 +180,12 @@ func (c *Client) Request(ctx context.Context, id string) (pam.Request, error) {
 	return r, c.call(ctx, "GET", idPath("/requests", id), nil, nil, &r)
 }
 
+// Progress reports where request id stands for the caller.
+func (c *Client) Progress(ctx context.Context, id string) (pam.Progress, error) {
+	var p pam.Progress
+	return p, c.call(ctx, "GET", idPath("/requests", id)+"/progress", nil, nil, &p)
+}
+
 // Requests lists requests matching f, one page at a time, as the
 // Manager does: f.Requester "" is everyone's. DueBy is not offered.
 func (c *Client) Requests(ctx context.Context, f pam.RequestFilter) ([]pam.Request, string, error) {

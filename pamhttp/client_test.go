@@ -157,6 +157,13 @@ func scenario(t *testing.T, as func(user string) (context.Context, pamhttp.API))
 	if len(waiting) != 1 || waiting[0].ID != r.ID {
 		t.Fatalf("reviewable %+v", waiting)
 	}
+	prog, err := bob.Progress(bobCtx, r.ID)
+	ok(t, "progress", err)
+	if !prog.Waiting || prog.Have != 0 || prog.Need != 1 || !prog.MayDecide || len(prog.Groups) != 1 {
+		t.Fatalf("progress for bob %+v", prog)
+	}
+	_, err = carol.Progress(carolCtx, "req_nonexistent")
+	is(t, "progress of a request that is not there", err, pam.ErrNotFound)
 	for q, want := range map[string]int{"inc-1": 1, "INC-2": 0, "Alice": 1} {
 		page, next, err := bob.ReviewableRequests(bobCtx, pam.RequestFilter{Search: q, Newest: true, Limit: 1})
 		ok(t, "a page of reviewable", err)
