@@ -647,6 +647,35 @@ func (m *Manager) viewFacts(ctx context.Context, actor string, r *Request) (fact
 	return f, err
 }
 
+// approverOfAll reports whether actor is in an approver group of every
+// one of the policies: they may then see those policies' requests (the
+// read rule, mayView), so they may list them.
+func (m *Manager) approverOfAll(ctx context.Context, actor string, policyIDs []string) (bool, error) {
+	s, err := m.cache.current(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, id := range policyIDs {
+		p := s.policy(id)
+		if p == nil {
+			return false, nil
+		}
+		in := false
+		for _, g := range p.ApproverGroups {
+			if in, err = m.isMember(ctx, g.Group, actor); err != nil {
+				return false, err
+			}
+			if in {
+				break
+			}
+		}
+		if !in {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 // requireAdminOr returns nil when ok, and otherwise what requireAdmin
 // returns: the rule for reads that are the actor's own unless they are an
 // admin's.
@@ -663,9 +692,11 @@ func (m *Manager) requireAdminOr(ctx context.Context, ok bool) error {
 // f.States match the state as of now, so a page may hold fewer than
 // f.Limit requests when some have expired unrecorded.
 //
-// Anyone may list their own requests (f.Requester set to themselves)
-// and those they decided (f.DecidedBy set to themselves: an approver's
-// history); other lists are for admins (ErrForbidden). Approvers find
+// Anyone may list their own requests (f.Requester set to themselves),
+// those they decided (f.DecidedBy set to themselves: an approver's
+// history), and those under policies whose approver groups they are in
+// (f.PolicyIDs all such: a requester's history under a policy, for its
+// approvers); other lists are for admins (ErrForbidden). Approvers find
 // what waits for them with Reviewable and ReviewableRequests.
 func (m *Manager) Requests(ctx context.Context, f RequestFilter) (rs []Request, next string, err error) {
 	actor, err := actorOf(ctx)
@@ -691,7 +722,13 @@ func (m *Manager) Requests(ctx context.Context, f RequestFilter) (rs []Request, 
 	if err := ValidateRequestFilter(&f); err != nil {
 		return nil, "", err
 	}
-	if err := m.requireAdminOr(ctx, f.Requester == actor || f.DecidedBy == actor); err != nil {
+	own := f.Requester == actor || f.DecidedBy == actor
+	if !own && len(f.PolicyIDs) > 0 {
+		if own, err = m.approverOfAll(ctx, actor, f.PolicyIDs); err != nil {
+			return nil, "", err
+		}
+	}
+	if err := m.requireAdminOr(ctx, own); err != nil {
 		return nil, "", err
 	}
 	want := f.States

@@ -139,6 +139,22 @@ func TestReviewablePagesAndHistory(t *testing.T) {
 	if err != nil || len(rs) != 1 || rs[0].ID != alice[4] {
 		t.Errorf("Dave's history = %v, %v", rs, err)
 	}
+	// An approver of the policy lists its requests: a requester's history.
+	rs, _, err = e.m.Requests(e.as("carol"), pam.RequestFilter{Requester: "alice", PolicyIDs: []string{"move"}, Newest: true, Limit: 3})
+	if err != nil || len(rs) != 3 || rs[0].ID != alice[6] {
+		t.Errorf("alice's history under move, for carol = %v, %v", rs, err)
+	}
+	for _, c := range []struct {
+		who, why string
+		f        pam.RequestFilter
+	}{
+		{"erin", "no approver of move", pam.RequestFilter{Requester: "alice", PolicyIDs: []string{"move"}}},
+		{"carol", "one of the policies is none", pam.RequestFilter{PolicyIDs: []string{"move", "nope"}}},
+	} {
+		if _, _, err := e.m.Requests(e.as(c.who), c.f); !errors.Is(err, pam.ErrForbidden) {
+			t.Errorf("%s (%s) lists requests: %v, want ErrForbidden", c.who, c.why, err)
+		}
+	}
 	if _, _, err := e.m.Requests(e.as("carol"), pam.RequestFilter{DecidedBy: "bob"}); !errors.Is(err, pam.ErrForbidden) {
 		t.Errorf("carol lists bob's history: %v, want ErrForbidden", err)
 	}
