@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -32,12 +36,54 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-// TestBrowserApproval drives the approver page in headless Chromium:
-// alice requests, bob sees the request and approves it with a comment,
-// and alice's operation then runs; a two-approval request needs carol
-// too; alice cannot approve her own request through the page.
-func TestBrowserApproval(t *testing.T) {
+// axeSource returns axe-core's script (the npm package's axe.min.js),
+// from $PAM_AXE_JS or node_modules/axe-core beside this test, or ""
+// when there is none and the browser is not required (the accessibility
+// checks are then skipped, and said so).
+func axeSource(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{os.Getenv("PAM_AXE_JS"), filepath.Join("node_modules", "axe-core", "axe.min.js")} {
+		if p == "" {
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err == nil {
+			return string(b)
+		}
+	}
+	if os.Getenv("PAM_REQUIRE_BROWSER") != "" {
+		t.Fatal("no axe-core: set PAM_AXE_JS to axe.min.js of the npm package axe-core (.ci/run installs it)")
+	}
+	t.Log("no axe-core (set PAM_AXE_JS to axe.min.js of the npm package axe-core): the accessibility checks are skipped")
+	return ""
+}
+
+// widths are the viewports every page is checked at: a laptop and a
+// phone.
+var widths = []struct{ w, h int64 }{{1280, 900}, {390, 844}}
+
+// TestBrowserDay walks an approver's day in headless Chromium, through
+// the demo's login and the approver page: alice is refused and follows
+// the refusal's link to the request form, its policy chosen; a form
+// error keeps what she typed; bob, signed out, opens the request from
+// its notification link, signs in, lands on it and approves; a request
+// that needs two approvals shows carol "1 of 2"; alice's grants are
+// under active access; bob revokes one; his history and alice's list
+// show it all; paging past 1,100 requests reaches the oldest; search
+// finds by ticket. Every page passes axe-core (no serious or critical
+// violation) at 1280 and 390 px, with no horizontal scroll at 390 px,
+// and is saved as a screenshot at both widths ($PAM_SCREENSHOTS, by
+// default testdata/artifacts).
+func TestBrowserDay(t *testing.T) {
 	path := chromium(t)
+	axe := axeSource(t)
+	shots := os.Getenv("PAM_SCREENSHOTS")
+	if shots == "" {
+		shots = filepath.Join("testdata", "artifacts")
+	}
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	s, err := New(context.Background(), filepath.Join(t.TempDir(), "pam.db"), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -46,20 +92,37 @@ func TestBrowserApproval(t *testing.T) {
 	srv := httptest.NewServer(s)
 	defer srv.Close()
 
+	// 1,100 requests waiting for bob before the day starts, from 55
+	// people (20 pending each, the most one may have).
+	var seeded []string
+	for i := range 1100 {
+		r, err := s.m.Submit(pam.WithActor(context.Background(), fmt.Sprintf("user%02d", i%55)),
+			pam.RequestInput{PolicyID: "move", Reason: "mailbox move", Ticket: fmt.Sprintf("BULK-%04d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seeded = append(seeded, r.ID)
+	}
+
 	alloc, cancel := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true), chromedp.WindowSize(420, 900))...) // a phone's width
+		chromedp.Flag("disable-background-networking", true), chromedp.WindowSize(1280, 900))...)
 	defer cancel()
 	ctx, cancel := chromedp.NewContext(alloc)
 	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
+	if err := chromedp.Do(ctx); err != nil { // start the browser
+		t.Fatal(err)
+	}
 
 	do := func(step string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
 		t.Log(step)
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			t.Fatalf("%s: %v", step, err)
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := chromedp.Do(sctx, actions...); err != nil {
+			where, _ := chromedp.Run(ctx, chromedp.Location())
+			body, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+			t.Fatalf("%s: %v\nat %s:\n%s", step, err, where, body)
 		}
 	}
 	text := func(sel string) string {
@@ -70,23 +133,32 @@ func TestBrowserApproval(t *testing.T) {
 		}
 		return s
 	}
+	eval := func(js string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](js, chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatalf("evaluate %.60s: %v", js, err)
+		}
+		return s
+	}
+	here := func() string {
+		t.Helper()
+		u, err := chromedp.Run(ctx, chromedp.Location())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
 	login := func(user string) chromedp.Action[chromedp.Void] {
 		return chromedp.Steps(
 			chromedp.Navigate(srv.URL+"/"),
 			chromedp.SetValue(chromedp.CSS(`select[name=user]`), user),
 			chromedp.Click(chromedp.CSS(`form[action="/login"] button`)),
-			chromedp.WaitVisible(chromedp.CSS(`#waiting`)),
+			chromedp.WaitVisible(chromedp.CSS(`nav[aria-label="Sections"]`)), // the approver page, after the redirect
 		)
 	}
-	request := func(policy, reason string) chromedp.Action[chromedp.Void] {
-		return chromedp.Steps(
-			chromedp.SetValue(chromedp.CSS(`select[name=policy_id]`), policy),
-			chromedp.SendKeys(chromedp.CSS(`textarea[name=reason]`), reason),
-			chromedp.SetValue(chromedp.CSS(`input[name=hours]`), "1"),
-			chromedp.Click(chromedp.CSS(`#new button`)),
-			chromedp.WaitVisible(chromedp.CSS(`.notice`)),
-		)
-	}
+	logout := chromedp.Steps(chromedp.Navigate(srv.URL+"/"), chromedp.Click(chromedp.CSS(`form[action="/logout"] button`)),
+		chromedp.WaitNotPresent(chromedp.CSS(`form[action="/logout"]`)))
 	runOp := func(task string) chromedp.Action[chromedp.Void] {
 		return chromedp.Steps(
 			chromedp.Navigate(srv.URL+"/"),
@@ -95,139 +167,191 @@ func TestBrowserApproval(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS(`#result`)),
 		)
 	}
-	approve := func(id string) chromedp.Action[chromedp.Void] {
-		return chromedp.Steps(chromedp.Click(chromedp.CSS(`#req-`+id+` button[value=approve]`)), chromedp.WaitVisible(chromedp.CSS(`.notice`)))
-	}
-	requestOf := func(policy string) string {
-		rs, _, err := s.m.Requests(pam.WithActor(context.Background(), "alice"), pam.RequestFilter{Requester: "alice", PolicyIDs: []string{policy}})
-		if err != nil || len(rs) == 0 {
-			t.Fatalf("alice's %s requests: %v, %v", policy, rs, err)
+	requestID := func() string {
+		t.Helper()
+		m := regexp.MustCompile(`/requests/(req_[0-9a-z]+)`).FindStringSubmatch(here())
+		if m == nil {
+			t.Fatalf("not on a request's page: %s", here())
 		}
-		return rs[len(rs)-1].ID
+		return m[1]
+	}
+	// check runs axe-core and the scroll check on the page shown, at
+	// both widths, and saves its screenshots.
+	pages := 0
+	check := func(name string) {
+		t.Helper()
+		pages++
+		for _, v := range widths {
+			do(fmt.Sprintf("   %s at %d px", name, v.w), chromedp.EmulateViewport(v.w, v.h))
+			if v.w == 390 {
+				if got := eval(`String(document.documentElement.scrollWidth) + "/" + String(document.documentElement.clientWidth)`); func() bool {
+					var sw, cw int
+					fmt.Sscanf(got, "%d/%d", &sw, &cw)
+					return sw > cw
+				}() {
+					t.Errorf("%s scrolls sideways at 390 px: scroll/client width %s", name, got)
+				}
+			}
+			shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+			if err != nil {
+				t.Fatal(err)
+			}
+			file := filepath.Join(shots, fmt.Sprintf("%02d-%s-%d.png", pages, name, v.w))
+			if err := os.WriteFile(file, shot, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			abs, _ := filepath.Abs(file)
+			t.Logf("   screenshot %s", abs)
+			if axe == "" {
+				continue
+			}
+			if _, err := chromedp.Run(ctx, chromedp.Evaluate[any](axe+";true")); err != nil {
+				t.Fatalf("inject axe-core: %v", err)
+			}
+			out := eval(`axe.run(document, {resultTypes: ["violations"]}).then(r => JSON.stringify(r.violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.length, help: v.help, target: v.nodes[0].target.join(" ")}))))`)
+			var violations []struct {
+				ID, Impact, Help, Target string
+				Nodes                    int
+			}
+			if err := json.Unmarshal([]byte(out), &violations); err != nil {
+				t.Fatalf("axe-core's answer %q: %v", out, err)
+			}
+			var serious []string
+			for _, x := range violations {
+				line := fmt.Sprintf("%s (%s, %d nodes: %s; first %s)", x.ID, x.Impact, x.Nodes, x.Help, x.Target)
+				if x.Impact == "serious" || x.Impact == "critical" {
+					serious = append(serious, line)
+				}
+			}
+			t.Logf("   axe-core, %s at %d px: %d violations, %d serious or critical %v", name, v.w, len(violations), len(serious), violations)
+			if len(serious) > 0 {
+				t.Errorf("axe-core, %s at %d px: %s", name, v.w, strings.Join(serious, "; "))
+			}
+		}
+		do("   back to 1280 px", chromedp.EmulateViewport(1280, 900))
 	}
 
-	do("1. alice signs in and runs Move mailbox without a grant: denied", login("alice"), runOp("New-MoveRequest"))
+	do("1. alice runs Move mailbox without a grant: denied", login("alice"), runOp("New-MoveRequest"))
 	if got := text(`#result`); !strings.Contains(got, "Denied") {
 		t.Fatalf("without a grant: %q", got)
 	}
-	do("2. alice requests Move mailbox through the form", login("alice"), request("move", "INC-1: move a leaver's mailbox"))
-	move := requestOf("move")
-	do("3. alice's own request is not waiting for her", chromedp.Navigate(srv.URL+"/pam/"))
-	if got := text(`#waiting`); !strings.Contains(got, "Nothing waits for you") {
-		t.Errorf("alice's waiting list: %q", got)
+	do("2. she follows the refusal's link: the request form, its policy chosen",
+		chromedp.Click(chromedp.CSS(`#request-link`)), chromedp.WaitVisible(chromedp.CSS(`select[name=policy_id]`)))
+	if got := eval(`document.querySelector("select[name=policy_id]").value`); got != "move" {
+		t.Fatalf("the form's policy: %q", got)
 	}
-	do("   and an approval she forges in the page is refused",
-		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-			_, err := chromedp.Run(ctx, chromedp.Evaluate[any](`(() => { const f = document.createElement("form"); f.method = "post";
-				f.action = "/pam/requests/`+move+`/decide"; const v = document.createElement("input"); v.name = "verdict"; v.value = "approve";
-				f.appendChild(v); document.body.appendChild(f); f.submit(); return true; })()`))
-			return err
-		}),
-		chromedp.WaitVisible(chromedp.CSS(`.error`)))
-	if got := text(`.error`); !strings.Contains(got, "requester cannot decide their own request") {
-		t.Fatalf("self-approval through the page: %q", got)
+	check("request-form")
+	do("3. she asks for 20 hours: refused next to the field, what she typed kept",
+		chromedp.SendKeys(chromedp.CSS(`#reason`), "INC-1: move a leaver's mailbox"),
+		chromedp.SendKeys(chromedp.CSS(`#ticket`), "INC-1"),
+		chromedp.SendKeys(chromedp.CSS(`#hours`), "20"),
+		chromedp.Click(chromedp.CSS(`form.stack button`)),
+		chromedp.WaitVisible(chromedp.CSS(`#hours-err`)))
+	if got := text(`#hours-err`); got != "That is longer than this access allows: at most 8 hours." {
+		t.Errorf("the error next to hours: %q", got)
 	}
+	if got := eval(`document.querySelector("#reason").value + "|" + document.querySelector("#ticket").value + "|" + document.querySelector("select[name=policy_id]").value`); got != "INC-1: move a leaver's mailbox|INC-1|move" {
+		t.Errorf("the form after the error: %q", got)
+	}
+	check("request-form-error")
+	do("4. she asks for 1 hour: sent, and she is on the request's page",
+		chromedp.SetValue(chromedp.CSS(`#hours`), "1"), chromedp.Click(chromedp.CSS(`form.stack button`)), chromedp.WaitVisible(chromedp.CSS(`.notice`)))
+	move := requestID()
 
-	do("4. bob signs in and sees the request with its reason", login("bob"))
-	if got := text(`#req-` + move); !strings.Contains(got, "alice requests task:New-MoveRequest") || !strings.Contains(got, "INC-1: move a leaver's mailbox") {
+	link := srv.URL + "/pam/requests/" + move // the notifiers' link: BaseURL + "/requests/" + ID
+	do("5. bob, signed out, opens the notification's link: the sign-in, then the request",
+		logout, chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS(`select[name=user]`)))
+	if u := here(); !strings.Contains(u, "next="+url.QueryEscape("/pam/requests/"+move)) {
+		t.Errorf("the sign-in's address: %s", u)
+	}
+	do("   he signs in and lands on the request",
+		chromedp.SetValue(chromedp.CSS(`select[name=user]`), "bob"),
+		chromedp.Click(chromedp.CSS(`form[action="/login"] button`)),
+		chromedp.WaitVisible(chromedp.CSS(`#decide-h`)))
+	if u := here(); u != link {
+		t.Errorf("after signing in: %s, want %s", u, link)
+	}
+	if got := text(`main`); !strings.Contains(got, "INC-1: move a leaver's mailbox") || !strings.Contains(got, "Approvals: 0 of 1") || !strings.Contains(got, "1 hour") {
 		t.Errorf("bob's view of the request: %q", got)
 	}
-	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // quality 100: PNG
-	if err != nil {
-		t.Fatal(err)
-	}
-	artifact := filepath.Join("testdata", "artifacts", "approver-page.png")
-	if err := os.MkdirAll(filepath.Dir(artifact), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(artifact, shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	abs, _ := filepath.Abs(artifact)
-	t.Logf("screenshot of bob's approver page: %s (%d bytes)", abs, len(shot))
+	check("request-to-decide")
 	do("   and approves it with a comment",
-		chromedp.SendKeys(chromedp.CSS(`#req-`+move+` input[name=comment]`), "checked INC-1"), approve(move))
+		chromedp.SendKeys(chromedp.CSS(`#decide-comment`), "checked INC-1"),
+		chromedp.Click(chromedp.CSS(`button[value=approve]`)), chromedp.WaitVisible(chromedp.CSS(`.notice`)))
+	if got := text(`.notice`); got != "You approved the request." {
+		t.Errorf("after approving: %q", got)
+	}
 
-	do("5. alice runs Move mailbox: allowed", login("alice"), runOp("New-MoveRequest"))
+	do("6. alice runs Move mailbox: allowed", login("alice"), runOp("New-MoveRequest"))
 	if got := text(`#result`); !strings.Contains(got, "New-MoveRequest ran on leaver@contoso.com") {
 		t.Fatalf("after bob's approval: %q", got)
 	}
-	do("6. alice requests Drop table, which needs two approvers", login("alice"), request("drop", "CHG-2: drop the staging table"))
-	drop := requestOf("drop")
-	do("7. bob approves", login("bob"), approve(drop))
-	do("8. alice tries: still denied", login("alice"), runOp("Drop-Table"))
+	do("7. alice asks for Drop table, which needs two approvers",
+		chromedp.Navigate(srv.URL+"/pam/new?policy=drop"),
+		chromedp.SendKeys(chromedp.CSS(`#reason`), "CHG-2: drop the staging table"),
+		chromedp.SendKeys(chromedp.CSS(`#ticket`), "CHG-2"),
+		chromedp.Click(chromedp.CSS(`form.stack button`)), chromedp.WaitVisible(chromedp.CSS(`.notice`)))
+	drop := requestID()
+	do("8. bob approves it from its page", login("bob"), chromedp.Navigate(srv.URL+"/pam/requests/"+drop),
+		chromedp.Click(chromedp.CSS(`button[value=approve]`)), chromedp.WaitVisible(chromedp.CSS(`.notice`)))
+	do("9. carol sees 1 of 2", login("carol"), chromedp.Navigate(srv.URL+"/pam/requests/"+drop), chromedp.WaitVisible(chromedp.CSS(`#progress-h`)))
+	if got := text(`#progress-h`); got != "Approvals: 1 of 2" {
+		t.Errorf("carol's progress: %q", got)
+	}
+	if got := text(`.progress`); !strings.Contains(got, "approvers: 1 of 2 (bob)") {
+		t.Errorf("carol's progress by group: %q", got)
+	}
+	check("request-one-of-two")
+	do("   and approves", chromedp.Click(chromedp.CSS(`button[value=approve]`)), chromedp.WaitVisible(chromedp.CSS(`.notice`)))
+	do("10. alice's active access lists both grants", login("alice"), chromedp.Navigate(srv.URL+"/pam/?tab=active"), chromedp.WaitVisible(chromedp.CSS(`#list`)))
+	if got := text(`#list`); !strings.Contains(got, "New-MoveRequest") || !strings.Contains(got, "Drop-Table") || !strings.Contains(got, "ends ") {
+		t.Errorf("alice's active access: %q", got)
+	}
+	check("active-access")
+	do("11. bob revokes Drop table with a reason", login("bob"), chromedp.Navigate(srv.URL+"/pam/requests/"+drop),
+		chromedp.SendKeys(chromedp.CSS(`#revoke-comment`), "the change was called off"),
+		chromedp.Click(chromedp.CSS(`button[value=revoke]`)), chromedp.WaitVisible(chromedp.CSS(`.notice`)))
+	do("12. alice runs Drop table: denied", login("alice"), runOp("Drop-Table"))
 	if got := text(`#result`); !strings.Contains(got, "Denied") {
-		t.Fatalf("with one approval of two: %q", got)
+		t.Fatalf("after the revocation: %q", got)
 	}
-	do("9. carol approves", login("carol"), approve(drop))
-	do("10. alice runs Drop table: allowed", login("alice"), runOp("Drop-Table"))
-	if got := text(`#result`); !strings.Contains(got, "Drop-Table ran") {
-		t.Fatalf("with two approvals: %q", got)
+	do("13. bob's history shows both", login("bob"), chromedp.Navigate(srv.URL+"/pam/?tab=history"), chromedp.WaitVisible(chromedp.CSS(`#list`)))
+	if got := text(`#list`); !strings.Contains(got, "New-MoveRequest") || !strings.Contains(got, "Drop-Table") || !strings.Contains(got, "revoked") {
+		t.Errorf("bob's history: %q", got)
 	}
-	r, err := s.m.Request(pam.WithActor(context.Background(), "alice"), move)
-	if err != nil || len(r.Decisions) != 1 || r.Decisions[0].Approver != "bob" || r.Decisions[0].Comment != "checked INC-1" {
-		t.Errorf("bob's decision: %+v, %v", r.Decisions, err)
+	check("history")
+	do("   and alice's requests say who revoked it", login("alice"), chromedp.Navigate(srv.URL+"/pam/requests/"+drop), chromedp.WaitVisible(chromedp.CSS(`#details-h`)))
+	if got := text(`main`); !strings.Contains(got, "Closed by") || !strings.Contains(got, "bob") || !strings.Contains(got, "revoked") {
+		t.Errorf("alice's view of the revoked grant: %q", got)
 	}
 
-	// The holder asks for more time; the approver decides it on the page.
-	do("11. alice asks to extend Move mailbox by an hour", login("alice"),
-		chromedp.SendKeys(chromedp.CSS(`#mine-`+move+` input[name=hours]`), "1"),
-		chromedp.SendKeys(chromedp.CSS(`#mine-`+move+` input[name=reason]`), "INC-1: the move is slow"),
-		chromedp.Click(chromedp.CSS(`#mine-`+move+` form[action$="/extend"] button`)),
-		chromedp.WaitVisible(chromedp.CSS(`.notice`)))
-	do("12. bob sees the extension waiting, with its reason", login("bob"))
-	if got := text(`#req-` + move); !strings.Contains(got, "alice asks to extend task:New-MoveRequest by 1h0m0s") || !strings.Contains(got, "INC-1: the move is slow") {
-		t.Errorf("bob's view of the extension: %q", got)
+	do("14. bob's waiting list: the newest first, 50 a page", login("bob"), chromedp.Navigate(srv.URL+"/pam/"), chromedp.WaitVisible(chromedp.CSS(`#list`)))
+	if got := eval(`String(document.querySelectorAll("#list .card").length)`); got != "50" {
+		t.Errorf("the first page holds %s requests", got)
 	}
-	do("   and approves it", approve(move))
-	extended, err := s.m.Request(pam.WithActor(context.Background(), "alice"), move)
-	if err != nil || !extended.ExpiresAt.Equal(r.ExpiresAt.Add(time.Hour)) {
-		t.Errorf("after the extension: ends %v, want %v (%v)", extended.ExpiresAt, r.ExpiresAt.Add(time.Hour), err)
+	if got := eval(`document.querySelector("#list .card").id`); got != "req-"+seeded[len(seeded)-1] {
+		t.Errorf("the first request listed: %s, want the newest, req-%s", got, seeded[len(seeded)-1])
 	}
-	// The holder ends it early: the next run is denied.
-	do("13. alice ends her Move mailbox access now", login("alice"),
-		chromedp.Click(chromedp.CSS(`#mine-`+move+` button[value=relinquish]`)),
-		chromedp.WaitVisible(chromedp.CSS(`.notice`)))
-	if got := text(`#mine-` + move); !strings.Contains(got, "relinquished") {
-		t.Errorf("alice's request after ending it: %q", got)
+	check("waiting")
+	n := 1
+	for ; n < 40; n++ {
+		more := eval(`document.querySelector('a[rel=next]') ? "yes" : ""`)
+		if more == "" {
+			break
+		}
+		first := eval(`document.querySelector("#list .card").id`)
+		do(fmt.Sprintf("   older, page %d", n+1), chromedp.Click(chromedp.CSS(`a[rel=next]`)),
+			chromedp.WaitNotPresent(chromedp.CSS(`#`+first)), chromedp.WaitVisible(chromedp.CSS(`#list`)))
 	}
-	do("14. alice runs Move mailbox: denied", runOp("New-MoveRequest"))
-	if got := text(`#result`); !strings.Contains(got, "Denied") {
-		t.Fatalf("after ending the grant: %q", got)
+	if got := eval(`Array.from(document.querySelectorAll("#list .card")).map(e => e.id).pop() || ""`); got != "req-"+seeded[0] || n != 22 {
+		t.Errorf("after %d pages the last request listed is %s, want the oldest, req-%s", n, got, seeded[0])
 	}
-
-	// Break-glass: carol acts at once; bob reviews it afterwards on the page.
-	admin := pam.WithActor(context.Background(), "admin")
-	p, err := s.m.Policy(admin, "drop")
-	if err != nil {
-		t.Fatal(err)
+	do("15. search finds by ticket", chromedp.Navigate(srv.URL+"/pam/"),
+		chromedp.SendKeys(chromedp.CSS(`#f-q`), "bulk-0042"), chromedp.Click(chromedp.CSS(`form.filters button`)),
+		chromedp.WaitVisible(chromedp.CSS(`#f-q[value="bulk-0042"]`))) // the page that answered the search
+	if got := eval(`Array.from(document.querySelectorAll("#list .card")).map(e => e.id).join(",")`); got != "req-"+seeded[42] {
+		t.Errorf("search for bulk-0042: %q", got)
 	}
-	p.BreakGlass = &pam.BreakGlass{Group: "approvers"}
-	if _, err := s.m.UpdatePolicy(admin, p); err != nil {
-		t.Fatal(err)
-	}
-	glass, err := s.m.BreakGlass(pam.WithActor(context.Background(), "carol"), pam.RequestInput{PolicyID: "drop", Reason: "INC-9: the disk is full"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	do("15. carol, who broke glass, runs Drop table: allowed", login("carol"), runOp("Drop-Table"))
-	if got := text(`#result`); !strings.Contains(got, "Drop-Table ran") {
-		t.Fatalf("under break-glass: %q", got)
-	}
-	do("16. bob sees the break-glass use to review", login("bob"))
-	if got := text(`#bg-` + glass.ID); !strings.Contains(got, "carol broke glass for task:Drop-Table") || !strings.Contains(got, "INC-9: the disk is full") {
-		t.Errorf("bob's view of the break-glass use: %q", got)
-	}
-	do("   and flags it with a comment",
-		chromedp.SendKeys(chromedp.CSS(`#bg-`+glass.ID+` input[name=comment]`), "no incident was open"),
-		chromedp.Click(chromedp.CSS(`#bg-`+glass.ID+` button[value=flag]`)),
-		chromedp.WaitVisible(chromedp.CSS(`.notice`)))
-	flagged, err := s.m.Request(admin, glass.ID)
-	if err != nil || flagged.BreakGlass == nil || flagged.BreakGlass.State != pam.ReviewFlagged || flagged.BreakGlass.Comment != "no incident was open" || flagged.State != pam.Revoked {
-		t.Errorf("after bob's flag: %+v, %v", flagged, err)
-	}
-	do("17. carol runs Drop table again: denied", login("carol"), runOp("Drop-Table"))
-	if got := text(`#result`); !strings.Contains(got, "Denied") {
-		t.Fatalf("after the flag: %q", got)
-	}
+	check("search")
+	t.Logf("%d pages checked at %d widths", pages, len(widths))
 }

@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -137,7 +138,9 @@ func New(ctx context.Context, db string, log *slog.Logger) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
-	api, err := pamhttp.New(m, pamhttp.Options{Authenticate: authenticate})
+	// Signed-out visitors of the approver page come to the demo login
+	// with the way back (next).
+	api, err := pamhttp.New(m, pamhttp.Options{Authenticate: authenticate, SignInURL: "/"})
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -151,7 +154,7 @@ func New(ctx context.Context, db string, log *slog.Logger) (*Server, error) {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		who, _ := authenticate(r)
-		home.Execute(w, map[string]any{"Who": who, "Users": users, "Ops": ops})
+		home.Execute(w, map[string]any{"Who": who, "Users": users, "Ops": ops, "Next": localPath(r.URL.Query().Get("next"))})
 	})
 	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
 		u := r.PostFormValue("user")
@@ -160,7 +163,11 @@ func New(ctx context.Context, db string, log *slog.Logger) (*Server, error) {
 			return
 		}
 		http.SetCookie(w, &http.Cookie{Name: "demo_user", Value: u, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
-		w.Header().Set("Location", "/pam/")
+		next := localPath(r.PostFormValue("next"))
+		if next == "" {
+			next = "/pam/"
+		}
+		w.Header().Set("Location", next)
 		w.WriteHeader(http.StatusSeeOther)
 	})
 	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
@@ -181,11 +188,17 @@ func New(ctx context.Context, db string, log *slog.Logger) (*Server, error) {
 				return nil
 			})
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		// A refusal links to the request form, its policy chosen.
+		link := "/pam/new"
 		if err != nil {
 			st, _ := statusOf(err)
 			w.WriteHeader(st)
+			var na *pam.NotApprovedError
+			if errors.As(err, &na) && na.PolicyID != "" {
+				link += "?policy=" + url.QueryEscape(na.PolicyID)
+			}
 		}
-		result.Execute(w, map[string]any{"Task": task, "Arg": arg, "Err": err})
+		result.Execute(w, map[string]any{"Task": task, "Arg": arg, "Err": err, "Link": link})
 	})
 	s.Handler = http.NewCrossOriginProtection().Handler(mux)
 	return s, nil
@@ -234,6 +247,19 @@ func authenticate(r *http.Request) (string, error) {
 	return c.Value, nil
 }
 
+// localPath returns next when it is a path on this host ("/pam/..."),
+// and "" for anything else: another host ("//evil", "https://evil",
+// "/\\evil"), or none.
+func localPath(next string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+		return ""
+	}
+	if u, err := url.Parse(next); err != nil || u.Scheme != "" || u.Host != "" {
+		return ""
+	}
+	return next
+}
+
 func contains(s []string, v string) bool {
 	for _, x := range s {
 		if x == v {
@@ -256,9 +282,10 @@ func statusOf(err error) (int, string) {
 var home = template.Must(template.New("home").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>PAM demo</title><link rel="stylesheet" href="/pam/assets/style.css"></head>
-<body><header><a href="/">PAM demo</a><span>{{if .Who}}signed in as {{.Who}}{{end}}</span></header><main>
+<body><header class="top"><a class="brand" href="/">PAM demo</a><span>{{if .Who}}signed in as {{.Who}}{{end}}</span></header><main id="main">
+<h1>PAM demo</h1>
 <section><h2>Demo login</h2><p>Stands in for your single sign-on. Anyone may pick any name: never use it as it is.</p>
-<form method="post" action="/login"><label>User <select name="user">{{range .Users}}<option>{{.}}</option>{{end}}</select></label><button>Sign in</button></form>
+<form method="post" action="/login">{{if .Next}}<input type="hidden" name="next" value="{{.Next}}">{{end}}<label>User <select name="user">{{range .Users}}<option>{{.}}</option>{{end}}</select></label><button>Sign in</button></form>
 {{if .Who}}<form method="post" action="/logout"><button>Sign out</button></form>{{end}}</section>
 <section><h2><a href="/pam/">Requests and approvals</a></h2></section>
 <section><h2>Privileged operations</h2>
@@ -268,7 +295,8 @@ var home = template.Must(template.New("home").Parse(`<!doctype html>
 var result = template.Must(template.New("result").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{.Task}}</title><link rel="stylesheet" href="/pam/assets/style.css"></head>
-<body><header><a href="/">PAM demo</a></header><main>
-{{if .Err}}<p class="error" id="result">Denied: {{.Err}}</p><p><a href="/pam/">Request access</a></p>
+<body><header class="top"><a class="brand" href="/">PAM demo</a></header><main id="main">
+<h1>{{.Task}}</h1>
+{{if .Err}}<p class="error" id="result">Denied: {{.Err}}</p><p><a id="request-link" href="{{.Link}}">Request access</a></p>
 {{else}}<p class="notice" id="result">{{.Task}} ran on {{.Arg}}.</p>{{end}}
 <p><a href="/">Back</a></p></main></body></html>`))
