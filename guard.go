@@ -132,7 +132,7 @@ type PolicyCheck struct {
 // ErrAuditIncomplete, that it did. fn's own error is returned as it is,
 // so a sentinel fn returns (from a Guard nested in it, say) is fn's.
 func (m *Manager) Guard(ctx context.Context, op Op, fn func(ctx context.Context) error) error {
-	if m.tel.noTrace && !m.tel.metrics {
+	if !m.observed {
 		return m.guard(ctx, op, fn, nil)
 	}
 	d := guardObs{began: m.clock.Now()}
@@ -142,6 +142,7 @@ func (m *Manager) Guard(ctx context.Context, op Op, fn func(ctx context.Context)
 	return err
 }
 
+// guard is Guard, telling d (when not nil) what it decided.
 func (m *Manager) guard(ctx context.Context, op Op, fn func(ctx context.Context) error, d *guardObs) error {
 	if fn == nil {
 		return invalid("fn", "must not be nil")
@@ -158,7 +159,9 @@ func (m *Manager) guard(ctx context.Context, op Op, fn func(ctx context.Context)
 		if aerr != nil {
 			return aerr
 		}
-		d.mark(m.clock, nil, true, OutcomeUncovered)
+		if d != nil {
+			d.mark(m.clock, nil, true, OutcomeUncovered)
+		}
 		return fn(ctx)
 	}
 	var res CheckResult
@@ -369,7 +372,7 @@ func (m *Manager) gatherGuard(ctx context.Context, s *snapshot, actor string, ae
 			if in == nil {
 				in = &rules.Input{Actor: actor, Task: op.Task, Params: op.Params, Now: f.now}
 			}
-			out, err := c.cond.Eval(ctx, in)
+			out, err := m.evalCondition(ctx, c.cond, in)
 			pc.Condition, pc.Covered = out.String(), out.Covered()
 			if err != nil {
 				pc.ConditionError = err.Error()

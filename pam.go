@@ -177,6 +177,7 @@ type Manager struct {
 	// What every Guard reads first.
 	cache     *policyCache // policies and the catalog, as Guard reads them
 	denyUncov bool
+	observed  bool // a MeterProvider or a TracerProvider: Guard reports
 
 	store     Store
 	times     TimeSource  // the store, when it supplies the time
@@ -223,6 +224,7 @@ func New(store Store, dir Directory, opts *Options) (*Manager, error) {
 		return nil, err
 	}
 	m.onError = m.tel.report
+	m.observed = m.tel.metrics || !m.tel.noTrace
 	m.times, _ = store.(TimeSource)
 	m.reads, _ = store.(GuardReader)
 	if m.clock == nil {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/benbjohnson/clock"
 
+	"github.com/zerostanding/pam/internal/rules"
+
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
@@ -48,15 +50,16 @@ type telemetry struct {
 	noTrace bool // no TracerProvider: no span is started
 	metrics bool // a MeterProvider: time what is measured
 
-	guardDecisions metric.Int64Counter
-	guardDuration  metric.Float64Histogram
-	commitDuration metric.Float64Histogram
-	transitions    metric.Int64Counter
-	deliveries     metric.Int64Counter
-	sweeps         metric.Int64Counter
-	checkpoints    metric.Int64Counter
-	sinkWrites     metric.Float64Histogram
-	registration   metric.Registration
+	guardDecisions    metric.Int64Counter
+	guardDuration     metric.Float64Histogram
+	commitDuration    metric.Float64Histogram
+	conditionDuration metric.Float64Histogram
+	transitions       metric.Int64Counter
+	deliveries        metric.Int64Counter
+	sweeps            metric.Int64Counter
+	checkpoints       metric.Int64Counter
+	sinkWrites        metric.Float64Histogram
+	registration      metric.Registration
 }
 
 // newTelemetry makes the instruments. A provider that fails to make one
@@ -96,6 +99,10 @@ func newTelemetry(opts *Options) (*telemetry, error) {
 	t.commitDuration, err = meter.Float64Histogram("pam.store.commit.duration", metric.WithUnit("s"),
 		metric.WithDescription("Time a commit to the store takes, group commit included."),
 		metric.WithExplicitBucketBoundaries(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+	must(err)
+	t.conditionDuration, err = meter.Float64Histogram("pam.condition.duration", metric.WithUnit("s"),
+		metric.WithDescription("Time a policy condition takes in Guard and Check, by pam.condition.memo (hit: the memoised outcome, miss: OPA evaluated it)."),
+		metric.WithExplicitBucketBoundaries(0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1))
 	must(err)
 	t.transitions, err = meter.Int64Counter("pam.request.transitions", metric.WithUnit("{transition}"),
 		metric.WithDescription("Committed request transitions, by event type (request.submitted, request.approved, request.expired, ...)."))
@@ -145,7 +152,20 @@ func (t *telemetry) observe(mp metric.MeterProvider, m *Manager) error {
 	if err != nil {
 		return err
 	}
-	t.registration, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+	oldest, err := meter.Float64ObservableGauge("pam.outbox.oldest_pending.age", metric.WithUnit("s"),
+		metric.WithDescription("How long the oldest pending notification has waited (0: none pending); read from the store at each collection."))
+	if err != nil {
+		return err
+	}
+	t.registration, err = meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		if len(m.outbox.notifiers) > 0 {
+			age, err := m.OldestPending(ctx)
+			if err != nil {
+				t.log.Warn("pam: metrics: read the outbox", "error", err)
+			} else {
+				o.ObserveFloat64(oldest, age.Seconds())
+			}
+		}
 		head := m.feed.head.Load()
 		for _, w := range m.feed.sinks {
 			st := w.status()
@@ -160,7 +180,7 @@ func (t *telemetry) observe(mp metric.MeterProvider, m *Manager) error {
 			o.ObserveInt64(failures, st.Failures, attrs)
 		}
 		return nil
-	}, healthy, lag, delivered, failures)
+	}, healthy, lag, delivered, failures, oldest)
 	return err
 }
 
@@ -234,7 +254,7 @@ func result(err error) metric.MeasurementOption {
 // no notes.
 type guardObs struct {
 	began, decided time.Time
-	res            *CheckResult // nil: decided before any policy was read
+	policies       []PolicyCheck // the decision's (not the result itself, which would then escape)
 	allowed        bool
 	reason         Outcome // "" when Guard returned before deciding
 }
@@ -245,7 +265,10 @@ func (d *guardObs) mark(c clock.Clock, res *CheckResult, allowed bool, reason Ou
 	if d == nil {
 		return
 	}
-	d.decided, d.res, d.allowed, d.reason = c.Now(), res, allowed, reason
+	d.decided, d.allowed, d.reason = c.Now(), allowed, reason
+	if res != nil {
+		d.policies = res.Policies
+	}
 }
 
 // guarded records one Guard: the decision counter, the latency until fn
@@ -268,9 +291,9 @@ func (t *telemetry) guarded(ctx context.Context, span trace.Span, d *guardObs, n
 	}
 	if span.IsRecording() {
 		span.SetAttributes(attrOutcome.String(outcome), attrReason.String(reason))
-		if d.res != nil {
+		if len(d.policies) > 0 {
 			var ids []string
-			for _, pc := range d.res.Policies {
+			for _, pc := range d.policies {
 				if pc.Covered || pc.Grant != "" {
 					ids = append(ids, pc.PolicyID)
 				}
@@ -281,4 +304,25 @@ func (t *telemetry) guarded(ctx context.Context, span trace.Span, d *guardObs, n
 		}
 	}
 	end(span, err)
+}
+
+// Whether a condition's outcome came from its memo, as an attribute.
+var (
+	memoHit  = metric.WithAttributes(attribute.String("pam.condition.memo", "hit"))
+	memoMiss = metric.WithAttributes(attribute.String("pam.condition.memo", "miss"))
+)
+
+// evalCondition evaluates cond, timed when there are metrics.
+func (m *Manager) evalCondition(ctx context.Context, cond *rules.Condition, in *rules.Input) (rules.Outcome, error) {
+	if !m.tel.metrics {
+		return cond.Eval(ctx, in)
+	}
+	began := m.clock.Now()
+	out, hit, err := cond.EvalMemo(ctx, in)
+	attrs := memoMiss
+	if hit {
+		attrs = memoHit
+	}
+	m.tel.conditionDuration.Record(ctx, m.clock.Since(began).Seconds(), attrs)
+	return out, err
 }

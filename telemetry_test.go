@@ -103,6 +103,10 @@ func points(t *testing.T, m metricdata.Metrics) map[string]float64 {
 		for _, p := range d.DataPoints {
 			out[attrKey(p.Attributes)] = float64(p.Value)
 		}
+	case metricdata.Gauge[float64]:
+		for _, p := range d.DataPoints {
+			out[attrKey(p.Attributes)] = p.Value
+		}
 	case metricdata.Histogram[float64]:
 		for _, p := range d.DataPoints {
 			out[attrKey(p.Attributes)] = float64(p.Count)
@@ -121,6 +125,9 @@ func TestTelemetryScenario(t *testing.T) {
 	te := newTelemetryEnv(t)
 	e := te.env
 	e.policy(movePolicy())
+	vip := movePolicy()
+	vip.ID, vip.Scope, vip.Condition = "vip", pam.TaskScope("Set-Mailbox"), "input.op.params.mailbox in data.pam.vip"
+	e.policy(vip)
 	ctx := context.Background()
 
 	parentCtx, parent := te.tracer.Tracer("test").Start(e.as("alice"), "host.request")
@@ -137,6 +144,13 @@ func TestTelemetryScenario(t *testing.T) {
 	run.End()
 	if ran, err := e.guard("carol", "New-MoveRequest", nil); ran || !errors.Is(err, pam.ErrNotApproved) {
 		t.Fatalf("carol: ran %v, %v", ran, err)
+	}
+	// Not a VIP mailbox: the condition leaves it uncovered, the second
+	// time from the memo.
+	for range 2 {
+		if ran, err := e.guard("carol", "Set-Mailbox", map[string]any{"mailbox": "secret@contoso.com"}); !ran || err != nil {
+			t.Fatalf("carol, Set-Mailbox: ran %v, %v", ran, err)
+		}
 	}
 	if got := len(e.delivered()); got == 0 {
 		t.Fatal("no notification delivered")
@@ -175,7 +189,10 @@ func TestTelemetryScenario(t *testing.T) {
 			"pam.outcome=allowed,pam.reason=granted":          1,
 			"pam.outcome=denied,pam.reason=not_approved":      1,
 			"pam.outcome=denied,pam.reason=audit_unavailable": 1,
+			"pam.outcome=allowed,pam.reason=uncovered":        2,
 		}},
+		{"pam.condition.duration", "s", map[string]float64{"pam.condition.memo=miss": 1, "pam.condition.memo=hit": 1}},
+		{"pam.outbox.oldest_pending.age", "s", map[string]float64{"": 0}},
 		{"pam.guard.duration", "s", map[string]float64{
 			"pam.outcome=allowed,pam.reason=granted":     1,
 			"pam.outcome=denied,pam.reason=not_approved": 1,
