@@ -426,6 +426,7 @@
 //	auditfeed.go    audit sinks fed from the store, fail-closed delivery
 //	chain.go        the hash chain's encoding; verify.go, checkpoint.go
 //	outbox.go       Notifier, Notification, the outbox and its delivery
+//	telemetry.go    Options.Logger, MeterProvider, TracerProvider: logs, metrics, spans
 //	params.go       operation parameters in the trail
 //	store.go        the Store contract; storekit.go what every store shares
 //	errors.go       the sentinels
