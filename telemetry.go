@@ -40,6 +40,17 @@ const (
 	attrState    = attribute.Key("pam.request.state")
 )
 
+// GroupCommitter is an optional interface of a Store that writes
+// concurrent commits in one transaction (group commit), as store/sqlite
+// and store/postgres do. A Manager with a MeterProvider reports it as
+// pam.store.group_commit.transactions and .commits, whose ratio is the
+// mean group size; the store needs no metrics library of its own.
+type GroupCommitter interface {
+	// GroupCommits returns the transactions written so far and the
+	// commits they held, since the store was opened.
+	GroupCommits() (transactions, commits int64)
+}
+
 // telemetry is the engine's operational output: logs, metrics and spans
 // through the providers the host passed in Options (no-op ones
 // otherwise). Nothing here decides anything.
@@ -157,7 +168,26 @@ func (t *telemetry) observe(mp metric.MeterProvider, m *Manager) error {
 	if err != nil {
 		return err
 	}
+	insts := []metric.Observable{healthy, lag, delivered, failures, oldest}
+	group, grouped := m.store.(GroupCommitter)
+	var groupTxs, groupCommits metric.Int64ObservableCounter
+	if grouped {
+		if groupTxs, err = meter.Int64ObservableCounter("pam.store.group_commit.transactions", metric.WithUnit("{transaction}"),
+			metric.WithDescription("Transactions the store's group commit wrote (every Manager's on the store, in this process).")); err != nil {
+			return err
+		}
+		if groupCommits, err = meter.Int64ObservableCounter("pam.store.group_commit.commits", metric.WithUnit("{commit}"),
+			metric.WithDescription("Commits those transactions held: commits / transactions is the mean group size.")); err != nil {
+			return err
+		}
+		insts = append(insts, groupTxs, groupCommits)
+	}
 	t.registration, err = meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		if grouped {
+			txs, commits := group.GroupCommits()
+			o.ObserveInt64(groupTxs, txs)
+			o.ObserveInt64(groupCommits, commits)
+		}
 		if len(m.outbox.notifiers) > 0 {
 			age, err := m.OldestPending(ctx)
 			if err != nil {
@@ -180,7 +210,7 @@ func (t *telemetry) observe(mp metric.MeterProvider, m *Manager) error {
 			o.ObserveInt64(failures, st.Failures, attrs)
 		}
 		return nil
-	}, healthy, lag, delivered, failures, oldest)
+	}, insts...)
 	return err
 }
 

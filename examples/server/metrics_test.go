@@ -94,6 +94,12 @@ func TestMetricsAndHealth(t *testing.T) {
 			}
 		}
 	}
+	// The SQLite store's group commit, through pam.GroupCommitter.
+	txs, commits := sdk["pam_store_group_commit_transactions_total{}"], sdk["pam_store_group_commit_commits_total{}"]
+	t.Logf("group commit: %v transactions, %v commits", txs, commits)
+	if txs < 1 || commits < txs {
+		t.Errorf("group commit: %v transactions, %v commits", txs, commits)
+	}
 	scraped := scrape(t, srv.URL+"/metrics")
 	for k, v := range want {
 		if sdk[k] != v {
