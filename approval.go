@@ -254,20 +254,75 @@ func (m *Manager) memberships(ctx context.Context, p *Policy, people []string) (
 // Reviewable returns the requests waiting for the actor: pending, or
 // active with an extension pending, not their own, not yet decided by
 // them (the extension, for those), under a policy with an approver group
-// they belong to. Oldest first, by when the request or the extension
-// was asked.
+// they belong to, or escalated to them. All of them, oldest first, by
+// when the request or the extension was asked; ReviewableRequests reads
+// them a page at a time.
 func (m *Manager) Reviewable(ctx context.Context) ([]Request, error) {
+	var out []Request
+	f := RequestFilter{Limit: MaxPageSize}
+	for {
+		page, next, err := m.ReviewableRequests(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page...)
+		if next == "" {
+			break
+		}
+		f.After = next
+	}
+	SortReviewable(out)
+	return out, nil
+}
+
+// SortReviewable orders requests as Reviewable returns them: by when
+// the request, or its pending extension, was asked.
+func SortReviewable(rs []Request) {
+	asked := func(r *Request) time.Time {
+		if r.extensionPending() {
+			return r.Extension.RequestedAt
+		}
+		return r.CreatedAt
+	}
+	sort.SliceStable(rs, func(i, j int) bool { return asked(&rs[i]).Before(asked(&rs[j])) })
+}
+
+// ReviewableRequests returns one page of what Reviewable returns, in ID
+// order (f.Newest: newest first), and the cursor of the next page ("" at
+// the end). f narrows it: Requester, PolicyIDs, Search, After and Limit
+// (0: DefaultPageSize, at most MaxPageSize); States, DueBy and
+// DecidedBy are not for this list (ErrInvalid). A page shorter than
+// Limit is the last; a full one returns the cursor of the next, which
+// may be empty.
+func (m *Manager) ReviewableRequests(ctx context.Context, f RequestFilter) ([]Request, string, error) {
 	actor, err := actorOf(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	switch {
+	case f.Limit < 0 || f.Limit > MaxPageSize:
+		return nil, "", invalid("Limit", "must be between 0 and %d", MaxPageSize)
+	case len(f.States) > 0 || !f.DueBy.IsZero() || f.DecidedBy != "":
+		return nil, "", invalid("RequestFilter", "States, DueBy and DecidedBy do not apply to what waits for review")
+	}
+	if f.Limit == 0 {
+		f.Limit = DefaultPageSize
+	}
+	if f.Requester != "" {
+		if f.Requester, err = CanonicalIdentity(f.Requester); err != nil {
+			return nil, "", err
+		}
+	}
+	if err := ValidateRequestFilter(&f); err != nil {
+		return nil, "", err
 	}
 	s, err := m.cache.current(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	now, err := m.now(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	member := map[string]bool{} // group → the actor is in it
 	inGroups := func(p *compiled) (bool, error) {
@@ -286,11 +341,12 @@ func (m *Manager) Reviewable(ctx context.Context) ([]Request, error) {
 		return false, nil
 	}
 	var out []Request
-	f := RequestFilter{States: []State{Pending, Approved}, Limit: MaxPageSize}
+	limit := f.Limit
+	f.States, f.Limit = []State{Pending, Approved}, MaxPageSize
 	for {
 		page, err := m.store.Requests(ctx, f)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		for _, r := range page {
 			p := s.policy(r.PolicyID)
@@ -302,26 +358,21 @@ func (m *Manager) Reviewable(ctx context.Context) ([]Request, error) {
 				ok, err = m.escalator(ctx, &r, &p.Policy, actor)
 			}
 			if err != nil {
-				return nil, err
+				return nil, "", err
 			}
 			if ok {
 				r.State = r.StateAt(now)
 				out = append(out, r)
+				if len(out) == limit {
+					return out, r.ID, nil
+				}
 			}
 		}
 		if len(page) < f.Limit {
-			break
+			return out, "", nil
 		}
 		f.After = page[len(page)-1].ID
 	}
-	asked := func(r *Request) time.Time {
-		if r.extensionPending() {
-			return r.Extension.RequestedAt
-		}
-		return r.CreatedAt
-	}
-	sort.SliceStable(out, func(i, j int) bool { return asked(&out[i]).Before(asked(&out[j])) })
-	return out, nil
 }
 
 // IsAdmin reports whether the actor is in Options.AdminGroup. It is a

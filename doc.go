@@ -305,7 +305,9 @@
 // Every state change and every Guard outcome on a covered operation is an
 // Event with a gapless sequence number, written in the same store
 // transaction as the change. Audit searches the trail by actor, task,
-// type, outcome, request, policy and time, in pages.
+// type, outcome, request, policy and time, in pages. WithActorDetail adds
+// what a front end knows of where its actor acts from (pamctl records the
+// OS user and host) to the Detail of the events that actor's calls commit.
 //
 // The trail is a hash chain: each event carries the SHA-256 of its own
 // fields and of the previous event's hash, computed inside the store's
@@ -372,8 +374,12 @@
 // once it escalated, of its escalation group (others are told it does
 // not exist, when they read it and whatever they try to do with it,
 // whichever state it is in); lists of everyone's requests, the whole
-// trail, the outbox and Verify are for admins. Reviewable, IsAdmin, MayView and Request.Allows are
-// hints for what a front end shows.
+// trail, the outbox and Verify are for admins; an approver lists the
+// requests they decided (RequestFilter.DecidedBy) and pages through what
+// waits for them (ReviewableRequests), newest first if they like
+// (RequestFilter.Newest), narrowed by a search of requester, ticket,
+// policy, scope and ID (RequestFilter.Search). Reviewable, IsAdmin,
+// MayView and Request.Allows are hints for what a front end shows.
 //
 // # Stores
 //

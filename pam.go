@@ -456,10 +456,13 @@ func (m *Manager) Run(ctx context.Context) error {
 
 // ---- The commit path ----
 
-// commit writes tx. It waits until the audit feed knows where the trail
+// commit writes tx, with the actor detail of ctx (WithActorDetail). It waits until the audit feed knows where the trail
 // stood when the Manager started, so that no event this Manager writes
 // can fall before the sinks' starting point.
 func (m *Manager) commit(ctx context.Context, tx *Tx) error {
+	if err := addActorDetail(ctx, tx); err != nil {
+		return err
+	}
 	if err := m.feed.awaitStart(ctx); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"sort"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -179,6 +180,59 @@ type Request struct {
 
 	// Version counts the request's writes; stores compare it.
 	Version int64 `json:"version"`
+}
+
+// Deciders returns the identities that recorded a decision on r as it
+// stands: the approvers and deniers of the request and of its latest
+// extension (automatic decisions included, as "auto:NAME"), its revoker,
+// and its break-glass reviewer; each once, in that order. Decisions on
+// earlier extensions are in the audit trail only.
+func (r *Request) Deciders() []string {
+	var out []string
+	add := func(who string) {
+		if who != "" && !contains(out, who) {
+			out = append(out, who)
+		}
+	}
+	for _, d := range r.Decisions {
+		add(d.Approver)
+	}
+	if r.Extension != nil {
+		for _, d := range r.Extension.Decisions {
+			add(d.Approver)
+		}
+	}
+	if r.State == Revoked {
+		add(r.ClosedBy)
+	}
+	if r.BreakGlass != nil {
+		add(r.BreakGlass.By)
+	}
+	return out
+}
+
+// searchable returns the fields RequestFilter.Search looks in.
+func (r *Request) searchable() []string {
+	return []string{r.Requester, r.Ticket, r.PolicyID, r.Scope.Name, r.ID}
+}
+
+// SearchText returns the text a store matches RequestFilter.Search
+// against, for stores that keep it beside the request: the fields
+// Search looks in, lower-cased, each between newlines. Search holds no
+// newline, so a match never spans two fields.
+func (r *Request) SearchText() string {
+	return "\n" + strings.ToLower(strings.Join(r.searchable(), "\n")) + "\n"
+}
+
+// DecidersText returns Deciders between newlines, for stores that keep
+// it beside the request: DecidedBy matches where "\n"+DecidedBy+"\n"
+// occurs. Canonical identities hold no newline.
+func (r *Request) DecidersText() string {
+	d := r.Deciders()
+	if len(d) == 0 {
+		return ""
+	}
+	return "\n" + strings.Join(d, "\n") + "\n"
 }
 
 // StateAt returns the state of r at now: a pending request whose
@@ -605,6 +659,35 @@ func (m *Manager) viewFacts(ctx context.Context, actor string, r *Request) (fact
 	return f, err
 }
 
+// approverOfAll reports whether actor is in an approver group of every
+// one of the policies: they may then see those policies' requests (the
+// read rule, mayView), so they may list them.
+func (m *Manager) approverOfAll(ctx context.Context, actor string, policyIDs []string) (bool, error) {
+	s, err := m.cache.current(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, id := range policyIDs {
+		p := s.policy(id)
+		if p == nil {
+			return false, nil
+		}
+		in := false
+		for _, g := range p.ApproverGroups {
+			if in, err = m.isMember(ctx, g.Group, actor); err != nil {
+				return false, err
+			}
+			if in {
+				break
+			}
+		}
+		if !in {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 // requireAdminOr returns nil when ok, and otherwise what requireAdmin
 // returns: the rule for reads that are the actor's own unless they are an
 // admin's.
@@ -621,9 +704,12 @@ func (m *Manager) requireAdminOr(ctx context.Context, ok bool) error {
 // f.States match the state as of now, so a page may hold fewer than
 // f.Limit requests when some have expired unrecorded.
 //
-// Anyone may list their own requests (f.Requester set to themselves);
-// other lists are for admins (ErrForbidden). Approvers find what waits
-// for them with Reviewable.
+// Anyone may list their own requests (f.Requester set to themselves),
+// those they decided (f.DecidedBy set to themselves: an approver's
+// history), and those under policies whose approver groups they are in
+// (f.PolicyIDs all such: a requester's history under a policy, for its
+// approvers); other lists are for admins (ErrForbidden). Approvers find
+// what waits for them with Reviewable and ReviewableRequests.
 func (m *Manager) Requests(ctx context.Context, f RequestFilter) (rs []Request, next string, err error) {
 	actor, err := actorOf(ctx)
 	if err != nil {
@@ -640,7 +726,21 @@ func (m *Manager) Requests(ctx context.Context, f RequestFilter) (rs []Request, 
 			return nil, "", err
 		}
 	}
-	if err := m.requireAdminOr(ctx, f.Requester == actor); err != nil {
+	if f.DecidedBy != "" {
+		if f.DecidedBy, err = CanonicalIdentity(f.DecidedBy); err != nil {
+			return nil, "", err
+		}
+	}
+	if err := ValidateRequestFilter(&f); err != nil {
+		return nil, "", err
+	}
+	own := f.Requester == actor || f.DecidedBy == actor
+	if !own && len(f.PolicyIDs) > 0 {
+		if own, err = m.approverOfAll(ctx, actor, f.PolicyIDs); err != nil {
+			return nil, "", err
+		}
+	}
+	if err := m.requireAdminOr(ctx, own); err != nil {
 		return nil, "", err
 	}
 	want := f.States

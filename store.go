@@ -2,7 +2,11 @@ package pam
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Store persists policies, requests and the audit trail. It makes no
@@ -264,8 +268,58 @@ type RequestFilter struct {
 	// break-glass requests in any state whose overdue review notice is
 	// due. The sweeper uses it.
 	DueBy time.Time
-	After string // ID > After
-	Limit int    // 0: no limit
+	// DecidedBy, when set, keeps the requests on which this canonical
+	// identity recorded a decision (Request.Deciders): history for an
+	// approver.
+	DecidedBy string
+	// Search, when set, keeps the requests where it occurs, ignoring
+	// case (strings.ToLower on both sides), in the requester, the
+	// ticket, the policy ID, the scope's name or the request ID. It
+	// holds no control characters and at most MaxSearchBytes bytes
+	// (ValidateRequestFilter).
+	Search string
+	// Newest lists the newest requests first (IDs descending; IDs grow
+	// with their creation time). After then keeps the requests older
+	// than After (ID < After), so the cursor a page returns continues
+	// in the page's order either way.
+	Newest bool
+	After  string // the cursor: ID > After (ID < After with Newest)
+	Limit  int    // 0: no limit
+}
+
+// MaxSearchBytes bounds RequestFilter.Search.
+const MaxSearchBytes = 256
+
+// ValidateRequestFilter checks the fields of f that a caller may get
+// wrong: Search (no control characters, at most MaxSearchBytes, valid
+// UTF-8) and a DecidedBy or Requester that is not a canonical identity.
+// The Manager calls it; a store may rely on it.
+func ValidateRequestFilter(f *RequestFilter) error {
+	if len(f.Search) > MaxSearchBytes || !utf8.ValidString(f.Search) || strings.ContainsFunc(f.Search, unicode.IsControl) {
+		return invalid("Search", "must be valid text of at most %d bytes without control characters", MaxSearchBytes)
+	}
+	for _, id := range []struct{ field, v string }{{"Requester", f.Requester}, {"DecidedBy", f.DecidedBy}} {
+		if id.v == "" {
+			continue
+		}
+		if c, err := CanonicalIdentity(id.v); err != nil || c != id.v {
+			return invalid(id.field, "%q is not a canonical identity", id.v)
+		}
+	}
+	return nil
+}
+
+// Before reports whether a request with ID id comes before cursor in
+// f's order: the test a store applies to After ("" comes before
+// everything, and nothing comes before it).
+func (f *RequestFilter) Before(cursor, id string) bool {
+	if cursor == "" {
+		return false
+	}
+	if f.Newest {
+		return id >= cursor
+	}
+	return id <= cursor
 }
 
 // Matches reports whether r passes the filter (not After or Limit).
@@ -284,6 +338,14 @@ func (f *RequestFilter) Matches(r *Request) bool {
 		if d.IsZero() || d.After(f.DueBy) {
 			return false
 		}
+	}
+	if f.DecidedBy != "" && !contains(r.Deciders(), f.DecidedBy) {
+		return false
+	}
+	if f.Search != "" && !slices.ContainsFunc(r.searchable(), func(s string) bool {
+		return strings.Contains(strings.ToLower(s), strings.ToLower(f.Search))
+	}) {
+		return false
 	}
 	return true
 }

@@ -31,8 +31,10 @@ type API interface {
 
 	Submit(ctx context.Context, n pam.RequestInput) (pam.Request, error)
 	Request(ctx context.Context, id string) (pam.Request, error)
+	Progress(ctx context.Context, id string) (pam.Progress, error)
 	Requests(ctx context.Context, f pam.RequestFilter) (rs []pam.Request, next string, err error)
 	Reviewable(ctx context.Context) ([]pam.Request, error)
+	ReviewableRequests(ctx context.Context, f pam.RequestFilter) (rs []pam.Request, next string, err error)
 	Approve(ctx context.Context, id, comment string) (pam.Request, error)
 	Deny(ctx context.Context, id, comment string) (pam.Request, error)
 	Cancel(ctx context.Context, id, comment string) (pam.Request, error)
@@ -441,6 +443,11 @@ func (h *Handler) apiRoutes() []route {
 			func(ctx context.Context, r *http.Request) (pam.Request, error) {
 				return m.Request(ctx, r.PathValue("id"))
 			}),
+		call("GET", "/requests/{id}/progress", "getProgress", "Where a request waiting for approval stands",
+			"The approvals that count per approver group, what is missing (M of N), and whether the caller may decide it. Those who may not see the request get 404.", nil,
+			func(ctx context.Context, r *http.Request) (pam.Progress, error) {
+				return m.Progress(ctx, r.PathValue("id"))
+			}),
 		extend,
 		act,
 		send("POST", "/breakglass", "breakGlass", "Break glass",
@@ -466,10 +473,15 @@ func (h *Handler) apiRoutes() []route {
 				return nonNil(rs), err
 			}),
 		call("GET", "/reviewable", "listReviewable", "Requests waiting for me",
-			"Pending, or active with an extension pending, not one's own, not yet decided by one, under a policy whose approver group one is in. Oldest first.", nil,
-			func(ctx context.Context, _ *http.Request) ([]pam.Request, error) {
-				rs, err := m.Reviewable(ctx)
-				return nonNil(rs), err
+			"Pending, or active with an extension pending, not one's own, not yet decided by one, under a policy whose approver group one is in, or escalated to one; "+
+				"a page at a time, by ID (order=desc: the newest first).", reviewableParams,
+			func(ctx context.Context, r *http.Request) (Page[pam.Request, string], error) {
+				f, err := reviewableFilter(r.URL.Query())
+				if err != nil {
+					return Page[pam.Request, string]{}, err
+				}
+				rs, next, err := m.ReviewableRequests(ctx, f)
+				return page(rs, next), err
 			}),
 		send("POST", "/check", "check", "What-if", "Would Guard let me run this operation now, and why. Runs nothing.", http.StatusOK,
 			func(ctx context.Context, _ *http.Request, op *pam.Op) (CheckAnswer, error) {

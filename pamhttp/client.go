@@ -180,6 +180,12 @@ func (c *Client) Request(ctx context.Context, id string) (pam.Request, error) {
 	return r, c.call(ctx, "GET", idPath("/requests", id), nil, nil, &r)
 }
 
+// Progress reports where request id stands for the caller.
+func (c *Client) Progress(ctx context.Context, id string) (pam.Progress, error) {
+	var p pam.Progress
+	return p, c.call(ctx, "GET", idPath("/requests", id)+"/progress", nil, nil, &p)
+}
+
 // Requests lists requests matching f, one page at a time, as the
 // Manager does: f.Requester "" is everyone's. DueBy is not offered.
 func (c *Client) Requests(ctx context.Context, f pam.RequestFilter) ([]pam.Request, string, error) {
@@ -192,10 +198,35 @@ func (c *Client) Requests(ctx context.Context, f pam.RequestFilter) ([]pam.Reque
 	return p.Items, p.Next, err
 }
 
-// Reviewable returns the requests waiting for the caller.
+// Reviewable returns every request waiting for the caller, in the
+// Manager's order (pam.SortReviewable), reading every page.
 func (c *Client) Reviewable(ctx context.Context) ([]pam.Request, error) {
-	var rs []pam.Request
-	return rs, c.call(ctx, "GET", "/reviewable", nil, nil, &rs)
+	var out []pam.Request
+	f := pam.RequestFilter{Limit: pam.MaxPageSize}
+	for {
+		rs, next, err := c.ReviewableRequests(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rs...)
+		if next == "" {
+			break
+		}
+		f.After = next
+	}
+	pam.SortReviewable(out)
+	return out, nil
+}
+
+// ReviewableRequests returns one page of the requests waiting for the
+// caller, as the Manager does.
+func (c *Client) ReviewableRequests(ctx context.Context, f pam.RequestFilter) ([]pam.Request, string, error) {
+	if len(f.States) > 0 || !f.DueBy.IsZero() || f.DecidedBy != "" {
+		return nil, "", fmt.Errorf("%w: States, DueBy and DecidedBy do not apply to what waits for review", pam.ErrInvalid)
+	}
+	var p Page[pam.Request, string]
+	err := c.call(ctx, "GET", "/reviewable", reviewableQuery(f), nil, &p)
+	return p.Items, p.Next, err
 }
 
 // BreakGlass activates emergency access at once, without approval (see

@@ -157,6 +157,22 @@ func scenario(t *testing.T, as func(user string) (context.Context, pamhttp.API))
 	if len(waiting) != 1 || waiting[0].ID != r.ID {
 		t.Fatalf("reviewable %+v", waiting)
 	}
+	prog, err := bob.Progress(bobCtx, r.ID)
+	ok(t, "progress", err)
+	if !prog.Waiting || prog.Have != 0 || prog.Need != 1 || !prog.MayDecide || len(prog.Groups) != 1 {
+		t.Fatalf("progress for bob %+v", prog)
+	}
+	_, err = carol.Progress(carolCtx, "req_nonexistent")
+	is(t, "progress of a request that is not there", err, pam.ErrNotFound)
+	for q, want := range map[string]int{"inc-1": 1, "INC-2": 0, "Alice": 1} {
+		page, next, err := bob.ReviewableRequests(bobCtx, pam.RequestFilter{Search: q, Newest: true, Limit: 1})
+		ok(t, "a page of reviewable", err)
+		if len(page) != want || (want == 1 && (page[0].ID != r.ID || next != r.ID)) {
+			t.Fatalf("reviewable searching %q: %+v next %q", q, page, next)
+		}
+	}
+	_, _, err = bob.ReviewableRequests(bobCtx, pam.RequestFilter{Search: "a\x00"})
+	is(t, "a search with a control character", err, pam.ErrInvalid)
 	r, err = bob.Approve(bobCtx, r.ID, "ticket checked")
 	ok(t, "approve", err)
 	if r.State != pam.Approved || len(r.Decisions) != 1 || r.Decisions[0].Comment != "ticket checked" || r.Duration != 2*time.Hour {
@@ -164,6 +180,13 @@ func scenario(t *testing.T, as func(user string) (context.Context, pamhttp.API))
 	}
 	_, err = carol.Approve(carolCtx, r.ID, "")
 	is(t, "approve again", err, pam.ErrWrongState)
+	decided, _, err := bob.Requests(bobCtx, pam.RequestFilter{DecidedBy: "bob", Newest: true})
+	ok(t, "bob's history", err)
+	if len(decided) != 1 || decided[0].ID != r.ID {
+		t.Fatalf("bob's history %+v", decided)
+	}
+	_, _, err = carol.Requests(carolCtx, pam.RequestFilter{DecidedBy: "bob"})
+	is(t, "carol reads bob's history", err, pam.ErrForbidden)
 	_, err = bob.Deny(bobCtx, "req_nonexistent", "")
 	is(t, "deny a request that is not there", err, pam.ErrNotFound)
 	got2, err := alice.Request(aliceCtx, r.ID)

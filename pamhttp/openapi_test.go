@@ -199,12 +199,13 @@ func TestOpenAPIDocument(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	c.Requests(ctx, pam.RequestFilter{Requester: "alice", PolicyIDs: []string{"move"}, States: []pam.State{pam.Pending}, After: "a", Limit: 5})
+	c.Requests(ctx, pam.RequestFilter{Requester: "alice", PolicyIDs: []string{"move"}, States: []pam.State{pam.Pending}, DecidedBy: "bob", Search: "inc", Newest: true, After: "a", Limit: 5})
+	c.ReviewableRequests(ctx, pam.RequestFilter{Requester: "alice", PolicyIDs: []string{"move"}, Search: "inc", Newest: true, After: "a", Limit: 5})
 	c.Audit(ctx, pam.EventFilter{Actor: "a", Task: "t", Types: []pam.EventType{pam.EventRequestApproved}, RequestID: "r", PolicyID: "p", Run: "run_1", Outcome: pam.OutcomeOK,
 		Since: epoch, Until: epoch.Add(time.Hour), After: 1, Before: 9, Descending: true, Limit: 5})
 	c.Messages(ctx, pam.MessageFilter{States: []pam.MessageState{pam.MessageFailed}, RequestID: "r", After: "m", Limit: 5})
 	c.Verify(ctx, pam.VerifyOptions{From: 1, To: 2})
-	if len(calls) != 4 {
+	if len(calls) != 5 {
 		t.Fatalf("calls %+v", calls)
 	}
 	for _, cl := range calls {

@@ -29,8 +29,60 @@ var requestParams = []param{
 	query("requester", "string", `whose requests: "me" (the default), "all" or an identity; others' are for admins`),
 	repeated(query("state", "string", "any of these states, as of now")),
 	repeated(query("policy_id", "string", "under any of these policies")),
+	query("decided_by", "string", `decided by: "me" or an identity (with requester=all, an approver's history; others' are for admins)`),
+	query("q", "string", "search: requester, ticket, policy ID, scope name or request ID containing this, ignoring case"),
+	orderParam,
 	query("after", "string", "the cursor: the next of the page before"),
 	query("limit", "integer", fmt.Sprintf("at most this many (default %d, at most %d)", pam.DefaultPageSize, pam.MaxPageSize)),
+}
+
+var orderParam = param{name: "order", in: "query", typ: "string", desc: "asc (the default) for the oldest first, desc for the newest first; the cursor continues in the same order",
+	enum: []string{"asc", "desc"}}
+
+var reviewableParams = []param{
+	query("requester", "string", "asked by this identity"),
+	repeated(query("policy_id", "string", "under any of these policies")),
+	query("q", "string", "search: requester, ticket, policy ID, scope name or request ID containing this, ignoring case"),
+	orderParam,
+	query("after", "string", "the cursor: the next of the page before"),
+	query("limit", "integer", fmt.Sprintf("at most this many (default %d, at most %d)", pam.DefaultPageSize, pam.MaxPageSize)),
+}
+
+// reviewableFilter reads the query of GET /reviewable.
+func reviewableFilter(q url.Values) (pam.RequestFilter, error) {
+	f := pam.RequestFilter{Requester: q.Get("requester"), PolicyIDs: q["policy_id"], Search: q.Get("q"), After: q.Get("after")}
+	var err error
+	if f.Newest, err = orderDesc(q.Get("order")); err != nil {
+		return f, err
+	}
+	f.Limit, err = intParam(q.Get("limit"))
+	return f, err
+}
+
+// reviewableQuery writes f as reviewableFilter reads it.
+func reviewableQuery(f pam.RequestFilter) url.Values {
+	q := url.Values{}
+	setString(q, "requester", f.Requester)
+	for _, id := range f.PolicyIDs {
+		q.Add("policy_id", id)
+	}
+	setString(q, "q", f.Search)
+	if f.Newest {
+		q.Set("order", "desc")
+	}
+	setString(q, "after", f.After)
+	setInt(q, "limit", int64(f.Limit))
+	return q
+}
+
+func orderDesc(s string) (bool, error) {
+	switch s {
+	case "", "asc":
+		return false, nil
+	case "desc":
+		return true, nil
+	}
+	return false, fmt.Errorf("%w: order %q: want asc or desc", pam.ErrInvalid, s)
 }
 
 var reviewParams = []param{
@@ -48,10 +100,20 @@ func requestFilter(q url.Values, me string) (pam.RequestFilter, error) {
 	default:
 		f.Requester = who
 	}
+	switch who := q.Get("decided_by"); who {
+	case "me":
+		f.DecidedBy = me
+	default:
+		f.DecidedBy = who
+	}
+	f.Search = q.Get("q")
 	for _, s := range q["state"] {
 		f.States = append(f.States, pam.State(s))
 	}
 	var err error
+	if f.Newest, err = orderDesc(q.Get("order")); err != nil {
+		return f, err
+	}
 	f.Limit, err = intParam(q.Get("limit"))
 	return f, err
 }
@@ -71,6 +133,11 @@ func requestQuery(f pam.RequestFilter) (url.Values, error) {
 	}
 	for _, id := range f.PolicyIDs {
 		q.Add("policy_id", id)
+	}
+	setString(q, "decided_by", f.DecidedBy)
+	setString(q, "q", f.Search)
+	if f.Newest {
+		q.Set("order", "desc")
 	}
 	setString(q, "after", f.After)
 	setInt(q, "limit", int64(f.Limit))

@@ -3,12 +3,13 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"maps"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/spf13/pflag"
 
 	"github.com/zerostanding/pam"
 )
@@ -18,11 +19,10 @@ var applyCommands = []command{
 		examples: "  pamctl apply -f examples/pam.yaml --dry-run   # the plan; nothing is written\n" +
 			"  pamctl apply -f examples/pam.yaml             # the plan, carried out\n" +
 			"  pamctl apply -f pam.json --json --sqlite pam.db --as admin\n",
-		flags: func(fs *flag.FlagSet) action {
+		flags: func(fs *pflag.FlagSet) action {
 			var file string
 			var dryRun bool
-			fs.StringVar(&file, "f", "", "the config: YAML or JSON (- for stdin); see examples/pam.yaml")
-			fs.StringVar(&file, "file", "", "same as -f")
+			fs.StringVarP(&file, "file", "f", "", "the config: YAML or JSON (- for stdin); see examples/pam.yaml")
 			fs.BoolVar(&dryRun, "dry-run", false, "show the plan, write nothing")
 			return func(ctx context.Context, c *cli, args []string) error {
 				if len(args) > 0 {

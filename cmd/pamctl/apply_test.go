@@ -33,7 +33,7 @@ func pamctlRun(t *testing.T, env func(string) string, want int, args ...string) 
 func direct(t *testing.T, db, user string) func(want int, args ...string) (string, string) {
 	return func(want int, args ...string) (string, string) {
 		t.Helper()
-		return pamctlRun(t, func(string) string { return "" }, want, append(args, "--sqlite", db, "--as", user)...)
+		return pamctlRun(t, func(string) string { return "" }, want, append(args, "--sqlite", db, "--create", "--as", user)...)
 	}
 }
 

@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
-	"flag"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/zerostanding/pam"
 	"github.com/zerostanding/pam/pamhttp"
@@ -17,31 +19,34 @@ import (
 var auditCommands = []command{
 	{noun: "audit", verb: "search", summary: "Search the audit trail, newest first with --desc. Admins only.",
 		examples: "  pamctl audit search --actor alice --since 2026-11-01T00:00:00Z\n  pamctl audit search --type policy.updated --desc --limit 20 --json\n",
-		flags: func(fs *flag.FlagSet) action {
+		flags: func(fs *pflag.FlagSet) action {
 			var f pam.EventFilter
-			var outcome, since, until string
-			var types multi
+			var since, until string
+			var types, outcome []string
 			fs.StringVar(&f.Actor, "actor", "", "who")
 			fs.StringVar(&f.Task, "task", "", "which task")
-			fs.Var(&types, "type", "event type (repeat for several)")
+			enumVar(fs, &types, "type", true, "event type, such as request.approved or guard.allowed (repeat for several)", eventTypes...)
 			fs.StringVar(&f.RequestID, "request", "", "request ID")
 			fs.StringVar(&f.PolicyID, "policy", "", "policy ID")
 			fs.StringVar(&f.Run, "run", "", "a guarded run's ID: its start and its end")
-			fs.StringVar(&outcome, "outcome", "", "outcome")
-			fs.StringVar(&since, "since", "", "from this RFC 3339 time")
-			fs.StringVar(&until, "until", "", "before this RFC 3339 time")
+			enumVar(fs, &outcome, "outcome", false, "outcome, such as granted, not_approved, ok or error", outcomes...)
+			fs.StringVar(&since, "since", "", "from this time: a duration back from now (30m, 24h, 7d), a date (2026-11-01, midnight UTC) or an RFC 3339 time")
+			fs.StringVar(&until, "until", "", "before this time, in the forms --since takes")
 			fs.IntVar(&f.Limit, "limit", 100, "at most this many events")
 			fs.BoolVar(&f.Descending, "desc", false, "newest first")
 			return func(ctx context.Context, c *cli, _ []string) error {
-				f.Outcome = pam.Outcome(outcome)
+				if len(outcome) > 0 {
+					f.Outcome = pam.Outcome(outcome[0])
+				}
 				for _, t := range types {
 					f.Types = append(f.Types, pam.EventType(t))
 				}
+				now := time.Now()
 				var err error
-				if f.Since, err = rfc3339("--since", since); err != nil {
+				if f.Since, err = pastTime("--since", since, now); err != nil {
 					return err
 				}
-				if f.Until, err = rfc3339("--until", until); err != nil {
+				if f.Until, err = pastTime("--until", until, now); err != nil {
 					return err
 				}
 				events, _, err := c.api.Audit(ctx, f)
@@ -53,16 +58,16 @@ var auditCommands = []command{
 				}
 				var rows [][]string
 				for _, e := range events {
-					rows = append(rows, []string{strconv.FormatInt(e.Seq, 10), e.Time.UTC().Format(time.RFC3339), string(e.Type), e.Actor, e.Task, string(e.Outcome), e.RequestID})
+					rows = append(rows, []string{strconv.FormatInt(e.Seq, 10), e.Time.UTC().Format(time.RFC3339), string(e.Type), pam.DisplayText(e.Actor), pam.DisplayText(e.Task), string(e.Outcome), e.RequestID})
 				}
 				return c.table("SEQ\tTIME\tTYPE\tACTOR\tTASK\tOUTCOME\tREQUEST", rows)
 			}
 		}},
 	{noun: "audit", verb: "verify", summary: "Check the audit trail's hash chain, against checkpoints and a sink's copy when given. Exit code 7 when it does not verify. Admins only.",
 		examples: "  pamctl audit verify\n" +
-			"  pamctl audit verify --sqlite pam.db --checkpoints pam.db.checkpoints.jsonl --public-key MCowBQYDK2VwAyEA...\n" +
+			"  pamctl audit verify --sqlite pam.db --as auditor --checkpoints pam.db.checkpoints.jsonl --public-key MCowBQYDK2VwAyEA...\n" +
 			"  pamctl audit verify --sink-file audit.jsonl --json\n",
-		flags: func(fs *flag.FlagSet) action {
+		flags: func(fs *pflag.FlagSet) action {
 			var checkpoints, sinkFile string
 			var keys multi
 			fs.StringVar(&checkpoints, "checkpoints", "", "a checkpoint file (JSON Lines, as sinks.CheckpointFile writes): the trail must reach each and match its hash")
@@ -138,14 +143,25 @@ func verifyRuns(checkpoints, sinkFile string, keys []string) ([]pam.VerifyOption
 	return runs, nil
 }
 
-// rfc3339 reads flag's time, zero when empty.
-func rfc3339(flag, s string) (time.Time, error) {
+// pastTime reads flag's time, zero when empty: a duration back from now
+// (Go's, such as 90m or 24h, or whole days such as 7d), a date
+// (2026-11-01, which is midnight UTC that day), or an RFC 3339 time.
+func pastTime(flag, s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return t, fmt.Errorf("%w: %s %q is not an RFC 3339 time", pam.ErrInvalid, flag, s)
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
 	}
-	return t, nil
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n >= 0 && n <= 100*366 {
+			return now.AddDate(0, 0, -n), nil
+		}
+	} else if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, failf(pam.ErrInvalid, "%s %q is not a time: give a duration back from now (30m, 24h, 7d), a date (2026-11-01, midnight UTC) or an RFC 3339 time (2026-11-01T09:00:00Z)", flag, s)
 }

@@ -2,8 +2,9 @@ package main
 
 import (
 	"context"
-	"flag"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/zerostanding/pam"
 )
@@ -11,7 +12,7 @@ import (
 var breakGlassCommands = []command{
 	{noun: "breakglass", summary: "Act at once in an emergency, without approval, under a policy whose break-glass group you are in; approvers review it afterwards.",
 		examples: "  pamctl breakglass --policy drop --reason \"INC-77: disk full\"\n  pamctl breakglass --policy drop --reason \"INC-77\" --hours 0.5\n",
-		flags: func(fs *flag.FlagSet) action {
+		flags: func(fs *pflag.FlagSet) action {
 			var n pam.RequestInput
 			var h float64
 			fs.StringVar(&n.PolicyID, "policy", "", "the policy's ID (required)")
@@ -32,9 +33,9 @@ var breakGlassCommands = []command{
 		}},
 	{noun: "review", verb: "list", summary: "List the break-glass activations to review (pending and flagged), or those in the states given.",
 		examples: "  pamctl review list\n  pamctl review list --state confirmed --json\n",
-		flags: func(fs *flag.FlagSet) action {
-			var states multi
-			fs.Var(&states, "state", "pending, confirmed or flagged (repeat for several)")
+		flags: func(fs *pflag.FlagSet) action {
+			var states []string
+			enumVar(fs, &states, "state", true, "pending, confirmed or flagged (repeat for several)", reviewStates...)
 			return func(ctx context.Context, c *cli, _ []string) error {
 				var sts []pam.ReviewState
 				for _, s := range states {
@@ -53,7 +54,7 @@ var breakGlassCommands = []command{
 
 func review(verb string, verdict pam.ReviewState, summary, example string) command {
 	return command{noun: "review", verb: verb, args: "ID", summary: summary, examples: example,
-		flags: func(fs *flag.FlagSet) action {
+		flags: func(fs *pflag.FlagSet) action {
 			var comment string
 			fs.StringVar(&comment, "comment", "", "comment recorded with the review")
 			return func(ctx context.Context, c *cli, args []string) error {
@@ -82,7 +83,7 @@ func (c *cli) printReviews(rs []pam.Request) error {
 		if v := r.BreakGlass; v != nil {
 			review, due, by = string(v.State), v.DueAt.UTC().Format(time.RFC3339), v.By
 		}
-		rows = append(rows, []string{r.ID, r.Requester, r.Scope.String(), string(r.State), review, due, by, r.Reason})
+		rows = append(rows, []string{r.ID, pam.DisplayText(r.Requester), pam.DisplayText(r.Scope.String()), string(r.State), review, due, pam.DisplayText(by), pam.DisplayText(r.Reason)})
 	}
 	return c.table("ID\tREQUESTER\tSCOPE\tSTATE\tREVIEW\tDUE\tBY\tREASON", rows)
 }

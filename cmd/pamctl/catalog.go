@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 
+	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
 
 	"github.com/zerostanding/pam"
@@ -26,10 +26,9 @@ var catalogCommands = []command{
 		})},
 	{noun: "catalog", verb: "set", args: "-f FILE", summary: "Replace the catalog with FILE (YAML or JSON, as catalog get prints it). Admins only.",
 		examples: "  pamctl catalog get > catalog.yaml && $EDITOR catalog.yaml && pamctl catalog set -f catalog.yaml\n",
-		flags: func(fs *flag.FlagSet) action {
+		flags: func(fs *pflag.FlagSet) action {
 			var file string
-			fs.StringVar(&file, "f", "", "the catalog: YAML or JSON (- for stdin)")
-			fs.StringVar(&file, "file", "", "same as -f")
+			fs.StringVarP(&file, "file", "f", "", "the catalog: YAML or JSON (- for stdin)")
 			return func(ctx context.Context, c *cli, args []string) error {
 				if len(args) > 0 {
 					return usagef("catalog set takes no arguments: give the file with -f")

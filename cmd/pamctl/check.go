@@ -2,9 +2,10 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"strings"
+
+	"github.com/spf13/pflag"
 
 	"github.com/zerostanding/pam"
 	"github.com/zerostanding/pam/pamhttp"
@@ -13,7 +14,7 @@ import (
 var checkCommands = []command{
 	{noun: "check", verb: "task", args: "TASK", summary: "What-if: would Guard let you run TASK now, and why. Exit code 6 when not.",
 		examples: "  pamctl check task New-MoveRequest --param identity=ceo@contoso.com\n",
-		flags: func(fs *flag.FlagSet) action {
+		flags: func(fs *pflag.FlagSet) action {
 			var params multi
 			fs.Var(&params, "param", "operation parameter NAME=VALUE (repeat for several)")
 			return func(ctx context.Context, c *cli, args []string) error {

@@ -37,6 +37,7 @@ type multi []string
 
 func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
+func (m *multi) Type() string       { return "strings" }
 
 // nonNil is s, or an empty slice for nil: JSON [] rather than null.
 func nonNil[T any](s []T) []T {

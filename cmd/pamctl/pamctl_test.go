@@ -148,8 +148,8 @@ func TestAgainstLiveServer(t *testing.T) {
 	if out := pamctl("admin", exitOK, "audit", "verify"); !strings.Contains(out, "the trail verifies") {
 		t.Errorf("audit verify:\n%s", out)
 	}
-	pamctl("bob", exitForbidden, "request", "end", r.ID)       // only its holder ends a grant
-	pamctl("nobody", exitForbidden, "request", "revoke", r.ID) // a token that is no user's
+	pamctl("bob", exitForbidden, "request", "end", r.ID)         // only its holder ends a grant
+	pamctl("nobody", exitNotSignedIn, "request", "revoke", r.ID) // a token that is no user's
 	pamctl("admin", exitOK, "request", "revoke", r.ID, "--comment", "done")
 	pamctl("alice", exitNotAllowed, "check", "New-MoveRequest")
 	// The server's own database, opened directly while it runs.
@@ -221,8 +221,8 @@ func TestUsageAndDirectDatabase(t *testing.T) {
 			out.Reset()
 			errOut.Reset()
 			got := run(context.Background(), append(strings.Fields(c.name()), args...), &out, &errOut, secrets)
-			if args[0] == "--help" && (got != exitOK || !strings.Contains(errOut.String(), "Examples:\n  pamctl ")) {
-				t.Errorf("%s --help: exit %d\n%s", c.name(), got, errOut.String())
+			if args[0] == "--help" && (got != exitOK || !strings.Contains(out.String(), "Examples:\n  pamctl ")) {
+				t.Errorf("%s --help: exit %d\n%s", c.name(), got, out.String())
 			}
 			if strings.Contains(out.String()+errOut.String(), "s3cr3t") {
 				t.Errorf("%s %v prints a secret of the environment:\n%s", c.name(), args, errOut.String())
@@ -235,7 +235,7 @@ func TestUsageAndDirectDatabase(t *testing.T) {
 		t.Helper()
 		out.Reset()
 		errOut.Reset()
-		if got := run(context.Background(), append(args, "--sqlite", db, "--as", "root"), &out, &errOut, none); got != want {
+		if got := run(context.Background(), append(args, "--sqlite", db, "--create", "--as", "root"), &out, &errOut, none); got != want {
 			t.Fatalf("pamctl %v: exit %d, want %d\n%s%s", args, got, want, out.String(), errOut.String())
 		}
 		return out.String()
@@ -315,7 +315,7 @@ func TestUsageAndDirectDatabase(t *testing.T) {
 	if ext.Extension == nil || ext.Extension.State != pam.Pending || ext.Extension.By != 30*time.Minute || ext.Extension.Reason != "the table is big" {
 		t.Fatalf("request extend: %+v", ext.Extension)
 	}
-	if s := direct(exitOK, "request", "list", "--state", "approved"); !strings.Contains(s, "(+30m0s asked)") {
+	if s := direct(exitOK, "request", "list", "--state", "approved"); cell(t, s, r.ID, "EXTENSION") != "+30m0s asked" || cell(t, s, r.ID, "DECIDE BY") != "" {
 		t.Errorf("request list with an extension pending: %s", s)
 	}
 	direct(exitConflict, "request", "extend", r.ID, "--by", "10m", "--reason", "again")
@@ -330,7 +330,7 @@ func TestUsageAndDirectDatabase(t *testing.T) {
 		t.Errorf("request new --start 2h: starts %v", sched.Start)
 	}
 	asBob(exitOK, "request", "approve", sched.ID)
-	if s := direct(exitOK, "request", "get", sched.ID); !strings.Contains(s, "(opens "+sched.Start.UTC().Format(time.RFC3339)+")") {
+	if s := direct(exitOK, "request", "get", sched.ID); cell(t, s, sched.ID, "OPENS") != sched.Start.UTC().Format(time.RFC3339) {
 		t.Errorf("request get of a scheduled grant: %s", s)
 	}
 	direct(exitInvalid, "request", "new", "--policy", "drop", "--reason", "CHG-3", "--start", "2100-01-01T00:00:00Z")
@@ -404,7 +404,11 @@ func TestExitCodes(t *testing.T) {
 		{usagef("x"), exitUsage},
 		{fmt.Errorf("x: %w", pam.ErrSelfApproval), exitForbidden},
 		{&pamhttp.Problem{Status: 403, Code: "cross_origin"}, exitForbidden},
-		{&pamhttp.Problem{Status: 401, Code: "no_actor"}, exitForbidden},
+		{&pamhttp.Problem{Status: 401, Code: "no_actor"}, exitNotSignedIn},
+		{&pamhttp.Problem{Status: 401, Code: "some_new_code"}, exitNotSignedIn},
+		{&pamhttp.Problem{Status: 403, Code: "some_new_code"}, exitForbidden},
+		{&unreachableError{url: "http://x", why: "connection refused"}, exitUnreachable},
+		{failf(pam.ErrNoActor, "no --as"), exitNotSignedIn},
 		{&pamhttp.Problem{Status: 404, Code: "not_found"}, exitNotFound},
 		{&pamhttp.Problem{Status: 409, Code: "exists"}, exitConflict},
 		{&pamhttp.Problem{Status: 413, Code: "too_large"}, exitInvalid},
@@ -480,4 +484,31 @@ func TestBreakGlassCommands(t *testing.T) {
 	if p.BreakGlass != nil {
 		t.Errorf("policy set --breakglass-group \"\": %+v", p.BreakGlass)
 	}
+}
+
+// cell returns the cell of a table pamctl printed in the row whose
+// first cell is id and the column named column: the columns are
+// aligned, so each starts where its name does in the header.
+func cell(t *testing.T, table, id, column string) string {
+	t.Helper()
+	lines := strings.Split(strings.TrimRight(table, "\n"), "\n")
+	header := lines[0]
+	start := strings.Index(header, column)
+	if start < 0 || start > 0 && header[start-1] != ' ' {
+		t.Fatalf("no column %s in:\n%s", column, table)
+	}
+	end := 1 << 30 // the last column runs to the end of the line
+	if rest := header[start+len(column):]; strings.TrimSpace(rest) != "" {
+		end = start + len(column) + strings.Index(rest, strings.TrimLeft(rest, " "))
+	}
+	for _, l := range lines[1:] {
+		if strings.HasPrefix(l, id+" ") {
+			if len(l) <= start {
+				return ""
+			}
+			return strings.TrimSpace(l[start:min(end, len(l))])
+		}
+	}
+	t.Fatalf("no row %s in:\n%s", id, table)
+	return ""
 }

@@ -2,12 +2,13 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/zerostanding/pam"
 )
@@ -15,7 +16,7 @@ import (
 var policyCommands = []command{
 	{noun: "policy", verb: "new", summary: "Create a policy (New-ElevatedAccessApprovalPolicy). Admins only.",
 		examples: "  pamctl policy new --id move --task New-MoveRequest --group mailbox-managers --max-hours 8\n  pamctl policy new --id move --task New-MoveRequest --group mailbox-managers --requester-group helpdesk\n  pamctl policy new --file drop-table.json\n",
-		flags: func(fs *flag.FlagSet) action {
+		flags: func(fs *pflag.FlagSet) action {
 			pf := definePolicyFlags(fs)
 			return func(ctx context.Context, c *cli, _ []string) error {
 				var p pam.Policy
@@ -52,7 +53,7 @@ var policyCommands = []command{
 		})},
 	{noun: "policy", verb: "set", args: "ID", summary: "Change a policy (Set-ElevatedAccessApprovalPolicy): only the flags given change. Admins only.",
 		examples: "  pamctl policy set move --max-hours 4\n  pamctl policy set drop --group dba:2 --group security\n  pamctl policy set drop --requester-group dba --requester-group sre\n  pamctl policy set drop --requester-group \"\"   # anyone may request\n  pamctl policy set drop --remind-hours 1 --escalate-hours 4 --escalation-group dba-leads\n  pamctl policy set drop --breakglass-group oncall --breakglass-alert-group security --review-hours 8\n",
-		flags: func(fs *flag.FlagSet) action {
+		flags: func(fs *pflag.FlagSet) action {
 			pf := definePolicyFlags(fs)
 			return func(ctx context.Context, c *cli, args []string) error {
 				id, err := one(args, "policy ID")
@@ -93,11 +94,12 @@ var policyCommands = []command{
 
 // policyFlags are the flags of policy new and policy set.
 type policyFlags struct {
-	id, name, task, role, roleGroup, approval, condition, file string
-	groups, requesterGroups, requireBind                       multi
-	maxHours, defaultHours, remindHours, escalateHours         float64
-	maxStartHours, maxExtendedHours                            float64
-	escalationGroup                                            string
+	id, name, task, role, roleGroup, condition, file   string
+	approval                                           []string
+	groups, requesterGroups, requireBind               multi
+	maxHours, defaultHours, remindHours, escalateHours float64
+	maxStartHours, maxExtendedHours                    float64
+	escalationGroup                                    string
 	// Break-glass: bgGroup set (nil: unchanged; "": none), and its
 	// settings (0: unchanged).
 	bgGroup                             *string
@@ -107,14 +109,14 @@ type policyFlags struct {
 	maxUses                             *int
 }
 
-func definePolicyFlags(fs *flag.FlagSet) *policyFlags {
+func definePolicyFlags(fs *pflag.FlagSet) *policyFlags {
 	f := &policyFlags{}
 	fs.StringVar(&f.id, "id", "", "policy ID (default: generated)")
 	fs.StringVar(&f.name, "name", "", "display name")
 	fs.StringVar(&f.task, "task", "", "scope: one task")
 	fs.StringVar(&f.role, "role", "", "scope: a role of the catalog")
 	fs.StringVar(&f.roleGroup, "role-group", "", "scope: a role group of the catalog")
-	fs.StringVar(&f.approval, "approval", "", "manual (default) or auto")
+	enumVar(fs, &f.approval, "approval", false, "manual (default) or auto", approvals...)
 	fs.Var(&f.groups, "group", "approver group, GROUP or GROUP:MIN (repeat for several)")
 	fs.Var(&f.requesterGroups, "requester-group", `group whose members may request under the policy (repeat for several; "" lets anyone request)`)
 	fs.Var(&f.requireBind, "require-bind", `operation parameter every request must bind (repeat for several; "" requires none)`)
@@ -168,8 +170,8 @@ func (f *policyFlags) apply(p *pam.Policy) error {
 	case f.roleGroup != "":
 		p.Scope = pam.RoleGroupScope(f.roleGroup)
 	}
-	if f.approval != "" {
-		p.Approval = pam.Approval(f.approval)
+	if len(f.approval) > 0 {
+		p.Approval = pam.Approval(f.approval[0])
 	}
 	if p.Approval == "" {
 		p.Approval = pam.Manual
@@ -272,7 +274,7 @@ func (c *cli) printPolicies(ps []pam.Policy) error {
 		if len(p.RequesterGroups) > 0 {
 			requesters = strings.Join(p.RequesterGroups, ",")
 		}
-		rows = append(rows, []string{p.ID, p.Scope.String(), string(p.Approval), strings.Join(gs, ","), requesters, p.MaxDuration.String(), strconv.FormatInt(p.Version, 10), p.Name})
+		rows = append(rows, []string{p.ID, p.Scope.String(), string(p.Approval), strings.Join(gs, ","), requesters, p.MaxDuration.String(), strconv.FormatInt(p.Version, 10), pam.DisplayText(p.Name)})
 	}
 	return c.table("ID\tSCOPE\tAPPROVAL\tAPPROVERS\tREQUESTERS\tMAX\tVERSION\tNAME", rows)
 }

@@ -3,11 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/zerostanding/pam"
 	"github.com/zerostanding/pam/pamhttp"
@@ -18,7 +19,7 @@ var requestCommands = []command{
 		examples: "  pamctl request new --task New-MoveRequest --reason \"INC-4711: leaver\" --hours 2\n  pamctl request new --policy drop --reason \"CHG-12\" --ticket CHG-12\n" +
 			"  pamctl request new --task New-MoveRequest --reason \"CHG-7: weekend migration\" --start 2026-11-07T22:00:00Z --hours 4\n" +
 			"  pamctl request new --task New-MoveRequest --bind identity=ceo@contoso.com --uses 1 --reason \"INC-4711\"\n  pamctl request new --task Set-Quota --bind quota_gb:=50 --reason \"INC-4712\"\n",
-		flags: func(fs *flag.FlagSet) action {
+		flags: func(fs *pflag.FlagSet) action {
 			var task, role, start string
 			var n pam.RequestInput
 			var h float64
@@ -60,43 +61,38 @@ var requestCommands = []command{
 				return c.printRequest(r)
 			}
 		}},
-	{noun: "request", verb: "list", summary: "List requests (Get-ElevatedAccessRequest): yours, or with --all everyone's (admins).",
-		examples: "  pamctl request list\n  pamctl request list --all --state pending --state approved --json\n",
-		flags: func(fs *flag.FlagSet) action {
-			var all bool
+	{noun: "request", verb: "list", summary: "List requests (Get-ElevatedAccessRequest): yours, everyone's with --all (admins), or with --reviewable those waiting for you to decide.",
+		examples: "  pamctl request list\n  pamctl request list --reviewable\n  pamctl request list --all --state pending --state approved --json\n",
+		flags: func(fs *pflag.FlagSet) action {
+			var all, reviewable bool
 			var requester string
-			var states multi
+			var states []string
 			fs.BoolVar(&all, "all", false, "everyone's requests (admins)")
 			fs.StringVar(&requester, "requester", "", "someone's requests (admins)")
-			fs.Var(&states, "state", "pending, approved, denied, canceled, revoked, relinquished or expired (repeat for several)")
-			return func(ctx context.Context, c *cli, _ []string) error {
-				f := pam.RequestFilter{Requester: requester, Limit: pam.MaxPageSize}
-				switch {
-				case all:
-					f.Requester = ""
-				case requester == "":
-					me, err := c.me(ctx)
+			fs.BoolVar(&reviewable, "reviewable", false, "the requests waiting for you to decide: pending, or with an extension pending, under a policy whose approver you are")
+			enumVar(fs, &states, "state", true, "pending, approved, denied, canceled, revoked, relinquished or expired (repeat for several)", requestStates...)
+			return func(ctx context.Context, c *cli, args []string) error {
+				if len(args) > 0 {
+					return usagef("request list takes no arguments")
+				}
+				if reviewable {
+					if all || requester != "" || len(states) > 0 {
+						return usagef("--reviewable lists what waits for you; it does not go with --all, --requester or --state")
+					}
+					rs, err := c.api.Reviewable(ctx)
 					if err != nil {
 						return err
 					}
-					f.Requester = me
+					return c.printRequests(rs)
 				}
+				var sts []pam.State
 				for _, s := range states {
-					f.States = append(f.States, pam.State(s))
+					sts = append(sts, pam.State(s))
 				}
-				var rs []pam.Request
-				for {
-					page, next, err := c.api.Requests(ctx, f)
-					if err != nil {
-						return err
-					}
-					rs = append(rs, page...)
-					if next == "" {
-						break
-					}
-					f.After = next
+				rs, err := c.requests(ctx, all, requester, sts)
+				if err != nil {
+					return err
 				}
-				sort.SliceStable(rs, func(i, j int) bool { return rs[i].CreatedAt.Before(rs[j].CreatedAt) })
 				return c.printRequests(rs)
 			}
 		}},
@@ -113,11 +109,17 @@ var requestCommands = []command{
 			if err := c.printRequest(r); err != nil || c.json {
 				return err
 			}
+			if r.Ticket != "" {
+				fmt.Fprintf(c.out, "  ticket: %s\n", pam.DisplayText(r.Ticket))
+			}
 			if b := r.Bounds(); b != "" {
-				fmt.Fprintf(c.out, "  limits: %s\n", b)
+				fmt.Fprintf(c.out, "  limits: %s\n", pam.DisplayText(b))
 			}
 			for _, d := range r.Decisions {
-				fmt.Fprintf(c.out, "  %s %s at %s: %s\n", d.Approver, d.Verdict, d.At.UTC().Format(time.RFC3339), d.Comment)
+				fmt.Fprintf(c.out, "  %s %s at %s: %s\n", pam.DisplayText(d.Approver), d.Verdict, stamp(d.At), pam.DisplayText(d.Comment))
+			}
+			if r.ClosedBy != "" {
+				fmt.Fprintf(c.out, "  %s by %s at %s\n", r.State, pam.DisplayText(r.ClosedBy), stamp(r.ClosedAt))
 			}
 			return nil
 		})},
@@ -128,7 +130,7 @@ var requestCommands = []command{
 	decision("cancel", "cancel", "Withdraw your pending request.", "  pamctl request cancel req_06h1...\n"),
 	{noun: "request", verb: "extend", args: "ID", summary: "Ask for more time on your active grant; its approvers decide it as they did the request.",
 		examples: "  pamctl request extend req_06h1... --by 2h --reason \"the move is slow\"\n",
-		flags: func(fs *flag.FlagSet) action {
+		flags: func(fs *pflag.FlagSet) action {
 			var by time.Duration
 			var reason string
 			fs.DurationVar(&by, "by", 0, "how much longer, such as 2h or 30m (required)")
@@ -166,7 +168,7 @@ func startTime(s string, now time.Time) (time.Time, error) {
 // word in the API (pamhttp.Act).
 func decision(verb, word, summary, example string) command {
 	return command{noun: "request", verb: verb, args: "ID", summary: summary, examples: example,
-		flags: func(fs *flag.FlagSet) action {
+		flags: func(fs *pflag.FlagSet) action {
 			var comment string
 			fs.StringVar(&comment, "comment", "", "comment recorded with the decision")
 			return func(ctx context.Context, c *cli, args []string) error {
@@ -218,26 +220,66 @@ func parseBinds(binds []string) (map[string]any, error) {
 	return out, nil
 }
 
-// printRequests writes a table, or a JSON array.
+// requests returns the requests of requester, or the caller's, or with
+// all everyone's, in the states given as recorded, oldest first.
+func (c *cli) requests(ctx context.Context, all bool, requester string, states []pam.State) ([]pam.Request, error) {
+	f := pam.RequestFilter{Requester: requester, States: states, Limit: pam.MaxPageSize}
+	switch {
+	case all:
+		f.Requester = ""
+	case requester == "":
+		me, err := c.me(ctx)
+		if err != nil {
+			return nil, err
+		}
+		f.Requester = me
+	}
+	var rs []pam.Request
+	for {
+		page, next, err := c.api.Requests(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		rs = append(rs, page...)
+		if next == "" {
+			break
+		}
+		f.After = next
+	}
+	sort.SliceStable(rs, func(i, j int) bool { return rs[i].CreatedAt.Before(rs[j].CreatedAt) })
+	return rs, nil
+}
+
+// printRequests writes a table, or a JSON array. DECIDE BY is when a
+// pending request expires undecided; OPENS and ENDS are an approved
+// request's window; EXTENSION the more time its holder asked for, while
+// undecided. Each is blank where it does not apply.
 func (c *cli) printRequests(rs []pam.Request) error {
 	if c.json {
 		return c.printJSON(nonNil(rs))
 	}
+	now := time.Now()
 	var rows [][]string
 	for _, r := range rs {
-		until := ""
+		var decideBy, opens, ends, extension string
 		switch r.State {
 		case pam.Pending:
-			until = r.PendingUntil.UTC().Format(time.RFC3339)
+			decideBy = stamp(r.PendingUntil)
 		case pam.Approved:
-			until = r.ExpiresAt.UTC().Format(time.RFC3339)
-			if now := time.Now(); r.Scheduled(now) {
-				until += " (opens " + r.ApprovedAt.UTC().Format(time.RFC3339) + ")"
-			} else if r.ExtensionPending(now) {
-				until += " (+" + r.Extension.By.String() + " asked)"
+			opens, ends = stamp(r.ApprovedAt), stamp(r.ExpiresAt)
+			if r.ExtensionPending(now) {
+				extension = "+" + r.Extension.By.String() + " asked"
 			}
 		}
-		rows = append(rows, []string{r.ID, r.Requester, r.Scope.String(), string(r.State), r.Duration.String(), until, r.Reason})
+		rows = append(rows, []string{r.ID, pam.DisplayText(r.Requester), pam.DisplayText(r.Scope.String()), string(r.State), r.Duration.String(), decideBy, opens, ends, extension, pam.DisplayText(r.Reason)})
 	}
-	return c.table("ID\tREQUESTER\tSCOPE\tSTATE\tDURATION\tUNTIL\tREASON", rows)
+	return c.table("ID\tREQUESTER\tSCOPE\tSTATE\tDURATION\tDECIDE BY\tOPENS\tENDS\tEXTENSION\tREASON", rows)
+}
+
+// stamp is t in UTC, to the second; blank for the zero time.
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
 }

@@ -22,16 +22,17 @@ import (
 // (Version 1) or at its next version. SQLite runs them as they are;
 // PostgreSQL wraps each in a check that it wrote its row.
 const (
-	SQLInsertRequest = `INSERT INTO pam_requests (id, requester, policy_id, state, due, version, data) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`
-	SQLUpdateRequest = `UPDATE pam_requests SET requester = $1, policy_id = $2, state = $3, due = $4, version = $5, data = $6 WHERE id = $7 AND version = $8`
+	SQLInsertRequest = `INSERT INTO pam_requests (id, requester, policy_id, state, due, version, data, search, deciders) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING`
+	SQLUpdateRequest = `UPDATE pam_requests SET requester = $1, policy_id = $2, state = $3, due = $4, version = $5, data = $6, search = $7, deciders = $8 WHERE id = $9 AND version = $10`
 	SQLInsertMessage = `INSERT INTO pam_outbox (id, request_id, state, next_attempt, version, data) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`
 	SQLUpdateMessage = `UPDATE pam_outbox SET state = $1, next_attempt = $2, lease_owner = '', lease_until = 0, version = $3, data = $4 WHERE id = $5 AND version = $6`
 )
 
 // RequestWrite returns the statement that writes r, SQLInsertRequest or
 // SQLUpdateRequest, and its arguments. The request is stored as given,
-// as JSON; the columns beside it are what the reads select on, due
-// among them (pam.Request.Due in Unix nanoseconds, NULL when zero).
+// as JSON; the columns beside it are what the reads select on: due
+// (pam.Request.Due in Unix nanoseconds, NULL when zero), search
+// (Request.SearchText) and deciders (Request.DecidersText).
 func RequestWrite(r *pam.Request) (string, []any, error) {
 	data, err := json.Marshal(r)
 	if err != nil {
@@ -42,9 +43,9 @@ func RequestWrite(r *pam.Request) (string, []any, error) {
 		due = d.UnixNano()
 	}
 	if r.Version == 1 {
-		return SQLInsertRequest, []any{r.ID, r.Requester, r.PolicyID, string(r.State), due, r.Version, string(data)}, nil
+		return SQLInsertRequest, []any{r.ID, r.Requester, r.PolicyID, string(r.State), due, r.Version, string(data), r.SearchText(), r.DecidersText()}, nil
 	}
-	return SQLUpdateRequest, []any{r.Requester, r.PolicyID, string(r.State), due, r.Version, string(data), r.ID, r.Version - 1}, nil
+	return SQLUpdateRequest, []any{r.Requester, r.PolicyID, string(r.State), due, r.Version, string(data), r.SearchText(), r.DecidersText(), r.ID, r.Version - 1}, nil
 }
 
 // DecodeRequest decodes a request stored by RequestWrite.

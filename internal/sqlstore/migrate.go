@@ -171,3 +171,35 @@ func ChainExisting(ctx context.Context, t *sql.Tx) error {
 		}
 	}
 }
+
+// FillSearch is the data migration that fills the search and deciders
+// columns (RequestWrite) of the requests written before they existed,
+// from each request's stored data, in ID order, a page at a time.
+func FillSearch(ctx context.Context, t *sql.Tx) error {
+	after := ""
+	for {
+		rows, err := t.QueryContext(ctx, `SELECT id, data FROM pam_requests WHERE id > $1 ORDER BY id LIMIT 1000`, after)
+		page, err := collect(rows, err, func(rows *sql.Rows) (pam.Request, error) {
+			var id, data string
+			if err := rows.Scan(&id, &data); err != nil {
+				return pam.Request{}, err
+			}
+			r, err := DecodeRequest([]byte(data))
+			r.ID = id // the row's key, whatever the data says
+			return r, err
+		})
+		if err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		for i := range page {
+			r := &page[i]
+			if _, err := t.ExecContext(ctx, `UPDATE pam_requests SET search = $1, deciders = $2 WHERE id = $3`, r.SearchText(), r.DecidersText(), r.ID); err != nil {
+				return err
+			}
+		}
+		after = page[len(page)-1].ID
+	}
+}

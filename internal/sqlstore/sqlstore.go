@@ -349,7 +349,14 @@ func requestsQuery(d Dialect, f pam.RequestFilter) *query {
 	q := &query{}
 	q.sql.WriteString(`SELECT data`)
 	d.from(&q.sql, "pam_requests", index)
-	q.sql.WriteString(` WHERE id > ` + q.arg(f.After))
+	switch {
+	case !f.Newest:
+		q.sql.WriteString(` WHERE id > ` + q.arg(f.After))
+	case f.After != "":
+		q.sql.WriteString(` WHERE id < ` + q.arg(f.After))
+	default:
+		q.sql.WriteString(` WHERE TRUE`)
+	}
 	q.eq("requester", f.Requester)
 	q.in("policy_id", f.PolicyIDs)
 	q.in("state", strs(f.States))
@@ -360,7 +367,19 @@ func requestsQuery(d Dialect, f pam.RequestFilter) *query {
 		// partial index pam_requests_due.
 		q.sql.WriteString(" AND due <= " + q.arg(f.DueBy.UnixNano()))
 	}
+	if f.DecidedBy != "" {
+		// Between newlines (Request.DecidersText): one whole identity.
+		q.sql.WriteString(` AND deciders LIKE ` + q.arg("%"+likeEscape("\n"+f.DecidedBy+"\n")+"%") + ` ESCAPE '\'`)
+	}
+	if f.Search != "" {
+		// Request.SearchText is lower-cased; Search holds no newline
+		// (pam.ValidateRequestFilter), so a match stays in one field.
+		q.sql.WriteString(` AND search LIKE ` + q.arg("%"+likeEscape(strings.ToLower(f.Search))+"%") + ` ESCAPE '\'`)
+	}
 	q.sql.WriteString(" ORDER BY id")
+	if f.Newest {
+		q.sql.WriteString(" DESC")
+	}
 	if f.Limit > 0 {
 		q.sql.WriteString(" LIMIT " + q.arg(f.Limit))
 	}
@@ -497,4 +516,9 @@ func (s *Store) OpenRuns(ctx context.Context, dueBy time.Time, limit int) ([]pam
 	}
 	rows, err := s.rquery(ctx, q.sql.String(), q.args...)
 	return collect(rows, err, scanRun)
+}
+
+// likeEscape escapes LIKE's wildcards in s, for ESCAPE '\'.
+func likeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }

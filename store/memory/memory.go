@@ -296,10 +296,21 @@ func (s *Store) Requests(ctx context.Context, f pam.RequestFilter) ([]pam.Reques
 		// may be many requests of others.
 		ids = s.mine[f.Requester]
 	}
-	start, _ := slices.BinarySearch(ids, f.After)
+	// The IDs past the cursor, read in f's order.
+	lo, _ := slices.BinarySearch(ids, f.After)
+	switch {
+	case !f.Newest:
+		ids = ids[lo:]
+	case f.After != "":
+		ids = ids[:lo]
+	}
 	var out []pam.Request
-	for _, id := range ids[start:] {
-		if id <= f.After {
+	for k := range ids {
+		id := ids[k]
+		if f.Newest {
+			id = ids[len(ids)-1-k]
+		}
+		if f.Before(f.After, id) {
 			continue
 		}
 		r := s.requests[id]

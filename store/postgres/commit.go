@@ -23,9 +23,13 @@ const maxGroup = 128
 // committer, in one transaction with the Txs of the other Commits
 // queued at the time: see Group commit in the package documentation.
 // A caller whose ctx ends while its Tx waits in the queue gets
-// ctx.Err(), and the Tx is not written; once the committer has sent it,
-// the caller waits for the transaction's outcome, which is cut short
-// only when every caller in it has left.
+// ctx.Err(), and the Tx is not written. Once the committer has taken
+// it, the transaction is cut short (canceled on the server, with
+// CancelOnServer) only when every caller in it has left; each gets
+// ctx.Err(). As with any reply lost on the way, a Tx that PostgreSQL
+// committed just before the cancel arrived is written all the same: an
+// error from Commit says it may not be, never that it is not, and the
+// engine reads it so.
 func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 	return s.g.Commit(ctx, tx)
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 
 	"github.com/zerostanding/pam"
 )
@@ -53,7 +55,13 @@ func (s *Store) Changes(ctx context.Context) (<-chan struct{}, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(s.listening, cancel)
-	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig)
+	cfg := s.pool.Config().ConnConfig
+	// Waiting for a notification runs no query that a cancel request
+	// (CancelOnServer) could end: the wait is abandoned at once.
+	cfg.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.DeadlineContextWatcherHandler{Conn: c.Conn()}
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err == nil {
 		if _, err = conn.Exec(ctx, "LISTEN "+changesChannel); err != nil {
 			closeConn(conn)

@@ -56,6 +56,7 @@ import (
 	"github.com/benbjohnson/clock"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
@@ -123,6 +124,7 @@ func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 	if opts.Schema != "" {
 		cfg.ConnConfig.RuntimeParams["search_path"] = opts.Schema
 	}
+	cfg.ConnConfig.BuildContextWatcherHandler = CancelOnServer
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
@@ -153,14 +155,15 @@ func createSchema(ctx context.Context, pool *pgxpool.Pool, schema string) error 
 }
 
 // New returns a Store over the host's pool, migrating the schema first.
-// Close does not close the pool.
+// Close does not close the pool. Give the pool CancelOnServer as its
+// connections' context watcher, as Open does.
 func New(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Store, error) {
 	if opts == nil {
 		opts = &Options{}
 	}
 	db := stdlib.OpenDBFromPool(pool)
 	files, _ := fs.Sub(migrations, "migrations")
-	if _, err := sqlstore.Migrate(ctx, db, files, migrationLock, map[int]func(context.Context, *sql.Tx) error{3: chainExisting}); err != nil {
+	if _, err := sqlstore.Migrate(ctx, db, files, migrationLock, map[int]func(context.Context, *sql.Tx) error{3: chainExisting, 8: sqlstore.FillSearch}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
@@ -222,3 +225,15 @@ func pgCode(err error) string {
 // prepared statements itself. Claims skip rows another replica is
 // claiming, so replicas take different messages.
 var dialect = sqlstore.Dialect{SkipLocked: " FOR UPDATE SKIP LOCKED"}
+
+// CancelOnServer is the context watcher that Open gives its connections,
+// and that a pool handed to New should have
+// (pgconn.Config.BuildContextWatcherHandler): a query whose ctx ends is
+// canceled on the server with a cancel request, then abandoned by the
+// client if the server has not answered within 5 seconds. pgx's default
+// only abandons it: the server would go on, and a commit cut short
+// while it waits for the counters row's lock (see Commit) would still
+// be written once the lock is free.
+func CancelOnServer(c *pgconn.PgConn) ctxwatch.Handler {
+	return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: 5 * time.Second}
+}

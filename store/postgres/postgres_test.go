@@ -262,7 +262,8 @@ func TestGroupCommit(t *testing.T) {
 // it are written once the writer is free. After Close, Commit fails.
 func TestGroupCommitContext(t *testing.T) {
 	ctx := context.Background()
-	s := open(t, freshSchema(t), nil)
+	schema := freshSchema(t)
+	s := open(t, schema, nil)
 	ev := func(actor string) *pam.Tx {
 		return &pam.Tx{Events: []pam.Event{{Time: storetest.Epoch, Type: pam.EventGuardAllowed, Actor: actor, Task: "Rotate-Key", Outcome: "ok"}}}
 	}
@@ -275,6 +276,21 @@ func TestGroupCommitContext(t *testing.T) {
 	a := make(chan error, 1)
 	go func() { a <- s.Commit(actx, ev("a")) }()
 	waitFor(t, func() bool { return s.Taken() == 1 })
+	// a's batch is at the server, waiting for the lock that HoldWriter
+	// holds: a lock not granted to the backend that holds the tuple
+	// lock of the schema's counters row.
+	conn, err := pgx.Connect(ctx, dsn(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	waitFor(t, func() bool {
+		var n int
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_locks w WHERE NOT w.granted AND w.pid IN (
+			SELECT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace ns ON ns.oid = c.relnamespace
+			WHERE l.locktype = 'tuple' AND ns.nspname = $1 AND c.relname = 'pam_meta')`, schema).Scan(&n)
+		return err == nil && n > 0
+	})
 	b := make(chan error, 1)
 	go func() { b <- s.Commit(ctx, ev("b")) }()
 	waitFor(t, func() bool { return s.Queued() == 1 })
@@ -286,7 +302,8 @@ func TestGroupCommitContext(t *testing.T) {
 	if err := <-c; !errors.Is(err, context.Canceled) {
 		t.Fatalf("the Commit canceled while queued = %v, want context.Canceled", err)
 	}
-	// a's group waits for the row lock; its only caller leaves.
+	// a's group waits for the row lock; its only caller leaves, and the
+	// server cancels it: it is not written once the lock is free.
 	cancelA()
 	if err := <-a; !errors.Is(err, context.Canceled) {
 		t.Fatalf("the Commit canceled while written = %v, want context.Canceled", err)

@@ -55,6 +55,10 @@ func TestPlans(t *testing.T) {
 	byRequester := "SEARCH pam_requests USING INDEX pam_requests_requester (requester=? AND id>?)"
 	requests("a requester's pending requests (MaxPending)", pam.RequestFilter{Requester: "alice", States: []pam.State{pam.Pending}}, byRequester)
 	requests("a requester's requests of a policy", pam.RequestFilter{Requester: "alice", PolicyIDs: []string{"move"}, Limit: 100}, byRequester)
+	requests("a requester's newest requests (the page)", pam.RequestFilter{Requester: "alice", Newest: true, Limit: 50},
+		"SEARCH pam_requests USING INDEX pam_requests_requester (requester=?)")
+	requests("a requester's requests older than a cursor", pam.RequestFilter{Requester: "alice", Newest: true, After: "req_1", Limit: 50},
+		"SEARCH pam_requests USING INDEX pam_requests_requester (requester=? AND id<?)")
 	requests("due requests (Sweep)", pam.RequestFilter{States: []pam.State{pam.Pending, pam.Approved}, DueBy: storetest.Epoch},
 		"SEARCH pam_requests USING INDEX pam_requests_due (due<?)")
 	requests("approved requests of policies (Apply)", pam.RequestFilter{PolicyIDs: []string{"move", "other"}, States: []pam.State{pam.Approved}},

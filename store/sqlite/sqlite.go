@@ -174,7 +174,7 @@ func open(ctx context.Context, path string, opts *Options, d sqlstore.Dialect) (
 	}
 	w.SetMaxOpenConns(1)
 	files, _ := fs.Sub(migrations, "migrations")
-	if _, err := sqlstore.Migrate(ctx, w, files, "", map[int]func(context.Context, *sql.Tx) error{2: sqlstore.ChainExisting}); err != nil {
+	if _, err := sqlstore.Migrate(ctx, w, files, "", map[int]func(context.Context, *sql.Tx) error{2: sqlstore.ChainExisting, 7: sqlstore.FillSearch}); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: %s: %w", path, err)
 	}

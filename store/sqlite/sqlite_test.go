@@ -299,3 +299,46 @@ func BenchmarkCommitParallel(b *testing.B) {
 		})
 	}
 }
+
+// TestUpgradeFillsSearch: requests written before the search and
+// deciders columns existed (schema version 6) are found by Search and
+// DecidedBy after the upgrade.
+func TestUpgradeFillsSearch(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "pam.db")
+	s := open(t, path)
+	var tx pam.Tx
+	for i := range 1500 { // more than one page of the data migration
+		r := pam.Request{ID: fmt.Sprintf("req_%04d", i), Requester: "alice", Scope: pam.TaskScope("Drop-Table"), PolicyID: "p1",
+			Ticket: fmt.Sprintf("CHG-%d", i), State: pam.Pending, CreatedAt: time.Unix(0, 0).UTC(), PendingUntil: time.Unix(3600, 0).UTC(), Version: 1}
+		if i%2 == 1 {
+			r.State = pam.Denied
+			r.Decisions = []pam.Decision{{Approver: "bob", Verdict: pam.Deny, At: time.Unix(60, 0).UTC()}}
+		}
+		tx.Requests = append(tx.Requests, r)
+	}
+	if err := s.Commit(ctx, &tx); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{`ALTER TABLE pam_requests DROP COLUMN search`, `ALTER TABLE pam_requests DROP COLUMN deciders`, `UPDATE pam_schema SET version = 6`} {
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	s = open(t, path)
+	got, err := s.Requests(ctx, pam.RequestFilter{Search: "chg-1499"})
+	if err != nil || len(got) != 1 || got[0].ID != "req_1499" {
+		t.Fatalf("Search after the upgrade = %v, %v; want req_1499", got, err)
+	}
+	got, err = s.Requests(ctx, pam.RequestFilter{DecidedBy: "bob"})
+	if err != nil || len(got) != 750 {
+		t.Fatalf("DecidedBy after the upgrade: %d requests, %v; want 750", len(got), err)
+	}
+}

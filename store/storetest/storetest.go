@@ -308,6 +308,19 @@ func testRequestFilters(t *testing.T, s pam.Store) {
 		if r.State == pam.Approved {
 			r.ExpiresAt = Epoch.Add(time.Duration(i) * time.Minute)
 		}
+		// Tickets and deciders to search for, LIKE's wildcards among
+		// them.
+		switch i % 5 {
+		case 1:
+			r.Ticket = fmt.Sprintf("CHG-%d", i)
+		case 2:
+			r.Ticket = "50%_off"
+		case 3:
+			r.Ticket = "5000 off"
+			if len(r.Decisions) > 0 {
+				r.Decisions[0].Approver = "dave_x"
+			}
+		}
 		all = append(all, r)
 	}
 	// Commit in shuffled order: results are still ordered by ID.
@@ -317,10 +330,17 @@ func testRequestFilters(t *testing.T, s pam.Store) {
 	check := func(name string, f pam.RequestFilter) {
 		t.Helper()
 		var want []string
-		for _, r := range all {
-			if f.Matches(&r) && r.ID > f.After && (f.Limit == 0 || len(want) < f.Limit) {
+		for k := range all {
+			r := all[k]
+			if f.Newest {
+				r = all[len(all)-1-k]
+			}
+			if f.Matches(&r) && !f.Before(f.After, r.ID) && (f.Limit == 0 || len(want) < f.Limit) {
 				want = append(want, r.ID)
 			}
+		}
+		if len(want) == 0 && name != "unknown policy" && name != "after last" && name != "newest after first" && name != "decided by a prefix" {
+			t.Fatalf("%s: the test data has no match", name)
 		}
 		got, err := s.Requests(ctx, f)
 		if err != nil {
@@ -348,6 +368,25 @@ func testRequestFilters(t *testing.T, s pam.Store) {
 	check("limit", pam.RequestFilter{Limit: 7})
 	check("after", pam.RequestFilter{After: "r12", Limit: 5})
 	check("after last", pam.RequestFilter{After: "r29"})
+	check("newest", pam.RequestFilter{Newest: true})
+	check("newest limit", pam.RequestFilter{Newest: true, Limit: 6})
+	check("newest after", pam.RequestFilter{Newest: true, After: "r12", Limit: 5})
+	check("newest after first", pam.RequestFilter{Newest: true, After: "r00"})
+	check("newest requester", pam.RequestFilter{Newest: true, Requester: "carol", After: "r20"})
+	check("newest due", pam.RequestFilter{Newest: true, DueBy: Epoch.Add(7 * time.Hour)})
+	check("decided by", pam.RequestFilter{DecidedBy: "carol"})
+	check("decided by the first", pam.RequestFilter{DecidedBy: "bob"})
+	check("decided by, underscore", pam.RequestFilter{DecidedBy: "dave_x"})
+	check("decided by a prefix", pam.RequestFilter{DecidedBy: "dave"})
+	check("decided by, newest", pam.RequestFilter{DecidedBy: "bob", Newest: true, Limit: 3, After: "r25"})
+	check("search ticket", pam.RequestFilter{Search: "chg-1"})
+	check("search case", pam.RequestFilter{Search: "ALIce"})
+	check("search percent", pam.RequestFilter{Search: "0%"})
+	check("search underscore", pam.RequestFilter{Search: "%_"})
+	check("search scope", pam.RequestFilter{Search: "moverequest"})
+	check("search policy", pam.RequestFilter{Search: "p2", States: []pam.State{pam.Pending}})
+	check("search id", pam.RequestFilter{Search: "r1", Newest: true, Limit: 4})
+	check("search combined", pam.RequestFilter{Search: "off", Requester: "bob", DecidedBy: "dave_x"})
 	// Paging through with After collects each match exactly once.
 	f := pam.RequestFilter{States: []pam.State{pam.Pending, pam.Approved, pam.Expired}, Limit: 4}
 	var paged []string

@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/notify/smtp"
+	"github.com/zerostanding/pam/notify/webhook"
+	"github.com/zerostanding/pam/pamhttp"
+	"github.com/zerostanding/pam/sinks"
+	"github.com/zerostanding/pam/store/postgres"
+	"github.com/zerostanding/pam/store/sqlite"
+)
+
+// Service is a configured pamd: the store, the Manager with its
+// background work, and the HTTP handler.
+type Service struct {
+	cfg     *Config
+	log     *slog.Logger
+	m       *pam.Manager
+	store   io.Closer
+	handler http.Handler
+	stop    context.CancelFunc // ends m.Run
+	ran     chan struct{}      // closed when m.Run returned
+}
+
+// Open builds the service that cfg describes and starts the Manager's
+// background work (outbox, sweeps, sinks). Close it.
+func Open(ctx context.Context, cfg *Config, getenv func(string) string, log *slog.Logger) (*Service, error) {
+	s := &Service{cfg: cfg, log: log}
+	ok := false
+	defer func() {
+		if !ok && s.store != nil {
+			s.store.Close()
+		}
+	}()
+	store, err := s.openStore(ctx, getenv)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := pam.NewStaticDirectory(cfg.Directory.Static)
+	if err != nil {
+		return nil, fmt.Errorf("%w: directory: %v", errConfig, err)
+	}
+	auth, err := s.authenticator()
+	if err != nil {
+		return nil, err
+	}
+	opts := &pam.Options{
+		AdminGroup: cfg.AdminGroup, SystemAccounts: cfg.SystemAccounts,
+		OnError: func(err error) { log.Error("pam", "err", err) },
+	}
+	if opts.Notifiers, err = s.notifiers(getenv); err != nil {
+		return nil, err
+	}
+	if opts.AuditSinks, err = s.sinks(); err != nil {
+		return nil, err
+	}
+	if s.m, err = pam.New(store, dir, opts); err != nil {
+		return nil, err
+	}
+	if cfg.Apply != nil {
+		if err := s.apply(ctx); err != nil {
+			s.m.Close(ctx)
+			return nil, err
+		}
+	}
+	api, err := pamhttp.New(s.m, pamhttp.Options{Authenticate: auth})
+	if err != nil {
+		s.m.Close(ctx)
+		return nil, err
+	}
+	s.handler = api
+	runCtx, stop := context.WithCancel(context.Background())
+	s.stop, s.ran = stop, make(chan struct{})
+	go func() { defer close(s.ran); s.m.Run(runCtx) }()
+	ok = true
+	return s, nil
+}
+
+// ServeHTTP serves the API under /api/v1/ and the approver page under /.
+func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Manager is the service's Manager.
+func (s *Service) Manager() *pam.Manager { return s.m }
+
+// Close stops the background work, waits within ctx for the audit
+// sinks to hold the trail up to its head, and closes the store.
+func (s *Service) Close(ctx context.Context) error {
+	s.stop()
+	<-s.ran
+	err := s.m.Close(ctx)
+	return errors.Join(err, s.store.Close())
+}
+
+func (s *Service) openStore(ctx context.Context, getenv func(string) string) (pam.Store, error) {
+	if s.cfg.Store.Postgres.IsSet() {
+		dsn, err := s.cfg.Store.Postgres.Value(getenv)
+		if err != nil {
+			return nil, err
+		}
+		st, err := postgres.Open(ctx, dsn, &postgres.Options{Schema: s.cfg.Store.Schema})
+		if err != nil {
+			return nil, err
+		}
+		s.store = st
+		return st, nil
+	}
+	st, err := sqlite.Open(ctx, s.cfg.Store.SQLite)
+	if err != nil {
+		return nil, err
+	}
+	s.store = st
+	return st, nil
+}
+
+func (s *Service) apply(ctx context.Context) error {
+	plan, err := s.m.Apply(pam.WithActor(ctx, s.cfg.ApplyAs), *s.cfg.Apply, pam.ApplyOptions{})
+	if err != nil {
+		return fmt.Errorf("apply: %w", err)
+	}
+	for _, c := range plan.Policies {
+		s.log.Info("policy applied", "action", c.Action, "policy", c.PolicyID, "changed", strings.Join(c.Changed, ","), "active_grants_cut", c.ActiveGrants)
+	}
+	return nil
+}
+
+func (s *Service) notifiers(getenv func(string) string) ([]pam.NotifierConfig, error) {
+	var out []pam.NotifierConfig
+	if c := s.cfg.Notify.SMTP; c != nil {
+		pass, err := c.Password.Value(getenv)
+		if err != nil {
+			return nil, fmt.Errorf("notify.smtp.password: %w", err)
+		}
+		o := smtp.Options{Addr: c.Addr, From: c.From, Username: c.Username, Password: pass, BaseURL: s.cfg.BaseURL}
+		switch c.Security {
+		case "", "starttls":
+		case "tls":
+			o.Security = smtp.ImplicitTLS
+		case "none":
+			o.Security = smtp.Plaintext
+		default:
+			return nil, fmt.Errorf("%w: notify.smtp.security %q: want starttls, tls or none", errConfig, c.Security)
+		}
+		if d := c.Domain; d != "" {
+			o.Address = func(id string) (string, error) { return id + "@" + d, nil }
+		}
+		n, err := smtp.New(o)
+		if err != nil {
+			return nil, fmt.Errorf("%w: notify.smtp: %v", errConfig, err)
+		}
+		out = append(out, pam.NotifierConfig{Name: "smtp", Notifier: n})
+	}
+	if c := s.cfg.Notify.Webhook; c != nil {
+		u, err := c.URL.Value(getenv)
+		if err != nil {
+			return nil, fmt.Errorf("notify.webhook.url: %w", err)
+		}
+		secret, err := c.Secret.Value(getenv)
+		if err != nil {
+			return nil, fmt.Errorf("notify.webhook.secret: %w", err)
+		}
+		o := &webhook.Options{}
+		if secret != "" {
+			o.Secret = []byte(secret)
+		}
+		if c.Format == "slack" {
+			o.Format = webhook.Slack(s.cfg.BaseURL)
+		}
+		n, err := webhook.New(u, o)
+		if err != nil {
+			return nil, fmt.Errorf("%w: notify.webhook: %v", errConfig, err)
+		}
+		out = append(out, pam.NotifierConfig{Name: "webhook", Notifier: n})
+	}
+	return out, nil
+}
+
+func (s *Service) sinks() ([]pam.SinkConfig, error) {
+	var out []pam.SinkConfig
+	if f := s.cfg.Audit.File; f != nil {
+		sink, err := sinks.OpenFile(f.Path, nil)
+		if err != nil {
+			return nil, fmt.Errorf("audit.file: %w", err)
+		}
+		out = append(out, pam.SinkConfig{Name: "file", Sink: sink, Required: f.Required})
+	}
+	if s.cfg.Audit.Log {
+		out = append(out, pam.SinkConfig{Name: "log", Sink: sinks.NewSlog(s.log.Handler())})
+	}
+	return out, nil
+}
+
+// authenticator returns pamhttp's Authenticate for the configured
+// methods.
+func (s *Service) authenticator() (func(*http.Request) (string, error), error) {
+	tokens, err := loadTokens(s.cfg.Auth.TokensFile, s.log)
+	if err != nil {
+		return nil, err
+	}
+	return func(r *http.Request) (string, error) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			return "", errors.New("not signed in: send Authorization: Bearer TOKEN")
+		}
+		if who, ok := tokens[sha256.Sum256([]byte(tok))]; ok {
+			return who, nil
+		}
+		return "", errors.New("unknown token")
+	}, nil
+}
+
+// loadTokens reads a tokens file: "TOKEN IDENTITY" per line. It refuses
+// a file that group or others may write, a token shorter than 16
+// characters, an identity that is not valid, and a token given twice;
+// it warns when group or others may read the file.
+func loadTokens(path string, log *slog.Logger) (map[[32]byte]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: auth.tokens_file: %v", errConfig, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%w: auth.tokens_file: %v", errConfig, err)
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return nil, fmt.Errorf("%w: auth.tokens_file %s may be written by others (mode %v), who could add an identity: chmod 600 it", errConfig, path, fi.Mode().Perm())
+	}
+	if fi.Mode().Perm()&0o044 != 0 {
+		log.Warn("auth.tokens_file may be read by others: chmod 600 it", "path", path, "mode", fi.Mode().Perm().String())
+	}
+	out := map[[32]byte]string{}
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fields := strings.Fields(line)
+		if len(fields) != 2 {
+			return nil, fmt.Errorf("%w: auth.tokens_file line %d: want TOKEN IDENTITY", errConfig, n)
+		}
+		if len(fields[0]) < 16 {
+			return nil, fmt.Errorf("%w: auth.tokens_file line %d: a token of at least 16 characters", errConfig, n)
+		}
+		who, err := pam.CanonicalIdentity(fields[1])
+		if err != nil {
+			return nil, fmt.Errorf("%w: auth.tokens_file line %d: %v", errConfig, n, err)
+		}
+		h := sha256.Sum256([]byte(fields[0]))
+		if _, dup := out[h]; dup {
+			return nil, fmt.Errorf("%w: auth.tokens_file line %d: a token given twice", errConfig, n)
+		}
+		out[h] = who
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%w: auth.tokens_file: %v", errConfig, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: auth.tokens_file %s holds no token", errConfig, path)
+	}
+	return out, nil
+}
+
+// Serve serves the service on l until ctx ends (SIGTERM, SIGINT), then
+// drains: it stops accepting, lets in-flight requests finish, and
+// closes the service so that every audit sink holds the whole trail,
+// all within cfg.ShutdownTimeout.
+func Serve(ctx context.Context, l net.Listener, s *Service, log *slog.Logger) error {
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	var serveErr error
+	select {
+	case serveErr = <-served:
+	case <-ctx.Done():
+	}
+	log.Info("draining", "timeout", time.Duration(s.cfg.ShutdownTimeout).String())
+	dctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeout))
+	defer cancel()
+	shutErr := srv.Shutdown(dctx)
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	closeErr := s.Close(dctx)
+	if err := errors.Join(serveErr, shutErr, closeErr); err != nil {
+		return err
+	}
+	log.Info("stopped: the audit sinks hold the trail")
+	return nil
+}
