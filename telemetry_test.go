@@ -152,12 +152,18 @@ func TestTelemetryScenario(t *testing.T) {
 			t.Fatalf("carol, Set-Mailbox: ran %v, %v", ran, err)
 		}
 	}
+	if err := e.m.Guard(e.as("carol"), pam.Op{Task: ""}, nop); !errors.Is(err, pam.ErrInvalid) {
+		t.Fatalf("no task: %v", err)
+	}
 	if got := len(e.delivered()); got == 0 {
 		t.Fatal("no notification delivered")
 	}
 	e.clk.Add(2 * time.Hour)
 	if n, err := e.m.Sweep(ctx); err != nil || n != 1 {
 		t.Fatalf("Sweep: %d, %v", n, err)
+	}
+	if _, err := e.m.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
 	}
 
 	// The required sink fails: Guard denies until it recovers.
@@ -190,7 +196,9 @@ func TestTelemetryScenario(t *testing.T) {
 			"pam.outcome=denied,pam.reason=not_approved":      1,
 			"pam.outcome=denied,pam.reason=audit_unavailable": 1,
 			"pam.outcome=allowed,pam.reason=uncovered":        2,
+			"pam.outcome=error,pam.reason=error":              1,
 		}},
+		{"pam.checkpoints", "{checkpoint}", map[string]float64{"pam.result=ok": 1}},
 		{"pam.condition.duration", "s", map[string]float64{"pam.condition.memo=miss": 1, "pam.condition.memo=hit": 1}},
 		{"pam.outbox.oldest_pending.age", "s", map[string]float64{"": 0}},
 		{"pam.guard.duration", "s", map[string]float64{
@@ -275,6 +283,7 @@ func TestTelemetryScenario(t *testing.T) {
 		`"level":"ERROR","msg":"pam: a required audit sink is failing`,
 		`"level":"INFO","msg":"pam: audit sink recovered","sink":"test","required":true`,
 		`"level":"DEBUG","msg":"pam: sweep","recorded":1`,
+		`"level":"DEBUG","msg":"pam: checkpoint","seq":`,
 		`"level":"WARN","msg":"pam: error","error":"pam: audit sink test`,
 	} {
 		if !strings.Contains(log, want) {
