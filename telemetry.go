@@ -8,23 +8,23 @@ import (
 	"time"
 
 	"github.com/benbjohnson/clock"
-
-	"github.com/zerostanding/pam/internal/rules"
-
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/zerostanding/pam/internal/rules"
 )
 
 // instrumentationName names the meter and the tracer of the engine.
 const instrumentationName = "github.com/zerostanding/pam"
 
-// The attribute keys of the engine's metrics and spans. Their values are
-// bounded: outcomes, event types, sink and notifier names the host chose.
-// Never an identity, a reason or an operation's parameter.
+// The attribute keys of the engine's metrics and spans. Metric attribute
+// values are bounded: outcomes, event types, sink and notifier names the
+// host chose. Spans also carry the task and request and policy IDs.
+// Neither ever carries an identity, a reason or an operation's parameter.
 const (
 	attrOutcome  = attribute.Key("pam.outcome")
 	attrReason   = attribute.Key("pam.reason")
