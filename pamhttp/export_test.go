@@ -15,3 +15,6 @@ func Statuses() (errs []error, sts []int, codes []string) {
 // StatusOf returns the status and problem code the handler answers err
 // with.
 func StatusOf(err error) (int, string) { return status(err) }
+
+// SignIn returns where the page sends a signed-out visitor of r.
+var SignIn = signIn

@@ -28,6 +28,15 @@ type Options struct {
 	// Now is the time the page shows ages and remaining times against.
 	// Default: time.Now.
 	Now func() time.Time
+	// SignInURL, when set, is where the page sends a visitor whom
+	// Authenticate does not know (ErrNoActor), with the query parameter
+	// next: the page's path, with its query for a GET, as the handler saw
+	// it (below any prefix the host strips: the host's sign-in prepends
+	// its mount point). next is always a path starting with "/", never
+	// an absolute URL; a sign-in must still accept only local paths
+	// before redirecting to it. Without SignInURL the page says in a
+	// sentence how to sign in. The API answers 401 either way.
+	SignInURL string
 }
 
 // Handler serves the API under /api/v1/ and the page under /.

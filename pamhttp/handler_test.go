@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +32,12 @@ type env struct {
 // the user from a cookie, as a host's session would.
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with the handler's options changed by configure.
+func newEnvWith(t *testing.T, configure func(*pamhttp.Options)) *env {
+	t.Helper()
 	clk := clock.NewMock()
 	clk.Set(epoch)
 	dir, _ := pam.NewStaticDirectory(map[string][]string{"pam-admins": {"admin"}, "approvers": {"bob", "carol"}})
@@ -41,7 +46,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := pamhttp.New(m, pamhttp.Options{Now: clk.Now, MaxBodyBytes: 4096, Authenticate: func(r *http.Request) (string, error) {
+	opts := pamhttp.Options{Now: clk.Now, MaxBodyBytes: 4096, Authenticate: func(r *http.Request) (string, error) {
 		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
 			if u, ok := strings.CutPrefix(tok, "token-"); ok {
 				return u, nil
@@ -53,7 +58,11 @@ func newEnv(t *testing.T) *env {
 			return "", err
 		}
 		return c.Value, nil
-	}})
+	}}
+	if configure != nil {
+		configure(&opts)
+	}
+	h, err := pamhttp.New(m, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,86 +264,6 @@ func TestCrossOriginAndBodyLimits(t *testing.T) {
 	}
 }
 
-func TestApproverPage(t *testing.T) {
-	e := newEnv(t)
-	form := func(user, path string, v url.Values) (int, string, http.Header) {
-		return e.do(user, "POST", path, "application/x-www-form-urlencoded", v.Encode())
-	}
-	// Alice asks through the page's form.
-	st, _, h := form("alice", "/requests", url.Values{"policy_id": {"move"}, "reason": {`<img src=x onerror=alert(1)> leaver`}, "hours": {"2"}, "ticket": {"INC-9"}})
-	if st != http.StatusSeeOther || h.Get("Location") != "./?done=submitted" {
-		t.Fatalf("submit form: %d, Location %q", st, h.Get("Location"))
-	}
-	mine, _, _ := e.m.Requests(pam.WithActor(context.Background(), "alice"), pam.RequestFilter{Requester: "alice"})
-	if len(mine) != 1 || mine[0].Duration != 2*time.Hour {
-		t.Fatalf("requests %+v", mine)
-	}
-	id := mine[0].ID
-	// Bob sees it waiting, escaped.
-	st, page, _ := e.do("bob", "GET", "/", "", "")
-	if st != 200 || !strings.Contains(page, `id="req-`+id+`"`) || !strings.Contains(page, "&lt;img src=x onerror=alert(1)&gt; leaver") || strings.Contains(page, "<img src=x") {
-		t.Fatalf("bob's page: %d\n%s", st, page)
-	}
-	if !strings.Contains(page, `action="./requests/`+id+`/decide"`) || !strings.Contains(page, `href="./assets/style.css"`) {
-		t.Errorf("links are not relative to the mount point:\n%s", page)
-	}
-	// Alice cannot approve her own request through the page.
-	st, page, _ = form("alice", "/requests/"+id+"/decide", url.Values{"verdict": {"approve"}})
-	if st != 403 || !strings.Contains(page, "requester cannot decide their own request") {
-		t.Fatalf("self-approval through the page: %d\n%s", st, page)
-	}
-	// Bob approves with a comment.
-	st, _, h = form("bob", "/requests/"+id+"/decide", url.Values{"verdict": {"approve"}, "comment": {"checked INC-9"}})
-	if st != http.StatusSeeOther || h.Get("Location") != "../../?done=approve" {
-		t.Fatalf("approve form: %d, Location %q", st, h.Get("Location"))
-	}
-	st, page, _ = e.do("bob", "GET", "/?done=approve", "", "")
-	if st != 200 || !strings.Contains(page, "You approved the request.") || strings.Contains(page, `id="req-`+id+`"`) {
-		t.Errorf("after approving: %d\n%s", st, page)
-	}
-	if err := e.m.Guard(pam.WithActor(context.Background(), "alice"), pam.Op{Task: "New-MoveRequest"}, func(context.Context) error { return nil }); err != nil {
-		t.Errorf("Guard after the approval: %v", err)
-	}
-	// Alice's page shows it active, with the time left; the detail page
-	// shows bob's comment.
-	_, page, _ = e.do("alice", "GET", "/", "", "")
-	if !strings.Contains(page, `id="mine-`+id+`"`) || !strings.Contains(page, "active, 2h 0m left") {
-		t.Errorf("alice's page:\n%s", page)
-	}
-	st, page, _ = e.do("alice", "GET", "/requests/"+id, "", "")
-	if st != 200 || !strings.Contains(page, "bob: approve (checked INC-9)") || !strings.Contains(page, `href="../"`) {
-		t.Errorf("detail page: %d\n%s", st, page)
-	}
-	if st, _, _ := e.do("erin", "GET", "/requests/"+id, "", ""); st != 404 {
-		t.Errorf("a stranger's detail page: %d", st)
-	}
-	if st, page, _ := e.do("", "GET", "/", "", ""); st != 401 || strings.Contains(page, "Request access") {
-		t.Errorf("no user: %d", st)
-	}
-	if st, _, _ := form("bob", "/requests/"+id+"/decide", url.Values{"verdict": {"bless"}}); st != 400 {
-		t.Errorf("unknown verdict: %d", st)
-	}
-	if st, _, h := e.do("bob", "GET", "/assets/style.css", "", ""); st != 200 || !strings.HasPrefix(h.Get("Content-Type"), "text/css") {
-		t.Errorf("stylesheet: %d %s", st, h.Get("Content-Type"))
-	}
-	if st, _, _ := e.do("bob", "GET", "/assets/page.html", "", ""); st != 404 {
-		t.Errorf("the template is not served: %d", st)
-	}
-	// Alice ends her access early from her page; bob cannot end it for her.
-	if !strings.Contains(func() string { _, p, _ := e.do("alice", "GET", "/", "", ""); return p }(), `<button name="verdict" value="relinquish">End now</button>`) {
-		t.Error("alice's page offers no way to end her active grant")
-	}
-	if st, page, _ := form("bob", "/requests/"+id+"/decide", url.Values{"verdict": {"relinquish"}}); st != 403 || !strings.Contains(page, "only the holder") {
-		t.Errorf("bob relinquishing alice's grant: %d\n%s", st, page)
-	}
-	st, _, h = form("alice", "/requests/"+id+"/decide", url.Values{"verdict": {"relinquish"}})
-	if st != http.StatusSeeOther || h.Get("Location") != "../../?done=relinquish" {
-		t.Fatalf("relinquish form: %d, Location %q", st, h.Get("Location"))
-	}
-	if _, page, _ := e.do("alice", "GET", "/?done=relinquish", "", ""); !strings.Contains(page, "You ended your access.") || !strings.Contains(page, `class="req state-relinquished"`) {
-		t.Errorf("after relinquishing:\n%s", page)
-	}
-}
 
 func TestNewValidates(t *testing.T) {
 	if _, err := pamhttp.New(nil, pamhttp.Options{}); !errors.Is(err, pam.ErrInvalid) {
@@ -342,155 +271,5 @@ func TestNewValidates(t *testing.T) {
 	}
 }
 
-// TestBoundRequestThroughThePage: the form's "Only for" lines bind the
-// grant and "Runs" limits it; the approver's page shows both; a bad line
-// is refused and nothing is stored. The JSON API takes and returns the
-// same fields.
-func TestBoundRequestThroughThePage(t *testing.T) {
-	e := newEnv(t)
-	form := func(user, path string, v url.Values) (int, string, http.Header) {
-		return e.do(user, "POST", path, "application/x-www-form-urlencoded", v.Encode())
-	}
-	if st, page, _ := form("alice", "/requests", url.Values{"policy_id": {"move"}, "reason": {"INC-9"}, "bind": {"identity"}}); st != 400 || !strings.Contains(page, "is not NAME=VALUE") {
-		t.Errorf("a bind line without =: %d\n%s", st, page)
-	}
-	if st, _, _ := form("alice", "/requests", url.Values{"policy_id": {"move"}, "reason": {"INC-9"}, "uses": {"0"}}); st != 400 {
-		t.Errorf("0 runs: %d", st)
-	}
-	st, _, h := form("alice", "/requests", url.Values{"policy_id": {"move"}, "reason": {"INC-9"}, "bind": {"identity = ceo@contoso.com\r\n\r\n"}, "uses": {"1"}})
-	if st != http.StatusSeeOther {
-		t.Fatalf("submit form: %d, %v", st, h)
-	}
-	mine, _, _ := e.m.Requests(pam.WithActor(context.Background(), "alice"), pam.RequestFilter{Requester: "alice"})
-	if len(mine) != 1 || mine[0].Bind["identity"] != "ceo@contoso.com" || mine[0].MaxUses != 1 {
-		t.Fatalf("requests %+v", mine)
-	}
-	if _, page, _ := e.do("bob", "GET", "/", "", ""); !strings.Contains(page, `<dt>Limits</dt><dd>bound to identity = &#34;ceo@contoso.com&#34;; 1 run (0 used)</dd>`) {
-		t.Errorf("bob's page does not show the limits:\n%s", page)
-	}
-	st, body, _ := e.do("alice", "POST", "/api/v1/requests", "application/json", `{"task":"New-MoveRequest","reason":"r","bind":{"identity":"cfo@contoso.com","batch":5},"max_uses":2}`)
-	if st != 201 || !strings.Contains(body, `"bind":{"batch":5,"identity":"cfo@contoso.com"}`) || !strings.Contains(body, `"max_uses":2`) {
-		t.Errorf("submit through the API: %d %s", st, body)
-	}
-}
 
-// TestApproverPageScheduleAndExtend: the page asks for a start, shows
-// it to the approver and the scheduled window to the holder; the holder
-// asks for more time from the page, and the approver sees the extension
-// waiting, with its reason, and approves it there.
-func TestApproverPageScheduleAndExtend(t *testing.T) {
-	e := newEnv(t)
-	form := func(user, path string, v url.Values) (int, string, http.Header) {
-		return e.do(user, "POST", path, "application/x-www-form-urlencoded", v.Encode())
-	}
-	st, page, _ := form("alice", "/requests", url.Values{"policy_id": {"move"}, "reason": {"leaver"}, "hours": {"1"}, "start": {"2026-11-02T11:30"}})
-	if st != http.StatusSeeOther {
-		t.Fatalf("submit with a start: %d\n%s", st, page)
-	}
-	if st, page, _ := form("alice", "/requests", url.Values{"policy_id": {"move"}, "reason": {"x"}, "start": {"tomorrow"}}); st != 400 || !strings.Contains(page, "start") {
-		t.Errorf("a start the form cannot read: %d\n%s", st, page)
-	}
-	mine, _, _ := e.m.Requests(pam.WithActor(context.Background(), "alice"), pam.RequestFilter{Requester: "alice"})
-	if len(mine) != 1 || !mine[0].Start.Equal(epoch.Add(150*time.Minute)) {
-		t.Fatalf("requests %+v", mine)
-	}
-	id := mine[0].ID
-	if _, page, _ := e.do("bob", "GET", "/", "", ""); !strings.Contains(page, "<dt>Starts</dt><dd>2026-11-02 11:30 UTC, or when approved if later</dd>") {
-		t.Errorf("bob's page does not show the start:\n%s", page)
-	}
-	if st, _, _ := form("bob", "/requests/"+id+"/decide", url.Values{"verdict": {"approve"}}); st != http.StatusSeeOther {
-		t.Fatalf("approve: %d", st)
-	}
-	_, page, _ = e.do("alice", "GET", "/", "", "")
-	if !strings.Contains(page, "approved, opens in 2h 30m for 1h 0m") || strings.Contains(page, `action="./requests/`+id+`/extend"`) {
-		t.Errorf("alice's page, scheduled:\n%s", page)
-	}
 
-	e.clk.Set(epoch.Add(3 * time.Hour))
-	_, page, _ = e.do("alice", "GET", "/", "", "")
-	if !strings.Contains(page, `action="./requests/`+id+`/extend"`) {
-		t.Fatalf("alice's page offers no extension of her active grant:\n%s", page)
-	}
-	if st, page, _ := form("alice", "/requests/"+id+"/extend", url.Values{"hours": {"x"}, "reason": {"more"}}); st != 400 {
-		t.Errorf("extend by x hours: %d\n%s", st, page)
-	}
-	st, _, h := form("alice", "/requests/"+id+"/extend", url.Values{"hours": {"0.5"}, "reason": {"<b>slow</b> move"}})
-	if st != http.StatusSeeOther || h.Get("Location") != "../../?done=extend" {
-		t.Fatalf("extend form: %d, Location %q", st, h.Get("Location"))
-	}
-	if _, page, _ := e.do("alice", "GET", "/?done=extend", "", ""); !strings.Contains(page, "You asked for more time.") || !strings.Contains(page, "30m more asked") {
-		t.Errorf("after extending:\n%s", page)
-	}
-	_, page, _ = e.do("bob", "GET", "/", "", "")
-	if !strings.Contains(page, "alice asks to extend task:New-MoveRequest by 30m0s") || !strings.Contains(page, "&lt;b&gt;slow&lt;/b&gt; move") ||
-		!strings.Contains(page, `action="./requests/`+id+`/decide"`) {
-		t.Fatalf("bob's page does not show the extension waiting:\n%s", page)
-	}
-	if st, _, _ := form("bob", "/requests/"+id+"/decide", url.Values{"verdict": {"approve"}, "comment": {"fine"}}); st != http.StatusSeeOther {
-		t.Fatalf("approve the extension: %d", st)
-	}
-	r, _ := e.m.Request(pam.WithActor(context.Background(), "alice"), id)
-	if r.Extension.State != pam.Approved || !r.ExpiresAt.Equal(epoch.Add(4*time.Hour)) {
-		t.Errorf("after the page's approval: %+v, ends %v", r.Extension, r.ExpiresAt)
-	}
-	if _, page, _ := e.do("alice", "GET", "/requests/"+id, "", ""); !strings.Contains(page, "<dt>Extension</dt><dd>30m0s more, approved") {
-		t.Errorf("the request's page:\n%s", page)
-	}
-}
-
-// TestBreakGlassThroughTheAPIAndPage: break-glass through the JSON API,
-// the review list, and the review through the approver page's forms.
-func TestBreakGlassThroughTheAPIAndPage(t *testing.T) {
-	e := newEnv(t)
-	admin := pam.WithActor(context.Background(), "admin")
-	p, err := e.m.Policy(admin, "move")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.BreakGlass = &pam.BreakGlass{Group: "pam-admins", ReviewWithin: time.Hour}
-	if _, err := e.m.UpdatePolicy(admin, p); err != nil {
-		t.Fatal(err)
-	}
-	if st, body := e.json("alice", "POST", "/api/v1/breakglass", `{"policy_id":"move","reason":"outage"}`); st != 403 {
-		t.Errorf("alice breaks glass: %d %s", st, body)
-	}
-	st, body := e.json("admin", "POST", "/api/v1/breakglass", `{"task":"New-MoveRequest","reason":"outage"}`)
-	var r pam.Request
-	if err := json.Unmarshal([]byte(body), &r); st != 201 || err != nil || r.BreakGlass == nil || r.State != pam.Approved || r.Duration != time.Hour {
-		t.Fatalf("admin breaks glass: %d %s", st, body)
-	}
-	if st, body := e.json("admin", "POST", "/api/v1/breakglass", `{"policy_id":"move","reason":"again"}`); st != 429 || code(t, body) != "limit" {
-		t.Errorf("a second time: %d %s", st, body)
-	}
-	if st, body := e.json("bob", "GET", "/api/v1/breakglass/reviews", ""); st != 200 || !strings.Contains(body, r.ID) {
-		t.Errorf("bob's reviews: %d %s", st, body)
-	}
-	if st, body := e.json("bob", "GET", "/api/v1/breakglass/reviews?state=bogus", ""); st != 400 {
-		t.Errorf("a bogus state: %d %s", st, body)
-	}
-	if st, body := e.json("alice", "GET", "/api/v1/breakglass/reviews", ""); st != 200 || body != "[]\n" && body != "[]" {
-		t.Errorf("alice's reviews: %d %q", st, body)
-	}
-	e.clk.Add(2 * time.Hour)
-	_, page, _ := e.do("bob", "GET", "/", "", "")
-	if !strings.Contains(page, `id="bg-`+r.ID+`"`) || !strings.Contains(page, "overdue by 1h 0m") || !strings.Contains(page, `value="flag"`) {
-		t.Fatalf("bob's page does not offer the review:\n%s", page)
-	}
-	if _, page, _ := e.do("admin", "GET", "/", "", ""); strings.Contains(page, `value="confirm"`) {
-		t.Error("the activator is offered their own review")
-	}
-	form := url.Values{"verdict": {"flag"}, "comment": {"no incident"}}
-	if st, _, h := e.do("bob", "POST", "/requests/"+r.ID+"/decide", "application/x-www-form-urlencoded", form.Encode()); st != http.StatusSeeOther || !strings.HasSuffix(h.Get("Location"), "?done=flag") {
-		t.Fatalf("flag through the page: %d %v", st, h)
-	}
-	got, err := e.m.Request(admin, r.ID)
-	if err != nil || got.BreakGlass.State != pam.ReviewFlagged || got.BreakGlass.By != "bob" {
-		t.Fatalf("after the flag: %+v, %v", got.BreakGlass, err)
-	}
-	if _, page, _ := e.do("bob", "GET", "/?done=flag", "", ""); !strings.Contains(page, "You flagged the break-glass use.") || !strings.Contains(page, "bob (no incident)") {
-		t.Errorf("the page after the flag:\n%s", page)
-	}
-	if st, body := e.json("carol", "POST", "/api/v1/requests/"+r.ID+"/confirm", `{}`); st != 409 {
-		t.Errorf("a second review: %d %s", st, body)
-	}
-}

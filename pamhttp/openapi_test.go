@@ -27,6 +27,9 @@ var pageRoutes = []string{
 	"POST /requests",
 	"POST /requests/{id}/decide",
 	"POST /requests/{id}/extend",
+	"GET /assets/page.js",
+	"GET /new",
+	"POST /bulk",
 }
 
 type openAPIDoc struct {
