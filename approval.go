@@ -120,6 +120,13 @@ const maxAttempts = 32
 // its events and notifications, and start again from the read when
 // another writer committed first.
 func (m *Manager) change(ctx context.Context, id string, a Action, given facts) (Request, error) {
+	ctx, span := m.tel.start(ctx, "pam.request."+string(a), attrRequest.String(id))
+	r, err := m.changeRequest(ctx, id, a, given)
+	end(span, err)
+	return r, err
+}
+
+func (m *Manager) changeRequest(ctx context.Context, id string, a Action, given facts) (Request, error) {
 	actor := given.Actor
 	if err := checkName("ID", id); err != nil {
 		return Request{}, err

@@ -8,6 +8,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // SinkConfig attaches an AuditSink to a Manager.
@@ -69,6 +72,7 @@ type SinkStatus struct {
 // each, and tells Guard whether the required ones hold an event.
 type auditFeed struct {
 	store   Store
+	tel     *telemetry
 	onError func(error)
 	// record commits a sink.failed or sink.recovered event through the
 	// Manager's commit path.
@@ -79,6 +83,7 @@ type auditFeed struct {
 	poll     time.Duration // Options.AuditPollInterval
 
 	startSeq  int64         // the head when the feed started
+	head      atomic.Int64  // the highest Seq this Manager committed (sink lag)
 	ready     chan struct{} // closed once startSeq is read; nil without sinks
 	kill      context.CancelFunc
 	wg        sync.WaitGroup
@@ -254,6 +259,11 @@ func (w *sinkWorker) fail(ctx context.Context, err error, read bool) {
 	w.update(func() { wasHealthy, w.healthy, w.lastErr, w.readFailing = w.healthy, false, err, read })
 	w.feed.onError(err)
 	if wasHealthy {
+		if w.required {
+			w.feed.tel.log.Error("pam: a required audit sink is failing: Guard denies every operation until it recovers", "sink", w.name, "error", err)
+		} else {
+			w.feed.tel.log.Warn("pam: an audit sink is failing; it gets the trail when it recovers", "sink", w.name, "error", err)
+		}
 		w.feed.recordSink(ctx, EventSinkFailed, w, err)
 	}
 }
@@ -264,6 +274,20 @@ func (w *sinkWorker) fail(ctx context.Context, err error, read bool) {
 // then awaited (the trail reaches a sink in order) until it returns or
 // the feed stops.
 func (w *sinkWorker) write(ctx context.Context, events []Event) error {
+	f := w.feed
+	sctx, span := f.tel.start(ctx, "pam.audit.sink.write", attrSink.String(w.name), attrRequired.Bool(w.required),
+		attribute.Int("pam.events", len(events)))
+	began := time.Now() // I/O pacing, like the timeout: real time
+	err := w.writeTimed(sctx, events)
+	if f.tel.metrics {
+		f.tel.sinkWrites.Record(ctx, time.Since(began).Seconds(), metric.WithAttributes(attrSink.String(w.name), attrResult.String(resultName(err))))
+	}
+	end(span, err)
+	return err
+}
+
+// writeTimed is write's work: the write, bounded by the audit timeout.
+func (w *sinkWorker) writeTimed(ctx context.Context, events []Event) error {
 	f := w.feed
 	wctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
@@ -395,6 +419,12 @@ func (f *auditFeed) published(events []Event) {
 	if len(events) == 0 {
 		return
 	}
+	for seq := last(events); ; {
+		h := f.head.Load()
+		if seq <= h || f.head.CompareAndSwap(h, seq) {
+			break
+		}
+	}
 	for _, w := range f.sinks {
 		w.nudge()
 	}
@@ -435,6 +465,9 @@ func (f *auditFeed) recordSink(ctx context.Context, t EventType, w *sinkWorker, 
 	outcome := OutcomeBestEffort
 	if w.required {
 		outcome = OutcomeRequired
+	}
+	if t == EventSinkRecovered {
+		f.tel.log.Info("pam: audit sink recovered", "sink", w.name, "required", w.required)
 	}
 	f.record(ctx, Event{Type: t, Outcome: outcome, Detail: d})
 }

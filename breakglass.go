@@ -169,6 +169,16 @@ func (v *BreakGlassReview) Overdue(now time.Time) bool {
 // and its review is pending until an approver confirms or flags it
 // (ReviewBreakGlass).
 func (m *Manager) BreakGlass(ctx context.Context, n RequestInput) (Request, error) {
+	ctx, span := m.tel.start(ctx, "pam.request.break_glass")
+	r, err := m.breakGlass(ctx, n)
+	if err == nil && span.IsRecording() {
+		span.SetAttributes(attrRequest.String(r.ID))
+	}
+	end(span, err)
+	return r, err
+}
+
+func (m *Manager) breakGlass(ctx context.Context, n RequestInput) (Request, error) {
 	actor, s, p, err := m.input(ctx, &n)
 	if err != nil {
 		return Request{}, err

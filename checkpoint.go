@@ -124,6 +124,13 @@ func (c *Checkpoint) CheckSignature(keys ...ed25519.PublicKey) error {
 // sink failed (the others still got it). An empty trail has no head: the
 // checkpoint then has Seq 0 and the GenesisHash.
 func (m *Manager) Checkpoint(ctx context.Context) (Checkpoint, error) {
+	c, err := m.checkpoint(ctx)
+	m.tel.checkpoints.Add(ctx, 1, result(err))
+	m.tel.log.Debug("pam: checkpoint", "seq", c.Seq, "error", err)
+	return c, err
+}
+
+func (m *Manager) checkpoint(ctx context.Context) (Checkpoint, error) {
 	head, err := m.store.Events(ctx, EventFilter{Descending: true, Limit: 1})
 	if err != nil {
 		return Checkpoint{}, err

@@ -411,6 +411,20 @@
 // Options.Clock; New reports a mock clock over such a store to OnError.
 // Tests that move time run on store/memory or store/sqlite.
 //
+// # Observability
+//
+// Options.Logger (log/slog), Options.MeterProvider and
+// Options.TracerProvider (the OpenTelemetry API; the host chooses the
+// SDK) report what the engine does: Guard's decisions and latency,
+// request transitions, commits and group commits, audit sinks' health
+// and lag (a failing required sink denies every Guard: alert on
+// pam.audit.sink.healthy), outbox deliveries and backlog, sweeps and
+// checkpoints, and a span per Guard, transition, delivery and sink
+// write under the caller's span. Attributes are bounded and never carry
+// identities or parameters. Without them nothing is reported, at no
+// cost. Manager.Ping and Manager.OldestPending serve readiness probes
+// (pamhttp.Health). The README's Observability section has the table.
+//
 // # Where things live
 //
 //	pam.go          Options, New, Run, Close, the actor, time, the commit path
@@ -432,6 +446,7 @@
 //	auditfeed.go    audit sinks fed from the store, fail-closed delivery
 //	chain.go        the hash chain's encoding; verify.go, checkpoint.go
 //	outbox.go       Notifier, Notification, the outbox and its delivery
+//	telemetry.go    Options.Logger, MeterProvider, TracerProvider: logs, metrics, spans
 //	params.go       operation parameters in the trail
 //	store.go        the Store contract; storekit.go what every store shares
 //	errors.go       the sentinels

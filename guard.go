@@ -132,6 +132,18 @@ type PolicyCheck struct {
 // ErrAuditIncomplete, that it did. fn's own error is returned as it is,
 // so a sentinel fn returns (from a Guard nested in it, say) is fn's.
 func (m *Manager) Guard(ctx context.Context, op Op, fn func(ctx context.Context) error) error {
+	if !m.observed {
+		return m.guard(ctx, op, fn, nil)
+	}
+	d := guardObs{began: m.clock.Now()}
+	ctx, span := m.tel.start(ctx, "pam.Guard", attrTask.String(op.Task))
+	err := m.guard(ctx, op, fn, &d)
+	m.tel.guarded(ctx, span, &d, m.clock.Now(), err)
+	return err
+}
+
+// guard is Guard, telling d (when not nil) what it decided.
+func (m *Manager) guard(ctx context.Context, op Op, fn func(ctx context.Context) error, d *guardObs) error {
 	if fn == nil {
 		return invalid("fn", "must not be nil")
 	}
@@ -147,12 +159,15 @@ func (m *Manager) Guard(ctx context.Context, op Op, fn func(ctx context.Context)
 		if aerr != nil {
 			return aerr
 		}
+		if d != nil {
+			d.mark(m.clock, nil, true, OutcomeUncovered)
+		}
 		return fn(ctx)
 	}
 	var res CheckResult
 	for changed, raced := 0, 0; changed < maxAttempts && raced < maxUseRaces; {
 		res = m.decide(ctx, s, actor, aerr, op, cands, pre)
-		switch err := m.enforce(ctx, &res, fn); err {
+		switch err := m.enforce(ctx, &res, fn, d); err {
 		case errGrantChanged:
 			changed++
 		case errUseRaced:
@@ -168,6 +183,7 @@ func (m *Manager) Guard(ctx context.Context, op Op, fn func(ctx context.Context)
 		}
 	}
 	err = fmt.Errorf("%w: the grants for %q kept changing", ErrConflict, op.Task)
+	d.mark(m.clock, &res, false, OutcomeNotApproved)
 	m.recordDenial(ctx, denial(m.guardEvent(&res), OutcomeNotApproved, err))
 	return err
 }
@@ -356,7 +372,7 @@ func (m *Manager) gatherGuard(ctx context.Context, s *snapshot, actor string, ae
 			if in == nil {
 				in = &rules.Input{Actor: actor, Task: op.Task, Params: op.Params, Now: f.now}
 			}
-			out, err := c.cond.Eval(ctx, in)
+			out, err := m.evalCondition(ctx, c.cond, in)
 			pc.Condition, pc.Covered = out.String(), out.Covered()
 			if err != nil {
 				pc.ConditionError = err.Error()
@@ -563,8 +579,9 @@ func (m *Manager) spendRuns(ctx context.Context, res *CheckResult) (*spend, erro
 }
 
 // enforce carries out a decision: audit, run, audit.
-func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context.Context) error) error {
+func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context.Context) error, d *guardObs) error {
 	if res.Outcome == OutcomeUncovered {
+		d.mark(m.clock, res, res.Err == nil, OutcomeUncovered)
 		if res.Err != nil {
 			return res.Err
 		}
@@ -572,10 +589,12 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 	}
 	start := m.guardEvent(res)
 	if !res.Allowed {
+		d.mark(m.clock, res, false, res.Outcome)
 		m.recordDenial(ctx, start)
 		return res.Err
 	}
 	if down := m.feed.requiredDown(); down != nil {
+		d.mark(m.clock, res, false, OutcomeAuditUnavailable)
 		m.recordDenial(ctx, denial(start, OutcomeAuditUnavailable, down))
 		return fmt.Errorf("%w: %w", ErrAudit, down)
 	}
@@ -610,6 +629,7 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 			return changed(res)
 		}
 		err = fmt.Errorf("pam: read grant: %w", err)
+		d.mark(m.clock, res, false, OutcomeNotApproved)
 		m.recordDenial(ctx, denial(start, OutcomeNotApproved, err))
 		return err
 	}
@@ -627,11 +647,13 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 		// lost): fn does not run, and a stored start gets an end that
 		// says so.
 		m.endUnstarted(ctx, start, res.At, err)
+		d.mark(m.clock, res, false, OutcomeAuditUnavailable)
 		return fmt.Errorf("%w: %w", ErrAudit, err)
 	}
 	started := m.clock.Now()
 	if err := m.feed.awaitRequired(ctx, seq); err != nil {
 		m.finish(ctx, res, start, started, OutcomeNotRun, err)
+		d.mark(m.clock, res, false, OutcomeAuditUnavailable)
 		return fmt.Errorf("%w: %w", ErrAudit, err)
 	}
 	finished := false
@@ -640,6 +662,7 @@ func (m *Manager) enforce(ctx context.Context, res *CheckResult, fn func(context
 			m.finish(ctx, res, start, started, OutcomePanic, nil)
 		}
 	}()
+	d.mark(m.clock, res, true, res.Outcome)
 	err = fn(runCtx)
 	finished = true
 	outcome := OutcomeOK

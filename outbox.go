@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/zerostanding/pam/internal/ident"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // Notification tells people that a request needs them or has changed.
@@ -310,10 +313,14 @@ func (m *Manager) deliver(ctx context.Context, msg Message) {
 	if n == nil {
 		err = fmt.Errorf("no notifier is named %q", msg.Notifier)
 	} else {
-		nctx, cancel := context.WithTimeout(ctx, m.outbox.timeout)
+		sctx, span := m.tel.start(ctx, "pam.notify", attrNotifier.String(msg.Notifier), attrMessage.String(string(msg.Type)),
+			attrRequest.String(msg.Request.ID), attribute.Int("pam.message.attempt", msg.Attempts+1))
+		nctx, cancel := context.WithTimeout(sctx, m.outbox.timeout)
 		err = n.Notifier.Notify(nctx, Notification{ID: msg.ID, Type: msg.Type, Request: msg.Request, Recipients: []string{msg.Recipient}, Attempt: msg.Attempts + 1})
 		cancel()
+		end(span, err)
 	}
+	outcome := "delivered"
 	now, nerr := m.now(ctx)
 	if nerr != nil {
 		return // the lease runs out and the message is tried again
@@ -329,12 +336,14 @@ func (m *Manager) deliver(ctx context.Context, msg Message) {
 	case n == nil || next.Attempts >= n.MaxAttempts:
 		err = fmt.Errorf("pam: notify %s of %s through %s, attempt %d of %d: %w", msg.Recipient, msg.Type, msg.Notifier, next.Attempts, max(next.Attempts, attemptsOf(n)), err)
 		m.onError(err)
+		outcome = "failed"
 		tx.Messages[0].State, tx.Messages[0].LastError = MessageFailed, cleanText(err.Error())
 		tx.Events = []Event{{Time: now, Type: EventNotifyFailed, RequestID: msg.Request.ID, PolicyID: msg.Request.PolicyID, Task: scopeTask(msg.Request.Scope),
 			Outcome: OutcomeFailed, Detail: map[string]string{"message": msg.ID, "notifier": msg.Notifier, "recipient": msg.Recipient,
 				"type": string(msg.Type), "attempts": strconv.Itoa(next.Attempts), "error": cleanText(err.Error())}}}
 	default:
 		m.onError(fmt.Errorf("pam: notify %s of %s through %s, attempt %d of %d: %w", msg.Recipient, msg.Type, msg.Notifier, next.Attempts, n.MaxAttempts, err))
+		outcome = "retry"
 		wait := n.MinBackoff << min(next.Attempts-1, 30)
 		if wait <= 0 || wait > n.MaxBackoff {
 			wait = n.MaxBackoff
@@ -342,6 +351,7 @@ func (m *Manager) deliver(ctx context.Context, msg Message) {
 		wait = wait/2 + rand.N(wait/2+1) // jitter
 		tx.Messages[0].NextAttempt, tx.Messages[0].LastError = now.Add(wait), cleanText(err.Error())
 	}
+	m.tel.deliveries.Add(ctx, 1, metric.WithAttributes(attrNotifier.String(msg.Notifier), attrResult.String(outcome)))
 	if cerr := m.commit(ctx, tx); cerr != nil {
 		if !errors.Is(cerr, ErrConflict) {
 			m.onError(fmt.Errorf("pam: record delivery of message %s: %w", msg.ID, cerr))
@@ -434,4 +444,24 @@ func (m *Manager) groupRecipients(ctx context.Context, groups []string, requeste
 		}
 	}
 	return to
+}
+
+// OldestPending returns how long the oldest pending outbox message has
+// waited since it was written, 0 when none is pending (or the store
+// keeps no outbox). It reads one message: cheap enough for a readiness
+// probe or a metrics collection. A notifier that is down shows here
+// first: its messages pend, retried with backoff, until they are parked.
+func (m *Manager) OldestPending(ctx context.Context) (time.Duration, error) {
+	if m.outbox.store == nil {
+		return 0, nil
+	}
+	msgs, err := m.outbox.store.Messages(ctx, MessageFilter{States: []MessageState{MessagePending}, Limit: 1})
+	if err != nil || len(msgs) == 0 {
+		return 0, err
+	}
+	now, err := m.now(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return max(now.Sub(msgs[0].CreatedAt), 0), nil
 }

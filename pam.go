@@ -8,11 +8,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/benbjohnson/clock"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/zerostanding/pam/internal/ident"
 )
@@ -137,8 +140,28 @@ type Options struct {
 	ParamHMACKey []byte
 	// OnError receives errors that do not fail the operation that caused
 	// them: a notifier or audit sink that failed, an automatic approver
-	// that failed, a stored policy that no longer compiles.
+	// that failed, a stored policy that no longer compiles. Each is also
+	// logged to Logger.
 	OnError func(error)
+	// Logger receives the engine's operational log: everything OnError
+	// gets (Warn), a required audit sink failing (Error: Guard denies
+	// until it recovers), recoveries (Info), sweeps and checkpoints
+	// (Debug). Records never carry operation parameters. Default:
+	// discard.
+	Logger *slog.Logger
+	// MeterProvider receives the engine's metrics (see the README's
+	// Observability section for the table): Guard decisions and
+	// latency, request transitions, commit latency, audit sink health
+	// and lag, outbox deliveries, sweeps and checkpoints. Attributes
+	// are bounded: outcomes, event types, sink and notifier names; never
+	// identities or parameters. Default: no metrics, at no cost.
+	MeterProvider metric.MeterProvider
+	// TracerProvider receives a span per Guard, per request transition,
+	// per sweep and per notifier delivery and audit sink write, each a
+	// child of the span in the ctx passed in. Spans carry the task, the
+	// outcome and policy IDs, never parameter values. Default: no
+	// spans, at no cost.
+	TracerProvider trace.TracerProvider
 }
 
 // Manager is the engine: policies, requests, approvals and Guard. It is
@@ -154,6 +177,7 @@ type Manager struct {
 	// What every Guard reads first.
 	cache     *policyCache // policies and the catalog, as Guard reads them
 	denyUncov bool
+	observed  bool // a MeterProvider or a TracerProvider: Guard reports
 
 	store     Store
 	times     TimeSource  // the store, when it supplies the time
@@ -165,7 +189,8 @@ type Manager struct {
 	maxPend   int             // 0: no bound
 	approvers []Approver
 	sweep     time.Duration
-	onError   func(error)
+	onError   func(error) // telemetry.report: the log, then Options.OnError
+	tel       *telemetry  // logs, metrics, spans
 
 	feed     *auditFeed     // the trail to the audit sinks
 	outbox   *outbox        // notifiers and the outbox
@@ -193,7 +218,13 @@ func New(store Store, dir Directory, opts *Options) (*Manager, error) {
 		return nil, invalid("Options.SweepInterval", "must not be negative")
 	}
 	m := &Manager{store: store, clock: opts.Clock, dir: dir, admins: opts.AdminGroup, denyUncov: opts.DenyUncovered,
-		approvers: slices.Clone(opts.Approvers), sweep: opts.SweepInterval, onError: opts.OnError}
+		approvers: slices.Clone(opts.Approvers), sweep: opts.SweepInterval}
+	var err error
+	if m.tel, err = newTelemetry(opts); err != nil {
+		return nil, err
+	}
+	m.onError = m.tel.report
+	m.observed = m.tel.metrics || !m.tel.noTrace
 	m.times, _ = store.(TimeSource)
 	m.reads, _ = store.(GuardReader)
 	if m.clock == nil {
@@ -214,9 +245,6 @@ func New(store Store, dir Directory, opts *Options) (*Manager, error) {
 	case m.maxPend < 0:
 		m.maxPend = 0
 	}
-	if m.onError == nil {
-		m.onError = func(error) {}
-	}
 	if _, mock := opts.Clock.(*clock.Mock); mock && m.times != nil {
 		// Correct in production, a trap in tests: say it once.
 		m.onError(errors.New("pam: Options.Clock is a mock, but the store keeps its own time (a TimeSource such as PostgreSQL): expiries and windows follow the store's clock, not the mock"))
@@ -229,7 +257,6 @@ func New(store Store, dir Directory, opts *Options) (*Manager, error) {
 		}
 		m.system[c] = true
 	}
-	var err error
 	if m.params, err = newParamRecorder(opts); err != nil {
 		return nil, err
 	}
@@ -242,6 +269,7 @@ func New(store Store, dir Directory, opts *Options) (*Manager, error) {
 	if m.feed, err = newAuditFeed(store, opts, m.onError, m.recordOperational); err != nil {
 		return nil, err
 	}
+	m.feed.tel = m.tel
 	if m.cache, err = newPolicyCache(store, m.onError, &opts.Catalog, opts.ConditionTimeout); err != nil {
 		return nil, err
 	}
@@ -255,6 +283,9 @@ func New(store Store, dir Directory, opts *Options) (*Manager, error) {
 	if !opts.Catalog.empty() {
 		seed := opts.Catalog.Clone()
 		m.cache.seed, m.cache.seedCat = m.seedCatalog(seed), &seed
+	}
+	if err := m.tel.observe(opts.MeterProvider, m); err != nil {
+		return nil, fmt.Errorf("pam: Options.MeterProvider: %w", err)
 	}
 	m.feed.start()
 	return m, nil
@@ -435,7 +466,15 @@ func (m *Manager) commit(ctx context.Context, tx *Tx) error {
 	if err := m.feed.awaitStart(ctx); err != nil {
 		return err
 	}
-	if err := m.store.Commit(ctx, tx); err != nil {
+	var began time.Time
+	if m.tel.metrics {
+		began = m.clock.Now()
+	}
+	err := m.store.Commit(ctx, tx)
+	if m.tel.metrics {
+		m.tel.commitDuration.Record(ctx, m.clock.Since(began).Seconds(), result(err))
+	}
+	if err != nil {
 		return err
 	}
 	m.runs.committed(tx)
@@ -454,6 +493,11 @@ func (m *Manager) after(tx *Tx) {
 // published tells the audit feed and the checkpointer that events were
 // committed.
 func (m *Manager) published(events []Event) {
+	for i := range events {
+		if t := events[i].Type; strings.HasPrefix(string(t), "request.") {
+			m.tel.transitions.Add(context.Background(), 1, metric.WithAttributes(attrEvent.String(string(t))))
+		}
+	}
 	m.feed.published(events)
 	m.ckpt.published(events)
 }
@@ -493,5 +537,17 @@ func (m *Manager) recordOperational(ctx context.Context, e Event) {
 // Manager must not be used after Close.
 func (m *Manager) Close(ctx context.Context) error {
 	m.cache.close()
+	if m.tel.registration != nil {
+		m.tel.registration.Unregister()
+	}
 	return errors.Join(m.runs.close(ctx), m.ends.close(ctx), m.feed.close(ctx))
+}
+
+// Ping reads the store's policy revision: the smallest read that proves
+// the store answers. A readiness probe calls it with a deadline.
+func (m *Manager) Ping(ctx context.Context) error {
+	if _, err := m.store.PolicyRevision(ctx); err != nil {
+		return fmt.Errorf("pam: store: %w", err)
+	}
+	return nil
 }

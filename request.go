@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
 )
 
 // State is where a request is in its lifecycle.
@@ -300,6 +302,16 @@ func (r *Request) pendingDecisions() []Decision {
 // n.Start when that is later (a start beyond the policy's MaxStartDelay
 // is ErrInvalid).
 func (m *Manager) Submit(ctx context.Context, n RequestInput) (Request, error) {
+	ctx, span := m.tel.start(ctx, "pam.request.submit")
+	r, err := m.submit(ctx, n)
+	if err == nil && span.IsRecording() {
+		span.SetAttributes(attrRequest.String(r.ID), attrState.String(string(r.State)))
+	}
+	end(span, err)
+	return r, err
+}
+
+func (m *Manager) submit(ctx context.Context, n RequestInput) (Request, error) {
 	actor, s, p, err := m.input(ctx, &n)
 	if err != nil {
 		return Request{}, err
@@ -766,6 +778,18 @@ func (m *Manager) Requests(ctx context.Context, f RequestFilter) (rs []Request, 
 // (they compute expiry from the clock); Sweep makes the trail and the
 // notifications complete.
 func (m *Manager) Sweep(ctx context.Context) (int, error) {
+	ctx, span := m.tel.start(ctx, "pam.Sweep")
+	n, err := m.sweepOnce(ctx)
+	m.tel.sweeps.Add(ctx, 1, result(err))
+	m.tel.log.Debug("pam: sweep", "recorded", n, "error", err)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int("pam.sweep.recorded", n))
+	}
+	end(span, err)
+	return n, err
+}
+
+func (m *Manager) sweepOnce(ctx context.Context) (int, error) {
 	now, err := m.now(ctx)
 	if err != nil {
 		return 0, err

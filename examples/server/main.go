@@ -15,6 +15,12 @@
 // The API also takes demo bearer tokens, printed at start, for pamctl:
 //
 //	PAM_URL=http://127.0.0.1:8080/pam PAM_TOKEN=demo-alice go run ./cmd/pamctl request list
+//
+// Operations: the log is JSON (slog), the engine's metrics are served for
+// Prometheus at /metrics (the OpenTelemetry SDK with its Prometheus
+// exporter), and /livez and /readyz are the health endpoints
+// (pamhttp.Health). None of them needs a login: they carry no identity,
+// reason or parameter.
 package main
 
 import (
@@ -34,6 +40,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"sigs.k8s.io/yaml"
 
 	"github.com/zerostanding/pam"
@@ -59,7 +69,7 @@ func run(addr, db string) error {
 	if err != nil {
 		return err
 	}
-	s, err := New(ctx, db, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	s, err := New(ctx, db, slog.New(slog.NewJSONHandler(os.Stderr, nil)))
 	if err != nil {
 		return err
 	}
@@ -95,6 +105,7 @@ type Server struct {
 	http.Handler
 	m      *pam.Manager
 	store  *sqlite.Store
+	meters *sdkmetric.MeterProvider
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -111,8 +122,19 @@ var ops = []struct{ Task, Title string }{
 }
 
 // New opens the store at db, sets the demo up and starts the Manager's
-// background work.
-func New(ctx context.Context, db string, log *slog.Logger) (*Server, error) {
+// background work. The engine's metrics go to /metrics and to readers,
+// if any (a test reads them by hand).
+func New(ctx context.Context, db string, log *slog.Logger, readers ...sdkmetric.Reader) (*Server, error) {
+	registry := prometheus.NewRegistry()
+	exporter, err := otelprom.New(otelprom.WithRegisterer(registry))
+	if err != nil {
+		return nil, err
+	}
+	mopts := []sdkmetric.Option{sdkmetric.WithReader(exporter)}
+	for _, r := range readers {
+		mopts = append(mopts, sdkmetric.WithReader(r))
+	}
+	meters := sdkmetric.NewMeterProvider(mopts...)
 	store, err := sqlite.Open(ctx, db)
 	if err != nil {
 		return nil, err
@@ -122,7 +144,9 @@ func New(ctx context.Context, db string, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	m, err := pam.New(store, dir, &pam.Options{
-		AdminGroup: "pam-admins",
+		AdminGroup:    "pam-admins",
+		Logger:        log,
+		MeterProvider: meters,
 		Notifier: pam.NotifierFunc(func(_ context.Context, n pam.Notification) error {
 			log.Info("notification", "to", strings.Join(n.Recipients, ","), "type", n.Type, "request", n.Request.ID, "task", n.Request.Scope.Name)
 			return nil
@@ -145,12 +169,20 @@ func New(ctx context.Context, db string, log *slog.Logger) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
+	health, err := pamhttp.Health(m, pamhttp.HealthOptions{MaxOutboxAge: 10 * time.Minute})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	s := &Server{m: m, store: store, cancel: cancel, done: make(chan struct{})}
+	s := &Server{m: m, store: store, meters: meters, cancel: cancel, done: make(chan struct{})}
 	go func() { defer close(s.done); m.Run(runCtx) }()
 
 	mux := http.NewServeMux()
 	mux.Handle("/pam/", http.StripPrefix("/pam", api))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /livez", health)
+	mux.Handle("GET /readyz", health)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		who, _ := authenticate(r)
@@ -228,6 +260,7 @@ func (s *Server) Close() error {
 	s.cancel()
 	<-s.done
 	s.m.Close(context.Background())
+	s.meters.Shutdown(context.Background())
 	return s.store.Close()
 }
 

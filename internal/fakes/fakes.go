@@ -184,6 +184,28 @@ type Store struct {
 	eventsErr   error
 	requestsErr error
 	requests    int
+	// hangRevision: PolicyRevision blocks until its context ends.
+	hangRevision bool
+}
+
+// HangRevision makes PolicyRevision block until its context ends (false:
+// answer again): a store that does not answer.
+func (s *Store) HangRevision(on bool) {
+	s.mu.Lock()
+	s.hangRevision = on
+	s.mu.Unlock()
+}
+
+// PolicyRevision implements pam.Store.
+func (s *Store) PolicyRevision(ctx context.Context) (int64, error) {
+	s.mu.Lock()
+	hang := s.hangRevision
+	s.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return 0, ctx.Err()
+	}
+	return s.OutboxStore.PolicyRevision(ctx)
 }
 
 // FailRequests makes Requests return err (nil: succeed again).

@@ -69,8 +69,9 @@ type Queue struct {
 	stopping bool
 	stopped  chan struct{} // closed when the writer has returned
 
-	taken atomic.Int64 // Commits taken into groups, for the tests
-	free  sync.Pool    // of *Commit
+	taken  atomic.Int64 // Commits taken into groups
+	groups atomic.Int64 // groups handed to write
+	free   sync.Pool    // of *Commit
 
 	group []*Commit // the writer's own
 }
@@ -180,6 +181,10 @@ func (q *Queue) Finish(group []*Commit, err error, mapErr func(error) error) {
 // Taken returns the number of Commits taken into groups.
 func (q *Queue) Taken() int64 { return q.taken.Load() }
 
+// Stats returns the groups written so far and the Commits taken into
+// them: their ratio is the mean group size.
+func (q *Queue) Stats() (groups, commits int64) { return q.groups.Load(), q.taken.Load() }
+
 // Queued returns the number of Commits waiting for the next group.
 func (q *Queue) Queued() int {
 	q.mu.Lock()
@@ -218,6 +223,7 @@ func (q *Queue) loop() {
 		clear(q.queue[rest:])
 		q.queue = q.queue[:rest]
 		q.taken.Add(int64(n))
+		q.groups.Add(1)
 		q.mu.Unlock()
 		q.write(q.group)
 		clear(q.group)

@@ -412,31 +412,41 @@ func toValue(v any) (ast.Value, error) {
 // memoised for the same input (see memo.go). The error, when not nil,
 // explains a Failed outcome; past the time budget it is a *TimeoutError.
 func (c *Condition) Eval(ctx context.Context, in *Input) (Outcome, error) {
+	out, _, err := c.EvalMemo(ctx, in)
+	return out, err
+}
+
+// EvalMemo is Eval, and also reports whether the outcome came from the
+// memo (hit) rather than from OPA.
+func (c *Condition) EvalMemo(ctx context.Context, in *Input) (out Outcome, hit bool, err error) {
 	if !c.memoOK {
-		return c.eval(ctx, in)
+		out, err = c.eval(ctx, in)
+		return out, false, err
 	}
 	var buf [256]byte
 	key, ok := c.key(buf[:0], in)
 	if !ok {
-		return c.eval(ctx, in)
+		out, err = c.eval(ctx, in)
+		return out, false, err
 	}
 	gen := c.env.gen.Load()
 	m := c.memo.Load()
 	if m == nil || m.gen != gen {
 		fresh := newMemo(gen)
 		if !c.memo.CompareAndSwap(m, fresh) {
-			return c.eval(ctx, in) // another generation raced in: no memo this time
+			out, err = c.eval(ctx, in) // another generation raced in: no memo this time
+			return out, false, err
 		}
 		m = fresh
 	}
 	if out, ok := m.get(key); ok {
-		return out, nil
+		return out, true, nil
 	}
-	out, err := c.eval(ctx, in)
+	out, err = c.eval(ctx, in)
 	if err == nil {
 		m.put(key, out)
 	}
-	return out, err
+	return out, false, err
 }
 
 // eval has OPA evaluate the condition.

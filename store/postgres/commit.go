@@ -39,6 +39,9 @@ func (s *Store) Commit(ctx context.Context, tx *pam.Tx) error {
 // the transaction is rolled back and sent again without it, so each Tx
 // is still all-or-nothing and a conflicting one fails alone; any other
 // error fails the group.
+// GroupCommits implements pam.GroupCommitter.
+func (s *Store) GroupCommits() (groups, commits int64) { return s.g.Stats() }
+
 func (s *Store) writeGroup(group []*groupcommit.Commit) {
 	// The transaction is not any one caller's: it is cut short only when
 	// every caller in it has left.

@@ -107,6 +107,7 @@ var (
 	_ pam.TimeSource     = (*Store)(nil)
 	_ pam.ChangeNotifier = (*Store)(nil)
 	_ pam.GuardReader    = (*Store)(nil)
+	_ pam.GroupCommitter = (*Store)(nil)
 )
 
 // Open connects to the database at dsn (a PostgreSQL URL or key=value

@@ -23,6 +23,9 @@ type committer struct {
 	args []any        // the writer's scratch
 }
 
+// GroupCommits implements pam.GroupCommitter.
+func (s *Store) GroupCommits() (groups, commits int64) { return s.g.Stats() }
+
 // startCommitter starts the committer; Close stops it.
 func (s *Store) startCommitter() { s.g.Start("sqlite", maxGroup, s.writeGroup) }
 

@@ -92,7 +92,10 @@ type Store struct {
 	g     committer
 }
 
-var _ pam.OutboxStore = (*Store)(nil)
+var (
+	_ pam.OutboxStore    = (*Store)(nil)
+	_ pam.GroupCommitter = (*Store)(nil)
+)
 
 // Readers is the size of the read connection pool.
 const Readers = 4
