@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"strings"
@@ -48,10 +49,31 @@ type Config struct {
 	// ApplyAs is the identity the trail records as applying Apply, an
 	// admin (a member of AdminGroup). Required with Apply.
 	ApplyAs string `json:"apply_as"`
+	// Ops configures the endpoints for operators: health and metrics.
+	Ops OpsConfig `json:"ops"`
+	// LogLevel is the least level logged: debug, info (default), warn
+	// or error. Logs are JSON on standard error.
+	LogLevel string `json:"log_level"`
 	// ShutdownTimeout bounds the drain on SIGTERM or SIGINT: in-flight
 	// requests, then the audit sinks catching up with the trail.
 	// Default: 30s.
 	ShutdownTimeout Duration `json:"shutdown_timeout"`
+}
+
+// OpsConfig configures /livez and /readyz (pamhttp.Health) and the
+// Prometheus /metrics of the engine's OpenTelemetry metrics. None of
+// them asks for a token: probes and scrapers carry none.
+type OpsConfig struct {
+	// Listen, when set, serves them on their own address (a port that
+	// only the platform reaches), and not on Listen. $PAMD_OPS_LISTEN
+	// overrides it.
+	Listen string `json:"listen"`
+	// Metrics serves /metrics. Default: true.
+	Metrics *bool `json:"metrics"`
+	// MaxOutboxAge fails readiness while the oldest pending
+	// notification is older: approvers are not hearing of requests.
+	// Default: 10m; "0s" turns the check off.
+	MaxOutboxAge *Duration `json:"max_outbox_age"`
 }
 
 // StoreConfig picks the store: SQLite (the default, a file) or
@@ -206,7 +228,7 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 		return nil, fmt.Errorf("%w: %s: %v", errConfig, path, err)
 	}
 	for env, field := range map[string]*string{
-		"PAMD_LISTEN": &c.Listen, "PAMD_BASE_URL": &c.BaseURL, "PAMD_SQLITE": &c.Store.SQLite,
+		"PAMD_LISTEN": &c.Listen, "PAMD_BASE_URL": &c.BaseURL, "PAMD_SQLITE": &c.Store.SQLite, "PAMD_OPS_LISTEN": &c.Ops.Listen,
 	} {
 		if v := getenv(env); v != "" {
 			*field = v
@@ -220,6 +242,14 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = Duration(30 * time.Second)
+	}
+	if c.Ops.Metrics == nil {
+		yes := true
+		c.Ops.Metrics = &yes
+	}
+	if c.Ops.MaxOutboxAge == nil {
+		d := Duration(10 * time.Minute)
+		c.Ops.MaxOutboxAge = &d
 	}
 	if err := c.check(); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", errConfig, path, err)
@@ -266,8 +296,13 @@ func (c *Config) check() error {
 			return fmt.Errorf("notify.webhook.format %q: want json or slack", w.Format)
 		}
 	}
+	if _, ok := logLevels[c.LogLevel]; !ok {
+		return fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
 	if f := c.Audit.File; f != nil && f.Path == "" {
 		return errors.New("audit.file: path is required")
 	}
 	return nil
 }
+
+var logLevels = map[string]slog.Level{"": slog.LevelInfo, "debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}

@@ -10,8 +10,13 @@
 // notifiers and sinks, and the catalog and policies, applied at every
 // start with Manager.Apply. Secrets are never written in it: each names
 // an environment variable or a file. These environment variables
-// override the file: PAMD_LISTEN, PAMD_BASE_URL, PAMD_SQLITE and
-// PAMD_POSTGRES_DSN.
+// override the file: PAMD_LISTEN, PAMD_OPS_LISTEN, PAMD_BASE_URL,
+// PAMD_SQLITE and PAMD_POSTGRES_DSN.
+//
+// /livez and /readyz (pamhttp.Health) and the Prometheus /metrics of
+// the engine's OpenTelemetry metrics are served without a token, on
+// ops.listen when set, beside the API otherwise. Logs are JSON lines on
+// standard error (log_level).
 //
 // On SIGTERM or SIGINT pamd drains within shutdown_timeout: it stops
 // accepting connections, lets the requests in flight finish, and closes
@@ -48,12 +53,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	cfg, err := Load(*path, getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: logLevels[cfg.LogLevel]}))
 	if *check {
 		fmt.Fprintln(stdout, "configuration ok")
 		return 0
@@ -74,8 +79,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		s.Close(context.Background())
 		return 1
 	}
+	var ops net.Listener
+	if cfg.Ops.Listen != "" {
+		if ops, err = net.Listen("tcp", cfg.Ops.Listen); err != nil {
+			fmt.Fprintln(stderr, "pamd:", err)
+			l.Close()
+			s.Close(context.Background())
+			return 1
+		}
+		fmt.Fprintf(stdout, "ops on %s\n", ops.Addr())
+	}
 	fmt.Fprintf(stdout, "listening on %s\n", l.Addr())
-	if err := Serve(ctx, l, s, log); err != nil {
+	if err := Serve(ctx, l, ops, s, log); err != nil {
 		fmt.Fprintln(stderr, "pamd:", err)
 		return 1
 	}

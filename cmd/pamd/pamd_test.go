@@ -113,6 +113,7 @@ func TestLoad(t *testing.T) {
 		"webhook format":    {baseConfig + "notify: {webhook: {url: {env: HOOK}, format: teams2}}\n", "want json or slack"},
 		"bad base url":      {baseConfig + "base_url: pam.example.com\n", "absolute http(s) URL"},
 		"bad duration":      {baseConfig + "shutdown_timeout: 30\n", "duration"},
+		"bad log level":     {baseConfig + "log_level: loud\n", "want debug, info, warn or error"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Load(writeConfig(t, t.TempDir(), tc.body), env(nil))
@@ -207,6 +208,12 @@ func TestServeSQLite(t *testing.T) {
 	if _, err := client(t, addr, "not-a-token-at-all").Request(context.Background(), r.ID); !errors.Is(err, pam.ErrNoActor) {
 		t.Errorf("an unknown token reads a request: %v", err)
 	}
+	// Health and metrics beside the API, without a token.
+	for path, want := range map[string]string{"/livez": "ok", "/readyz": `"status":"ok"`, "/metrics": `pam_request_transitions_total{otel_scope_name="github.com/zerostanding/pam"`} {
+		if st, body := get(t, addr, path); st != 200 || !strings.Contains(body, want) {
+			t.Errorf("GET %s: %d %.300s", path, st, body)
+		}
+	}
 	cancel()
 	if code := <-done; code != 0 {
 		t.Fatalf("pamd exited %d", code)
@@ -215,6 +222,48 @@ func TestServeSQLite(t *testing.T) {
 	if err != nil || len(events) < 2 || events[len(events)-1].Type != pam.EventRequestSubmitted {
 		t.Fatalf("audit file after the drain: %d events, %v", len(events), err)
 	}
+}
+
+// TestOpsApart: with ops.listen, health and metrics are served there
+// and not beside the API.
+func TestOpsApart(t *testing.T) {
+	dir := t.TempDir()
+	path := writeConfig(t, dir, baseConfig+fmt.Sprintf("store: {sqlite: %s}\nops: {listen: 127.0.0.1:0, max_outbox_age: 1m}\nlog_level: debug\n", filepath.Join(dir, "pam.db")))
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"-config", path}, env(nil), out, io.Discard) }()
+	addr := waitListening(t, out)
+	var ops string
+	for _, line := range strings.Split(out.String(), "\n") {
+		if a, ok := strings.CutPrefix(line, "ops on "); ok {
+			ops = a
+		}
+	}
+	if st, body := get(t, ops, "/readyz"); st != 200 || !strings.Contains(body, `"status":"ok"`) {
+		t.Errorf("GET /readyz on ops: %d %s", st, body)
+	}
+	if st, body := get(t, ops, "/metrics"); st != 200 || !strings.Contains(body, "pam_") {
+		t.Errorf("GET /metrics on ops: %d %.200s", st, body)
+	}
+	if st, _ := get(t, addr, "/metrics"); st == 200 {
+		t.Error("/metrics is served beside the API too")
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("pamd exited %d", code)
+	}
+}
+
+func get(t *testing.T, addr, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 // TestCheckFlag: pamd -check reports a usable configuration and exits 2

@@ -14,6 +14,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
 	"github.com/zerostanding/pam"
 	"github.com/zerostanding/pam/notify/smtp"
 	"github.com/zerostanding/pam/notify/webhook"
@@ -30,7 +35,9 @@ type Service struct {
 	log     *slog.Logger
 	m       *pam.Manager
 	store   io.Closer
-	handler http.Handler
+	handler http.Handler // the API and the page, and ops unless apart
+	ops     http.Handler // /livez, /readyz and /metrics
+	meters  *sdkmetric.MeterProvider
 	stop    context.CancelFunc // ends m.Run
 	ran     chan struct{}      // closed when m.Run returned
 }
@@ -57,9 +64,17 @@ func Open(ctx context.Context, cfg *Config, getenv func(string) string, log *slo
 	if err != nil {
 		return nil, err
 	}
-	opts := &pam.Options{
-		AdminGroup: cfg.AdminGroup, SystemAccounts: cfg.SystemAccounts,
-		OnError: func(err error) { log.Error("pam", "err", err) },
+	opsMux := http.NewServeMux()
+	opts := &pam.Options{AdminGroup: cfg.AdminGroup, SystemAccounts: cfg.SystemAccounts, Logger: log}
+	if *cfg.Ops.Metrics {
+		registry := prometheus.NewRegistry()
+		exporter, err := otelprom.New(otelprom.WithRegisterer(registry))
+		if err != nil {
+			return nil, err
+		}
+		s.meters = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
+		opts.MeterProvider = s.meters
+		opsMux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
 	}
 	if opts.Notifiers, err = s.notifiers(getenv); err != nil {
 		return nil, err
@@ -81,7 +96,22 @@ func Open(ctx context.Context, cfg *Config, getenv func(string) string, log *slo
 		s.m.Close(ctx)
 		return nil, err
 	}
-	s.handler = api
+	health, err := pamhttp.Health(s.m, pamhttp.HealthOptions{MaxOutboxAge: time.Duration(*cfg.Ops.MaxOutboxAge)})
+	if err != nil {
+		s.m.Close(ctx)
+		return nil, err
+	}
+	opsMux.Handle("GET /livez", health)
+	opsMux.Handle("GET /readyz", health)
+	s.ops, s.handler = opsMux, api
+	if cfg.Ops.Listen == "" {
+		mux := http.NewServeMux()
+		mux.Handle("/", api)
+		mux.Handle("GET /livez", opsMux)
+		mux.Handle("GET /readyz", opsMux)
+		mux.Handle("GET /metrics", opsMux)
+		s.handler = mux
+	}
 	runCtx, stop := context.WithCancel(context.Background())
 	s.stop, s.ran = stop, make(chan struct{})
 	go func() { defer close(s.ran); s.m.Run(runCtx) }()
@@ -101,6 +131,9 @@ func (s *Service) Close(ctx context.Context) error {
 	s.stop()
 	<-s.ran
 	err := s.m.Close(ctx)
+	if s.meters != nil {
+		err = errors.Join(err, s.meters.Shutdown(ctx))
+	}
 	return errors.Join(err, s.store.Close())
 }
 
@@ -278,10 +311,18 @@ func loadTokens(path string, log *slog.Logger) (map[[32]byte]string, error) {
 // drains: it stops accepting, lets in-flight requests finish, and
 // closes the service so that every audit sink holds the whole trail,
 // all within cfg.ShutdownTimeout.
-func Serve(ctx context.Context, l net.Listener, s *Service, log *slog.Logger) error {
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
+func Serve(ctx context.Context, l, ops net.Listener, s *Service, log *slog.Logger) error {
+	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	servers := []*http.Server{{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}}
+	listeners := []net.Listener{l}
+	if ops != nil {
+		servers = append(servers, &http.Server{Handler: s.ops, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog})
+		listeners = append(listeners, ops)
+	}
+	served := make(chan error, len(servers))
+	for i, srv := range servers {
+		go func() { served <- srv.Serve(listeners[i]) }()
+	}
 	var serveErr error
 	select {
 	case serveErr = <-served:
@@ -290,7 +331,10 @@ func Serve(ctx context.Context, l net.Listener, s *Service, log *slog.Logger) er
 	log.Info("draining", "timeout", time.Duration(s.cfg.ShutdownTimeout).String())
 	dctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeout))
 	defer cancel()
-	shutErr := srv.Shutdown(dctx)
+	var shutErr error
+	for _, srv := range servers {
+		shutErr = errors.Join(shutErr, srv.Shutdown(dctx))
+	}
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		serveErr = nil
 	}
