@@ -62,3 +62,34 @@ func hidden(r rune) bool {
 	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) ||
 		r == '\u2028' || r == '\u2029' // line and paragraph separators (Zl, Zp)
 }
+
+// ForDisplay returns a copy of r whose user-supplied text has passed
+// through DisplayText: the requester, the scope's name, the reason, the
+// ticket, the bound values, every decision's approver and comment, the
+// extension's reason, the break-glass reviewer and comment, and who
+// closed it. A notifier renders it; the trail and the API keep r as
+// recorded.
+func (r Request) ForDisplay() Request {
+	r = r.clone()
+	r.Requester, r.Reason, r.Ticket, r.ClosedBy = DisplayText(r.Requester), DisplayText(r.Reason), DisplayText(r.Ticket), DisplayText(r.ClosedBy)
+	r.Scope.Name = DisplayText(r.Scope.Name)
+	for k, v := range r.Bind {
+		if s, ok := v.(string); ok {
+			r.Bind[k] = DisplayText(s)
+		}
+	}
+	decisions := func(ds []Decision) {
+		for i := range ds {
+			ds[i].Approver, ds[i].Comment = DisplayText(ds[i].Approver), DisplayText(ds[i].Comment)
+		}
+	}
+	decisions(r.Decisions)
+	if r.Extension != nil {
+		r.Extension.Reason = DisplayText(r.Extension.Reason)
+		decisions(r.Extension.Decisions)
+	}
+	if r.BreakGlass != nil {
+		r.BreakGlass.By, r.BreakGlass.Comment = DisplayText(r.BreakGlass.By), DisplayText(r.BreakGlass.Comment)
+	}
+	return r
+}

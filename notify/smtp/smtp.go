@@ -84,7 +84,8 @@ type Options struct {
 	Clock clock.Clock
 }
 
-// Data is what the templates see.
+// Data is what the templates see. Its Request has passed through
+// Request.ForDisplay: user text shows its invisible characters.
 type Data struct {
 	pam.Notification
 	Recipient string
@@ -205,6 +206,9 @@ func (n *Notifier) Compose(x pam.Notification, recipient string) (to string, msg
 	if err != nil {
 		return "", nil, fmt.Errorf("recipient %q has no usable address: %w", recipient, err)
 	}
+	// What a person reads: user text with its invisible characters shown
+	// (pam.DisplayText), as recorded otherwise.
+	x.Request = x.Request.ForDisplay()
 	d := Data{Notification: x, Recipient: recipient, Title: title(&x)}
 	if n.opts.BaseURL != "" {
 		d.Link = strings.TrimRight(n.opts.BaseURL, "/") + "/requests/" + url.PathEscape(x.Request.ID)

@@ -1,6 +1,7 @@
 package smtp_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -13,6 +14,7 @@ import (
 	"math/big"
 	"mime"
 	"mime/multipart"
+	"mime/quotedprintable"
 	"net"
 	"net/mail"
 	"strings"
@@ -326,4 +328,50 @@ func TestMailArrivesAfterAnOutage(t *testing.T) {
 		t.Errorf("%d messages not delivered", len(failed))
 	}
 	t.Logf("%d mails delivered through two outages, %d distinct Message-IDs", len(got), len(ids))
+}
+
+// TestInvisibleCharactersShown: a right-to-left override or a zero-width
+// space in user text shows as its code point in the subject and both
+// bodies, so the approver reads what was recorded.
+func TestInvisibleCharactersShown(t *testing.T) {
+	n, err := smtp.New(smtp.Options{Addr: "localhost:25", From: "pam@contoso.com", Security: smtp.Plaintext, BaseURL: "https://pam.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := note("msg_1")
+	x.Request.Reason = "rotate key \u202egnp.exe"
+	x.Request.Requester = "ali\u200bce@contoso.com"
+	x.Request.Ticket = "INC\u20667"
+	_, msg, err := n.Compose(x, "bob@contoso.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := mail.ReadMessage(bytes.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject, _ := new(mime.WordDecoder).DecodeHeader(m.Header.Get("Subject"))
+	if !strings.Contains(subject, "ali<U+200B>ce@contoso.com") {
+		t.Errorf("subject %q", subject)
+	}
+	_, params, _ := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	mr := multipart.NewReader(m.Body, params["boundary"])
+	for {
+		p, err := mr.NextPart()
+		if err != nil {
+			break
+		}
+		body, _ := io.ReadAll(quotedprintable.NewReader(p))
+		for _, want := range []string{"rotate key <U+202E>gnp.exe", "INC<U+2066>7"} {
+			if p.Header.Get("Content-Type") == "text/html; charset=utf-8" {
+				want = strings.NewReplacer("<", "&lt;", ">", "&gt;", "+", "&#43;").Replace(want)
+			}
+			if !strings.Contains(string(body), want) {
+				t.Errorf("%s part lacks %q:\n%s", p.Header.Get("Content-Type"), want, body)
+			}
+		}
+		if bytes.ContainsAny(body, "\u202e\u200b\u2066") {
+			t.Errorf("%s part keeps an invisible character", p.Header.Get("Content-Type"))
+		}
+	}
 }

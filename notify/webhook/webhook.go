@@ -122,10 +122,13 @@ func (n *Notifier) Notify(ctx context.Context, x pam.Notification) error {
 // Slack returns a Format for Slack-compatible incoming webhooks
 // ({"text": …} in mrkdwn): who asks for what, for how long and why, and,
 // when baseURL is set, a link to the request (baseURL + "/requests/" +
-// ID). User text is escaped as Slack requires (&, <, >).
+// ID). User text passes through pam.DisplayText (a right-to-left
+// override shows as <U+202E>) and is escaped as Slack requires (&, <,
+// >). The default JSON payload carries the request as recorded: it is
+// for programs, which must neutralise it themselves before showing it.
 func Slack(baseURL string) func(pam.Notification) ([]byte, error) {
 	return func(x pam.Notification) ([]byte, error) {
-		r := x.Request
+		r := x.Request.ForDisplay() // for people: invisible characters shown
 		var text string
 		switch x.Type {
 		case pam.EventRequestSubmitted:

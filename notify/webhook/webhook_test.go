@@ -112,6 +112,14 @@ func TestSlackFormat(t *testing.T) {
 	if got["text"] != want {
 		t.Errorf("text:\n got %s\nwant %s", got["text"], want)
 	}
+	// Invisible characters show; the JSON payload keeps them as recorded.
+	x := note()
+	x.Request.Reason = "rotate key \u202egnp.exe"
+	b, _ := webhook.Slack("")(x)
+	json.Unmarshal(b, &got)
+	if !strings.Contains(got["text"], "rotate key &lt;U+202E&gt;gnp.exe") || strings.Contains(got["text"], "\u202e") {
+		t.Errorf("a right-to-left override in Slack's text: %q", got["text"])
+	}
 	for _, typ := range []pam.EventType{pam.EventRequestApproved, pam.EventRequestDenied, pam.EventRequestRevoked, pam.EventRequestRelinquished, pam.EventRequestExpired} {
 		x := note()
 		x.Type = typ
