@@ -264,12 +264,8 @@ func TestCrossOriginAndBodyLimits(t *testing.T) {
 	}
 }
 
-
 func TestNewValidates(t *testing.T) {
 	if _, err := pamhttp.New(nil, pamhttp.Options{}); !errors.Is(err, pam.ErrInvalid) {
 		t.Errorf("New(nil) = %v", err)
 	}
 }
-
-
-

@@ -148,7 +148,7 @@ func (h *Handler) routesPage(mux *recordingMux) {
 			}
 			return andList(out)
 		},
-		"due":  func(r pam.Request) string { return due(&r, now()) },
+		"due": func(r pam.Request) string { return due(&r, now()) },
 		"card": func(root string, r row) any {
 			return struct {
 				Root string
@@ -235,7 +235,6 @@ func signIn(signInURL string, r *http.Request) string {
 	}
 	return signInURL + sep + "next=" + url.QueryEscape(next)
 }
-
 
 // fail shows err alone, as a sentence.
 func (p *pages) fail(w http.ResponseWriter, r *http.Request, err error) {
