@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/zerostanding/pam"
 	"github.com/zerostanding/pam/sinks"
@@ -308,5 +309,42 @@ func TestCheckpointFile(t *testing.T) {
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("(-want +got):\n%s", d)
+	}
+}
+
+// TestWebhookStandardSignature: the audit webhook signed as Standard
+// Webhooks do, verified by that scheme's own library; a batch's ID names
+// its events, so a retry carries the same one.
+func TestWebhookStandardSignature(t *testing.T) {
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	verifier, err := standardwebhooks.NewWebhook(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := verifier.Verify(body, r.Header); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		ids = append(ids, r.Header.Get("webhook-id"))
+	}))
+	defer srv.Close()
+	w, err := sinks.NewWebhook(srv.URL, &sinks.WebhookOptions{StandardSecret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := trail(t, 5)
+	for range 2 {
+		if err := w.Write(context.Background(), events[1:4]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(ids) != 2 || ids[0] != "pam-events-2-4" || ids[1] != ids[0] {
+		t.Errorf("webhook-ids %v", ids)
+	}
+	if _, err := sinks.NewWebhook(srv.URL, &sinks.WebhookOptions{StandardSecret: "s3cret"}); !errors.Is(err, pam.ErrInvalid) {
+		t.Errorf("a secret without whsec_: %v", err)
 	}
 }

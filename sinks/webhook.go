@@ -43,6 +43,13 @@ type WebhookOptions struct {
 	Client *http.Client
 	// Secret, when set, signs each body (SignatureHeader).
 	Secret []byte
+	// StandardSecret, when set ("whsec_" and the base64 of the key),
+	// also signs each body as Standard Webhooks do (webhook-id,
+	// webhook-timestamp, webhook-signature), so that receivers can use
+	// an off-the-shelf verifier. A batch's webhook-id is
+	// "pam-events-FIRST-LAST", its events' sequence numbers: a retried
+	// batch keeps its ID.
+	StandardSecret string
 	// Header is added to every request (an Authorization, say).
 	Header http.Header
 	// Clock stamps signatures. Default: the wall clock.
@@ -57,6 +64,7 @@ type WebhookOptions struct {
 type Webhook struct {
 	url  string
 	opts WebhookOptions
+	key  []byte // StandardSecret's
 }
 
 var _ pam.AuditSink = (*Webhook)(nil)
@@ -70,6 +78,11 @@ func NewWebhook(rawURL string, opts *WebhookOptions) (*Webhook, error) {
 	w := &Webhook{url: rawURL}
 	if opts != nil {
 		w.opts = *opts
+	}
+	if w.opts.StandardSecret != "" {
+		if w.key, err = sign.StandardKey(w.opts.StandardSecret); err != nil {
+			return nil, fmt.Errorf("%w: WebhookOptions.StandardSecret: %v", pam.ErrInvalid, err)
+		}
 	}
 	if w.opts.Client == nil {
 		w.opts.Client = &http.Client{}
@@ -88,5 +101,9 @@ func (w *Webhook) Write(ctx context.Context, events []pam.Event) error {
 	if err != nil {
 		return err
 	}
-	return sign.Post(ctx, w.opts.Client, w.url, w.opts.Header, w.opts.Secret, w.opts.Clock.Now(), body)
+	var id string
+	if len(events) > 0 {
+		id = fmt.Sprintf("pam-events-%d-%d", events[0].Seq, events[len(events)-1].Seq)
+	}
+	return sign.Post(ctx, w.opts.Client, w.url, w.opts.Header, sign.Signing{Secret: w.opts.Secret, StandardKey: w.key, ID: id}, w.opts.Clock.Now(), body)
 }

@@ -131,6 +131,8 @@ type SMTPConfig struct {
 type WebhookConfig struct {
 	URL    Secret `json:"url"` // a secret: chat webhook URLs carry their key
 	Secret Secret `json:"secret"`
+	// StandardSecret also signs as Standard Webhooks do ("whsec_…").
+	StandardSecret Secret `json:"standard_secret"`
 	// Format: "json" (default) or "slack".
 	Format string `json:"format"`
 }

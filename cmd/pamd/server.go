@@ -208,6 +208,9 @@ func (s *Service) notifiers(getenv func(string) string) ([]pam.NotifierConfig, e
 		if secret != "" {
 			o.Secret = []byte(secret)
 		}
+		if o.StandardSecret, err = c.StandardSecret.Value(getenv); err != nil {
+			return nil, fmt.Errorf("notify.webhook.standard_secret: %w", err)
+		}
 		if c.Format == "slack" {
 			o.Format = webhook.Slack(s.cfg.BaseURL)
 		}

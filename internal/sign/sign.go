@@ -1,5 +1,6 @@
 // Package sign signs HTTP bodies with HMAC-SHA256 over a timestamp and
-// the body, the scheme of the audit webhook sink and the webhook notifier.
+// the body, the scheme of the audit webhook sink and the webhook notifier,
+// and with the Standard Webhooks scheme.
 package sign
 
 import (
@@ -7,6 +8,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -65,11 +67,49 @@ func Verify(secret []byte, header string, body []byte, now time.Time, tolerance 
 	return nil
 }
 
-// Post sends body as JSON to url with header, signed with secret when it
-// is set (at now), and the extra headers given. Any 2xx answer is
-// success; otherwise the error quotes the status and the start of the
-// answer.
-func Post(ctx context.Context, client *http.Client, url string, header http.Header, secret []byte, now time.Time, body []byte, extra ...string) error {
+// Standard Webhooks (https://www.standardwebhooks.com): the headers
+// webhook-id, webhook-timestamp and webhook-signature, the last
+// "v1,<base64 of HMAC-SHA256(key, id + "." + timestamp + "." + body)>",
+// with a secret written "whsec_<base64 of the key>".
+
+// StandardSecretPrefix starts a Standard Webhooks secret.
+const StandardSecretPrefix = "whsec_"
+
+// StandardKey returns the key of a Standard Webhooks secret.
+func StandardKey(secret string) ([]byte, error) {
+	b64, ok := strings.CutPrefix(secret, StandardSecretPrefix)
+	if !ok {
+		return nil, fmt.Errorf("a Standard Webhooks secret starts with %q", StandardSecretPrefix)
+	}
+	key, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(key) < 24 || len(key) > 64 {
+		return nil, fmt.Errorf("a Standard Webhooks secret is %s and the base64 of 24 to 64 bytes", StandardSecretPrefix)
+	}
+	return key, nil
+}
+
+// StandardSign returns the webhook-signature value for message id sent
+// at t with body.
+func StandardSign(key []byte, id string, t time.Time, body []byte) string {
+	m := hmac.New(sha256.New, key)
+	fmt.Fprintf(m, "%s.%d.", id, t.Unix())
+	m.Write(body)
+	return "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// Signing says how Post signs: with the project's scheme (Secret, the
+// Header) and with Standard Webhooks' (StandardKey, the message's ID
+// as webhook-id), each when set.
+type Signing struct {
+	Secret      []byte
+	StandardKey []byte
+	ID          string
+}
+
+// Post sends body as JSON to url with header, signed as s says (at
+// now), and the extra headers given. Any 2xx answer is success;
+// otherwise the error quotes the status and the start of the answer.
+func Post(ctx context.Context, client *http.Client, url string, header http.Header, s Signing, now time.Time, body []byte, extra ...string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -83,8 +123,13 @@ func Post(ctx context.Context, client *http.Client, url string, header http.Head
 	for i := 0; i+1 < len(extra); i += 2 {
 		req.Header.Set(extra[i], extra[i+1])
 	}
-	if len(secret) > 0 {
-		req.Header.Set(Header, Sign(secret, now, body))
+	if len(s.Secret) > 0 {
+		req.Header.Set(Header, Sign(s.Secret, now, body))
+	}
+	if len(s.StandardKey) > 0 {
+		req.Header.Set("webhook-id", s.ID)
+		req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+		req.Header.Set("webhook-signature", StandardSign(s.StandardKey, s.ID, now, body))
 	}
 	resp, err := client.Do(req)
 	if err != nil {

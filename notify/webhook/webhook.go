@@ -52,6 +52,12 @@ type Options struct {
 	Timeout time.Duration
 	// Secret, when set, signs each body.
 	Secret []byte
+	// StandardSecret, when set ("whsec_" and the base64 of the key),
+	// also signs each body as Standard Webhooks do (webhook-id: the
+	// notification's ID, the same on every retry; webhook-timestamp;
+	// webhook-signature), so that receivers can use an off-the-shelf
+	// verifier.
+	StandardSecret string
 	// Header is added to every request (an Authorization, say).
 	Header http.Header
 	// Format turns a notification into the body. Default: JSON (see
@@ -71,9 +77,22 @@ type Payload struct {
 }
 
 // Notifier posts notifications to one URL.
+// StandardSign returns the webhook-signature value of Standard Webhooks
+// for message id sent at t with body, under secret ("whsec_…"); "" when
+// the secret is malformed. Receivers can use it to check deliveries;
+// the notifier signs with it.
+func StandardSign(secret, id string, t time.Time, body []byte) string {
+	key, err := sign.StandardKey(secret)
+	if err != nil {
+		return ""
+	}
+	return sign.StandardSign(key, id, t, body)
+}
+
 type Notifier struct {
 	url  string
 	opts Options
+	key  []byte // StandardSecret's
 }
 
 var _ pam.Notifier = (*Notifier)(nil)
@@ -87,6 +106,11 @@ func New(rawURL string, opts *Options) (*Notifier, error) {
 	n := &Notifier{url: rawURL}
 	if opts != nil {
 		n.opts = *opts
+	}
+	if n.opts.StandardSecret != "" {
+		if n.key, err = sign.StandardKey(n.opts.StandardSecret); err != nil {
+			return nil, fmt.Errorf("%w: Options.StandardSecret: %v", pam.ErrInvalid, err)
+		}
 	}
 	if n.opts.Timeout < 0 {
 		return nil, fmt.Errorf("%w: Options.Timeout must not be negative", pam.ErrInvalid)
@@ -116,7 +140,7 @@ func (n *Notifier) Notify(ctx context.Context, x pam.Notification) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.opts.Timeout)
 	defer cancel()
-	return sign.Post(ctx, n.opts.Client, n.url, n.opts.Header, n.opts.Secret, n.opts.Clock.Now(), body, "Idempotency-Key", x.ID)
+	return sign.Post(ctx, n.opts.Client, n.url, n.opts.Header, sign.Signing{Secret: n.opts.Secret, StandardKey: n.key, ID: x.ID}, n.opts.Clock.Now(), body, "Idempotency-Key", x.ID)
 }
 
 // Slack returns a Format for Slack-compatible incoming webhooks

@@ -2,6 +2,7 @@ package webhook_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -11,6 +12,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/zerostanding/pam"
 	"github.com/zerostanding/pam/notify/webhook"
@@ -148,5 +152,59 @@ func TestSlackFormat(t *testing.T) {
 		if !strings.HasPrefix(got["text"], lead) || !strings.HasSuffix(got["text"], "without approval: &lt;b&gt;leaver&lt;/b&gt; &amp; co") && typ == pam.EventRequestBreakGlass {
 			t.Errorf("%s: %s", typ, got["text"])
 		}
+	}
+}
+
+// TestStandardWebhooks: with StandardSecret each notification carries
+// the Standard Webhooks headers, which the scheme's own Go library
+// verifies; the ID is the notification's, the same on a retry; a
+// receiver with another secret refuses it; a malformed secret is
+// refused when the notifier is made. The spec's published example is
+// signed as the spec says.
+func TestStandardWebhooks(t *testing.T) {
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	verifier, err := standardwebhooks.NewWebhook(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := verifier.Verify(body, r.Header); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		ids = append(ids, r.Header.Get("webhook-id"))
+	}))
+	defer srv.Close()
+	n, err := webhook.New(srv.URL, &webhook.Options{StandardSecret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := n.Notify(context.Background(), note()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !cmp.Equal(ids, []string{"msg_1", "msg_1"}) {
+		t.Errorf("webhook-ids %v", ids)
+	}
+	other, _ := webhook.New(srv.URL, &webhook.Options{StandardSecret: "whsec_" + base64.StdEncoding.EncodeToString([]byte("another secret, 24 bytes!"))})
+	if err := other.Notify(context.Background(), note()); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("signed with another secret: %v", err)
+	}
+	for _, bad := range []string{"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_***", "whsec_c2hvcnQ="} {
+		if _, err := webhook.New(srv.URL, &webhook.Options{StandardSecret: bad}); !errors.Is(err, pam.ErrInvalid) {
+			t.Errorf("secret %q: %v", bad, err)
+		}
+	}
+	// The example of the specification and its libraries' tests.
+	lib, _ := standardwebhooks.NewWebhook(secret)
+	want, _ := lib.Sign("msg_p5jXN8AQM9LWM0D4loKWxJek", time.Unix(1614265330, 0), []byte(`{"test": 2432232314}`))
+	if want != "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=" {
+		t.Fatalf("the library signs the example as %s", want)
+	}
+	if got := webhook.StandardSign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", time.Unix(1614265330, 0), []byte(`{"test": 2432232314}`)); got != want {
+		t.Errorf("the example signed as %s, want %s", got, want)
 	}
 }
