@@ -119,11 +119,26 @@ type SMTPConfig struct {
 	From     string `json:"from"`
 	Username string `json:"username"`
 	Password Secret `json:"password"`
+	// OAuth2 authenticates with XOAUTH2 instead of a password (Exchange
+	// Online, Gmail): a client-credentials grant at TokenURL. Username
+	// is then the mailbox.
+	OAuth2 *OAuth2Config `json:"oauth2"`
 	// Security: "starttls" (default), "tls" or "none" (localhost only).
 	Security string `json:"security"`
 	// Domain maps identities to addresses: IDENTITY@Domain. Without it
 	// identities must be addresses.
 	Domain string `json:"domain"`
+}
+
+// OAuth2Config is an OAuth 2.0 client-credentials grant
+// (golang.org/x/oauth2/clientcredentials): for Exchange Online, TokenURL
+// https://login.microsoftonline.com/TENANT/oauth2/v2.0/token and scope
+// https://outlook.office365.com/.default.
+type OAuth2Config struct {
+	TokenURL     string   `json:"token_url"`
+	ClientID     string   `json:"client_id"`
+	ClientSecret Secret   `json:"client_secret"`
+	Scopes       []string `json:"scopes"`
 }
 
 // WebhookConfig posts JSON (or Slack-format) messages. See
@@ -287,8 +302,15 @@ func (c *Config) check() error {
 	if c.Apply != nil && c.ApplyAs == "" {
 		return errors.New("apply_as: name the admin the trail records as applying the policies")
 	}
-	if s := c.Notify.SMTP; s != nil && (s.Addr == "" || s.From == "") {
-		return errors.New("notify.smtp: addr and from are required")
+	if s := c.Notify.SMTP; s != nil {
+		switch {
+		case s.Addr == "" || s.From == "":
+			return errors.New("notify.smtp: addr and from are required")
+		case s.OAuth2 != nil && s.Password.IsSet():
+			return errors.New("notify.smtp: give password or oauth2, not both")
+		case s.OAuth2 != nil && (s.Username == "" || s.OAuth2.TokenURL == "" || s.OAuth2.ClientID == "" || !s.OAuth2.ClientSecret.IsSet()):
+			return errors.New("notify.smtp.oauth2: username (the mailbox), token_url, client_id and client_secret are required")
+		}
 	}
 	if w := c.Notify.Webhook; w != nil {
 		if !w.URL.IsSet() {

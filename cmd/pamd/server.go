@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/zerostanding/pam"
 	"github.com/zerostanding/pam/notify/smtp"
@@ -177,6 +179,15 @@ func (s *Service) notifiers(getenv func(string) string) ([]pam.NotifierConfig, e
 			return nil, fmt.Errorf("notify.smtp.password: %w", err)
 		}
 		o := smtp.Options{Addr: c.Addr, From: c.From, Username: c.Username, Password: pass, BaseURL: s.cfg.BaseURL}
+		if a := c.OAuth2; a != nil {
+			secret, err := a.ClientSecret.Value(getenv)
+			if err != nil {
+				return nil, fmt.Errorf("notify.smtp.oauth2.client_secret: %w", err)
+			}
+			cc := clientcredentials.Config{ClientID: a.ClientID, ClientSecret: secret, TokenURL: a.TokenURL, Scopes: a.Scopes}
+			o.Auth = smtp.XOAUTH2(c.Username, oauth2.ReuseTokenSource(nil, cc.TokenSource(context.Background())))
+			o.Username = ""
+		}
 		switch c.Security {
 		case "", "starttls":
 		case "tls":

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/benbjohnson/clock"
+	"golang.org/x/oauth2"
 
 	"github.com/zerostanding/pam"
 )
@@ -60,7 +61,11 @@ type Options struct {
 	// Username and Password, when set, authenticate with AUTH PLAIN
 	// (only over TLS, or to localhost).
 	Username, Password string
-	Security           Security
+	// Auth, when set, authenticates instead: any net/smtp Auth, such as
+	// XOAUTH2 for Exchange Online and Gmail, which retire basic
+	// authentication. Not with Username.
+	Auth     smtp.Auth
+	Security Security
 	// TLSConfig for STARTTLS or implicit TLS. Default: verify the
 	// server's certificate for the host of Addr.
 	TLSConfig *tls.Config
@@ -149,6 +154,9 @@ func New(opts Options) (*Notifier, error) {
 	from, err := mail.ParseAddress(opts.From)
 	if err != nil {
 		return nil, fmt.Errorf("%w: Options.From: %v", pam.ErrInvalid, err)
+	}
+	if opts.Auth != nil && opts.Username != "" {
+		return nil, fmt.Errorf("%w: Options.Auth and Options.Username: give one", pam.ErrInvalid)
 	}
 	if opts.Timeout < 0 || opts.Security < StartTLS || opts.Security > Plaintext {
 		return nil, fmt.Errorf("%w: Options.Timeout or Options.Security", pam.ErrInvalid)
@@ -326,9 +334,13 @@ func (n *Notifier) send(ctx context.Context, x pam.Notification, recipient strin
 			return ctxErr(ctx, err)
 		}
 	}
+	auth := n.opts.Auth
 	if n.opts.Username != "" {
-		if err := c.Auth(smtp.PlainAuth("", n.opts.Username, n.opts.Password, n.host)); err != nil {
-			return ctxErr(ctx, err)
+		auth = smtp.PlainAuth("", n.opts.Username, n.opts.Password, n.host)
+	}
+	if auth != nil {
+		if err := c.Auth(auth); err != nil {
+			return ctxErr(ctx, fmt.Errorf("authentication: %w", err))
 		}
 	}
 	if err := c.Mail(n.from.Address); err != nil {
@@ -356,4 +368,44 @@ func ctxErr(ctx context.Context, err error) error {
 		return fmt.Errorf("%w (%w)", ctx.Err(), err)
 	}
 	return err
+}
+
+// XOAUTH2 returns an Auth for SASL XOAUTH2 (Google's and Microsoft's
+// OAuth 2.0 mechanism for SMTP): user is the mailbox's address, tokens
+// gives an access token for each connection (an oauth2.TokenSource
+// refreshes it when it expires; wrap it in oauth2.ReuseTokenSource to
+// reuse one until then). Like AUTH PLAIN, it sends the token only over
+// TLS or to localhost. A refused token fails the send with the server's
+// answer; the next send asks tokens again.
+func XOAUTH2(user string, tokens oauth2.TokenSource) smtp.Auth {
+	return &xoauth2{user: user, tokens: tokens}
+}
+
+type xoauth2 struct {
+	user   string
+	tokens oauth2.TokenSource
+}
+
+func (a *xoauth2) Start(server *smtp.ServerInfo) (string, []byte, error) {
+	if !server.TLS && server.Name != "localhost" && server.Name != "127.0.0.1" && server.Name != "::1" {
+		return "", nil, errors.New("XOAUTH2 sends a token: only over TLS, or to localhost")
+	}
+	tok, err := a.tokens.Token()
+	if err != nil {
+		return "", nil, fmt.Errorf("XOAUTH2: the token source: %w", err)
+	}
+	if tok.AccessToken == "" {
+		return "", nil, errors.New("XOAUTH2: the token source gave no access token")
+	}
+	return "XOAUTH2", []byte("user=" + a.user + "\x01auth=Bearer " + tok.AccessToken + "\x01\x01"), nil
+}
+
+// Next answers the server's challenge, which in XOAUTH2 only ever
+// carries an error (JSON): the protocol wants an empty answer, after
+// which the server refuses with its final status.
+func (a *xoauth2) Next(_ []byte, more bool) ([]byte, error) {
+	if more {
+		return []byte{}, nil
+	}
+	return nil, nil
 }

@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"mime"
@@ -17,6 +18,7 @@ import (
 	"mime/quotedprintable"
 	"net"
 	"net/mail"
+	netsmtp "net/smtp"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +27,7 @@ import (
 	"github.com/benbjohnson/clock"
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
+	"golang.org/x/oauth2"
 
 	"github.com/zerostanding/pam"
 	"github.com/zerostanding/pam/notify/smtp"
@@ -42,6 +45,7 @@ type server struct {
 	addr    string
 	tls     *tls.Config
 	rootCAs *x509.CertPool
+	token   string // the access token XOAUTH2 takes
 }
 
 type received struct {
@@ -103,8 +107,11 @@ type session struct {
 	from, to string
 }
 
-func (x *session) AuthMechanisms() []string { return []string{sasl.Plain} }
-func (x *session) Auth(string) (sasl.Server, error) {
+func (x *session) AuthMechanisms() []string { return []string{sasl.Plain, "XOAUTH2"} }
+func (x *session) Auth(mech string) (sasl.Server, error) {
+	if mech == "XOAUTH2" {
+		return &xoauth2Server{x: x}, nil
+	}
 	return sasl.NewPlainServer(func(_, user, pass string) error {
 		if user != "pam" || pass != "secret" {
 			return errors.New("bad credentials")
@@ -113,6 +120,39 @@ func (x *session) Auth(string) (sasl.Server, error) {
 		return nil
 	}), nil
 }
+
+// xoauth2Server is the server side of SASL XOAUTH2 as Exchange Online and
+// Gmail speak it: the initial response "user=U\x01auth=Bearer T\x01\x01";
+// a bad token gets a JSON error challenge, the client answers it empty,
+// and the server refuses.
+type xoauth2Server struct {
+	x      *session
+	failed bool
+}
+
+func (a *xoauth2Server) Next(resp []byte) ([]byte, bool, error) {
+	if a.failed {
+		if len(resp) != 0 {
+			return nil, true, errors.New("the answer to an error challenge must be empty")
+		}
+		return nil, true, errors.New("5.7.3 invalid token")
+	}
+	if resp == nil {
+		return []byte{}, false, nil // no initial response: ask for it
+	}
+	user, rest, _ := strings.Cut(string(resp), "\x01")
+	auth, tail, _ := strings.Cut(rest, "\x01")
+	a.x.s.mu.Lock()
+	ok := user == "user=pam@contoso.com" && tail == "\x01" && auth == "auth=Bearer "+a.x.s.token
+	a.x.s.mu.Unlock()
+	if !ok {
+		a.failed = true
+		return []byte(`{"status":"401","schemes":"bearer","scope":"https://outlook.office.com/SMTP.Send"}`), false, nil
+	}
+	a.x.authed = true
+	return nil, true, nil
+}
+
 func (x *session) Mail(from string, _ *gosmtp.MailOptions) error {
 	if !x.authed {
 		return gosmtp.ErrAuthRequired
@@ -373,5 +413,54 @@ func TestInvisibleCharactersShown(t *testing.T) {
 		if bytes.ContainsAny(body, "\u202e\u200b\u2066") {
 			t.Errorf("%s part keeps an invisible character", p.Header.Get("Content-Type"))
 		}
+	}
+}
+
+// tokenSource hands out "token-1", "token-2", … one per call.
+type tokenSource struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (s *tokenSource) Token() (*oauth2.Token, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n++
+	return &oauth2.Token{AccessToken: fmt.Sprintf("token-%d", s.n), Expiry: time.Now().Add(time.Hour)}, nil
+}
+
+// TestXOAUTH2: mail sent with an OAuth 2.0 access token over STARTTLS; a
+// refused token fails the send with the server's answer, and the next
+// send asks the token source again.
+func TestXOAUTH2(t *testing.T) {
+	s := &server{token: "token-2"}
+	s.start(t, "127.0.0.1:0")
+	tokens := &tokenSource{}
+	opts := s.options()
+	opts.Username, opts.Password = "", ""
+	opts.Auth = smtp.XOAUTH2("pam@contoso.com", tokens)
+	n, err := smtp.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = n.Notify(context.Background(), note("msg_1"))
+	if err == nil || !strings.Contains(err.Error(), "invalid token") {
+		t.Fatalf("with a refused token: %v", err)
+	}
+	if len(s.received()) != 0 {
+		t.Fatal("mail accepted with a refused token")
+	}
+	if err := n.Notify(context.Background(), note("msg_1")); err != nil {
+		t.Fatalf("with the next token: %v", err)
+	}
+	if got := s.received(); len(got) != 1 || got[0].to != "bob@contoso.com" || tokens.n != 2 {
+		t.Errorf("received %d mails after %d tokens", len(got), tokens.n)
+	}
+	// Never in the clear to another host; never with Username as well.
+	if _, _, err := opts.Auth.Start(&netsmtp.ServerInfo{Name: "mail.example.com", Auth: []string{"XOAUTH2"}}); err == nil {
+		t.Error("XOAUTH2 would send a token in the clear")
+	}
+	if _, err := smtp.New(smtp.Options{Addr: "mail.example.com:587", From: "pam@contoso.com", Username: "u", Auth: opts.Auth}); !errors.Is(err, pam.ErrInvalid) {
+		t.Errorf("Auth and Username: %v", err)
 	}
 }
