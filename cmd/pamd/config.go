@@ -111,6 +111,11 @@ type AuthConfig struct {
 type NotifyConfig struct {
 	SMTP    *SMTPConfig    `json:"smtp"`
 	Webhook *WebhookConfig `json:"webhook"`
+	// Teams posts Adaptive Cards to a Teams Workflows webhook; its URL
+	// is a secret (it carries the flow's key).
+	Teams *struct {
+		URL Secret `json:"url"`
+	} `json:"teams"`
 }
 
 // SMTPConfig sends email. See notify/smtp.
@@ -322,6 +327,9 @@ func (c *Config) check() error {
 	}
 	if _, ok := logLevels[c.LogLevel]; !ok {
 		return fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	if tm := c.Notify.Teams; tm != nil && !tm.URL.IsSet() {
+		return errors.New("notify.teams: url is required ({env: NAME} or {file: PATH})")
 	}
 	if f := c.Audit.File; f != nil && f.Path == "" {
 		return errors.New("audit.file: path is required")

@@ -23,6 +23,7 @@ import (
 
 	"github.com/zerostanding/pam"
 	"github.com/zerostanding/pam/notify/smtp"
+	"github.com/zerostanding/pam/notify/teams"
 	"github.com/zerostanding/pam/notify/webhook"
 	"github.com/zerostanding/pam/pamhttp"
 	"github.com/zerostanding/pam/sinks"
@@ -230,6 +231,17 @@ func (s *Service) notifiers(getenv func(string) string) ([]pam.NotifierConfig, e
 			return nil, fmt.Errorf("%w: notify.webhook: %v", errConfig, err)
 		}
 		out = append(out, pam.NotifierConfig{Name: "webhook", Notifier: n})
+	}
+	if c := s.cfg.Notify.Teams; c != nil {
+		u, err := c.URL.Value(getenv)
+		if err != nil {
+			return nil, fmt.Errorf("notify.teams.url: %w", err)
+		}
+		n, err := teams.New(u, &teams.Options{BaseURL: s.cfg.BaseURL})
+		if err != nil {
+			return nil, fmt.Errorf("%w: notify.teams: %v", errConfig, err)
+		}
+		out = append(out, pam.NotifierConfig{Name: "teams", Notifier: n})
 	}
 	return out, nil
 }
