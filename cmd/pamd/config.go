@@ -104,6 +104,28 @@ type AuthConfig struct {
 	// is warned about. Tokens are kept hashed in memory and looked up by
 	// hash.
 	TokensFile string `json:"tokens_file"`
+	// OIDC signs people in with an OpenID provider (auth/oidc): the
+	// approver page's sign-in under /auth/, and bearer tokens the
+	// provider issued for this service.
+	OIDC *OIDCConfig `json:"oidc"`
+}
+
+// OIDCConfig configures auth/oidc.
+type OIDCConfig struct {
+	Issuer       string `json:"issuer"`
+	ClientID     string `json:"client_id"`
+	ClientSecret Secret `json:"client_secret"`
+	// RedirectURL defaults to BaseURL + "/auth/callback".
+	RedirectURL string `json:"redirect_url"`
+	// SessionKey is the base64 of 32 random bytes, the same on every
+	// replica (openssl rand -base64 32).
+	SessionKey    Secret   `json:"session_key"`
+	Scopes        []string `json:"scopes"`
+	UsernameClaim string   `json:"username_claim"`
+	// GroupsClaim, when set, makes the claim the directory of the person
+	// signed in; directory.static answers for everyone else.
+	GroupsClaim string   `json:"groups_claim"`
+	SessionTTL  Duration `json:"session_ttl"`
 }
 
 // NotifyConfig configures where notifications go. Each configured
@@ -293,8 +315,19 @@ func (c *Config) check() error {
 		}
 		c.BaseURL = strings.TrimRight(c.BaseURL, "/")
 	}
-	if c.Auth.TokensFile == "" {
-		return errors.New("auth: no way to tell who is calling: set auth.tokens_file")
+	if c.Auth.TokensFile == "" && c.Auth.OIDC == nil {
+		return errors.New("auth: no way to tell who is calling: set auth.tokens_file or auth.oidc")
+	}
+	if o := c.Auth.OIDC; o != nil {
+		if o.Issuer == "" || o.ClientID == "" || !o.SessionKey.IsSet() {
+			return errors.New("auth.oidc: issuer, client_id and session_key are required")
+		}
+		if o.RedirectURL == "" {
+			if c.BaseURL == "" {
+				return errors.New("auth.oidc: set redirect_url, or base_url for its default")
+			}
+			o.RedirectURL = c.BaseURL + "/auth/callback"
+		}
 	}
 	if len(c.Directory.Static) == 0 {
 		return errors.New("directory: no groups: set directory.static")

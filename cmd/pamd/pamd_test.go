@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +25,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/zitadel/oidc/v3/example/server/exampleop"
+	"github.com/zitadel/oidc/v3/example/server/storage"
 
 	"github.com/zerostanding/pam"
 	"github.com/zerostanding/pam/pamhttp"
@@ -114,6 +119,8 @@ func TestLoad(t *testing.T) {
 		"bad base url":      {baseConfig + "base_url: pam.example.com\n", "absolute http(s) URL"},
 		"bad duration":      {baseConfig + "shutdown_timeout: 30\n", "duration"},
 		"bad log level":     {baseConfig + "log_level: loud\n", "want debug, info, warn or error"},
+		"oidc, no key":      {strings.Replace(baseConfig, "  tokens_file: TOKENS", "  oidc: {issuer: https://idp.example.com, client_id: pam}", 1), "issuer, client_id and session_key"},
+		"oidc, no redirect": {strings.Replace(baseConfig, "  tokens_file: TOKENS", "  oidc: {issuer: https://idp.example.com, client_id: pam, session_key: {env: K}}", 1), "redirect_url, or base_url"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Load(writeConfig(t, t.TempDir(), tc.body), env(nil))
@@ -495,3 +502,69 @@ func (s *syncBuffer) String() string {
 }
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestServeOIDC: with auth.oidc the approver page's sign-in is under
+// /auth/ and a signed-out visitor of the page is sent there, then to the
+// provider (a real one, in process).
+func TestServeOIDC(t *testing.T) {
+	appAddr := freeAddr(t)
+	op := httptest.NewUnstartedServer(nil)
+	issuer := "http://" + op.Listener.Addr().String()
+	clients := map[string]*storage.Client{"pam": storage.WebClient("pam", "s3cret", "http://"+appAddr+"/auth/callback")}
+	op.Config.Handler = exampleop.SetupServer(issuer, storage.NewStorageWithClients(storage.NewUserStore(issuer), clients),
+		slog.New(slog.NewTextHandler(io.Discard, nil)), false)
+	op.Start()
+	defer op.Close()
+	dir := t.TempDir()
+	path := writeConfig(t, dir, strings.Replace(baseConfig, "listen: 127.0.0.1:0", "listen: "+appAddr, 1)+fmt.Sprintf(`store: {sqlite: %s}
+base_url: http://%s
+auth:
+  tokens_file: %s
+  oidc: {issuer: %s, client_id: pam, client_secret: {env: OIDC_SECRET}, session_key: {env: OIDC_KEY}}
+`, filepath.Join(dir, "pam.db"), appAddr, filepath.Join(dir, "tokens"), issuer))
+	path2 := filepath.Join(dir, "pamd2.yaml")
+	b, _ := os.ReadFile(path)
+	os.WriteFile(path2, bytes.Replace(b, []byte("auth:\n  tokens_file: "+filepath.Join(dir, "tokens")+"\n"), nil, 1), 0o600)
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"-config", path2}, env(map[string]string{"OIDC_SECRET": "s3cret", "OIDC_KEY": base64.StdEncoding.EncodeToString(make([]byte, 32))}), out, out)
+	}()
+	addr := waitListening(t, out)
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Get("http://" + addr + "/requests/req_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/auth/login?next="+url.QueryEscape("/requests/req_1") {
+		t.Fatalf("signed out: %s %s", resp.Status, resp.Header.Get("Location"))
+	}
+	resp, err = c.Get("http://" + addr + resp.Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), issuer+"/auth?") ||
+		!strings.Contains(resp.Header.Get("Location"), "code_challenge_method=S256") {
+		t.Errorf("the sign-in: %s %s", resp.Status, resp.Header.Get("Location"))
+	}
+	if st, _ := get(t, addr, "/api/v1/me"); st != http.StatusUnauthorized {
+		t.Errorf("the API signed out: %d", st)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("pamd exited %d:\n%s", code, out)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/auth/oidc"
 	"github.com/zerostanding/pam/notify/smtp"
 	"github.com/zerostanding/pam/notify/teams"
 	"github.com/zerostanding/pam/notify/webhook"
@@ -59,13 +61,34 @@ func Open(ctx context.Context, cfg *Config, getenv func(string) string, log *slo
 	if err != nil {
 		return nil, err
 	}
-	dir, err := pam.NewStaticDirectory(cfg.Directory.Static)
+	static, err := pam.NewStaticDirectory(cfg.Directory.Static)
 	if err != nil {
 		return nil, fmt.Errorf("%w: directory: %v", errConfig, err)
 	}
-	auth, err := s.authenticator()
+	var dir pam.Directory = static
+	tokens, err := s.tokenAuth()
 	if err != nil {
 		return nil, err
+	}
+	var sso *oidc.Auth
+	if o := cfg.Auth.OIDC; o != nil {
+		if sso, err = s.openOIDC(ctx, o, getenv); err != nil {
+			return nil, err
+		}
+		if o.GroupsClaim != "" {
+			dir = sso.Directory(static)
+		}
+	}
+	auth := func(r *http.Request) (string, error) {
+		if tokens != nil {
+			if who, ok := tokens(r); ok {
+				return who, nil
+			}
+		}
+		if sso != nil {
+			return sso.Authenticate(r)
+		}
+		return "", errors.New("not signed in: send Authorization: Bearer TOKEN")
 	}
 	opsMux := http.NewServeMux()
 	opts := &pam.Options{AdminGroup: cfg.AdminGroup, SystemAccounts: cfg.SystemAccounts, Logger: log}
@@ -94,7 +117,11 @@ func Open(ctx context.Context, cfg *Config, getenv func(string) string, log *slo
 			return nil, err
 		}
 	}
-	api, err := pamhttp.New(s.m, pamhttp.Options{Authenticate: auth})
+	popts := pamhttp.Options{Authenticate: auth}
+	if sso != nil {
+		popts.SignInURL = "/auth/login"
+	}
+	api, err := pamhttp.New(s.m, popts)
 	if err != nil {
 		s.m.Close(ctx)
 		return nil, err
@@ -106,15 +133,17 @@ func Open(ctx context.Context, cfg *Config, getenv func(string) string, log *slo
 	}
 	opsMux.Handle("GET /livez", health)
 	opsMux.Handle("GET /readyz", health)
-	s.ops, s.handler = opsMux, api
+	mux := http.NewServeMux()
+	mux.Handle("/", api)
+	if sso != nil {
+		mux.Handle("/auth/", http.StripPrefix("/auth", sso.Handler()))
+	}
 	if cfg.Ops.Listen == "" {
-		mux := http.NewServeMux()
-		mux.Handle("/", api)
 		mux.Handle("GET /livez", opsMux)
 		mux.Handle("GET /readyz", opsMux)
 		mux.Handle("GET /metrics", opsMux)
-		s.handler = mux
 	}
+	s.ops, s.handler = opsMux, mux
 	runCtx, stop := context.WithCancel(context.Background())
 	s.stop, s.ran = stop, make(chan struct{})
 	go func() { defer close(s.ran); s.m.Run(runCtx) }()
@@ -261,23 +290,45 @@ func (s *Service) sinks() ([]pam.SinkConfig, error) {
 	return out, nil
 }
 
-// authenticator returns pamhttp's Authenticate for the configured
-// methods.
-func (s *Service) authenticator() (func(*http.Request) (string, error), error) {
+// tokenAuth returns the lookup of the tokens file's bearer tokens, nil
+// without a tokens file.
+func (s *Service) tokenAuth() (func(*http.Request) (string, bool), error) {
+	if s.cfg.Auth.TokensFile == "" {
+		return nil, nil
+	}
 	tokens, err := loadTokens(s.cfg.Auth.TokensFile, s.log)
 	if err != nil {
 		return nil, err
 	}
-	return func(r *http.Request) (string, error) {
+	return func(r *http.Request) (string, bool) {
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok {
-			return "", errors.New("not signed in: send Authorization: Bearer TOKEN")
+			return "", false
 		}
-		if who, ok := tokens[sha256.Sum256([]byte(tok))]; ok {
-			return who, nil
-		}
-		return "", errors.New("unknown token")
+		who, ok := tokens[sha256.Sum256([]byte(tok))]
+		return who, ok
 	}, nil
+}
+
+func (s *Service) openOIDC(ctx context.Context, o *OIDCConfig, getenv func(string) string) (*oidc.Auth, error) {
+	secret, err := o.ClientSecret.Value(getenv)
+	if err != nil {
+		return nil, fmt.Errorf("auth.oidc.client_secret: %w", err)
+	}
+	key64, err := o.SessionKey.Value(getenv)
+	if err != nil {
+		return nil, fmt.Errorf("auth.oidc.session_key: %w", err)
+	}
+	key, err := base64.StdEncoding.DecodeString(key64)
+	if err != nil || len(key) != 32 {
+		return nil, fmt.Errorf("%w: auth.oidc.session_key: want the base64 of 32 random bytes", errConfig)
+	}
+	a, err := oidc.New(ctx, oidc.Config{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: secret, RedirectURL: o.RedirectURL,
+		Scopes: o.Scopes, UsernameClaim: o.UsernameClaim, GroupsClaim: o.GroupsClaim, SessionKey: key, SessionTTL: time.Duration(o.SessionTTL)})
+	if err != nil {
+		return nil, fmt.Errorf("auth.oidc: %w", err)
+	}
+	return a, nil
 }
 
 // loadTokens reads a tokens file: "TOKEN IDENTITY" per line. It refuses
