@@ -54,7 +54,23 @@
 //
 // # Approver page
 //
-// The page under / lists the requests waiting for the actor and their
-// own, with forms to request, approve, deny and cancel; every link is
-// relative, so it works under any prefix.
+// The page under / is server-rendered and works without JavaScript; its
+// one script (assets/page.js, allowed by a strict Content-Security-Policy
+// as 'self') only rewrites times into the viewer's time zone. Its tabs
+// list what waits for the viewer, their own requests, access in force
+// and what they decided, newest first, 50 at a time with Newer and
+// Older links carrying the cursor, narrowed by state, access and
+// requester and searched by requester, task or ticket; what waits may be
+// approved or denied in bulk with one comment, with a sentence per
+// request on what happened. /requests/{id}, the page the notifiers link
+// to, is where a request is acted on: the decisions so far and what is
+// missing (M of N per approver group), the policy in words, the
+// requester's recent history for the same access, and the forms the
+// viewer's role allows: approve or deny, revoke, end my access, ask for
+// more time, confirm or flag a break-glass use. /new is the request
+// form; /new?policy=ID opens it with the access chosen. A form that is
+// refused keeps what was typed and says what is wrong in a sentence
+// next to the field. Every user-supplied string goes through
+// pam.DisplayText. A signed-out visitor is sent to Options.SignInURL
+// with next. Every link is relative, so the page works under any prefix.
 package pamhttp

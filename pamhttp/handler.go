@@ -30,12 +30,15 @@ type Options struct {
 	Now func() time.Time
 	// SignInURL, when set, is where the page sends a visitor whom
 	// Authenticate does not know (ErrNoActor), with the query parameter
-	// next: the page's path, with its query for a GET, as the handler saw
-	// it (below any prefix the host strips: the host's sign-in prepends
-	// its mount point). next is always a path starting with "/", never
-	// an absolute URL; a sign-in must still accept only local paths
-	// before redirecting to it. Without SignInURL the page says in a
-	// sentence how to sign in. The API answers 401 either way.
+	// next: the page's path, with its query for a GET, relative to the
+	// host and as the visitor sent it (r.RequestURI, so a prefix the
+	// host strips, such as "/pam", is included): "/pam/requests/req_x".
+	// The sign-in redirects there once the visitor is signed in. next is
+	// always a path starting with a single "/", never an absolute URL; a
+	// sign-in must still accept only local paths before redirecting to
+	// it. SignInURL may carry a query of its own; next is added to it.
+	// Without SignInURL the page says in a sentence how to sign in. The
+	// API answers 401 either way.
 	SignInURL string
 }
 

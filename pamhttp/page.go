@@ -97,7 +97,7 @@ func (f listFilter) Query(tab, after string) string {
 // row is a request in a list, with what the list says of it.
 type row struct {
 	pam.Request
-	When string // what is due, in words
+	When template.HTML // what is due, in words (see due)
 }
 
 type bulkResult struct {
@@ -148,12 +148,12 @@ func (h *Handler) routesPage(mux *recordingMux) {
 			}
 			return andList(out)
 		},
-		"due": func(r pam.Request) string { return due(&r, now()) },
+		"due": func(r pam.Request) template.HTML { return due(&r, now()) },
 		"card": func(root string, r row) any {
 			return struct {
 				Root string
 				R    pam.Request
-				When string
+				When template.HTML
 			}{root, r.Request, r.When}
 		},
 		"notice": func(k string) string { return notices[k] },
@@ -357,25 +357,32 @@ func (p *pages) rows(rs []pam.Request) []row {
 	return out
 }
 
-// due says in words where r stands in time.
-func due(r *pam.Request, now time.Time) string {
-	switch r.State {
-	case pam.Pending:
-		return "decide by " + clock(r.PendingUntil) + " (" + relative(r.PendingUntil, now) + ")"
-	case pam.Approved:
-		if r.Scheduled(now) {
-			return "opens " + clock(r.ApprovedAt) + " (" + relative(r.ApprovedAt, now) + ") for " + words(r.ExpiresAt.Sub(r.ApprovedAt))
-		}
-		s := "ends " + clock(r.ExpiresAt) + " (" + relative(r.ExpiresAt, now) + ")"
+// due says in words where r stands in time, its times in <time>
+// elements so that the page's script can show them in the viewer's zone.
+func due(r *pam.Request, now time.Time) template.HTML {
+	var s string
+	switch {
+	case r.State == pam.Pending:
+		s = "decide by " + stamp(r.PendingUntil) + " (" + relative(r.PendingUntil, now) + ")"
+	case r.State == pam.Approved && r.Scheduled(now):
+		s = "opens " + stamp(r.ApprovedAt) + " (" + relative(r.ApprovedAt, now) + ") for " + words(r.ExpiresAt.Sub(r.ApprovedAt))
+	case r.State == pam.Approved:
+		s = "ends " + stamp(r.ExpiresAt) + " (" + relative(r.ExpiresAt, now) + ")"
 		if r.ExtensionPending(now) {
 			s += "; " + words(r.Extension.By) + " more asked"
 		}
-		return s
+	case !r.ClosedAt.IsZero():
+		s = template.HTMLEscapeString(string(r.State)) + " " + stamp(r.ClosedAt) + " (" + relative(r.ClosedAt, now) + ")"
+	default:
+		s = template.HTMLEscapeString(string(r.State))
 	}
-	if !r.ClosedAt.IsZero() {
-		return string(r.State) + " " + clock(r.ClosedAt) + " (" + relative(r.ClosedAt, now) + ")"
-	}
-	return string(r.State)
+	return template.HTML(s) // words, relative and stamp write no markup of their own but stamp's
+}
+
+// stamp is t as the page writes a time: in UTC with the zone named, in a
+// <time> element the page's script rewrites to the viewer's zone.
+func stamp(t time.Time) string {
+	return `<time datetime="` + t.UTC().Format(time.RFC3339) + `">` + template.HTMLEscapeString(clock(t)) + `</time>`
 }
 
 func (p *pages) newForm(w http.ResponseWriter, r *http.Request) {

@@ -107,7 +107,7 @@ func TestApproverPage(t *testing.T) {
 		t.Errorf("Guard after the approval: %v", err)
 	}
 	// Alice's active access, with its end in words and with its zone.
-	contains(t, "alice's active access", e.page("alice", "/?tab=active"), `id="req-`+id+`"`, "ends 2 Nov 2026, 11:00 UTC (in 2 hours)")
+	contains(t, "alice's active access", e.page("alice", "/?tab=active"), `id="req-`+id+`"`, `ends <time datetime="2026-11-02T11:00:00Z">2 Nov 2026, 11:00 UTC</time> (in 2 hours)`)
 	contains(t, "alice's request page, active", e.page("alice", "/requests/"+id), "End my access now", "Ask for more time")
 
 	if st, page, _ := e.do("erin", "GET", "/requests/"+id, "", ""); st != 404 || !strings.Contains(page, "There is no such request, or you may not see it.") {

@@ -12,10 +12,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"github.com/zerostanding/pam"
@@ -70,16 +73,19 @@ var widths = []struct{ w, h int64 }{{1280, 900}, {390, 844}}
 // that needs two approvals shows carol "1 of 2"; alice's grants are
 // under active access; bob revokes one; his history and alice's list
 // show it all; paging past 1,100 requests reaches the oldest; search
-// finds by ticket. Every page passes axe-core (no serious or critical
+// finds by ticket; bob approves two at once with one comment; a reason
+// with U+202E is shown with it made visible; in Europe/Berlin the times
+// are shown in the viewer's zone; alice ends her own access; bob flags a
+// break-glass use on its page. Every page passes axe-core (no serious or critical
 // violation) at 1280 and 390 px, with no horizontal scroll at 390 px,
 // and is saved as a screenshot at both widths ($PAM_SCREENSHOTS, by
-// default testdata/artifacts).
+// default a temporary directory removed after the test).
 func TestBrowserDay(t *testing.T) {
 	path := chromium(t)
 	axe := axeSource(t)
 	shots := os.Getenv("PAM_SCREENSHOTS")
 	if shots == "" {
-		shots = filepath.Join("testdata", "artifacts")
+		shots = t.TempDir()
 	}
 	if err := os.MkdirAll(shots, 0o755); err != nil {
 		t.Fatal(err)
@@ -103,6 +109,10 @@ func TestBrowserDay(t *testing.T) {
 		}
 		seeded = append(seeded, r.ID)
 	}
+	// Lists run by ID, which follows the time of creation; requests
+	// created within one tick of the ID's clock come in ID order, so the
+	// newest and oldest are the greatest and least ID.
+	newest, oldest := slices.Max(seeded), slices.Min(seeded)
 
 	alloc, cancel := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU, chromedp.NoFirstRun,
@@ -329,8 +339,8 @@ func TestBrowserDay(t *testing.T) {
 	if got := eval(`String(document.querySelectorAll("#list .card").length)`); got != "50" {
 		t.Errorf("the first page holds %s requests", got)
 	}
-	if got := eval(`document.querySelector("#list .card").id`); got != "req-"+seeded[len(seeded)-1] {
-		t.Errorf("the first request listed: %s, want the newest, req-%s", got, seeded[len(seeded)-1])
+	if got := eval(`document.querySelector("#list .card").id`); got != "req-"+newest {
+		t.Errorf("the first request listed: %s, want the newest, req-%s", got, newest)
 	}
 	check("waiting")
 	n := 1
@@ -343,8 +353,8 @@ func TestBrowserDay(t *testing.T) {
 		do(fmt.Sprintf("   older, page %d", n+1), chromedp.Click(chromedp.CSS(`a[rel=next]`)),
 			chromedp.WaitNotPresent(chromedp.CSS(`#`+first)), chromedp.WaitVisible(chromedp.CSS(`#list`)))
 	}
-	if got := eval(`Array.from(document.querySelectorAll("#list .card")).map(e => e.id).pop() || ""`); got != "req-"+seeded[0] || n != 22 {
-		t.Errorf("after %d pages the last request listed is %s, want the oldest, req-%s", n, got, seeded[0])
+	if got := eval(`Array.from(document.querySelectorAll("#list .card")).map(e => e.id).pop() || ""`); got != "req-"+oldest || n != 22 {
+		t.Errorf("after %d pages the last request listed is %s, want the oldest, req-%s", n, got, oldest)
 	}
 	do("15. search finds by ticket", chromedp.Navigate(srv.URL+"/pam/"),
 		chromedp.SendKeys(chromedp.CSS(`#f-q`), "bulk-0042"), chromedp.Click(chromedp.CSS(`form.filters button`)),
@@ -353,5 +363,72 @@ func TestBrowserDay(t *testing.T) {
 		t.Errorf("search for bulk-0042: %q", got)
 	}
 	check("search")
+
+	do("16. bob approves two waiting requests at once with one comment", chromedp.Navigate(srv.URL+"/pam/"),
+		chromedp.WaitVisible(chromedp.CSS(`#bulk`)),
+		chromedp.Click(chromedp.CSS(`#list .card:nth-of-type(1) input[name=id]`)),
+		chromedp.Click(chromedp.CSS(`#list .card:nth-of-type(2) input[name=id]`)),
+		chromedp.SendKeys(chromedp.CSS(`#bulk-comment`), "batch checked"),
+		chromedp.Click(chromedp.CSS(`#bulk button[value=approve]`)), chromedp.WaitVisible(chromedp.CSS(`.results`)))
+	if got := eval(`String(document.querySelectorAll(".results li.ok").length) + " " + String(document.querySelectorAll(".results li.failed").length)`); got != "2 0" {
+		t.Errorf("bulk approval: %s succeeded and failed, want 2 0: %q", got, text(`main`))
+	}
+	t.Logf("   the page says: %q", text(`.results ul`))
+	check("bulk-results")
+
+	// A reason with a right-to-left override is shown with it made
+	// visible, never applied.
+	rlo, err := s.m.Submit(pam.WithActor(context.Background(), "alice"), pam.RequestInput{PolicyID: "drop", Reason: "invoice \u202egpj.exe"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	do("17. bob opens a request whose reason holds U+202E", chromedp.Navigate(srv.URL+"/pam/requests/"+rlo.ID), chromedp.WaitVisible(chromedp.CSS(`#details-h`)))
+	if got := text(`main`); strings.ContainsRune(got, '\u202e') || !strings.Contains(got, "invoice") {
+		t.Errorf("the reason with U+202E as shown: %q", got)
+	}
+
+	// The viewer is in Berlin: times written in UTC are shown there.
+	do("18. in Europe/Berlin, the request's times are in the viewer's zone",
+		chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+			_, err := cdp.Call(ctx, t, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: "Europe/Berlin"})
+			return err
+		}),
+		chromedp.Navigate(srv.URL+"/pam/requests/"+rlo.ID), chromedp.WaitVisible(chromedp.CSS(`#details-h`)))
+	if got := eval(`(() => { const el = document.querySelector("main time[datetime]"); return el.title + " | " + el.textContent })()`); !strings.HasSuffix(strings.Split(got, " | ")[0], "UTC") || strings.Contains(strings.Split(got, " | ")[1], "UTC") {
+		t.Errorf("a time as written | as shown in Berlin: %q", got)
+	} else {
+		t.Logf("   a time as written | as shown in Berlin: %q", got)
+	}
+
+	do("19. alice ends her Move mailbox access on its page", login("alice"), chromedp.Navigate(srv.URL+"/pam/requests/"+move),
+		chromedp.Click(chromedp.CSS(`button[value=relinquish]`)), chromedp.WaitVisible(chromedp.CSS(`.notice`)))
+	if got := text(`main`); !strings.Contains(got, "You ended your access.") || !strings.Contains(got, "relinquished") {
+		t.Errorf("after ending it: %q", got)
+	}
+	do("   and Move mailbox is denied", runOp("New-MoveRequest"))
+	if got := text(`#result`); !strings.Contains(got, "Denied") {
+		t.Fatalf("after ending the grant: %q", got)
+	}
+
+	// Break-glass: carol acts at once; bob flags it on its page.
+	admin := pam.WithActor(context.Background(), "admin")
+	p, err := s.m.Policy(admin, "drop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.BreakGlass = &pam.BreakGlass{Group: "approvers"}
+	if _, err := s.m.UpdatePolicy(admin, p); err != nil {
+		t.Fatal(err)
+	}
+	glass, err := s.m.BreakGlass(pam.WithActor(context.Background(), "carol"), pam.RequestInput{PolicyID: "drop", Reason: "INC-9: the disk is full"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	do("20. bob flags carol's break-glass use on its page", login("bob"), chromedp.Navigate(srv.URL+"/pam/requests/"+glass.ID),
+		chromedp.SendKeys(chromedp.CSS(`#review-comment`), "no incident was open"),
+		chromedp.Click(chromedp.CSS(`button[value=flag]`)), chromedp.WaitVisible(chromedp.CSS(`.notice`)))
+	if flagged, err := s.m.Request(admin, glass.ID); err != nil || flagged.BreakGlass == nil || flagged.BreakGlass.State != pam.ReviewFlagged || flagged.State != pam.Revoked {
+		t.Errorf("after bob's flag: %+v, %v", flagged, err)
+	}
 	t.Logf("%d pages checked at %d widths", pages, len(widths))
 }
