@@ -93,6 +93,22 @@ type StoreConfig struct {
 type DirectoryConfig struct {
 	// Static lists each group's members.
 	Static map[string][]string `json:"static"`
+	// LDAP reads groups from Active Directory or LDAP (directory/ldap)
+	// instead.
+	LDAP *LDAPConfig `json:"ldap"`
+}
+
+// LDAPConfig configures directory/ldap.
+type LDAPConfig struct {
+	URL           string   `json:"url"`
+	StartTLS      bool     `json:"start_tls"`
+	BindDN        string   `json:"bind_dn"`
+	BindPassword  Secret   `json:"bind_password"`
+	UserBaseDN    string   `json:"user_base_dn"`
+	UserAttribute string   `json:"user_attribute"`
+	GroupBaseDN   string   `json:"group_base_dn"`
+	InChain       bool     `json:"in_chain"`
+	CacheTTL      Duration `json:"cache_ttl"`
 }
 
 // AuthConfig says who is calling. Each request is authenticated by the
@@ -329,10 +345,17 @@ func (c *Config) check() error {
 			o.RedirectURL = c.BaseURL + "/auth/callback"
 		}
 	}
-	if len(c.Directory.Static) == 0 {
-		return errors.New("directory: no groups: set directory.static")
+	if l := c.Directory.LDAP; l != nil {
+		if len(c.Directory.Static) > 0 {
+			return errors.New("directory: give static or ldap, not both")
+		}
+		if l.URL == "" || l.UserBaseDN == "" || l.GroupBaseDN == "" {
+			return errors.New("directory.ldap: url, user_base_dn and group_base_dn are required")
+		}
+	} else if len(c.Directory.Static) == 0 {
+		return errors.New("directory: no groups: set directory.static or directory.ldap")
 	}
-	if c.AdminGroup != "" {
+	if c.AdminGroup != "" && c.Directory.LDAP == nil {
 		if _, ok := c.Directory.Static[c.AdminGroup]; !ok {
 			return fmt.Errorf("admin_group %q is not a group of the directory", c.AdminGroup)
 		}

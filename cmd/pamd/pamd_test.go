@@ -119,6 +119,8 @@ func TestLoad(t *testing.T) {
 		"bad base url":      {baseConfig + "base_url: pam.example.com\n", "absolute http(s) URL"},
 		"bad duration":      {baseConfig + "shutdown_timeout: 30\n", "duration"},
 		"bad log level":     {baseConfig + "log_level: loud\n", "want debug, info, warn or error"},
+		"ldap and static":   {strings.Replace(baseConfig, "directory:\n", "directory:\n  ldap: {url: ldaps://dc.example.com, user_base_dn: dc=x, group_base_dn: dc=x}\n", 1), "static or ldap, not both"},
+		"ldap, no base":     {strings.Replace(strings.Replace(baseConfig, "  static:\n    pam-admins: [admin]\n    approvers: [bob, carol]\n", "  ldap: {url: ldaps://dc.example.com}\n", 1), "admin_group: pam-admins\n", "", 1), "user_base_dn and group_base_dn"},
 		"oidc, no key":      {strings.Replace(baseConfig, "  tokens_file: TOKENS", "  oidc: {issuer: https://idp.example.com, client_id: pam}", 1), "issuer, client_id and session_key"},
 		"oidc, no redirect": {strings.Replace(baseConfig, "  tokens_file: TOKENS", "  oidc: {issuer: https://idp.example.com, client_id: pam, session_key: {env: K}}", 1), "redirect_url, or base_url"},
 	} {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/zerostanding/pam"
 	"github.com/zerostanding/pam/auth/oidc"
+	"github.com/zerostanding/pam/directory/ldap"
 	"github.com/zerostanding/pam/notify/smtp"
 	"github.com/zerostanding/pam/notify/teams"
 	"github.com/zerostanding/pam/notify/webhook"
@@ -66,6 +67,18 @@ func Open(ctx context.Context, cfg *Config, getenv func(string) string, log *slo
 		return nil, fmt.Errorf("%w: directory: %v", errConfig, err)
 	}
 	var dir pam.Directory = static
+	if l := cfg.Directory.LDAP; l != nil {
+		pw, err := l.BindPassword.Value(getenv)
+		if err != nil {
+			return nil, fmt.Errorf("directory.ldap.bind_password: %w", err)
+		}
+		ld, err := ldap.New(ldap.Config{URL: l.URL, StartTLS: l.StartTLS, BindDN: l.BindDN, BindPassword: pw, UserBaseDN: l.UserBaseDN,
+			UserAttribute: l.UserAttribute, GroupBaseDN: l.GroupBaseDN, InChain: l.InChain, CacheTTL: time.Duration(l.CacheTTL)})
+		if err != nil {
+			return nil, fmt.Errorf("%w: directory.ldap: %v", errConfig, err)
+		}
+		dir = ld
+	}
 	tokens, err := s.tokenAuth()
 	if err != nil {
 		return nil, err
@@ -76,7 +89,7 @@ func Open(ctx context.Context, cfg *Config, getenv func(string) string, log *slo
 			return nil, err
 		}
 		if o.GroupsClaim != "" {
-			dir = sso.Directory(static)
+			dir = sso.Directory(dir)
 		}
 	}
 	auth := func(r *http.Request) (string, error) {
