@@ -51,6 +51,26 @@ type GroupCommitter interface {
 	GroupCommits() (transactions, commits int64)
 }
 
+// Counter is an optional interface of a Store that counts what
+// operators watch, for metrics; store/memory, store/sqlite and
+// store/postgres implement it. A Manager with a MeterProvider reads it
+// at each collection (pam.requests.pending, pam.outbox.pending,
+// pam.outbox.parked): one count query each on the SQL stores, so scrape
+// at a pace the store can bear.
+type Counter interface {
+	Counts(ctx context.Context) (Counts, error)
+}
+
+// Counts are a store's counts, as recorded.
+type Counts struct {
+	// PendingRequests are the requests recorded Pending (one whose time
+	// ran out counts until Sweep records its expiry).
+	PendingRequests int64
+	// PendingMessages wait in the outbox; ParkedMessages were given up
+	// after their last attempt (MessageFailed).
+	PendingMessages, ParkedMessages int64
+}
+
 // telemetry is the engine's operational output: logs, metrics and spans
 // through the providers the host passed in Options (no-op ones
 // otherwise). Nothing here decides anything.
@@ -169,6 +189,23 @@ func (t *telemetry) observe(mp metric.MeterProvider, m *Manager) error {
 		return err
 	}
 	insts := []metric.Observable{healthy, lag, delivered, failures, oldest}
+	counter, counts := m.store.(Counter)
+	var pending, outboxPending, parked metric.Int64ObservableGauge
+	if counts {
+		if pending, err = meter.Int64ObservableGauge("pam.requests.pending", metric.WithUnit("{request}"),
+			metric.WithDescription("Requests recorded pending: waiting for approvers (read from the store at each collection).")); err != nil {
+			return err
+		}
+		if outboxPending, err = meter.Int64ObservableGauge("pam.outbox.pending", metric.WithUnit("{message}"),
+			metric.WithDescription("Notifications waiting in the outbox (read from the store at each collection).")); err != nil {
+			return err
+		}
+		if parked, err = meter.Int64ObservableGauge("pam.outbox.parked", metric.WithUnit("{message}"),
+			metric.WithDescription("Notifications given up after their last attempt: nobody was told (read from the store at each collection).")); err != nil {
+			return err
+		}
+		insts = append(insts, pending, outboxPending, parked)
+	}
 	group, grouped := m.store.(GroupCommitter)
 	var groupTxs, groupCommits metric.Int64ObservableCounter
 	if grouped {
@@ -187,6 +224,15 @@ func (t *telemetry) observe(mp metric.MeterProvider, m *Manager) error {
 			txs, commits := group.GroupCommits()
 			o.ObserveInt64(groupTxs, txs)
 			o.ObserveInt64(groupCommits, commits)
+		}
+		if counts {
+			if c, err := counter.Counts(ctx); err != nil {
+				t.log.Warn("pam: metrics: count the requests and the outbox", "error", err)
+			} else {
+				o.ObserveInt64(pending, c.PendingRequests)
+				o.ObserveInt64(outboxPending, c.PendingMessages)
+				o.ObserveInt64(parked, c.ParkedMessages)
+			}
 		}
 		if len(m.outbox.notifiers) > 0 {
 			age, err := m.OldestPending(ctx)

@@ -235,6 +235,17 @@ func TestTelemetryScenario(t *testing.T) {
 			}
 		}
 	}
+	// The store's counts, as the store says them.
+	counts, err := e.store.Counts(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]int64{"pam.requests.pending": counts.PendingRequests, "pam.outbox.pending": counts.PendingMessages,
+		"pam.outbox.parked": counts.ParkedMessages} {
+		if p := points(t, got[name]); p[""] != float64(want) || got[name].Unit == "" {
+			t.Errorf("%s = %v, want %d", name, p, want)
+		}
+	}
 	if p := points(t, got["pam.audit.sink.failures"]); p["pam.sink=test,pam.sink.required=true"] < 1 {
 		t.Errorf("pam.audit.sink.failures = %v, want at least 1", p)
 	}

@@ -465,3 +465,12 @@ func (s Rewritten) Events(ctx context.Context, f pam.EventFilter) ([]pam.Event, 
 	}
 	return out, nil
 }
+
+// Counts passes pam.Counter through to the wrapped store, when it
+// counts.
+func (s *Store) Counts(ctx context.Context) (pam.Counts, error) {
+	if c, ok := s.OutboxStore.(pam.Counter); ok {
+		return c.Counts(ctx)
+	}
+	return pam.Counts{}, errors.New("fakes: the wrapped store does not count")
+}

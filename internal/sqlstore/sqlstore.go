@@ -522,3 +522,12 @@ func (s *Store) OpenRuns(ctx context.Context, dueBy time.Time, limit int) ([]pam
 func likeEscape(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
+
+// Counts implements pam.Counter: three counts in one statement.
+func (s *Store) Counts(ctx context.Context) (pam.Counts, error) {
+	var c pam.Counts
+	err := s.rqueryRow(ctx, `SELECT (SELECT count(*) FROM pam_requests WHERE state = 'pending'),
+		(SELECT count(*) FROM pam_outbox WHERE state = 'pending'), (SELECT count(*) FROM pam_outbox WHERE state = 'failed')`).
+		Scan(&c.PendingRequests, &c.PendingMessages, &c.ParkedMessages)
+	return c, err
+}

@@ -480,3 +480,24 @@ func (s *Store) OpenRuns(ctx context.Context, dueBy time.Time, limit int) ([]pam
 	}
 	return out, nil
 }
+
+// Counts implements pam.Counter.
+func (s *Store) Counts(ctx context.Context) (pam.Counts, error) {
+	if err := ctx.Err(); err != nil {
+		return pam.Counts{}, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c := pam.Counts{PendingMessages: int64(len(s.pending))}
+	for _, r := range s.requests {
+		if r.State == pam.Pending {
+			c.PendingRequests++
+		}
+	}
+	for _, m := range s.messages {
+		if m.State == pam.MessageFailed {
+			c.ParkedMessages++
+		}
+	}
+	return c, nil
+}

@@ -51,6 +51,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("SameApproverTwice", func(t *testing.T) { s, _ := fresh(t); testSameApproverTwice(t, s) })
 	t.Run("ShrinkingDecisions", func(t *testing.T) { s, _ := fresh(t); testShrinkingDecisions(t, s) })
 	t.Run("RequestFilters", func(t *testing.T) { s, _ := fresh(t); testRequestFilters(t, s) })
+	t.Run("Counts", func(t *testing.T) { s, _ := fresh(t); testCounts(t, s) })
 	t.Run("DueBoundary", func(t *testing.T) { s, _ := fresh(t); testDueBoundary(t, s) })
 	t.Run("Grants", func(t *testing.T) { s, _ := fresh(t); testGrants(t, s) })
 	t.Run("EventOrder", func(t *testing.T) { s, _ := fresh(t); testEventOrder(t, s) })
@@ -974,5 +975,38 @@ func testConcurrentClaims(t *testing.T, s pam.OutboxStore) {
 	wg.Wait()
 	if len(seen) != n {
 		t.Errorf("%d of %d messages claimed", len(seen), n)
+	}
+}
+
+// testCounts: a store that counts (pam.Counter) counts the requests
+// recorded pending and the outbox's pending and parked messages.
+func testCounts(t *testing.T, s pam.Store) {
+	c, ok := s.(pam.Counter)
+	if !ok {
+		t.Skip("the store does not count (pam.Counter)")
+	}
+	tx := &pam.Tx{}
+	for i, st := range []pam.State{pam.Pending, pam.Pending, pam.Approved, pam.Denied, pam.Pending, pam.Expired} {
+		tx.Requests = append(tx.Requests, request(fmt.Sprintf("r%d", i), "alice", "p1", st, 1))
+	}
+	commit(t, s, tx)
+	if _, isOutbox := s.(pam.OutboxStore); isOutbox {
+		var msgs []pam.Message
+		for i, st := range []pam.MessageState{pam.MessagePending, pam.MessagePending, pam.MessagePending, pam.MessageFailed, pam.MessageDelivered} {
+			msgs = append(msgs, pam.Message{ID: fmt.Sprintf("m%d", i), Notifier: "n", Recipient: "bob", Type: pam.EventRequestSubmitted,
+				Request: request("r0", "alice", "p1", pam.Pending, 1), State: st, CreatedAt: Epoch, NextAttempt: Epoch, Version: 1})
+		}
+		commit(t, s, &pam.Tx{Messages: msgs})
+	}
+	got, err := c.Counts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := pam.Counts{PendingRequests: 3}
+	if _, isOutbox := s.(pam.OutboxStore); isOutbox {
+		want.PendingMessages, want.ParkedMessages = 3, 1
+	}
+	if got != want {
+		t.Errorf("Counts = %+v, want %+v", got, want)
 	}
 }
