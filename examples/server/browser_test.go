@@ -400,8 +400,10 @@ func TestBrowserDay(t *testing.T) {
 		t.Logf("   a time as written | as shown in Berlin: %q", got)
 	}
 
-	do("19. alice ends her Move mailbox access on its page", login("alice"), chromedp.Navigate(srv.URL+"/pam/requests/"+move),
-		chromedp.Click(chromedp.CSS(`button[value=relinquish]`)), chromedp.WaitVisible(chromedp.CSS(`.notice`)))
+	do("19. alice opens her Move mailbox grant: hers to end or extend", login("alice"), chromedp.Navigate(srv.URL+"/pam/requests/"+move),
+		chromedp.WaitVisible(chromedp.CSS(`#end-h`)))
+	check("request-holder")
+	do("   she ends her access", chromedp.Click(chromedp.CSS(`button[value=relinquish]`)), chromedp.WaitVisible(chromedp.CSS(`.notice`)))
 	if got := text(`main`); !strings.Contains(got, "You ended your access.") || !strings.Contains(got, "relinquished") {
 		t.Errorf("after ending it: %q", got)
 	}
