@@ -348,8 +348,10 @@
 // # Notifications
 //
 // Approvers hear of a new request and requesters of its outcome through
-// Notifiers (package notify/smtp for email, notify/webhook for signed
-// webhooks and Slack-compatible chat). A transition writes its
+// Notifiers (package notify/smtp for email, with XOAUTH2; notify/webhook
+// for signed webhooks, Standard Webhooks included, and Slack-compatible
+// chat; notify/teams for Adaptive Cards in Microsoft Teams). What a
+// notifier shows people passes through Request.ForDisplay. A transition writes its
 // notifications to the store's outbox in the same commit: one Message per
 // recipient and notifier, so nothing is lost to a crash, a restart or a
 // mail server that is down. Run delivers them (Deliver makes one pass):
@@ -434,6 +436,7 @@
 //	apply.go        policies as code: Config, Plan, Apply
 //	request.go      Request, Submit, reads, Sweep
 //	approval.go     decisions: Approve, Deny, Cancel, Revoke, Relinquish, Reviewable
+//	progress.go     Progress: where a waiting request stands, M of N per group
 //	extend.go       Extension and Extend: a longer window, decided as a request is
 //	guard.go        Guard and Check: gathering, and the pure decision
 //	grantbounds.go  grants bound to parameter values and limited in runs
@@ -450,6 +453,15 @@
 //	params.go       operation parameters in the trail
 //	store.go        the Store contract; storekit.go what every store shares
 //	errors.go       the sentinels
+//	display.go      DisplayText, Request.ForDisplay: user text shown as recorded
+//	actordetail.go  WithActorDetail: where an actor acts from, in the events
+//
+// Beside the root: store/memory, store/sqlite, store/postgres (stores);
+// sinks (audit sinks, checkpoint files and C2SP signed notes);
+// notify/smtp, notify/webhook, notify/teams (notifiers); directory/ldap
+// (Active Directory, LDAP); auth/oidc (OpenID Connect sign-in for
+// pamhttp); pamhttp (the JSON API, its client, the approver page, health);
+// cmd/pamctl (the command line); cmd/pamd (the approver service).
 //
 // # For store authors
 //
