@@ -27,9 +27,22 @@ type groupEntry struct {
 	exp    time.Time
 }
 
-func (c *groupCache) put(id *identity) {
+// maxGroupEntries bounds the people whose claims are kept: past it, the
+// expired entries go first, and then the others (the map's order is
+// random); who is dropped is looked up in the fallback on their next
+// check, or signs in again.
+const maxGroupEntries = 100_000
+
+func (c *groupCache) put(id *identity, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(c.m) >= maxGroupEntries {
+		for user, e := range c.m {
+			if !now.Before(e.exp) || len(c.m) >= maxGroupEntries {
+				delete(c.m, user)
+			}
+		}
+	}
 	c.m[id.User] = groupEntry{groups: slices.Clone(id.Groups), exp: id.Exp}
 }
 

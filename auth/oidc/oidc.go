@@ -247,7 +247,7 @@ func (a *Auth) Authenticate(r *http.Request) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		a.groups.put(id)
+		a.groups.put(id, a.cfg.Now())
 		return id.User, nil
 	}
 	c, err := r.Cookie(a.cfg.CookieName)
@@ -261,7 +261,7 @@ func (a *Auth) Authenticate(r *http.Request) (string, error) {
 	if !a.cfg.Now().Before(id.Exp) {
 		return "", fmt.Errorf("%w: the session ended", ErrUnauthenticated)
 	}
-	a.groups.put(&id)
+	a.groups.put(&id, a.cfg.Now())
 	return id.User, nil
 }
 
@@ -343,7 +343,7 @@ func (a *Auth) callback(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusInternalServerError, "cannot keep the session")
 		return
 	}
-	a.groups.put(id)
+	a.groups.put(id, a.cfg.Now())
 	next := f.Next
 	if next == "" {
 		next = "/"
