@@ -34,6 +34,9 @@ type groupEntry struct {
 const maxGroupEntries = 100_000
 
 func (c *groupCache) put(id *identity, now time.Time) {
+	if !id.HasGroups {
+		return // no answer to keep: the fallback answers for them
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.m) >= maxGroupEntries {
@@ -66,7 +69,8 @@ func (c *groupCache) get(user string, a *Auth) ([]string, bool) {
 // revoke or administer. Membership is as fresh as the token: a person
 // removed from a group at the provider keeps it until their token or
 // session ends (Config.SessionTTL bounds a session). For anyone else
-// (no current claim here), IsMember asks fallback, and without one
+// (no current claim here, or a token without the groups claim, as when
+// Entra ID has too many groups to list), IsMember asks fallback, and without one
 // answers ErrUnknownUser, never "member".
 //
 // Members(group) cannot be answered from claims (only the people who

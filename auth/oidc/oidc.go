@@ -69,7 +69,11 @@ type Config struct {
 	// UsernameClaim names the claim whose value is the person's identity
 	// (canonicalised with pam.CanonicalIdentity). Default:
 	// "preferred_username". A token without it is refused: there is no
-	// silent fallback to another claim.
+	// silent fallback to another claim. Choose a claim the provider does
+	// not let people change and does not reuse: Entra ID documents
+	// preferred_username (the UPN) as mutable, and its "oid" or a
+	// directory-synced "upn" under your control may suit better; "email"
+	// is accepted only with email_verified true.
 	UsernameClaim string
 	// GroupsClaim names the claim listing the person's groups, for
 	// Directory. Default: "groups".
@@ -88,7 +92,8 @@ type Config struct {
 	SessionTTL time.Duration
 	// CookieName is the session cookie's name. Default: "pam_session".
 	CookieName string
-	// HTTPClient reaches the provider. Default: http.DefaultClient.
+	// HTTPClient reaches the provider. Default: a client with a
+	// 10-second timeout.
 	HTTPClient *http.Client
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
@@ -143,7 +148,9 @@ func New(ctx context.Context, cfg Config) (*Auth, error) {
 		cfg.CookieName = "pam_session"
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = http.DefaultClient
+		// A provider that accepts and never answers must not hang the
+		// key refresh for good.
+		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -190,6 +197,9 @@ func asymmetric(algs []string) []string {
 type identity struct {
 	User   string    `json:"u"`
 	Groups []string  `json:"g,omitempty"`
+	// HasGroups: the token carried the groups claim (an empty list is an
+	// answer; no claim, or Entra ID's group overage, is none).
+	HasGroups bool `json:"h,omitempty"`
 	Exp    time.Time `json:"e"`
 }
 
@@ -222,6 +232,11 @@ func (a *Auth) verify(ctx context.Context, raw, nonce string) (*identity, error)
 	if err := tok.Claims(&all); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnauthenticated, err)
 	}
+	if a.cfg.UsernameClaim == "email" {
+		if v, _ := all["email_verified"].(bool); !v {
+			return nil, fmt.Errorf("%w: the token's email is not verified", ErrUnauthenticated)
+		}
+	}
 	name, _ := all[a.cfg.UsernameClaim].(string)
 	user, err := pam.CanonicalIdentity(name)
 	if err != nil {
@@ -229,6 +244,7 @@ func (a *Auth) verify(ctx context.Context, raw, nonce string) (*identity, error)
 	}
 	id := &identity{User: user, Exp: tok.Expiry}
 	if gs, ok := all[a.cfg.GroupsClaim].([]any); ok {
+		id.HasGroups = true
 		for _, g := range gs {
 			if s, ok := g.(string); ok {
 				id.Groups = append(id.Groups, s)
@@ -275,15 +291,18 @@ const flowTTL = 10 * time.Minute
 
 func (a *Auth) flowCookie() string { return a.cfg.CookieName + "_flow" }
 
-// Handler serves /login, /callback and /logout; mount it where
-// RedirectURL's path says /callback is.
+// Handler serves GET /login, GET /callback and POST /logout; mount it
+// where RedirectURL's path says /callback is. Sign-out ends the session
+// in the browser (the cookie is self-contained: a copy taken before
+// stays valid until SessionTTL; keep SessionTTL short where that
+// matters) and at the provider when it has an end_session_endpoint.
 func (a *Auth) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /login", a.login)
 	mux.HandleFunc("GET /callback", a.callback)
 	mux.HandleFunc("POST /logout", a.logout)
-	mux.HandleFunc("GET /logout", a.logout)
-	return mux
+	// Signing out changes state: a POST, refused across origins.
+	return http.NewCrossOriginProtection().Handler(mux)
 }
 
 func (a *Auth) login(w http.ResponseWriter, r *http.Request) {

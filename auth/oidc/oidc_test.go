@@ -40,7 +40,7 @@ var people = map[string]struct {
 	name   string
 	groups []string
 }{
-	"id1": {"alice", []string{"staff"}},
+	"id1": {"alice", nil}, // her tokens carry no groups claim
 	"id2": {"bob", []string{"staff", "approvers"}},
 }
 
@@ -52,7 +52,9 @@ func (p provider) SetUserinfoFromScopes(ctx context.Context, info *zoidc.UserInf
 	}
 	if slices.Contains(scopes, storage.CustomScope) {
 		info.PreferredUsername = people[userID].name
-		info.AppendClaims("groups", people[userID].groups)
+		if g := people[userID].groups; g != nil {
+			info.AppendClaims("groups", g)
+		}
 	}
 	return nil
 }
@@ -170,6 +172,19 @@ func TestBearerTokens(t *testing.T) {
 	tok := idToken(t, op, "pam", redirect, "test-user2")
 	if who, err := bearer(a.auth, tok); err != nil || who != "bob" {
 		t.Fatalf("a valid token: %q, %v", who, err)
+	}
+	// alice's token has no groups claim: her membership is the fallback
+	// directory's, not "none"; bob's claim answers for him.
+	if who, err := bearer(a.auth, idToken(t, op, "pam", redirect, "test-user@127.0.0.1")); err != nil || who != "alice" {
+		t.Fatalf("alice's token: %q, %v", who, err)
+	}
+	fallback, _ := pam.NewStaticDirectory(map[string][]string{"staff": {"alice"}, "approvers": {"bob"}})
+	dir := a.auth.Directory(fallback)
+	if ok, err := dir.IsMember(context.Background(), "staff", "alice"); !ok || err != nil {
+		t.Errorf("alice in staff, by the fallback: %v, %v", ok, err)
+	}
+	if ok, err := dir.IsMember(context.Background(), "staff", "bob"); !ok || err != nil {
+		t.Errorf("bob in staff, by his claim: %v, %v", ok, err)
 	}
 	var claims struct{ Exp int64 }
 	payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1])
