@@ -195,12 +195,12 @@ func asymmetric(algs []string) []string {
 
 // identity is what a verified token says of its bearer.
 type identity struct {
-	User   string    `json:"u"`
-	Groups []string  `json:"g,omitempty"`
+	User   string   `json:"u"`
+	Groups []string `json:"g,omitempty"`
 	// HasGroups: the token carried the groups claim (an empty list is an
 	// answer; no claim, or Entra ID's group overage, is none).
-	HasGroups bool `json:"h,omitempty"`
-	Exp    time.Time `json:"e"`
+	HasGroups bool      `json:"h,omitempty"`
+	Exp       time.Time `json:"e"`
 }
 
 // verify checks a raw JWT (a bearer token or an ID token) and returns
