@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -327,6 +328,7 @@ func (d *Directory) with(ctx context.Context, f func(*goldap.Conn) error) error 
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	err = f(c)
 	if !stop() || ctx.Err() != nil {
+		c.Close() // closed already when stop came late; harmless twice
 		return errors.Join(ctx.Err(), err)
 	}
 	var le *goldap.Error
@@ -355,20 +357,14 @@ func (d *Directory) conn(ctx context.Context) (*goldap.Conn, error) {
 			if dl, ok := ctx.Deadline(); ok {
 				dialer.Deadline = dl
 			}
-			opts := []goldap.DialOpt{goldap.DialWithDialer(dialer)}
-			if d.cfg.TLSConfig != nil {
-				opts = append(opts, goldap.DialWithTLSConfig(d.cfg.TLSConfig))
-			}
+			opts := []goldap.DialOpt{goldap.DialWithDialer(dialer), goldap.DialWithTLSConfig(d.tlsConfig())}
 			c, err := goldap.DialURL(d.cfg.URL, opts...)
 			if err != nil {
 				return nil, err
 			}
 			c.SetTimeout(d.cfg.DialTimeout)
 			if d.cfg.StartTLS {
-				tc := d.cfg.TLSConfig
-				if tc == nil {
-					tc = &tls.Config{MinVersion: tls.VersionTLS12}
-				}
+				tc := d.tlsConfig()
 				if err := c.StartTLS(tc); err != nil {
 					c.Close()
 					return nil, err
@@ -430,4 +426,20 @@ func (d *Directory) CacheLen() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.cache)
+}
+
+// tlsConfig is Config.TLSConfig, or a default, with the server's name
+// from the URL when it names none: StartTLS verifies the certificate
+// against it.
+func (d *Directory) tlsConfig() *tls.Config {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if d.cfg.TLSConfig != nil {
+		tc = d.cfg.TLSConfig.Clone()
+	}
+	if tc.ServerName == "" {
+		if u, err := url.Parse(d.cfg.URL); err == nil {
+			tc.ServerName = u.Hostname()
+		}
+	}
+	return tc
 }
