@@ -132,6 +132,7 @@ type NoteFile struct {
 	path   string
 	origin string
 	signer note.Signer
+	last   int64 // the Seq of the note written last; none older replaces it
 }
 
 var _ pam.CheckpointSink = (*NoteFile)(nil)
@@ -159,6 +160,9 @@ func (f *NoteFile) WriteCheckpoint(ctx context.Context, c pam.Checkpoint) error 
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if c.Seq < f.last {
+		return nil // an older checkpoint than the one published: the newer stays
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(f.path), "."+filepath.Base(f.path)+".*")
 	if err != nil {
 		return err
@@ -171,7 +175,15 @@ func (f *NoteFile) WriteCheckpoint(ctx context.Context, c pam.Checkpoint) error 
 	if err := errors.Join(tmp.Chmod(0o644), tmp.Sync(), tmp.Close()); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), f.path)
+	if err := os.Rename(tmp.Name(), f.path); err != nil {
+		return err
+	}
+	if dir, err := os.Open(filepath.Dir(f.path)); err == nil { // the rename, durable
+		dir.Sync()
+		dir.Close()
+	}
+	f.last = c.Seq
+	return nil
 }
 
 // ReadNote returns the note the file holds.

@@ -134,6 +134,14 @@ func TestNoteFile(t *testing.T) {
 	if err != nil || got.Seq != 3 || got.Hash != events[2].Hash {
 		t.Errorf("the file after three checkpoints: %+v, %v", got, err)
 	}
+	// An older checkpoint, late, does not replace the newer one.
+	if err := f.WriteCheckpoint(context.Background(), pam.Checkpoint{Seq: events[0].Seq, Hash: events[0].Hash, Time: events[0].Time}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(path)
+	if got, err := sinks.OpenCheckpointNote(b, "pam.example.com/trail", note.VerifierList(v)); err != nil || got.Seq != 3 {
+		t.Errorf("after an older checkpoint: %+v, %v", got, err)
+	}
 	if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 1 {
 		t.Errorf("files left beside the note: %v", entries)
 	}

@@ -403,10 +403,10 @@ func loadTokens(path string, log *slog.Logger) (map[[32]byte]string, error) {
 // all within cfg.ShutdownTimeout.
 func Serve(ctx context.Context, l, ops net.Listener, s *Service, log *slog.Logger) error {
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
-	servers := []*http.Server{{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}}
+	servers := []*http.Server{{Handler: s, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}}
 	listeners := []net.Listener{l}
 	if ops != nil {
-		servers = append(servers, &http.Server{Handler: s.ops, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog})
+		servers = append(servers, &http.Server{Handler: s.ops, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: errLog})
 		listeners = append(listeners, ops)
 	}
 	served := make(chan error, len(servers))
@@ -428,7 +428,14 @@ func Serve(ctx context.Context, l, ops net.Listener, s *Service, log *slog.Logge
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		serveErr = nil
 	}
-	closeErr := s.Close(dctx)
+	if shutErr != nil {
+		log.Error("draining: requests still running when shutdown_timeout ended; the trail may end before their events", "error", shutErr)
+	}
+	// Closing has a deadline of its own: a slow drain of requests must
+	// not leave the audit sinks no time to catch up.
+	cctx, ccancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.ShutdownTimeout))
+	defer ccancel()
+	closeErr := s.Close(cctx)
 	if err := errors.Join(serveErr, shutErr, closeErr); err != nil {
 		return err
 	}

@@ -127,6 +127,9 @@ func Post(ctx context.Context, client *http.Client, url string, header http.Head
 		req.Header.Set(Header, Sign(s.Secret, now, body))
 	}
 	if len(s.StandardKey) > 0 {
+		if s.ID == "" {
+			return errors.New("a Standard Webhooks message needs an ID")
+		}
 		req.Header.Set("webhook-id", s.ID)
 		req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
 		req.Header.Set("webhook-signature", StandardSign(s.StandardKey, s.ID, now, body))
