@@ -1,7 +1,6 @@
 package pam_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/internal/fakes"
 )
 
 // telemetryEnv is an env whose Manager reports to an SDK meter provider
@@ -29,29 +28,12 @@ type telemetryEnv struct {
 	reader *sdkmetric.ManualReader
 	spans  *tracetest.InMemoryExporter
 	tracer *sdktrace.TracerProvider
-	log    *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	log    *fakes.SyncBuffer
 }
 
 func newTelemetryEnv(t *testing.T) *telemetryEnv {
 	t.Helper()
-	te := &telemetryEnv{reader: sdkmetric.NewManualReader(), spans: tracetest.NewInMemoryExporter(), log: &syncBuffer{}}
+	te := &telemetryEnv{reader: sdkmetric.NewManualReader(), spans: tracetest.NewInMemoryExporter(), log: &fakes.SyncBuffer{}}
 	te.tracer = sdktrace.NewTracerProvider(sdktrace.WithSyncer(te.spans))
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(te.reader))
 	te.env = newEnv(t, func(o *pam.Options) {

@@ -19,7 +19,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,6 +28,7 @@ import (
 	"github.com/zitadel/oidc/v3/example/server/storage"
 
 	"github.com/zerostanding/pam"
+	"github.com/zerostanding/pam/internal/fakes"
 	"github.com/zerostanding/pam/pamhttp"
 	"github.com/zerostanding/pam/sinks"
 	"github.com/zerostanding/pam/store/postgres"
@@ -205,7 +205,7 @@ func TestServeSQLite(t *testing.T) {
 	audit := filepath.Join(dir, "audit.jsonl")
 	path := writeConfig(t, dir, baseConfig+fmt.Sprintf("store: {sqlite: %s}\naudit: {file: {path: %s, required: true}}\n", filepath.Join(dir, "pam.db"), audit))
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &fakes.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"-config", path}, env(nil), out, io.Discard) }()
 	addr := waitListening(t, out)
@@ -239,7 +239,7 @@ func TestOpsApart(t *testing.T) {
 	dir := t.TempDir()
 	path := writeConfig(t, dir, baseConfig+fmt.Sprintf("store: {sqlite: %s}\nops: {listen: 127.0.0.1:0, max_outbox_age: 1m}\nlog_level: debug\n", filepath.Join(dir, "pam.db")))
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &fakes.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"-config", path}, env(nil), out, io.Discard) }()
 	addr := waitListening(t, out)
@@ -304,7 +304,7 @@ func TestTwoReplicasDrain(t *testing.T) {
 	dir := t.TempDir()
 	type replica struct {
 		cmd   *exec.Cmd
-		out   *syncBuffer
+		out   *fakes.SyncBuffer
 		addr  string
 		audit string
 	}
@@ -314,7 +314,7 @@ func TestTwoReplicasDrain(t *testing.T) {
 		path := writeConfig(t, t.TempDir(), baseConfig+fmt.Sprintf("store: {postgres: {env: PAM_POSTGRES_DSN}, schema: %s}\naudit: {file: {path: %s, required: true}}\n", schema, audit))
 		cmd := exec.Command(os.Args[0], "-config", path)
 		cmd.Env = append(os.Environ(), "PAMD_TEST_EXEC=1")
-		out := &syncBuffer{}
+		out := &fakes.SyncBuffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -446,7 +446,7 @@ func client(t *testing.T, addr, token string) *pamhttp.Client {
 }
 
 // waitListening returns the address pamd printed.
-func waitListening(t *testing.T, out *syncBuffer) string {
+func waitListening(t *testing.T, out *fakes.SyncBuffer) string {
 	t.Helper()
 	var addr string
 	waitFor(t, func() bool {
@@ -485,24 +485,6 @@ func freshSchema(t *testing.T, dsn string) string {
 	return schema
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // TestServeOIDC: with auth.oidc the approver page's sign-in is under
@@ -528,7 +510,7 @@ auth:
 	b, _ := os.ReadFile(path)
 	os.WriteFile(path2, bytes.Replace(b, []byte("auth:\n  tokens_file: "+filepath.Join(dir, "tokens")+"\n"), nil, 1), 0o600)
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &fakes.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"-config", path2}, env(map[string]string{"OIDC_SECRET": "s3cret", "OIDC_KEY": base64.StdEncoding.EncodeToString(make([]byte, 32))}), out, out)

@@ -2,6 +2,7 @@
 package fakes
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"maps"
@@ -473,4 +474,23 @@ func (s *Store) Counts(ctx context.Context) (pam.Counts, error) {
 		return c.Counts(ctx)
 	}
 	return pam.Counts{}, errors.New("fakes: the wrapped store does not count")
+}
+
+// SyncBuffer is a bytes.Buffer safe for a writer and a reader at once:
+// a process's or a logger's output, read while it is written.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
